@@ -1,0 +1,422 @@
+//! The offline backend: deterministic stand-ins that do real work, with no
+//! network and no key. Same inputs, same outputs, on any machine.
+//!
+//! - summarizer: extractive; keeps the most informative sentences of the
+//!   prior summary and the folded messages, in order, within the budget, so
+//!   older facts really are squeezed out as the conversation grows;
+//! - embedder: feature hashing of content words into a unit vector;
+//! - judge: the share of the sampled messages' content words the summary keeps;
+//! - responder: replies with the context sentence closest to the question.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use super::{
+    Backend, BackendError, ChatMessage, ChatRole, Embedder, Judge, Responder, SummaryOutput,
+    SummaryRequest, Summarizer, Verdict, summary_prompt,
+};
+use crate::scenario::Role;
+use crate::text::{content_words, for_each_content_word, looks_like_entity, sentences};
+use crate::tokens::{MESSAGE_OVERHEAD, REPLY_PRIMING, Tokenizer};
+
+/// Builds the offline backend.
+pub fn backend(embedding_dim: usize) -> Backend {
+    Backend {
+        name: "offline".into(),
+        summarizer: Arc::new(ExtractiveSummarizer),
+        embedder: Arc::new(HashingEmbedder { dim: embedding_dim }),
+        judge: Arc::new(OverlapJudge),
+        responder: Arc::new(ExtractiveResponder),
+        models: vec![
+            ("summarizer", "offline-extractive".into()),
+            ("embedder", format!("offline-hashing-{embedding_dim}")),
+            ("judge", "offline-overlap".into()),
+            ("responder", "offline-extractive".into()),
+        ],
+    }
+}
+
+/// A sentence competing for a place in the summary.
+struct Candidate<'a> {
+    role: &'a str,
+    text: &'a str,
+    /// Prior-summary sentences weigh a little less than fresh ones, so that
+    /// under a fixed budget the oldest material gives way first.
+    weight: f64,
+}
+
+pub struct ExtractiveSummarizer;
+
+impl ExtractiveSummarizer {
+    fn candidates<'a>(req: &SummaryRequest<'a>) -> Vec<Candidate<'a>> {
+        let mut out = Vec::new();
+        if let Some(prior) = req.prior {
+            for line in prior.lines() {
+                let line = line.trim();
+                let (role, text) = if let Some(t) = line.strip_prefix("- user: ") {
+                    ("user", t)
+                } else if let Some(t) = line.strip_prefix("- assistant: ") {
+                    ("assistant", t)
+                } else {
+                    ("summary", line.trim_start_matches("- "))
+                };
+                if !text.is_empty() {
+                    let base = if role == "assistant" { 0.6 } else { 1.0 };
+                    out.push(Candidate {
+                        role,
+                        text,
+                        weight: 0.9 * base,
+                    });
+                }
+            }
+        }
+        for (role, content) in req.messages {
+            for s in sentences(content) {
+                out.push(Candidate {
+                    role: role.as_str(),
+                    text: s,
+                    // Users state the facts; assistants mostly restate them.
+                    weight: if *role == Role::User { 1.0 } else { 0.6 },
+                });
+            }
+        }
+        out
+    }
+}
+
+/// Informativeness of each candidate: rare content words count more, names
+/// and numbers twice, normalized by length so dense sentences win.
+fn scores(cands: &[Candidate<'_>]) -> Vec<f64> {
+    let words: Vec<Vec<(String, bool)>> = cands
+        .iter()
+        .map(|c| {
+            let mut ws: Vec<(String, bool)> = Vec::new();
+            let mut initial = true;
+            for raw in c.text.split(|ch: char| !ch.is_alphanumeric()) {
+                if raw.is_empty() {
+                    continue;
+                }
+                let entity = looks_like_entity(raw, initial);
+                initial = false;
+                for_each_content_word(raw, |w| {
+                    if let Some(e) = ws.iter_mut().find(|(x, _)| x == w) {
+                        e.1 |= entity;
+                    } else {
+                        ws.push((w.to_string(), entity));
+                    }
+                });
+            }
+            ws
+        })
+        .collect();
+    let mut df: HashMap<&str, u32> = HashMap::new();
+    for ws in &words {
+        for (w, _) in ws {
+            *df.entry(w.as_str()).or_default() += 1;
+        }
+    }
+    let n = cands.len() as f64;
+    cands
+        .iter()
+        .zip(&words)
+        .map(|(c, ws)| {
+            let raw: f64 = ws
+                .iter()
+                .map(|(w, entity)| {
+                    let idf = (1.0 + n / f64::from(df[w.as_str()])).ln();
+                    if *entity { 2.0 * idf } else { idf }
+                })
+                .sum();
+            c.weight * raw / ((ws.len() as f64) + 4.0).sqrt()
+        })
+        .collect()
+}
+
+fn render(cands: &[Candidate<'_>], keep: &[bool]) -> String {
+    let mut out = String::new();
+    let mut seen: Vec<String> = Vec::new();
+    for (c, &k) in cands.iter().zip(keep) {
+        if !k {
+            continue;
+        }
+        let key = crate::text::fold(c.text);
+        if seen.contains(&key) {
+            continue;
+        }
+        seen.push(key);
+        if !out.is_empty() {
+            out.push('\n');
+        }
+        out.push_str("- ");
+        out.push_str(c.role);
+        out.push_str(": ");
+        out.push_str(c.text);
+    }
+    out
+}
+
+impl Summarizer for ExtractiveSummarizer {
+    fn summarize(
+        &self,
+        req: &SummaryRequest<'_>,
+        tok: &Tokenizer,
+    ) -> Result<SummaryOutput, BackendError> {
+        let cands = Self::candidates(req);
+        let scores = scores(&cands);
+        let mut order: Vec<usize> = (0..cands.len()).collect();
+        // Highest score first; earlier sentence first on ties.
+        order.sort_by(|&a, &b| scores[b].total_cmp(&scores[a]).then(a.cmp(&b)));
+        let mut keep = vec![false; cands.len()];
+        let mut used = 0u32;
+        for &i in &order {
+            // "- role: text\n" costs about its own tokens plus a few.
+            let cost = tok.count(cands[i].text) + 4;
+            if used + cost <= req.max_tokens {
+                keep[i] = true;
+                used += cost;
+            }
+        }
+        let mut text = render(&cands, &keep);
+        // The estimate above is close; the exact count decides.
+        let mut dropped = order.iter().rev();
+        while tok.count(&text) > req.max_tokens {
+            match dropped.find(|&&i| keep[i]) {
+                Some(&i) => keep[i] = false,
+                None => break,
+            }
+            text = render(&cands, &keep);
+        }
+        let prompt = summary_prompt(req.prior, req.messages);
+        Ok(SummaryOutput {
+            input_tokens: tok.count(&prompt) + MESSAGE_OVERHEAD + REPLY_PRIMING,
+            output_tokens: tok.count(&text),
+            text,
+        })
+    }
+}
+
+/// Feature hashing of content words (sublinear term frequency) into a unit
+/// vector: lexical similarity, cheap and identical on every machine.
+pub struct HashingEmbedder {
+    pub dim: usize,
+}
+
+/// FNV-1a, 64 bit: stable across platforms and releases, unlike std's hasher.
+pub fn fnv1a(bytes: &[u8]) -> u64 {
+    let mut h: u64 = 0xcbf2_9ce4_8422_2325;
+    for &b in bytes {
+        h ^= u64::from(b);
+        h = h.wrapping_mul(0x0100_0000_01b3);
+    }
+    h
+}
+
+impl HashingEmbedder {
+    pub fn embed_one(&self, text: &str) -> Vec<f32> {
+        let mut tf: Vec<(u64, u32)> = Vec::new();
+        for_each_content_word(text, |w| {
+            let h = fnv1a(w.as_bytes());
+            match tf.iter_mut().find(|(x, _)| *x == h) {
+                Some(e) => e.1 += 1,
+                None => tf.push((h, 1)),
+            }
+        });
+        let mut v = vec![0f32; self.dim];
+        for (h, n) in tf {
+            let sign = if h >> 63 == 1 { -1.0 } else { 1.0 };
+            v[(h % self.dim as u64) as usize] += sign * (1.0 + (n as f32).ln());
+        }
+        let norm = v.iter().map(|x| x * x).sum::<f32>().sqrt();
+        if norm > 0.0 {
+            v.iter_mut().for_each(|x| *x /= norm);
+        }
+        v
+    }
+}
+
+impl Embedder for HashingEmbedder {
+    fn embed(&self, texts: &[&str]) -> Result<Vec<Vec<f32>>, BackendError> {
+        Ok(texts.iter().map(|t| self.embed_one(t)).collect())
+    }
+
+    fn default_min_score(&self) -> f32 {
+        0.2
+    }
+}
+
+pub struct OverlapJudge;
+
+impl Judge for OverlapJudge {
+    fn score_summary(
+        &self,
+        summary: &str,
+        sampled: &[(Role, &str)],
+    ) -> Result<Verdict, BackendError> {
+        let kept = content_words(summary);
+        let mut total = 0usize;
+        let mut missing = Vec::new();
+        let mut seen: Vec<String> = Vec::new();
+        for (_, content) in sampled {
+            for w in content_words(content) {
+                if seen.contains(&w) {
+                    continue;
+                }
+                total += 1;
+                if !kept.contains(&w) {
+                    missing.push(w.clone());
+                }
+                seen.push(w);
+            }
+        }
+        let score = if total == 0 {
+            1.0
+        } else {
+            (total - missing.len()) as f64 / total as f64
+        };
+        Ok(Verdict {
+            score,
+            accurate: score >= 0.8,
+            missing,
+        })
+    }
+}
+
+pub struct ExtractiveResponder;
+
+impl Responder for ExtractiveResponder {
+    fn reply(&self, call: &[ChatMessage], query: &str) -> Result<String, BackendError> {
+        let q = content_words(query);
+        let mut best: Option<(usize, &str)> = None;
+        // Skip the system prompt and the question itself; prefer the latest
+        // sentence on ties, as a chatbot refers to the freshest statement.
+        let last = call.len().saturating_sub(1);
+        for (i, m) in call.iter().enumerate() {
+            if i == 0 && m.role == ChatRole::System || i == last && m.role == ChatRole::User {
+                continue;
+            }
+            for line in m.content.lines() {
+                let line = line.trim_start_matches("- ");
+                for s in sentences(line) {
+                    let overlap = content_words(s).iter().filter(|w| q.contains(w)).count();
+                    if overlap > 0 && best.is_none_or(|(b, _)| overlap >= b) {
+                        best = Some((overlap, s));
+                    }
+                }
+            }
+        }
+        Ok(match best {
+            Some((_, s)) => format!("From what we discussed earlier: {s}"),
+            None => {
+                let topics: Vec<&str> = q.iter().take(3).map(String::as_str).collect();
+                if topics.is_empty() {
+                    "Understood.".into()
+                } else {
+                    format!("Understood; noted about {}.", topics.join(", "))
+                }
+            }
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn tok() -> Tokenizer {
+        Tokenizer::by_encoding("o200k_base").unwrap()
+    }
+
+    #[test]
+    fn summary_fits_budget_and_keeps_informative_sentences_verbatim() {
+        let msgs = [
+            (Role::User, "Hi there. I'm Ana Torres and our warehouse is Redshift."),
+            (Role::Assistant, "Hello! How can I help?"),
+            (Role::User, "Okay. Our dbt model fct_orders fans out after the join on customer_id."),
+            (Role::Assistant, "Thanks, that makes sense."),
+        ];
+        let out = ExtractiveSummarizer
+            .summarize(
+                &SummaryRequest {
+                    prior: None,
+                    messages: &msgs,
+                    max_tokens: 40,
+                },
+                &tok(),
+            )
+            .unwrap();
+        assert!(tok().count(&out.text) <= 40, "{}", out.text);
+        assert!(out.text.contains("I'm Ana Torres and our warehouse is Redshift."));
+        assert!(!out.text.contains("Okay."));
+        assert!(out.input_tokens > out.output_tokens);
+    }
+
+    #[test]
+    fn older_material_is_squeezed_out_under_a_fixed_budget() {
+        let t = tok();
+        let mut summary: Option<String> = None;
+        for i in 0..30 {
+            let text = format!("Fact number {i}: project Z{i} ships on day {i} in Berlin{i}.");
+            let msgs = [(Role::User, text.as_str())];
+            let out = ExtractiveSummarizer
+                .summarize(
+                    &SummaryRequest {
+                        prior: summary.as_deref(),
+                        messages: &msgs,
+                        max_tokens: 60,
+                    },
+                    &t,
+                )
+                .unwrap();
+            assert!(t.count(&out.text) <= 60);
+            summary = Some(out.text);
+        }
+        let s = summary.unwrap();
+        assert!(s.contains("Z29"), "{s}");
+        assert!(!s.contains("Z0 "), "{s}");
+    }
+
+    #[test]
+    fn embedder_is_unit_length_and_lexical() {
+        let e = HashingEmbedder { dim: 512 };
+        let a = e.embed_one("My dog is called Biscuit");
+        let b = e.embed_one("What is my dog called?");
+        let c = e.embed_one("The quarterly revenue report is late");
+        let dot = |x: &[f32], y: &[f32]| x.iter().zip(y).map(|(p, q)| p * q).sum::<f32>();
+        assert!((dot(&a, &a) - 1.0).abs() < 1e-5);
+        assert!(dot(&a, &b) > 0.5);
+        assert!(dot(&a, &c).abs() < 0.2);
+        assert_eq!(e.embed_one("the of and"), vec![0.0; 512]);
+    }
+
+    #[test]
+    fn judge_scores_share_of_content_kept() {
+        let v = OverlapJudge
+            .score_summary(
+                "- user: Ana uses Snowflake.",
+                &[(Role::User, "Ana uses Snowflake and dbt")],
+            )
+            .unwrap();
+        assert_eq!(v.missing, vec!["dbt"]);
+        assert!((v.score - 0.75).abs() < 1e-9);
+    }
+
+    #[test]
+    fn responder_cites_the_closest_sentence() {
+        let call = [
+            ChatMessage {
+                role: ChatRole::System,
+                content: "You are helpful.".into(),
+            },
+            ChatMessage {
+                role: ChatRole::User,
+                content: "My dog is called Biscuit. I like tea.".into(),
+            },
+            ChatMessage {
+                role: ChatRole::User,
+                content: "What is my dog called?".into(),
+            },
+        ];
+        let r = ExtractiveResponder.reply(&call, "What is my dog called?").unwrap();
+        assert!(r.contains("My dog is called Biscuit."), "{r}");
+    }
+}

@@ -1,0 +1,452 @@
+//! Run configuration: a TOML file, overridden by `--set key=value` and
+//! flags. Precedence: flags (and their environment variables) > `--set` >
+//! the file > the defaults below, which follow the reference tutorial.
+
+use std::path::Path;
+
+use serde::{Deserialize, Serialize};
+
+use crate::text::did_you_mean;
+use crate::tokens::{self, Tokenizer};
+
+/// The strategies, in report order.
+pub const STRATEGIES: &[&str] = &["buffer", "window", "summary", "vector", "hybrid"];
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Config {
+    /// Seed of every random choice (summary quality sampling).
+    pub seed: u64,
+    /// Strategies to run, by name.
+    pub strategies: Vec<String>,
+    /// `offline` (embedded, deterministic, free).
+    pub backend: String,
+    pub model: ModelConfig,
+    pub memory: MemoryConfig,
+    pub window: WindowConfig,
+    pub summary: SummaryConfig,
+    pub vector: VectorConfig,
+    pub offline: OfflineConfig,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ModelConfig {
+    /// The chat model whose tokenizer and context window apply.
+    pub name: String,
+    /// Tokenizer encoding; by default the model's own.
+    pub encoding: Option<String>,
+    /// Context window in tokens; by default the model's published window.
+    pub context_window: Option<u32>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct MemoryConfig {
+    /// Token budget of a call's whole context; turns above it are reported.
+    pub max_context_tokens: u32,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct WindowConfig {
+    /// Budget of the raw recent messages (overheads included).
+    pub max_tokens: u32,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct SummaryConfig {
+    /// Summarize when the buffer exceeds this many tokens.
+    pub trigger_tokens: u32,
+    /// Longest summary, in tokens.
+    pub max_summary_tokens: u32,
+    /// Covered messages sampled to score each summary.
+    pub quality_samples: u32,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct VectorConfig {
+    /// Raw recent messages kept by `vector`; retrieval starts past this many.
+    pub buffer_message_limit: u32,
+    /// Nearest neighbours fetched per query.
+    pub top_k: u32,
+    /// Lowest similarity accepted; by default the embedder's calibrated value
+    /// (0.75 for OpenAI embeddings as in the tutorial, 0.2 for the offline
+    /// hashing embedder, whose lexical similarities run lower).
+    pub min_score: Option<f32>,
+    /// At most this many retrieved messages enter the context.
+    pub max_retrieved: u32,
+    /// When nothing passes `min_score`, fall back to keyword/entity search
+    /// (the tutorial's Mistake 6).
+    pub keyword_fallback: bool,
+    /// Indexes up to this size are searched exactly; larger ones by HNSW.
+    pub hnsw_threshold: u32,
+    /// HNSW search breadth.
+    pub ef_search: u32,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct OfflineConfig {
+    /// Dimensions of the hashing embedder's vectors.
+    pub embedding_dim: u32,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Config {
+            seed: 42,
+            strategies: STRATEGIES.iter().map(|s| s.to_string()).collect(),
+            backend: "offline".into(),
+            model: ModelConfig::default(),
+            memory: MemoryConfig::default(),
+            window: WindowConfig::default(),
+            summary: SummaryConfig::default(),
+            vector: VectorConfig::default(),
+            offline: OfflineConfig::default(),
+        }
+    }
+}
+
+impl Default for ModelConfig {
+    fn default() -> Self {
+        ModelConfig {
+            name: "gpt-4o".into(),
+            encoding: None,
+            context_window: None,
+        }
+    }
+}
+
+impl Default for MemoryConfig {
+    fn default() -> Self {
+        MemoryConfig {
+            max_context_tokens: 8000,
+        }
+    }
+}
+
+impl Default for WindowConfig {
+    fn default() -> Self {
+        WindowConfig { max_tokens: 4000 }
+    }
+}
+
+impl Default for SummaryConfig {
+    fn default() -> Self {
+        SummaryConfig {
+            trigger_tokens: 4000,
+            max_summary_tokens: 500,
+            quality_samples: 3,
+        }
+    }
+}
+
+impl Default for VectorConfig {
+    fn default() -> Self {
+        VectorConfig {
+            buffer_message_limit: 20,
+            top_k: 5,
+            min_score: None,
+            max_retrieved: 3,
+            keyword_fallback: false,
+            hnsw_threshold: 2048,
+            ef_search: 64,
+        }
+    }
+}
+
+impl Default for OfflineConfig {
+    fn default() -> Self {
+        OfflineConfig { embedding_dim: 512 }
+    }
+}
+
+/// A configuration problem, already worded for the user.
+#[derive(Debug, thiserror::Error)]
+#[error("{0}")]
+pub struct ConfigError(pub String);
+
+/// Reads the file (if any), applies `key=value` overrides in order, and
+/// validates the result.
+pub fn load(file: Option<&Path>, overrides: &[String]) -> Result<Config, ConfigError> {
+    let mut table = match file {
+        None => toml::Table::new(),
+        Some(path) => {
+            let text = std::fs::read_to_string(path)
+                .map_err(|e| ConfigError(format!("{}: cannot read: {e}", path.display())))?;
+            let table: toml::Table = toml::from_str(&text)
+                .map_err(|e| ConfigError(format!("{}: {}", path.display(), e.to_string().trim())))?;
+            // Check the file alone first, so its errors name the file.
+            check_keys(&table, "", path.display().to_string().as_str())?;
+            toml::Value::Table(table.clone())
+                .try_into::<Config>()
+                .map_err(|e| ConfigError(format!("{}: {}", path.display(), e.to_string().trim())))?;
+            table
+        }
+    };
+    for item in overrides {
+        apply_override(&mut table, item)?;
+    }
+    check_keys(&table, "", "--set")?;
+    let config: Config = toml::Value::Table(table)
+        .try_into()
+        .map_err(|e| ConfigError(format!("configuration: {}", e.to_string().trim())))?;
+    config.validate()?;
+    Ok(config)
+}
+
+/// Applies one `section.key=value` override; the value is read as TOML
+/// (numbers, booleans, arrays), or as a plain string if it is not TOML.
+pub fn apply_override(table: &mut toml::Table, item: &str) -> Result<(), ConfigError> {
+    let (key, raw) = item.split_once('=').ok_or_else(|| {
+        ConfigError(format!(
+            "--set {item:?}: expected KEY=VALUE, e.g. summary.trigger_tokens=2000"
+        ))
+    })?;
+    let key = key.trim();
+    let raw = raw.trim();
+    let value = toml::from_str::<toml::Table>(&format!("v = {raw}"))
+        .ok()
+        .and_then(|mut t| t.remove("v"))
+        .unwrap_or_else(|| toml::Value::String(raw.to_string()));
+    let parts: Vec<&str> = key.split('.').collect();
+    if parts.iter().any(|p| p.is_empty()) {
+        return Err(ConfigError(format!("--set {item:?}: malformed key {key:?}")));
+    }
+    let mut cur = table;
+    for part in &parts[..parts.len() - 1] {
+        let entry = cur
+            .entry(part.to_string())
+            .or_insert_with(|| toml::Value::Table(toml::Table::new()));
+        cur = entry.as_table_mut().ok_or_else(|| {
+            ConfigError(format!("--set {item:?}: {part:?} is a value, not a section"))
+        })?;
+    }
+    cur.insert(parts[parts.len() - 1].to_string(), value);
+    Ok(())
+}
+
+/// Names every key of the known schema, for "did you mean" on typos.
+fn known_keys(section: &str) -> Option<Vec<&'static str>> {
+    let keys: &[&str] = match section {
+        "" => &[
+            "seed",
+            "strategies",
+            "backend",
+            "model",
+            "memory",
+            "window",
+            "summary",
+            "vector",
+            "offline",
+        ],
+        "model" => &["name", "encoding", "context_window"],
+        "memory" => &["max_context_tokens"],
+        "window" => &["max_tokens"],
+        "summary" => &["trigger_tokens", "max_summary_tokens", "quality_samples"],
+        "vector" => &[
+            "buffer_message_limit",
+            "top_k",
+            "min_score",
+            "max_retrieved",
+            "keyword_fallback",
+            "hnsw_threshold",
+            "ef_search",
+        ],
+        "offline" => &["embedding_dim"],
+        _ => return None,
+    };
+    Some(keys.to_vec())
+}
+
+fn check_keys(table: &toml::Table, section: &str, origin: &str) -> Result<(), ConfigError> {
+    let Some(known) = known_keys(section) else {
+        return Ok(());
+    };
+    for (k, v) in table {
+        let full = if section.is_empty() {
+            k.clone()
+        } else {
+            format!("{section}.{k}")
+        };
+        if !known.contains(&k.as_str()) {
+            let hint = did_you_mean(k, &known)
+                .map(|s| format!("; did you mean {s:?}?"))
+                .unwrap_or_default();
+            return Err(ConfigError(format!(
+                "{origin}: unknown parameter {full:?}{hint} (known here: {})",
+                known.join(", ")
+            )));
+        }
+        if section.is_empty()
+            && let Some(t) = v.as_table()
+        {
+            check_keys(t, k, origin)?;
+        }
+    }
+    Ok(())
+}
+
+impl Config {
+    /// The tokenizer of the configured model.
+    pub fn tokenizer(&self) -> Result<Tokenizer, ConfigError> {
+        let name = match &self.model.encoding {
+            Some(e) => e.clone(),
+            None => Tokenizer::encoding_for_model(&self.model.name)
+                .ok_or_else(|| {
+                    ConfigError(format!(
+                        "model {:?} has no known tokenizer: set model.encoding (one of {})",
+                        self.model.name,
+                        tokens::ENCODINGS.join(", ")
+                    ))
+                })?
+                .to_string(),
+        };
+        Tokenizer::by_encoding(&name).map_err(|e| ConfigError(format!("model.encoding: {e}")))
+    }
+
+    /// The model's context window in tokens.
+    pub fn context_window(&self) -> Result<u32, ConfigError> {
+        self.model
+            .context_window
+            .or_else(|| tokens::context_window(&self.model.name))
+            .ok_or_else(|| {
+                ConfigError(format!(
+                    "model {:?} has no known context window: set model.context_window",
+                    self.model.name
+                ))
+            })
+    }
+
+    fn validate(&self) -> Result<(), ConfigError> {
+        let fail = |m: String| Err(ConfigError(m));
+        if self.strategies.is_empty() {
+            return fail("strategies: name at least one strategy".into());
+        }
+        for (i, s) in self.strategies.iter().enumerate() {
+            if !STRATEGIES.contains(&s.as_str()) {
+                let hint = did_you_mean(s, STRATEGIES)
+                    .map(|x| format!("; did you mean {x:?}?"))
+                    .unwrap_or_default();
+                return fail(format!(
+                    "unknown strategy {s:?}{hint} (known: {})",
+                    STRATEGIES.join(", ")
+                ));
+            }
+            if self.strategies[..i].contains(s) {
+                return fail(format!("strategy {s:?} is named twice"));
+            }
+        }
+        if self.backend != "offline" {
+            return fail(format!(
+                "backend {:?} is not available in this build; the offline backend is \"offline\"",
+                self.backend
+            ));
+        }
+        let positive = [
+            ("memory.max_context_tokens", self.memory.max_context_tokens),
+            ("window.max_tokens", self.window.max_tokens),
+            ("summary.trigger_tokens", self.summary.trigger_tokens),
+            ("summary.max_summary_tokens", self.summary.max_summary_tokens),
+            ("vector.buffer_message_limit", self.vector.buffer_message_limit),
+            ("vector.top_k", self.vector.top_k),
+            ("vector.max_retrieved", self.vector.max_retrieved),
+            ("vector.ef_search", self.vector.ef_search),
+            ("offline.embedding_dim", self.offline.embedding_dim),
+        ];
+        for (name, v) in positive {
+            if v == 0 {
+                return fail(format!("{name} must be at least 1"));
+            }
+        }
+        if let Some(s) = self.vector.min_score
+            && !(-1.0..=1.0).contains(&s)
+        {
+            return fail(format!(
+                "vector.min_score is a cosine similarity between -1 and 1, not {s}"
+            ));
+        }
+        self.tokenizer()?;
+        let window = self.context_window()?;
+        if self.summary.trigger_tokens >= window {
+            return fail(format!(
+                "summary.trigger_tokens ({}) must be below the model's context window ({window})",
+                self.summary.trigger_tokens
+            ));
+        }
+        if self.summary.max_summary_tokens >= self.summary.trigger_tokens {
+            return fail(format!(
+                "summary.max_summary_tokens ({}) must be below summary.trigger_tokens ({})",
+                self.summary.max_summary_tokens, self.summary.trigger_tokens
+            ));
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn defaults_follow_the_tutorial() {
+        let c = load(None, &[]).unwrap();
+        assert_eq!(c.summary.trigger_tokens, 4000);
+        assert_eq!(c.summary.max_summary_tokens, 500);
+        assert_eq!(c.vector.buffer_message_limit, 20);
+        assert_eq!(c.vector.top_k, 5);
+        assert_eq!(c.memory.max_context_tokens, 8000);
+        assert_eq!(c.context_window().unwrap(), 128_000);
+    }
+
+    #[test]
+    fn overrides_apply_in_order_and_typed() {
+        let c = load(
+            None,
+            &[
+                "summary.trigger_tokens=2000".into(),
+                "vector.keyword_fallback=true".into(),
+                "model.name=gpt-4".into(),
+                "strategies=[\"window\",\"hybrid\"]".into(),
+            ],
+        )
+        .unwrap();
+        assert_eq!(c.summary.trigger_tokens, 2000);
+        assert!(c.vector.keyword_fallback);
+        assert_eq!(c.tokenizer().unwrap().name(), "cl100k_base");
+        assert_eq!(c.strategies, vec!["window", "hybrid"]);
+    }
+
+    #[test]
+    fn bad_values_are_explained() {
+        let cases = [
+            ("summary.trigger_tokns=5", "did you mean \"trigger_tokens\""),
+            ("summry.trigger_tokens=5", "did you mean \"summary\""),
+            ("window.max_tokens=0", "at least 1"),
+            ("summary.trigger_tokens=-5", "summary.trigger_tokens"),
+            ("summary.trigger_tokens=200000", "context window"),
+            ("strategies=[\"windw\"]", "did you mean \"window\""),
+            ("model.name=mystery", "no known tokenizer"),
+            ("vector.min_score=3", "between -1 and 1"),
+            ("nonsense", "KEY=VALUE"),
+        ];
+        for (set, want) in cases {
+            let e = load(None, &[set.into()]).unwrap_err().0;
+            assert!(e.contains(want), "{set}: {e}");
+        }
+    }
+
+    #[test]
+    fn file_errors_name_the_file() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("memeval.toml");
+        std::fs::write(&path, "[summary]\ntrigger_tokens = \"lots\"\n").unwrap();
+        let e = load(Some(&path), &[]).unwrap_err().0;
+        assert!(e.contains("memeval.toml"), "{e}");
+        std::fs::write(&path, "[summary]\ntrigger_tokens = 3000\n").unwrap();
+        assert_eq!(load(Some(&path), &[]).unwrap().summary.trigger_tokens, 3000);
+    }
+}

@@ -1,0 +1,20 @@
+//! memeval: an evaluation and benchmarking harness for conversational memory.
+//!
+//! The pipeline reads as the modules: [`scenario`] (scripted conversations)
+//! → [`memory`] (the strategies) → [`runner`] (the replay) → [`metrics`] →
+//! [`report`], with [`backend`] (the models), [`store`] (SQLite), [`index`]
+//! (retrieval) and [`tokens`] (exact counting) beside them.
+
+pub mod backend;
+pub mod cli;
+pub mod clock;
+pub mod config;
+pub mod index;
+pub mod memory;
+pub mod metrics;
+pub mod report;
+pub mod runner;
+pub mod scenario;
+pub mod store;
+pub mod text;
+pub mod tokens;

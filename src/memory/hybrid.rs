@@ -1,0 +1,57 @@
+//! `hybrid`: the tutorial's tiered manager. A running summary of older
+//! messages (as `summary`), the raw recent buffer, and retrieval over the
+//! whole history minus the buffer (as `vector`), so that facts squeezed out
+//! of the summary can still come back when a question needs them.
+
+use std::sync::Arc;
+
+use super::parts::{Retrieval, SummaryState, Summarizing};
+use super::{Context, Env, Params, Query, Strategy, Transcript};
+use crate::backend::BackendError;
+
+pub struct Hybrid {
+    s: Summarizing,
+    r: Retrieval,
+}
+
+impl Hybrid {
+    pub fn restore(params: &Params, t: &Transcript, latest: Option<Arc<SummaryState>>) -> Hybrid {
+        Hybrid {
+            s: Summarizing { latest },
+            r: Retrieval::restore(params, t),
+        }
+    }
+}
+
+impl Strategy for Hybrid {
+    fn name(&self) -> &'static str {
+        "hybrid"
+    }
+
+    fn needs_embeddings(&self) -> bool {
+        true
+    }
+
+    fn observe(&mut self, t: &Transcript, env: &mut Env<'_>) -> Result<(), BackendError> {
+        self.r.add(t, t.len() - 1);
+        self.s.after_observe(t, env)
+    }
+
+    fn build(
+        &self,
+        t: &Transcript,
+        query: Option<&Query<'_>>,
+        env: &mut Env<'_>,
+    ) -> Result<Context, BackendError> {
+        let from = self.s.buffer_from();
+        let retrieved = match query {
+            Some(q) => self.r.retrieve(t, q, from, env)?,
+            None => Vec::new(),
+        };
+        Ok(env.context(t, from, self.s.latest.as_ref(), retrieved))
+    }
+
+    fn summary(&self) -> Option<&Arc<SummaryState>> {
+        self.s.latest.as_ref()
+    }
+}

@@ -1,0 +1,369 @@
+//! Memory strategies: what each one puts in front of the model.
+//!
+//! Every strategy keeps a *suffix* of the user's transcript as its raw
+//! buffer, and some add a running summary of what precedes it and/or
+//! messages retrieved from anywhere before it. Its state is therefore fully
+//! determined by the transcript and its latest summary, which is what makes
+//! a restore from storage exact.
+
+mod buffer;
+mod hybrid;
+mod parts;
+mod summary;
+mod vector;
+mod window;
+
+use std::sync::Arc;
+
+use crate::backend::{Backend, BackendError, ChatMessage, ChatRole};
+use crate::clock::Millis;
+use crate::config::Config;
+use crate::scenario::Role;
+use crate::tokens::{MESSAGE_OVERHEAD, REPLY_PRIMING, Tokenizer};
+
+pub use parts::SummaryState;
+
+/// Heading under which the tutorial appends the summary to the system prompt.
+pub const SUMMARY_HEADER: &str = "\n\n## Conversation History Summary\n";
+/// Heading of the retrieved-context system message.
+pub const RETRIEVED_HEADER: &str = "## Relevant Earlier Context\n";
+
+/// One message of a user's transcript, tokenized (and embedded) once.
+#[derive(Debug, Clone)]
+pub struct Entry {
+    pub number: u32,
+    pub role: Role,
+    pub content: Arc<str>,
+    /// `text::fold(content)`, kept for recall matching.
+    pub folded: Arc<str>,
+    /// Tokens of the content alone (no overhead).
+    pub tokens: u32,
+    /// The user whose memory this message belongs to (from storage).
+    pub owner: Arc<str>,
+    pub embedding: Option<Arc<[f32]>>,
+    pub at: Option<Millis>,
+}
+
+/// A user's messages with running token sums, so that the tokens of any
+/// suffix cost O(1).
+#[derive(Debug, Clone, Default)]
+pub struct Transcript {
+    entries: Vec<Entry>,
+    /// `cum[i]`: tokens of messages `0..i` as chat messages (with overhead).
+    cum: Vec<u64>,
+}
+
+impl Transcript {
+    pub fn new() -> Self {
+        Transcript {
+            entries: Vec::new(),
+            cum: vec![0],
+        }
+    }
+
+    pub fn push(&mut self, e: Entry) {
+        let last = *self.cum.last().expect("cum starts with 0");
+        self.cum
+            .push(last + u64::from(e.tokens + MESSAGE_OVERHEAD));
+        self.entries.push(e);
+    }
+
+    pub fn len(&self) -> usize {
+        self.entries.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.entries.is_empty()
+    }
+
+    pub fn entries(&self) -> &[Entry] {
+        &self.entries
+    }
+
+    pub fn get(&self, pos: usize) -> &Entry {
+        &self.entries[pos]
+    }
+
+    pub fn last(&self) -> Option<&Entry> {
+        self.entries.last()
+    }
+
+    /// Tokens of messages `from..` sent as chat messages (overheads included).
+    pub fn suffix_tokens(&self, from: usize) -> u64 {
+        self.cum[self.len()] - self.cum[from.min(self.len())]
+    }
+
+    /// The first position `s` such that `s..` fits in `budget` tokens,
+    /// keeping at least the last message.
+    pub fn fitting_suffix(&self, budget: u64) -> usize {
+        let n = self.len();
+        if n == 0 {
+            return 0;
+        }
+        // cum is increasing: binary search the smallest s with cum[n]-cum[s] <= budget.
+        let total = self.cum[n];
+        let s = self.cum[..n].partition_point(|&c| total - c > budget);
+        s.min(n - 1)
+    }
+}
+
+/// Where a context item sits in the call.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Section {
+    Retrieved,
+    Buffer,
+}
+
+/// How a retrieved message was found.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Via {
+    Semantic,
+    Keyword,
+}
+
+/// A message placed in a context, with its provenance.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Item {
+    pub section: Section,
+    pub number: u32,
+    pub role: Role,
+    pub owner: Arc<str>,
+    pub content: Arc<str>,
+    pub folded: Arc<str>,
+    /// Similarity (or keyword score) for retrieved items.
+    pub score: Option<f32>,
+    pub via: Option<Via>,
+}
+
+impl Item {
+    fn from_entry(e: &Entry, section: Section, score: Option<f32>, via: Option<Via>) -> Item {
+        Item {
+            section,
+            number: e.number,
+            role: e.role,
+            owner: e.owner.clone(),
+            content: e.content.clone(),
+            folded: e.folded.clone(),
+            score,
+            via,
+        }
+    }
+}
+
+/// Exactly what a strategy puts in front of the model for one call, with
+/// per-section token counts that add up to the whole prompt.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Context {
+    /// System prompt + its message overhead + the reply priming.
+    pub tokens_system: u32,
+    /// The summary appended to the system message.
+    pub tokens_summary: u32,
+    /// The retrieved-context system message, overhead included.
+    pub tokens_retrieved: u32,
+    /// The raw recent messages, overheads included.
+    pub tokens_buffer: u32,
+    pub summary: Option<Arc<SummaryState>>,
+    /// Retrieved messages, best first.
+    pub retrieved: Vec<Item>,
+    /// Buffered messages, oldest first.
+    pub buffer: Vec<Item>,
+}
+
+impl Context {
+    /// The whole prompt, overheads included.
+    pub fn total(&self) -> u32 {
+        self.tokens_system + self.tokens_summary + self.tokens_retrieved + self.tokens_buffer
+    }
+
+    /// Retrieved items then buffered items: everything with provenance.
+    pub fn items(&self) -> impl Iterator<Item = &Item> {
+        self.retrieved.iter().chain(&self.buffer)
+    }
+
+    /// The messages of the call, as they would be sent.
+    pub fn call_messages(&self, system_prompt: &str) -> Vec<ChatMessage> {
+        let mut out = Vec::with_capacity(self.buffer.len() + 2);
+        let system = match &self.summary {
+            Some(s) => format!("{system_prompt}{SUMMARY_HEADER}{}", s.text),
+            None => system_prompt.to_string(),
+        };
+        out.push(ChatMessage {
+            role: ChatRole::System,
+            content: system.into(),
+        });
+        if !self.retrieved.is_empty() {
+            out.push(ChatMessage {
+                role: ChatRole::System,
+                content: retrieved_block(&self.retrieved).into(),
+            });
+        }
+        out.extend(self.buffer.iter().map(|i| ChatMessage {
+            role: i.role.into(),
+            content: i.content.clone(),
+        }));
+        out
+    }
+}
+
+/// The tutorial's retrieved-context block.
+pub fn retrieved_block(items: &[Item]) -> String {
+    let mut block = String::from(RETRIEVED_HEADER);
+    for i in items {
+        block.push('[');
+        block.push_str(i.role.as_str());
+        block.push_str("]: ");
+        block.push_str(&i.content);
+        block.push('\n');
+    }
+    block
+}
+
+/// What a context is built for.
+pub struct Query<'a> {
+    pub text: &'a str,
+    /// The query's embedding when already known (a user message embedded on arrival).
+    pub embedding: Option<Arc<[f32]>>,
+}
+
+/// Token spend of model calls made by a memory, accumulated until taken.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Usage {
+    pub summarizer_tokens: u64,
+    pub embedding_tokens: u64,
+}
+
+/// Strategy parameters, resolved from the configuration.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Params {
+    pub window_max_tokens: u32,
+    pub trigger_tokens: u32,
+    pub max_summary_tokens: u32,
+    pub buffer_message_limit: u32,
+    pub top_k: u32,
+    pub min_score: f32,
+    pub max_retrieved: u32,
+    pub keyword_fallback: bool,
+    pub hnsw_threshold: u32,
+    pub ef_search: u32,
+    pub embedding_dim: usize,
+}
+
+impl Params {
+    pub fn from_config(c: &Config, backend: &Backend) -> Params {
+        Params {
+            window_max_tokens: c.window.max_tokens,
+            trigger_tokens: c.summary.trigger_tokens,
+            max_summary_tokens: c.summary.max_summary_tokens,
+            buffer_message_limit: c.vector.buffer_message_limit,
+            top_k: c.vector.top_k,
+            min_score: c
+                .vector
+                .min_score
+                .unwrap_or_else(|| backend.embedder.default_min_score()),
+            max_retrieved: c.vector.max_retrieved,
+            keyword_fallback: c.vector.keyword_fallback,
+            hnsw_threshold: c.vector.hnsw_threshold,
+            ef_search: c.vector.ef_search,
+            embedding_dim: c.offline.embedding_dim as usize,
+        }
+    }
+}
+
+/// What a strategy needs from the outside world while it works.
+pub struct Env<'a> {
+    pub tok: Tokenizer,
+    pub backend: &'a Backend,
+    pub params: &'a Params,
+    /// Tokens of the bare system prompt.
+    pub system_prompt: &'a str,
+    pub system_prompt_tokens: u32,
+    pub usage: Usage,
+    /// Summaries written since last taken.
+    pub summaries: Vec<Arc<SummaryState>>,
+}
+
+impl Env<'_> {
+    /// Embeds one text, counting its tokens.
+    pub fn embed(&mut self, text: &str, tokens: u32) -> Result<Arc<[f32]>, BackendError> {
+        self.usage.embedding_tokens += u64::from(tokens);
+        let mut v = self.backend.embedder.embed(&[text])?;
+        Ok(v.pop().unwrap_or_default().into())
+    }
+
+    /// Assembles a context from its parts, counting every section exactly.
+    fn context(
+        &self,
+        t: &Transcript,
+        buffer_from: usize,
+        summary: Option<&Arc<SummaryState>>,
+        retrieved: Vec<Item>,
+    ) -> Context {
+        let tokens_retrieved = if retrieved.is_empty() {
+            0
+        } else {
+            self.tok.count(&retrieved_block(&retrieved)) + MESSAGE_OVERHEAD
+        };
+        Context {
+            tokens_system: self.system_prompt_tokens + MESSAGE_OVERHEAD + REPLY_PRIMING,
+            tokens_summary: summary.map_or(0, |s| s.system_message_tokens - self.system_prompt_tokens),
+            tokens_retrieved,
+            tokens_buffer: t.suffix_tokens(buffer_from) as u32,
+            summary: summary.cloned(),
+            retrieved,
+            buffer: t.entries()[buffer_from..]
+                .iter()
+                .map(|e| Item::from_entry(e, Section::Buffer, None, None))
+                .collect(),
+        }
+    }
+}
+
+/// A memory strategy. Implementations are small; the shared machinery is in
+/// `parts`.
+pub trait Strategy: Send {
+    fn name(&self) -> &'static str;
+
+    /// Whether messages must be embedded before `observe`.
+    fn needs_embeddings(&self) -> bool {
+        false
+    }
+
+    /// The transcript just grew by one message: update the state (this is
+    /// where a summary may be written).
+    fn observe(&mut self, t: &Transcript, env: &mut Env<'_>) -> Result<(), BackendError>;
+
+    /// The context of a call. `query` is `None` for the state between calls
+    /// (no retrieval happens then).
+    fn build(
+        &self,
+        t: &Transcript,
+        query: Option<&Query<'_>>,
+        env: &mut Env<'_>,
+    ) -> Result<Context, BackendError>;
+
+    /// The latest summary, if the strategy keeps one.
+    fn summary(&self) -> Option<&Arc<SummaryState>> {
+        None
+    }
+}
+
+/// Creates a strategy by name, restored to the state that `t` and `summary`
+/// (as loaded from storage) imply. An empty transcript gives a fresh memory.
+pub fn create(
+    name: &str,
+    params: &Params,
+    t: &Transcript,
+    summary: Option<Arc<SummaryState>>,
+) -> Box<dyn Strategy> {
+    match name {
+        "buffer" => Box::new(buffer::Buffer),
+        "window" => Box::new(window::Window::restore(params, t)),
+        "summary" => Box::new(summary::Summary::restore(summary)),
+        "vector" => Box::new(vector::Vector::restore(params, t)),
+        "hybrid" => Box::new(hybrid::Hybrid::restore(params, t, summary)),
+        other => unreachable!("strategy {other:?} passed config validation"),
+    }
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,191 @@
+//! The two pieces several strategies share: the running summary (the
+//! tutorial's `_summarize_old_buffer`) and retrieval over older messages
+//! (its `VectorMemory` plus the keyword fallback of its Mistake 6).
+
+use std::sync::Arc;
+
+use super::{Env, Item, Query, Section, Transcript, Via};
+use crate::backend::{BackendError, SummaryRequest};
+use crate::index::{KeywordIndex, VectorIndex};
+use crate::scenario::Role;
+use crate::tokens::REPLY_PRIMING;
+
+/// A summary written by a strategy.
+#[derive(Debug, Clone, PartialEq)]
+pub struct SummaryState {
+    /// 1-based, in order of writing.
+    pub index: u32,
+    /// Message number after which it was written.
+    pub turn: u32,
+    pub text: Arc<str>,
+    /// Tokens of the summary text alone.
+    pub tokens: u32,
+    /// Tokens of the system message it forms (prompt + header + summary).
+    pub system_message_tokens: u32,
+    /// Transcript positions `..covered_to` are folded into it.
+    pub covered_to: u32,
+    /// Positions newly folded by this summary: `covered_from..covered_to`.
+    pub covered_from: u32,
+    /// Tokens billed for writing it (request + reply).
+    pub input_tokens: u32,
+    pub output_tokens: u32,
+    /// The user whose memory it belongs to (from storage).
+    pub owner: Arc<str>,
+}
+
+/// The running summary of everything before the buffer.
+#[derive(Default)]
+pub struct Summarizing {
+    pub latest: Option<Arc<SummaryState>>,
+}
+
+impl Summarizing {
+    /// First transcript position still raw.
+    pub fn buffer_from(&self) -> usize {
+        self.latest.as_ref().map_or(0, |s| s.covered_to as usize)
+    }
+
+    /// After a new message: when the buffer exceeds the trigger, fold its
+    /// older half (with the prior summary) into a new summary.
+    pub fn after_observe(&mut self, t: &Transcript, env: &mut Env<'_>) -> Result<(), BackendError> {
+        let from = self.buffer_from();
+        let buffer_tokens = t.suffix_tokens(from) + u64::from(REPLY_PRIMING);
+        if buffer_tokens <= u64::from(env.params.trigger_tokens) {
+            return Ok(());
+        }
+        let split = (t.len() - from) / 2;
+        if split == 0 {
+            return Ok(());
+        }
+        let to = from + split;
+        let folded: Vec<(Role, &str)> = t.entries()[from..to]
+            .iter()
+            .map(|e| (e.role, &*e.content))
+            .collect();
+        let out = env.backend.summarizer.summarize(
+            &SummaryRequest {
+                prior: self.latest.as_ref().map(|s| &*s.text),
+                messages: &folded,
+                max_tokens: env.params.max_summary_tokens,
+            },
+            &env.tok,
+        )?;
+        env.usage.summarizer_tokens += u64::from(out.input_tokens + out.output_tokens);
+        let system_message_tokens = env.tok.count(&format!(
+            "{}{}{}",
+            env.system_prompt,
+            super::SUMMARY_HEADER,
+            out.text
+        ));
+        let state = Arc::new(SummaryState {
+            index: self.latest.as_ref().map_or(1, |s| s.index + 1),
+            turn: t.last().map_or(0, |e| e.number),
+            tokens: env.tok.count(&out.text),
+            text: out.text.into(),
+            system_message_tokens,
+            covered_from: from as u32,
+            covered_to: to as u32,
+            input_tokens: out.input_tokens,
+            output_tokens: out.output_tokens,
+            owner: t.last().map(|e| e.owner.clone()).unwrap_or_default(),
+        });
+        env.summaries.push(state.clone());
+        self.latest = Some(state);
+        Ok(())
+    }
+}
+
+/// Retrieval of older messages by embedding similarity, with an optional
+/// keyword/entity fallback.
+pub struct Retrieval {
+    vectors: VectorIndex,
+    keywords: Option<KeywordIndex>,
+}
+
+impl Retrieval {
+    /// An index over every message of `t` (rebuilt from stored embeddings).
+    pub fn restore(params: &super::Params, t: &Transcript) -> Retrieval {
+        let mut r = Retrieval {
+            vectors: VectorIndex::new(
+                params.embedding_dim,
+                params.hnsw_threshold as usize,
+                params.ef_search as usize,
+            ),
+            keywords: params.keyword_fallback.then(KeywordIndex::default),
+        };
+        for pos in 0..t.len() {
+            r.add(t, pos);
+        }
+        r
+    }
+
+    /// Indexes transcript position `pos` (always the next one).
+    pub fn add(&mut self, t: &Transcript, pos: usize) {
+        let e = t.get(pos);
+        let v = e
+            .embedding
+            .as_ref()
+            .expect("messages are embedded before a retrieving strategy sees them");
+        if v.len() == self.vectors.dim() {
+            self.vectors.add(v);
+        } else {
+            // A vector of the wrong size still takes its slot, matching nothing.
+            self.vectors.add(&vec![0.0; self.vectors.dim()]);
+        }
+        if let Some(k) = &mut self.keywords {
+            k.add(&e.content);
+        }
+    }
+
+    /// Up to `max_retrieved` messages from before `buffer_from` relevant to
+    /// the query, as the tutorial selects them: the `top_k` nearest over the
+    /// whole history, minus those in the buffer, above `min_score`.
+    pub fn retrieve(
+        &self,
+        t: &Transcript,
+        query: &Query<'_>,
+        buffer_from: usize,
+        env: &mut Env<'_>,
+    ) -> Result<Vec<Item>, BackendError> {
+        let p = env.params;
+        if t.len() <= p.buffer_message_limit as usize || buffer_from == 0 {
+            return Ok(Vec::new());
+        }
+        let q = match &query.embedding {
+            Some(e) => e.clone(),
+            None => env.embed(query.text, env.tok.count(query.text))?,
+        };
+        let mut items: Vec<Item> = self
+            .vectors
+            .search(&q, p.top_k as usize)
+            .into_iter()
+            .filter(|h| (h.pos as usize) < buffer_from && h.score > p.min_score)
+            .take(p.max_retrieved as usize)
+            .map(|h| {
+                Item::from_entry(
+                    t.get(h.pos as usize),
+                    Section::Retrieved,
+                    Some(h.score),
+                    Some(Via::Semantic),
+                )
+            })
+            .collect();
+        if items.is_empty()
+            && let Some(k) = &self.keywords
+        {
+            items = k
+                .search(query.text, p.max_retrieved as usize, buffer_from as u32)
+                .into_iter()
+                .map(|h| {
+                    Item::from_entry(
+                        t.get(h.pos as usize),
+                        Section::Retrieved,
+                        Some(h.score),
+                        Some(Via::Keyword),
+                    )
+                })
+                .collect();
+        }
+        Ok(items)
+    }
+}

@@ -1,0 +1,54 @@
+//! `vector`: the last `vector.buffer_message_limit` messages, plus up to
+//! `vector.max_retrieved` older ones retrieved by embedding similarity
+//! (never one already in the buffer).
+
+use super::parts::Retrieval;
+use super::{Context, Env, Params, Query, Strategy, Transcript};
+use crate::backend::BackendError;
+
+pub struct Vector {
+    r: Retrieval,
+    limit: usize,
+}
+
+impl Vector {
+    pub fn restore(params: &Params, t: &Transcript) -> Vector {
+        Vector {
+            r: Retrieval::restore(params, t),
+            limit: params.buffer_message_limit as usize,
+        }
+    }
+
+    fn buffer_from(&self, t: &Transcript) -> usize {
+        t.len().saturating_sub(self.limit)
+    }
+}
+
+impl Strategy for Vector {
+    fn name(&self) -> &'static str {
+        "vector"
+    }
+
+    fn needs_embeddings(&self) -> bool {
+        true
+    }
+
+    fn observe(&mut self, t: &Transcript, _env: &mut Env<'_>) -> Result<(), BackendError> {
+        self.r.add(t, t.len() - 1);
+        Ok(())
+    }
+
+    fn build(
+        &self,
+        t: &Transcript,
+        query: Option<&Query<'_>>,
+        env: &mut Env<'_>,
+    ) -> Result<Context, BackendError> {
+        let from = self.buffer_from(t);
+        let retrieved = match query {
+            Some(q) => self.r.retrieve(t, q, from, env)?,
+            None => Vec::new(),
+        };
+        Ok(env.context(t, from, None, retrieved))
+    }
+}

@@ -1,0 +1,294 @@
+//! Outputs of a run (OUTPUTS.md): turns.csv, probes.csv, summaries.csv,
+//! results.json and metadata.json, plus the table printed at the end.
+
+use std::collections::BTreeMap;
+use std::io::Write;
+use std::path::Path;
+
+use serde::Serialize;
+
+use crate::metrics::{mean, percentile, round6};
+use crate::runner::{JobResult, ProbeRow};
+
+/// Version of the output files' layout.
+pub const OUTPUT_FORMAT: u32 = 1;
+
+/// The run's metadata, written beside every output and inside results.json.
+#[derive(Debug, Clone, Serialize)]
+pub struct Metadata {
+    pub memeval_version: &'static str,
+    pub format_version: u32,
+    pub seed: u64,
+    pub backend: String,
+    pub chat_model: String,
+    pub encoding: &'static str,
+    pub context_window: u32,
+    pub models: BTreeMap<&'static str, String>,
+    pub strategies: Vec<String>,
+    /// The full configuration, defaults included.
+    pub config: serde_json::Value,
+    /// Values the configuration leaves to the backend, as resolved.
+    pub resolved: BTreeMap<&'static str, serde_json::Value>,
+    pub scenarios: Vec<ScenarioMeta>,
+    /// False when timing columns were zeroed for byte-identical outputs.
+    pub timings: bool,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct ScenarioMeta {
+    pub name: String,
+    pub user: String,
+    pub file: String,
+    pub sha256: String,
+    pub messages: usize,
+    pub probes: usize,
+}
+
+/// results.json's per-(scenario, strategy) object, and the per-strategy totals.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Aggregate {
+    pub scenario: String,
+    pub strategy: String,
+    pub messages: u64,
+    pub probes: u64,
+    pub mean_recall: Option<f64>,
+    pub final_recall: Option<f64>,
+    pub recall_auc: Option<f64>,
+    pub stale: u64,
+    pub leaked: u64,
+    pub duplicated: u64,
+    pub total_tokens: u64,
+    pub mean_context_tokens: f64,
+    pub p95_context_tokens: u64,
+    pub max_context_tokens: u64,
+    pub summaries: u64,
+    pub mean_quality: Option<f64>,
+    pub mean_fact_retention: Option<f64>,
+    pub answer_accuracy: Option<f64>,
+    pub mean_fact_position: Option<f64>,
+    pub cost_usd: f64,
+    pub over_budget_turns: u64,
+    pub over_window_turns: u64,
+    pub first_over_window_turn: Option<u32>,
+    pub build_p50_us: u64,
+    pub build_p95_us: u64,
+    pub build_p99_us: u64,
+}
+
+fn is_final(job: &JobResult, p: &ProbeRow) -> bool {
+    job.turns.last().is_some_and(|t| t.turn == p.turn)
+}
+
+/// Mean recall over the turns at which probes were asked (each turn weighs
+/// the same, however many probes it had).
+fn recall_auc(job: &JobResult) -> Option<f64> {
+    let mut by_turn: BTreeMap<u32, Vec<f64>> = BTreeMap::new();
+    for p in &job.probes {
+        if let Some(r) = p.recall {
+            by_turn.entry(p.turn).or_default().push(r);
+        }
+    }
+    mean(by_turn.values().filter_map(|v| mean(v.iter().copied())))
+}
+
+/// Aggregates one or more jobs (pooled over their turns, probes and summaries).
+pub fn aggregate(scenario: &str, strategy: &str, jobs: &[&JobResult]) -> Aggregate {
+    let calls: Vec<u64> = jobs
+        .iter()
+        .flat_map(|j| j.turns.iter().filter(|t| t.call == 1))
+        .map(|t| u64::from(t.context_tokens))
+        .collect();
+    let builds: Vec<u64> = jobs
+        .iter()
+        .flat_map(|j| j.turns.iter().filter(|t| t.call == 1))
+        .map(|t| t.build_us)
+        .collect();
+    let probes = || jobs.iter().flat_map(|j| j.probes.iter());
+    let summaries = || jobs.iter().flat_map(|j| j.summaries.iter());
+    let turns = || jobs.iter().flat_map(|j| j.turns.iter());
+    let opt = |x: Option<f64>| x.map(round6);
+    Aggregate {
+        scenario: scenario.to_string(),
+        strategy: strategy.to_string(),
+        messages: jobs.iter().map(|j| j.turns.len() as u64).sum(),
+        probes: probes().count() as u64,
+        mean_recall: opt(mean(probes().filter_map(|p| p.recall))),
+        final_recall: opt(mean(
+            jobs.iter()
+                .flat_map(|j| j.probes.iter().filter(|p| is_final(j, p)))
+                .filter_map(|p| p.recall),
+        )),
+        recall_auc: opt(mean(jobs.iter().filter_map(|j| recall_auc(j)))),
+        stale: probes().map(|p| u64::from(p.stale)).sum(),
+        leaked: probes().map(|p| u64::from(p.leaked)).sum(),
+        duplicated: probes().map(|p| u64::from(p.duplicated)).sum(),
+        total_tokens: jobs
+            .iter()
+            .map(|j| j.turns.last().map_or(0, |t| t.cumulative_tokens))
+            .sum(),
+        mean_context_tokens: round6(mean(calls.iter().map(|&c| c as f64)).unwrap_or(0.0)),
+        p95_context_tokens: percentile(&calls, 95.0),
+        max_context_tokens: calls.iter().copied().max().unwrap_or(0),
+        summaries: summaries().count() as u64,
+        mean_quality: opt(mean(summaries().filter_map(|s| s.quality))),
+        mean_fact_retention: opt(mean(summaries().filter_map(|s| s.fact_retention))),
+        answer_accuracy: opt(mean(
+            probes().filter_map(|p| p.answer_correct.map(f64::from)),
+        )),
+        mean_fact_position: opt(mean(probes().filter_map(|p| p.fact_position))),
+        cost_usd: round6(
+            jobs.iter()
+                .map(|j| j.turns.last().map_or(0.0, |t| t.cost_usd))
+                .sum(),
+        ),
+        over_budget_turns: turns().filter(|t| t.over_budget == 1).count() as u64,
+        over_window_turns: turns().filter(|t| t.over_window == 1).count() as u64,
+        first_over_window_turn: if jobs.len() == 1 {
+            turns().find(|t| t.over_window == 1).map(|t| t.turn)
+        } else {
+            None
+        },
+        build_p50_us: percentile(&builds, 50.0),
+        build_p95_us: percentile(&builds, 95.0),
+        build_p99_us: percentile(&builds, 99.0),
+    }
+}
+
+/// Per-job aggregates in job order, and per-strategy totals in `strategies` order.
+pub fn aggregates(jobs: &[JobResult], strategies: &[String]) -> (Vec<Aggregate>, Vec<Aggregate>) {
+    let per_job = jobs
+        .iter()
+        .map(|j| aggregate(&j.scenario, &j.strategy, &[j]))
+        .collect();
+    let totals = strategies
+        .iter()
+        .map(|s| {
+            let js: Vec<&JobResult> = jobs.iter().filter(|j| &j.strategy == s).collect();
+            aggregate("*", s, &js)
+        })
+        .collect();
+    (per_job, totals)
+}
+
+#[derive(Serialize)]
+struct ResultsFile<'a> {
+    meta: &'a Metadata,
+    results: &'a [Aggregate],
+    totals: &'a [Aggregate],
+}
+
+fn write_csv<T: Serialize>(path: &Path, rows: impl Iterator<Item = T>) -> std::io::Result<()> {
+    let mut w = csv::Writer::from_path(path)?;
+    for r in rows {
+        w.serialize(r).map_err(std::io::Error::other)?;
+    }
+    w.flush()
+}
+
+/// Writes every output file into `dir`.
+pub fn write_outputs(
+    dir: &Path,
+    jobs: &[JobResult],
+    meta: &Metadata,
+    per_job: &[Aggregate],
+    totals: &[Aggregate],
+) -> std::io::Result<()> {
+    write_csv(&dir.join("turns.csv"), jobs.iter().flat_map(|j| &j.turns))?;
+    write_csv(&dir.join("probes.csv"), jobs.iter().flat_map(|j| &j.probes))?;
+    write_csv(
+        &dir.join("summaries.csv"),
+        jobs.iter().flat_map(|j| &j.summaries),
+    )?;
+    write_json(
+        &dir.join("results.json"),
+        &ResultsFile {
+            meta,
+            results: per_job,
+            totals,
+        },
+    )?;
+    write_json(&dir.join("metadata.json"), meta)
+}
+
+fn write_json<T: Serialize>(path: &Path, value: &T) -> std::io::Result<()> {
+    let mut bytes = serde_json::to_vec_pretty(value).map_err(std::io::Error::other)?;
+    bytes.push(b'\n');
+    std::fs::write(path, bytes)
+}
+
+fn fmt_ratio(x: Option<f64>) -> String {
+    x.map_or_else(|| "-".to_string(), |v| format!("{v:.3}"))
+}
+
+/// The table printed at the end of a run: one row per scenario and
+/// strategy, then the totals per strategy.
+pub fn print_table(out: &mut impl Write, per_job: &[Aggregate], totals: &[Aggregate]) -> std::io::Result<()> {
+    let header = [
+        "scenario",
+        "strategy",
+        "recall",
+        "final",
+        "stale",
+        "tokens",
+        "max ctx",
+        "over win",
+        "summaries",
+        "quality",
+    ];
+    let row = |a: &Aggregate| -> Vec<String> {
+        vec![
+            a.scenario.clone(),
+            a.strategy.clone(),
+            fmt_ratio(a.mean_recall),
+            fmt_ratio(a.final_recall),
+            a.stale.to_string(),
+            a.total_tokens.to_string(),
+            a.max_context_tokens.to_string(),
+            a.over_window_turns.to_string(),
+            a.summaries.to_string(),
+            fmt_ratio(a.mean_quality),
+        ]
+    };
+    let mut rows: Vec<Vec<String>> = per_job.iter().map(row).collect();
+    let split = rows.len();
+    rows.extend(totals.iter().map(|a| {
+        let mut r = row(a);
+        r[0] = "TOTAL".into();
+        r
+    }));
+    let widths: Vec<usize> = (0..header.len())
+        .map(|c| {
+            rows.iter()
+                .map(|r| r[c].chars().count())
+                .chain([header[c].len()])
+                .max()
+                .unwrap_or(0)
+        })
+        .collect();
+    let line = |out: &mut dyn Write, cells: &[String]| -> std::io::Result<()> {
+        let mut s = String::new();
+        for (c, cell) in cells.iter().enumerate() {
+            if c > 0 {
+                s.push_str("  ");
+            }
+            // Text left, numbers right.
+            if c < 2 {
+                s.push_str(&format!("{cell:<w$}", w = widths[c]));
+            } else {
+                s.push_str(&format!("{cell:>w$}", w = widths[c]));
+            }
+        }
+        writeln!(out, "{}", s.trim_end())
+    };
+    let header: Vec<String> = header.iter().map(|s| s.to_string()).collect();
+    line(out, &header)?;
+    let rule: Vec<String> = widths.iter().map(|&w| "-".repeat(w)).collect();
+    line(out, &rule)?;
+    for (i, r) in rows.iter().enumerate() {
+        if i == split {
+            line(out, &rule)?;
+        }
+        line(out, r)?;
+    }
+    Ok(())
+}

@@ -1,0 +1,177 @@
+//! Scenarios: the scripted conversations memeval replays (SCENARIO_FORMAT.md).
+//!
+//! `load` turns a file into a validated [`Scenario`] whose messages are
+//! numbered and whose probes are scheduled; nothing downstream re-checks
+//! the format.
+
+pub mod generate;
+pub mod json;
+mod load;
+
+use std::fmt;
+use std::path::PathBuf;
+
+pub use load::{load_all, load_file, load_str};
+
+use crate::clock::Millis;
+
+/// The system prompt of scenarios that do not set one.
+pub const DEFAULT_SYSTEM_PROMPT: &str = "You are a helpful assistant. Use what you know about the user and the earlier conversation to answer accurately.";
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum Role {
+    User,
+    Assistant,
+}
+
+impl Role {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Role::User => "user",
+            Role::Assistant => "assistant",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<Role> {
+        match s {
+            "user" => Some(Role::User),
+            "assistant" => Some(Role::Assistant),
+            _ => None,
+        }
+    }
+}
+
+impl fmt::Display for Role {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+#[derive(Debug, Clone)]
+pub struct Fact {
+    pub id: String,
+    pub statement: Option<String>,
+    /// Phrases whose presence shows the fact survived; empty means "recalled
+    /// when a planting message is in the context verbatim".
+    pub expect: Vec<String>,
+    /// Index of the fact this one replaces.
+    pub supersedes: Option<usize>,
+    /// Numbers of the messages that plant it, ascending (never empty).
+    pub planted_by: Vec<u32>,
+}
+
+#[derive(Debug, Clone)]
+pub struct Message {
+    /// 1-based, across sessions.
+    pub number: u32,
+    pub session: usize,
+    pub role: Role,
+    /// `None` for an assistant reply the chat backend must generate.
+    pub content: Option<String>,
+    /// Indexes into `Scenario::facts`.
+    pub plants: Vec<usize>,
+    pub at: Option<Millis>,
+}
+
+#[derive(Debug, Clone)]
+pub struct Probe {
+    pub id: String,
+    pub question: String,
+    /// Indexes into `Scenario::facts`.
+    pub expects: Vec<usize>,
+    pub answer: Option<String>,
+    pub kind: Option<String>,
+    /// Set for recurring probes.
+    pub every: Option<u32>,
+}
+
+#[derive(Debug, Clone)]
+pub struct Session {
+    pub id: String,
+    pub start: Option<Millis>,
+}
+
+/// One step of the replay, in order.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Step {
+    /// A session begins (index into `sessions`); from the second one on the
+    /// memory is dropped and restored from storage first.
+    Session(usize),
+    /// A message, by number.
+    Message(u32),
+    /// A probe (index into `probes`) asked after message `turn` (0: before any).
+    Probe { probe: usize, turn: u32 },
+}
+
+#[derive(Debug, Clone)]
+pub struct Scenario {
+    pub name: String,
+    pub description: Option<String>,
+    pub user: String,
+    pub system_prompt: String,
+    pub facts: Vec<Fact>,
+    pub sessions: Vec<Session>,
+    /// `messages[n - 1]` is message n.
+    pub messages: Vec<Message>,
+    pub probes: Vec<Probe>,
+    pub steps: Vec<Step>,
+    pub file: PathBuf,
+    /// SHA-256 of the file's bytes, hex.
+    pub sha256: String,
+}
+
+impl Scenario {
+    pub fn message(&self, number: u32) -> &Message {
+        &self.messages[number as usize - 1]
+    }
+
+    /// Number of probe asks the replay will make.
+    pub fn probe_asks(&self) -> usize {
+        self.steps
+            .iter()
+            .filter(|s| matches!(s, Step::Probe { .. }))
+            .count()
+    }
+}
+
+/// A problem in an input file, with where it is.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Diagnostic {
+    pub file: PathBuf,
+    /// JSON path such as `$.sessions[0].turns[3].plants[1]`; empty when the
+    /// problem is with the file as a whole.
+    pub path: String,
+    pub pos: Option<json::Pos>,
+    pub message: String,
+}
+
+impl fmt::Display for Diagnostic {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}", self.file.display())?;
+        if let Some(p) = self.pos {
+            write!(f, ":{p}")?;
+        }
+        if !self.path.is_empty() {
+            write!(f, ": {}", self.path)?;
+        }
+        write!(f, ": {}", self.message)
+    }
+}
+
+/// Every problem found in a set of input files.
+#[derive(Debug, Clone)]
+pub struct InputErrors(pub Vec<Diagnostic>);
+
+impl fmt::Display for InputErrors {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        for (i, d) in self.0.iter().enumerate() {
+            if i > 0 {
+                writeln!(f)?;
+            }
+            write!(f, "error: {d}")?;
+        }
+        Ok(())
+    }
+}
+
+impl std::error::Error for InputErrors {}

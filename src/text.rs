@@ -1,0 +1,198 @@
+//! Text primitives shared by recall matching and the offline backend:
+//! normalization, content words, sentence splitting, and "did you mean".
+
+/// Lowercases and folds every run of whitespace to one space, trimmed: the
+/// form in which `expect` phrases are matched against a context.
+pub fn fold(text: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    let mut space = false;
+    for c in text.chars() {
+        if c.is_whitespace() {
+            space = !out.is_empty();
+        } else {
+            if space {
+                out.push(' ');
+                space = false;
+            }
+            out.extend(c.to_lowercase());
+        }
+    }
+    out
+}
+
+/// Words that carry no content; kept sorted for binary search.
+const STOPWORDS: &[&str] = &[
+    "a", "about", "above", "after", "again", "against", "all", "also", "am", "an", "and", "any",
+    "are", "as", "at", "be", "because", "been", "before", "being", "below", "between", "both",
+    "but", "by", "can", "could", "did", "do", "does", "doing", "don", "down", "during", "each",
+    "few", "for", "from", "further", "get", "got", "had", "has", "have", "having", "he", "her",
+    "here", "hers", "herself", "him", "himself", "his", "how", "i", "if", "in", "into", "is",
+    "it", "its", "itself", "just", "let", "ll", "me", "might", "more", "most", "much", "must",
+    "my", "myself", "no", "nor", "not", "now", "of", "off", "on", "once", "only", "or", "other",
+    "our", "ours", "ourselves", "out", "over", "own", "re", "s", "same", "she", "should", "so",
+    "some", "such", "t", "than", "that", "the", "their", "theirs", "them", "themselves", "then",
+    "there", "these", "they", "this", "those", "through", "to", "too", "under", "until", "up",
+    "us", "ve", "very", "was", "we", "were", "what", "when", "where", "which", "while", "who",
+    "whom", "why", "will", "with", "would", "yes", "you", "your", "yours", "yourself",
+    "yourselves",
+];
+
+pub fn is_stopword(word: &str) -> bool {
+    STOPWORDS.binary_search(&word).is_ok()
+}
+
+/// A crude English stemmer: enough for "dogs"/"dog" and "deploying"/"deploy"
+/// to meet, never so much that distinct names collide often.
+pub fn stem(word: &str) -> &str {
+    let n = word.len();
+    for (suffix, min) in [("ing", 6), ("ed", 5), ("es", 5), ("s", 4)] {
+        if n >= min && word.ends_with(suffix) && !word.ends_with("ss") {
+            return &word[..n - suffix.len()];
+        }
+    }
+    word
+}
+
+/// Lowercased, stemmed words that carry content, in order of appearance.
+/// Calls `f` for each, without allocating per word.
+pub fn for_each_content_word(text: &str, mut f: impl FnMut(&str)) {
+    let mut buf = String::new();
+    for raw in text.split(|c: char| !c.is_alphanumeric()) {
+        if raw.is_empty() {
+            continue;
+        }
+        buf.clear();
+        buf.extend(raw.chars().flat_map(char::to_lowercase));
+        if buf.chars().count() < 2 && !buf.chars().all(|c| c.is_ascii_digit()) {
+            continue;
+        }
+        if is_stopword(&buf) {
+            continue;
+        }
+        f(stem(&buf));
+    }
+}
+
+/// The distinct content words of `text`, in order of first appearance.
+pub fn content_words(text: &str) -> Vec<String> {
+    let mut out: Vec<String> = Vec::new();
+    for_each_content_word(text, |w| {
+        if !out.iter().any(|o| o == w) {
+            out.push(w.to_string());
+        }
+    });
+    out
+}
+
+/// Whether a raw word looks like a name, a number or a code: the things a
+/// user states once and needs later (the tutorial's "entity" keywords).
+pub fn looks_like_entity(raw: &str, sentence_initial: bool) -> bool {
+    let mut chars = raw.chars();
+    let first = chars.next();
+    raw.chars().any(|c| c.is_ascii_digit())
+        || (!sentence_initial && first.is_some_and(char::is_uppercase))
+        || raw.chars().skip(1).any(char::is_uppercase)
+}
+
+/// Splits text into sentences, each a trimmed slice of the input, so that
+/// phrases inside a sentence survive extraction verbatim.
+pub fn sentences(text: &str) -> Vec<&str> {
+    let mut out = Vec::new();
+    let bytes = text.as_bytes();
+    let mut start = 0;
+    let mut i = 0;
+    while i < bytes.len() {
+        let b = bytes[i];
+        let end_here = match b {
+            b'\n' => true,
+            b'.' | b'!' | b'?' => {
+                // A terminator followed by whitespace (or the end) and not
+                // inside a number like 3.5 or a version like v1.2.
+                let next = bytes.get(i + 1);
+                next.is_none_or(|n| n.is_ascii_whitespace())
+            }
+            _ => false,
+        };
+        if end_here {
+            let s = text[start..=i].trim();
+            if !s.is_empty() {
+                out.push(s);
+            }
+            start = i + 1;
+        }
+        i += 1;
+    }
+    let s = text[start..].trim();
+    if !s.is_empty() {
+        out.push(s);
+    }
+    out
+}
+
+/// Edit distance between two short strings (for suggestions only).
+fn levenshtein(a: &str, b: &str) -> usize {
+    let b: Vec<char> = b.chars().collect();
+    let mut prev: Vec<usize> = (0..=b.len()).collect();
+    for (i, ca) in a.chars().enumerate() {
+        let mut cur = vec![i + 1; b.len() + 1];
+        for (j, cb) in b.iter().enumerate() {
+            let sub = prev[j] + usize::from(ca != *cb);
+            cur[j + 1] = sub.min(prev[j + 1] + 1).min(cur[j] + 1);
+        }
+        prev = cur;
+    }
+    prev[b.len()]
+}
+
+/// The closest known name, when it is close enough to be a likely typo.
+pub fn did_you_mean<'a>(given: &str, known: &[&'a str]) -> Option<&'a str> {
+    let mut best: Option<(usize, &'a str)> = None;
+    for &k in known {
+        let d = levenshtein(given, k);
+        if best.is_none_or(|(bd, bk)| d < bd || (d == bd && k < bk)) {
+            best = Some((d, k));
+        }
+    }
+    best.filter(|&(d, k)| d > 0 && d <= (k.chars().count().max(3) / 3).max(2))
+        .map(|(_, k)| k)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn stopwords_are_sorted() {
+        assert!(STOPWORDS.windows(2).all(|w| w[0] < w[1]));
+    }
+
+    #[test]
+    fn fold_lowercases_and_folds_whitespace() {
+        assert_eq!(fold("  Ana\n\tTORRES  likes  X "), "ana torres likes x");
+    }
+
+    #[test]
+    fn content_words_drop_stopwords_and_stem() {
+        assert_eq!(
+            content_words("My dogs are called Biscuit and I'm deploying on Friday 3"),
+            vec!["dog", "called", "biscuit", "deploy", "friday", "3"]
+        );
+    }
+
+    #[test]
+    fn sentences_keep_decimals_together() {
+        assert_eq!(
+            sentences("We pay 3.5 USD. Really?\nYes! ok"),
+            vec!["We pay 3.5 USD.", "Really?", "Yes!", "ok"]
+        );
+    }
+
+    #[test]
+    fn suggestions() {
+        assert_eq!(
+            did_you_mean("trigger_tokns", &["trigger_tokens", "max_summary_tokens"]),
+            Some("trigger_tokens")
+        );
+        assert_eq!(did_you_mean("zzz", &["expect", "statement"]), None);
+    }
+}
