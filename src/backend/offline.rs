@@ -85,7 +85,8 @@ impl ExtractiveSummarizer {
 }
 
 /// Informativeness of each candidate: rare content words count more, names
-/// and numbers twice, normalized by length so dense sentences win.
+/// and numbers twice, normalized by length so dense sentences win; 0 for
+/// filler.
 fn scores(cands: &[Candidate<'_>]) -> Vec<f64> {
     let words: Vec<Vec<(String, bool)>> = cands
         .iter()
@@ -120,6 +121,10 @@ fn scores(cands: &[Candidate<'_>]) -> Vec<f64> {
         .iter()
         .zip(&words)
         .map(|(c, ws)| {
+            // Filler ("Okay.", "How can I help?") is never worth a place.
+            if ws.len() < 2 && !ws.iter().any(|(_, entity)| *entity) {
+                return 0.0;
+            }
             let raw: f64 = ws
                 .iter()
                 .map(|(w, entity)| {
@@ -164,11 +169,12 @@ impl Summarizer for ExtractiveSummarizer {
         let cands = Self::candidates(req);
         let scores = scores(&cands);
         let mut order: Vec<usize> = (0..cands.len()).collect();
-        // Highest score first; earlier sentence first on ties.
-        order.sort_by(|&a, &b| scores[b].total_cmp(&scores[a]).then(a.cmp(&b)));
+        // Highest score first; on ties the more recent sentence wins, so that
+        // under a fixed budget older material gives way first.
+        order.sort_by(|&a, &b| scores[b].total_cmp(&scores[a]).then(b.cmp(&a)));
         let mut keep = vec![false; cands.len()];
         let mut used = 0u32;
-        for &i in &order {
+        for &i in order.iter().filter(|&&i| scores[i] > 0.0) {
             // "- role: text\n" costs about its own tokens plus a few.
             let cost = tok.count(cands[i].text) + 4;
             if used + cost <= req.max_tokens {

@@ -392,7 +392,7 @@ mod tests {
         let Json::Array(items) = &m[0].value.value else {
             panic!()
         };
-        assert_eq!(items[1].pos, Pos { line: 2, col: 13 });
+        assert_eq!(items[1].pos, Pos { line: 2, col: 12 });
         assert_eq!(m[1].value.pos, Pos { line: 3, col: 8 });
     }
 
