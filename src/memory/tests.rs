@@ -1,1 +1,200 @@
 use super::*;
+use crate::backend::offline;
+use crate::config;
+use crate::store::Store;
+use crate::text::fold;
+use rand::{RngExt, SeedableRng};
+
+struct Fixture {
+    backend: Backend,
+    params: Params,
+    tok: Tokenizer,
+}
+
+const SYSTEM: &str = "You are a helpful assistant.";
+
+impl Fixture {
+    fn new(overrides: &[&str]) -> Fixture {
+        let overrides: Vec<String> = overrides.iter().map(|s| s.to_string()).collect();
+        let c = config::load(None, &overrides).unwrap();
+        let backend = offline::backend(c.offline.embedding_dim as usize);
+        Fixture {
+            params: Params::from_config(&c, &backend),
+            tok: c.tokenizer().unwrap(),
+            backend,
+        }
+    }
+
+    fn env(&self) -> Env<'_> {
+        Env {
+            tok: self.tok,
+            backend: &self.backend,
+            params: &self.params,
+            system_prompt: SYSTEM,
+            system_prompt_tokens: self.tok.count(SYSTEM),
+            usage: Usage::default(),
+            summaries: Vec::new(),
+        }
+    }
+
+    fn entry(&self, env: &mut Env<'_>, number: u32, text: &str, embed: bool) -> Entry {
+        let tokens = self.tok.count(text);
+        Entry {
+            number,
+            role: if number % 2 == 1 { Role::User } else { Role::Assistant },
+            content: text.into(),
+            folded: fold(text).into(),
+            tokens,
+            owner: "u".into(),
+            embedding: embed.then(|| env.embed(text, tokens).unwrap()),
+            at: None,
+        }
+    }
+}
+
+/// A varied conversation: facts with rare words among repeated small talk.
+fn message(rng: &mut rand_chacha::ChaCha8Rng, i: u32) -> String {
+    const TOPICS: &[&str] = &["the garden", "our deploy pipeline", "a trip to Porto", "sourdough", "the quarterly report"];
+    let t = TOPICS[rng.random_range(0..TOPICS.len())];
+    let filler = " We talked it through again and agreed to revisit it next week.".repeat(rng.random_range(0..6));
+    format!("Message {i} is about {t}; the code word is W{}.{filler}", rng.random_range(0..50))
+}
+
+const STRATEGIES: &[&str] = &["buffer", "window", "summary", "vector", "hybrid"];
+
+#[test]
+fn a_restored_memory_builds_exactly_the_same_contexts() {
+    // Small budgets so that windows slide, summaries fold and HNSW kicks in.
+    let fx = Fixture::new(&[
+        "summary.trigger_tokens=600",
+        "summary.max_summary_tokens=150",
+        "window.max_tokens=500",
+        "vector.keyword_fallback=true",
+        "vector.hnsw_threshold=60",
+    ]);
+    let dir = tempfile::tempdir().unwrap();
+    let mut store = Store::open(&dir.path().join("m.sqlite")).unwrap();
+    for &name in STRATEGIES {
+        let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(7);
+        let mut live_env = fx.env();
+        let mut live_t = Transcript::new();
+        let mut live = create(name, &fx.params, &live_t, None);
+        let mut env = fx.env();
+        let mut t = Transcript::new();
+        let mut restored = create(name, &fx.params, &t, None);
+        let (mut saved_to, mut summaries) = (0usize, Vec::new());
+        for i in 1..=160u32 {
+            let text = message(&mut rng, i);
+            let e = fx.entry(&mut live_env, i, &text, live.needs_embeddings());
+            live_t.push(e.clone());
+            live.observe(&live_t, &mut live_env).unwrap();
+            t.push(e);
+            restored.observe(&t, &mut env).unwrap();
+            summaries.extend(env.summaries.drain(..));
+            if i % 23 == 0 {
+                // Persist, drop everything, and come back from the file.
+                store.save(name, &t.entries()[saved_to..], &summaries).unwrap();
+                summaries.clear();
+                drop(restored);
+                let (loaded, latest) = store.load(name).unwrap();
+                saved_to = loaded.len();
+                restored = create(name, &fx.params, &loaded, latest);
+                t = loaded;
+            }
+            for q in ["What is the code word about the garden?", "Porto trip", "W17"] {
+                let query = Query { text: q, embedding: None };
+                let a = live.build(&live_t, Some(&query), &mut live_env).unwrap();
+                let b = restored.build(&t, Some(&query), &mut env).unwrap();
+                assert_eq!(a, b, "{name}: contexts differ after message {i} for {q:?}");
+            }
+        }
+        let summarizes = matches!(name, "summary" | "hybrid");
+        assert_eq!(live.summary().is_some(), summarizes, "{name}");
+    }
+}
+
+#[test]
+fn cold_start_builds_an_empty_context() {
+    let fx = Fixture::new(&[]);
+    for &name in STRATEGIES {
+        let mut env = fx.env();
+        let t = Transcript::new();
+        let s = create(name, &fx.params, &t, None);
+        let q = Query { text: "Who am I?", embedding: None };
+        let ctx = s.build(&t, Some(&q), &mut env).unwrap();
+        assert!(ctx.buffer.is_empty() && ctx.retrieved.is_empty() && ctx.summary.is_none());
+        assert_eq!(ctx.total(), fx.tok.count(SYSTEM) + MESSAGE_OVERHEAD + REPLY_PRIMING);
+    }
+}
+
+#[test]
+fn invariants_hold_on_random_conversations() {
+    for seed in 0..6u64 {
+        let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(seed);
+        let budget = rng.random_range(100..900u32);
+        let trigger = rng.random_range(300..1500u32);
+        let fx = Fixture::new(&[
+            &format!("window.max_tokens={budget}"),
+            &format!("summary.trigger_tokens={trigger}"),
+            &format!("summary.max_summary_tokens={}", trigger / 4),
+            "vector.buffer_message_limit=8",
+        ]);
+        for &name in STRATEGIES {
+            let mut env = fx.env();
+            let mut t = Transcript::new();
+            let mut s = create(name, &fx.params, &t, None);
+            let mut longest = 0;
+            for i in 1..=120u32 {
+                let text = message(&mut rng, i);
+                let e = fx.entry(&mut env, i, &text, s.needs_embeddings());
+                longest = longest.max(e.tokens + MESSAGE_OVERHEAD);
+                t.push(e);
+                s.observe(&t, &mut env).unwrap();
+                let q = Query { text: "code word W3", embedding: None };
+                let ctx = s.build(&t, Some(&q), &mut env).unwrap();
+                // Sections add up to the exact count of the call as sent.
+                let call = ctx.call_messages(SYSTEM);
+                let exact: u32 = call.iter().map(|m| fx.tok.count_message(&m.content)).sum::<u32>() + REPLY_PRIMING;
+                assert_eq!(ctx.total(), exact, "{name} seed {seed} message {i}");
+                // The buffer is a suffix ending at the newest message.
+                assert_eq!(ctx.buffer.last().map(|b| b.number), Some(i));
+                // Never a message twice, never a retrieved one from the buffer.
+                let first_buffered = ctx.buffer[0].number;
+                assert!(ctx.retrieved.iter().all(|r| r.number < first_buffered), "{name}");
+                match name {
+                    "window" => assert!(ctx.tokens_buffer <= budget.max(longest), "{name} {}", ctx.tokens_buffer),
+                    "summary" | "hybrid" => {
+                        assert!(ctx.tokens_buffer + REPLY_PRIMING <= trigger + longest, "{name}");
+                        if let Some(sum) = &ctx.summary {
+                            assert!(sum.tokens <= trigger / 4);
+                        }
+                    }
+                    "vector" => assert!(ctx.buffer.len() <= 8 && ctx.retrieved.len() <= 3),
+                    _ => assert_eq!(ctx.buffer.len() as u32, i),
+                }
+            }
+        }
+    }
+}
+
+#[test]
+fn fitting_suffix_matches_the_sliding_rule() {
+    let mut t = Transcript::new();
+    for (i, tokens) in [5u32, 40, 7, 100, 3, 3, 60].into_iter().enumerate() {
+        t.push(Entry {
+            number: i as u32 + 1,
+            role: Role::User,
+            content: "x".into(),
+            folded: "x".into(),
+            tokens,
+            owner: "u".into(),
+            embedding: None,
+            at: None,
+        });
+    }
+    assert_eq!(t.suffix_tokens(4), 6 + 6 + 63);
+    assert_eq!(t.fitting_suffix(75), 4);
+    assert_eq!(t.fitting_suffix(74), 5);
+    assert_eq!(t.fitting_suffix(10), 6);
+    assert_eq!(t.fitting_suffix(10_000), 0);
+}

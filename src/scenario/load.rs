@@ -145,6 +145,7 @@ pub fn load_str(text: &str, file: &Path) -> Result<Scenario, InputErrors> {
         file: file.to_path_buf(),
         errors: Vec::new(),
         time_nodes: HashMap::new(),
+        message_entries: 0,
     };
     let scenario = cx.scenario(&root);
     match scenario {
@@ -163,6 +164,8 @@ struct Checker {
     /// Where each timestamp stands, for "goes back in time" errors: keyed by
     /// message number, or by `u32::MAX - session` for session starts.
     time_nodes: HashMap<u32, (String, Pos)>,
+    /// Entries written as messages, valid or not.
+    message_entries: usize,
 }
 
 /// A probe as written, before default ids are assigned in file order.
@@ -442,7 +445,7 @@ impl Checker {
                 );
             }
         }
-        if messages.is_empty() && !plan.is_empty() {
+        if self.message_entries == 0 && !plan.is_empty() {
             self.error("$", root.pos, "the conversation has no messages");
         }
 
@@ -614,6 +617,7 @@ impl Checker {
                     }
                 }
                 (true, false) => {
+                    self.message_entries += 1;
                     if let Some(m) = self.message(obj, item.pos, &ipath, session, fact_ids, messages.len())
                     {
                         out.push(Err(m.number));
