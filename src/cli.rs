@@ -173,7 +173,7 @@ fn load_scenarios(inputs: &[PathBuf]) -> Result<Vec<scenario::Scenario>, Failure
     let files = expand_inputs(inputs)?;
     scenario::load_all(&files).map_err(|e| {
         Failure::Input(format!(
-            "{e}\n{} error(s); nothing was run. The format is described in SCENARIO_FORMAT.md.",
+            "{e}\n{} error(s); nothing was run. The format is described in docs/SCENARIO_FORMAT.md.",
             e.0.len()
         ))
     })
@@ -254,8 +254,8 @@ pub fn resolve_config(args: &RunArgs) -> Result<Config, Failure> {
 fn output_dir(args: &RunArgs) -> Result<(PathBuf, bool), Failure> {
     match &args.out {
         Some(dir) => {
-            let busy = dir.is_file()
-                || std::fs::read_dir(dir).is_ok_and(|mut d| d.next().is_some());
+            let busy =
+                dir.is_file() || std::fs::read_dir(dir).is_ok_and(|mut d| d.next().is_some());
             if busy && !args.force {
                 return Err(Failure::Input(format!(
                     "error: {} already exists and is not empty; pass --force to replace it",
@@ -307,7 +307,15 @@ fn cmd_run(args: &RunArgs) -> Result<(), Failure> {
     }
     std::fs::create_dir_all(&staging)
         .map_err(|e| anyhow::anyhow!("cannot create {}: {e}", staging.display()))?;
-    let result = run_into(args, &config, &scenarios, &staging, tok, context_window, &backend);
+    let result = run_into(
+        args,
+        &config,
+        &scenarios,
+        &staging,
+        tok,
+        context_window,
+        &backend,
+    );
     let (per_job, totals) = match result {
         Ok(v) => v,
         Err(e) => {

@@ -177,13 +177,16 @@ pub fn load(file: Option<&Path>, overrides: &[String]) -> Result<Config, ConfigE
         Some(path) => {
             let text = std::fs::read_to_string(path)
                 .map_err(|e| ConfigError(format!("{}: cannot read: {e}", path.display())))?;
-            let table: toml::Table = toml::from_str(&text)
-                .map_err(|e| ConfigError(format!("{}: {}", path.display(), e.to_string().trim())))?;
+            let table: toml::Table = toml::from_str(&text).map_err(|e| {
+                ConfigError(format!("{}: {}", path.display(), e.to_string().trim()))
+            })?;
             // Check the file alone first, so its errors name the file.
             check_keys(&table, "", path.display().to_string().as_str())?;
             toml::Value::Table(table.clone())
                 .try_into::<Config>()
-                .map_err(|e| ConfigError(format!("{}: {}", path.display(), e.to_string().trim())))?;
+                .map_err(|e| {
+                    ConfigError(format!("{}: {}", path.display(), e.to_string().trim()))
+                })?;
             table
         }
     };
@@ -214,7 +217,9 @@ pub fn apply_override(table: &mut toml::Table, item: &str) -> Result<(), ConfigE
         .unwrap_or_else(|| toml::Value::String(raw.to_string()));
     let parts: Vec<&str> = key.split('.').collect();
     if parts.iter().any(|p| p.is_empty()) {
-        return Err(ConfigError(format!("--set {item:?}: malformed key {key:?}")));
+        return Err(ConfigError(format!(
+            "--set {item:?}: malformed key {key:?}"
+        )));
     }
     let mut cur = table;
     for part in &parts[..parts.len() - 1] {
@@ -222,7 +227,9 @@ pub fn apply_override(table: &mut toml::Table, item: &str) -> Result<(), ConfigE
             .entry(part.to_string())
             .or_insert_with(|| toml::Value::Table(toml::Table::new()));
         cur = entry.as_table_mut().ok_or_else(|| {
-            ConfigError(format!("--set {item:?}: {part:?} is a value, not a section"))
+            ConfigError(format!(
+                "--set {item:?}: {part:?} is a value, not a section"
+            ))
         })?;
     }
     cur.insert(parts[parts.len() - 1].to_string(), value);
@@ -350,8 +357,14 @@ impl Config {
             ("memory.max_context_tokens", self.memory.max_context_tokens),
             ("window.max_tokens", self.window.max_tokens),
             ("summary.trigger_tokens", self.summary.trigger_tokens),
-            ("summary.max_summary_tokens", self.summary.max_summary_tokens),
-            ("vector.buffer_message_limit", self.vector.buffer_message_limit),
+            (
+                "summary.max_summary_tokens",
+                self.summary.max_summary_tokens,
+            ),
+            (
+                "vector.buffer_message_limit",
+                self.vector.buffer_message_limit,
+            ),
             ("vector.top_k", self.vector.top_k),
             ("vector.max_retrieved", self.vector.max_retrieved),
             ("vector.ef_search", self.vector.ef_search),

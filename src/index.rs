@@ -21,8 +21,25 @@ impl Distance<f32> for UnitDot {
     }
 }
 
+/// Dot product with eight independent accumulators, so the compiler can
+/// keep them in one SIMD register (a plain `sum()` must add in order).
 pub fn dot(a: &[f32], b: &[f32]) -> f32 {
-    a.iter().zip(b).map(|(x, y)| x * y).sum()
+    let n = a.len().min(b.len());
+    let (a, b) = (&a[..n], &b[..n]);
+    let mut acc = [0f32; 8];
+    let (ca, cb) = (a.chunks_exact(8), b.chunks_exact(8));
+    let tail: f32 = ca
+        .remainder()
+        .iter()
+        .zip(cb.remainder())
+        .map(|(x, y)| x * y)
+        .sum();
+    for (x, y) in ca.zip(cb) {
+        for i in 0..8 {
+            acc[i] += x[i] * y[i];
+        }
+    }
+    acc.iter().sum::<f32>() + tail
 }
 
 /// A hit: position of the message in the user's transcript, and similarity.
@@ -36,28 +53,58 @@ const HNSW_M: usize = 16;
 const HNSW_EF_CONSTRUCTION: usize = 100;
 const HNSW_MAX_LAYER: usize = 16;
 
-/// Nearest-neighbour search over unit vectors, by position.
+/// Nearest-neighbour search over unit vectors, by position. Dense vectors
+/// (API embeddings) are scanned exactly while the index is small and go
+/// through HNSW past a threshold; sparse vectors (the offline hashing
+/// embedder's) go into an inverted index over dimensions, which is exact
+/// at any size and costs only the postings the query touches.
 pub struct VectorIndex {
     dim: usize,
-    data: Vec<f32>,
-    hnsw: Option<Hnsw<'static, f32, UnitDot>>,
-    threshold: usize,
-    ef_search: usize,
+    len: usize,
+    layout: Layout,
+}
+
+enum Layout {
+    Dense {
+        data: Vec<f32>,
+        hnsw: Option<Hnsw<'static, f32, UnitDot>>,
+        threshold: usize,
+        ef_search: usize,
+    },
+    Sparse {
+        /// Per dimension: (position, value) of every vector non-zero there.
+        postings: Vec<Vec<(u32, f32)>>,
+    },
 }
 
 impl VectorIndex {
-    pub fn new(dim: usize, threshold: usize, ef_search: usize) -> Self {
+    /// An index for dense vectors.
+    pub fn dense(dim: usize, threshold: usize, ef_search: usize) -> Self {
         VectorIndex {
             dim,
-            data: Vec::new(),
-            hnsw: None,
-            threshold,
-            ef_search,
+            len: 0,
+            layout: Layout::Dense {
+                data: Vec::new(),
+                hnsw: None,
+                threshold,
+                ef_search,
+            },
+        }
+    }
+
+    /// An index for sparse vectors (mostly zeros), searched exactly.
+    pub fn sparse(dim: usize) -> Self {
+        VectorIndex {
+            dim,
+            len: 0,
+            layout: Layout::Sparse {
+                postings: vec![Vec::new(); dim],
+            },
         }
     }
 
     pub fn len(&self) -> usize {
-        self.data.len() / self.dim.max(1)
+        self.len
     }
 
     pub fn dim(&self) -> usize {
@@ -65,80 +112,140 @@ impl VectorIndex {
     }
 
     pub fn is_empty(&self) -> bool {
-        self.data.is_empty()
+        self.len == 0
     }
 
-    /// Whether searches go through HNSW.
+    /// Whether searches go through HNSW (and may miss a true neighbour).
     pub fn is_approximate(&self) -> bool {
-        self.hnsw.is_some()
-    }
-
-    fn vector(&self, pos: usize) -> &[f32] {
-        &self.data[pos * self.dim..(pos + 1) * self.dim]
+        matches!(self.layout, Layout::Dense { hnsw: Some(_), .. })
     }
 
     /// Adds the next message's vector; its position is the previous length.
     pub fn add(&mut self, v: &[f32]) {
         assert_eq!(v.len(), self.dim, "embedding dimension");
-        let pos = self.len();
-        self.data.extend_from_slice(v);
-        match &self.hnsw {
-            Some(h) => h.insert((v, pos)),
-            None if self.len() > self.threshold => {
-                let h = Hnsw::new(
-                    HNSW_M,
-                    (self.len() * 4).max(10_000),
-                    HNSW_MAX_LAYER,
-                    HNSW_EF_CONSTRUCTION,
-                    UnitDot,
-                );
-                for p in 0..self.len() {
-                    h.insert((self.vector(p), p));
+        let pos = self.len;
+        self.len += 1;
+        let dim = self.dim;
+        match &mut self.layout {
+            Layout::Sparse { postings } => {
+                for (d, &x) in v.iter().enumerate() {
+                    if x != 0.0 {
+                        postings[d].push((pos as u32, x));
+                    }
                 }
-                self.hnsw = Some(h);
             }
-            None => {}
+            Layout::Dense {
+                data,
+                hnsw,
+                threshold,
+                ..
+            } => {
+                data.extend_from_slice(v);
+                match hnsw {
+                    Some(h) => h.insert((v, pos)),
+                    None if pos + 1 > *threshold => {
+                        let h = Hnsw::new(
+                            HNSW_M,
+                            ((pos + 1) * 4).max(10_000),
+                            HNSW_MAX_LAYER,
+                            HNSW_EF_CONSTRUCTION,
+                            UnitDot,
+                        );
+                        for (p, chunk) in data.chunks_exact(dim).enumerate() {
+                            h.insert((chunk, p));
+                        }
+                        *hnsw = Some(h);
+                    }
+                    None => {}
+                }
+            }
         }
     }
 
     /// The `k` most similar messages, best first (ties: earlier first).
     pub fn search(&self, q: &[f32], k: usize) -> Vec<Hit> {
-        let mut hits: Vec<Hit> = match &self.hnsw {
-            Some(h) => h
-                .search(q, k, self.ef_search.max(k))
-                .into_iter()
-                .map(|n| Hit {
-                    pos: n.d_id as u32,
-                    score: dot(q, self.vector(n.d_id)),
-                })
-                .collect(),
-            None => self.exact(q, k),
-        };
-        hits.sort_by(|a, b| b.score.total_cmp(&a.score).then(a.pos.cmp(&b.pos)));
-        hits.truncate(k);
-        hits
+        match &self.layout {
+            Layout::Dense {
+                data,
+                hnsw: Some(h),
+                ef_search,
+                ..
+            } => {
+                let mut hits: Vec<Hit> = h
+                    .search(q, k, (*ef_search).max(k))
+                    .into_iter()
+                    .map(|n| Hit {
+                        pos: n.d_id as u32,
+                        score: dot(q, &data[n.d_id * self.dim..(n.d_id + 1) * self.dim]),
+                    })
+                    .collect();
+                sort_hits(&mut hits);
+                hits.truncate(k);
+                hits
+            }
+            _ => self.exact(q, k),
+        }
     }
 
-    /// Exact top-k by a linear scan (also the reference for HNSW recall).
+    /// Exact top-k (also the reference for HNSW recall).
     pub fn exact(&self, q: &[f32], k: usize) -> Vec<Hit> {
-        let mut top: Vec<Hit> = Vec::with_capacity(k + 1);
-        for pos in 0..self.len() {
-            let score = dot(q, self.vector(pos));
-            let worse = |h: &Hit| h.score < score || (h.score == score && h.pos > pos as u32);
-            if top.len() < k || top.last().is_some_and(worse) {
-                let at = top.iter().position(worse).unwrap_or(top.len());
-                top.insert(
-                    at,
-                    Hit {
-                        pos: pos as u32,
-                        score,
-                    },
-                );
-                top.truncate(k);
+        match &self.layout {
+            Layout::Dense { data, .. } => {
+                let scored = data.chunks_exact(self.dim).enumerate().map(|(pos, v)| Hit {
+                    pos: pos as u32,
+                    score: dot(q, v),
+                });
+                top_k(scored, k)
+            }
+            Layout::Sparse { postings } => {
+                let mut scores = vec![0f32; self.len];
+                let mut touched = vec![false; self.len];
+                let mut hits: Vec<u32> = Vec::new();
+                for (d, &x) in q.iter().enumerate() {
+                    if x == 0.0 {
+                        continue;
+                    }
+                    for &(pos, v) in &postings[d] {
+                        let p = pos as usize;
+                        if !touched[p] {
+                            touched[p] = true;
+                            hits.push(pos);
+                        }
+                        scores[p] += x * v;
+                    }
+                }
+                // Vectors the query does not touch score exactly 0; the
+                // earliest of them compete too, as in a full scan.
+                let untouched = (0..self.len as u32)
+                    .filter(|&p| !touched[p as usize])
+                    .take(k)
+                    .map(|pos| Hit { pos, score: 0.0 });
+                let touched_hits = hits.into_iter().map(|pos| Hit {
+                    pos,
+                    score: scores[pos as usize],
+                });
+                top_k(touched_hits.chain(untouched), k)
             }
         }
-        top
     }
+}
+
+fn sort_hits(hits: &mut [Hit]) {
+    hits.sort_by(|a, b| b.score.total_cmp(&a.score).then(a.pos.cmp(&b.pos)));
+}
+
+/// The `k` best hits (highest score, then earliest position), best first.
+fn top_k(hits: impl Iterator<Item = Hit>, k: usize) -> Vec<Hit> {
+    let mut top: Vec<Hit> = Vec::with_capacity(k + 1);
+    for h in hits {
+        let worse = |t: &Hit| t.score < h.score || (t.score == h.score && t.pos > h.pos);
+        if top.len() < k || top.last().is_some_and(worse) {
+            let at = top.iter().position(worse).unwrap_or(top.len());
+            top.insert(at, h);
+            top.truncate(k);
+        }
+    }
+    top
 }
 
 /// Inverted index of content words, for the keyword/entity fallback.
@@ -224,7 +331,7 @@ mod tests {
 
     #[test]
     fn exact_search_orders_by_score_then_position() {
-        let mut idx = VectorIndex::new(2, 1000, 32);
+        let mut idx = VectorIndex::dense(2, 1000, 32);
         for v in [[1.0, 0.0], [0.0, 1.0], [1.0, 0.0], [0.6, 0.8]] {
             idx.add(&v);
         }
@@ -237,7 +344,7 @@ mod tests {
     fn hnsw_agrees_with_exact_search() {
         let dim = 64;
         let data = random_vectors(3000, dim, 7);
-        let mut idx = VectorIndex::new(dim, 500, 64);
+        let mut idx = VectorIndex::dense(dim, 500, 64);
         for v in &data {
             idx.add(v);
         }
@@ -260,7 +367,7 @@ mod tests {
     fn hnsw_is_deterministic_across_rebuilds() {
         let data = random_vectors(800, 32, 1);
         let build = || {
-            let mut idx = VectorIndex::new(32, 100, 32);
+            let mut idx = VectorIndex::dense(32, 100, 32);
             data.iter().for_each(|v| idx.add(v));
             idx
         };
@@ -268,6 +375,35 @@ mod tests {
         for q in random_vectors(20, 32, 2) {
             assert_eq!(a.search(&q, 5), b.search(&q, 5));
         }
+    }
+
+    #[test]
+    fn sparse_index_equals_a_dense_scan() {
+        let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(3);
+        let dim = 64;
+        let mut sparse = VectorIndex::sparse(dim);
+        let mut dense = VectorIndex::dense(dim, usize::MAX, 32);
+        let mut vectors = Vec::new();
+        for i in 0..500 {
+            let mut v = vec![0f32; dim];
+            // A few non-zeros, with repeats so that scores tie; some empty.
+            for _ in 0..(i % 5) {
+                v[rng.random_range(0..dim)] += if rng.random::<bool>() { 1.0 } else { -1.0 };
+            }
+            let n = dot(&v, &v).sqrt();
+            if n > 0.0 {
+                v.iter_mut().for_each(|x| *x /= n);
+            }
+            sparse.add(&v);
+            dense.add(&v);
+            vectors.push(v);
+        }
+        for q in vectors.iter().step_by(7).chain([&vec![0f32; dim]]) {
+            for k in [1, 5, 20] {
+                assert_eq!(sparse.search(q, k), dense.search(q, k));
+            }
+        }
+        assert!(!sparse.is_approximate());
     }
 
     #[test]

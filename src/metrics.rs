@@ -80,7 +80,10 @@ pub fn evaluate_probe(
     context_window: u32,
 ) -> ProbeOutcome {
     let leaked = ctx.items().filter(|i| &*i.owner != user).count() as u32
-        + ctx.summary.as_ref().map_or(0, |s| u32::from(&*s.owner != user));
+        + ctx
+            .summary
+            .as_ref()
+            .map_or(0, |s| u32::from(&*s.owner != user));
     let mut seen = HashSet::new();
     let duplicated = ctx.items().filter(|i| !seen.insert(i.number)).count() as u32;
     let over_window = ctx.total() > context_window;

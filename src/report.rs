@@ -222,7 +222,11 @@ fn fmt_ratio(x: Option<f64>) -> String {
 
 /// The table printed at the end of a run: one row per scenario and
 /// strategy, then the totals per strategy.
-pub fn print_table(out: &mut impl Write, per_job: &[Aggregate], totals: &[Aggregate]) -> std::io::Result<()> {
+pub fn print_table(
+    out: &mut impl Write,
+    per_job: &[Aggregate],
+    totals: &[Aggregate],
+) -> std::io::Result<()> {
     let header = [
         "scenario",
         "strategy",

@@ -15,7 +15,9 @@ use rand_chacha::ChaCha8Rng;
 use crate::backend::offline::fnv1a;
 use crate::backend::{Backend, BackendError};
 use crate::config::Config;
-use crate::memory::{self, Context, Entry, Env, Params, Query, Strategy, SummaryState, Transcript, Usage};
+use crate::memory::{
+    self, Context, Entry, Env, Params, Query, Strategy, SummaryState, Transcript, Usage,
+};
 use crate::metrics::{evaluate_probe, fact_retention, facts_planted_in, round6};
 use crate::scenario::{Role, Scenario, Step};
 use crate::store::{Store, StoreError};
@@ -139,10 +141,16 @@ pub struct Runtime<'a> {
     pub progress: bool,
 }
 
-/// A scenario's scripted messages, tokenized and folded once for all strategies.
+/// A scripted message, tokenized and folded once for all strategies.
+struct Scripted {
+    content: Arc<str>,
+    folded: Arc<str>,
+    tokens: u32,
+}
+
+/// A scenario's messages; `None` where the reply is generated.
 struct Prepared {
-    /// Per message: content, folded content, tokens; `None` if generated.
-    messages: Vec<Option<(Arc<str>, Arc<str>, u32)>>,
+    messages: Vec<Option<Scripted>>,
 }
 
 fn prepare(s: &Scenario, tok: &Tokenizer) -> Prepared {
@@ -151,9 +159,11 @@ fn prepare(s: &Scenario, tok: &Tokenizer) -> Prepared {
             .messages
             .iter()
             .map(|m| {
-                m.content
-                    .as_deref()
-                    .map(|c| (Arc::from(c), Arc::from(fold(c)), tok.count(c)))
+                m.content.as_deref().map(|c| Scripted {
+                    content: Arc::from(c),
+                    folded: Arc::from(fold(c)),
+                    tokens: tok.count(c),
+                })
             })
             .collect(),
     }
@@ -208,6 +218,7 @@ fn par_map<T: Sync, R: Send, E: Send>(
 /// Replays every scenario through every configured strategy. Results come
 /// back ordered by scenario name, then strategy in configuration order.
 pub fn run(scenarios: &[Scenario], rt: &Runtime<'_>) -> Result<Vec<JobResult>, RunError> {
+    drop(Store::create(rt.store)?);
     let prepared: Vec<Prepared> = par_map(
         scenarios,
         rt.jobs,
@@ -359,7 +370,8 @@ impl<'a> Job<'a> {
 
     fn flush(&mut self) -> Result<(), RunError> {
         let entries = &self.transcript.entries()[self.unsaved_from..];
-        self.store.save(&self.ns, entries, &self.unsaved_summaries)?;
+        self.store
+            .save(&self.ns, entries, &self.unsaved_summaries)?;
         self.unsaved_from = self.transcript.len();
         self.unsaved_summaries.clear();
         Ok(())
@@ -405,7 +417,7 @@ impl<'a> Job<'a> {
         let m = self.scenario.message(n);
         self.env.usage = Usage::default();
         let (content, folded, tokens, generated) = match &self.prepared.messages[n as usize - 1] {
-            Some((c, f, t)) => (c.clone(), f.clone(), *t, false),
+            Some(s) => (s.content.clone(), s.folded.clone(), s.tokens, false),
             None => {
                 let reply = self.generate_reply()?;
                 let tokens = self.rt.tok.count(&reply);
@@ -414,7 +426,11 @@ impl<'a> Job<'a> {
             }
         };
         let embedding = if self.strategy.needs_embeddings() {
-            Some(self.env.embed(&content, tokens).map_err(|e| self.backend_err(e))?)
+            Some(
+                self.env
+                    .embed(&content, tokens)
+                    .map_err(|e| self.backend_err(e))?,
+            )
         } else {
             None
         };
@@ -492,21 +508,19 @@ impl<'a> Job<'a> {
     /// The reply a live chatbot would give now, from the context the
     /// strategy builds for the last user message.
     fn generate_reply(&mut self) -> Result<String, RunError> {
-        let query: Option<(Arc<str>, Option<Arc<[f32]>>)> = self
-            .last_user()
-            .map(|e| (e.content.clone(), e.embedding.clone()));
+        let last = self.last_user().cloned();
         let ctx = match self.last_call.take() {
             Some(c) => c,
             None => {
-                let q = query.as_ref().map(|(text, embedding)| Query {
-                    text,
-                    embedding: embedding.clone(),
+                let q = last.as_ref().map(|e| Query {
+                    text: &e.content,
+                    embedding: e.embedding.clone(),
                 });
                 self.timed_build(q.as_ref())?.0
             }
         };
         let call = ctx.call_messages(&self.scenario.system_prompt);
-        let text = query.as_ref().map_or("", |(t, _)| t);
+        let text = last.as_ref().map_or("", |e| &*e.content);
         self.rt
             .backend
             .responder

@@ -56,8 +56,21 @@ CREATE TABLE IF NOT EXISTS summaries (
 ";
 
 impl Store {
-    /// Opens (creating if needed) the store at `path`. Several stores may
-    /// share one file from several threads.
+    /// Creates the store at `path` (schema, write-ahead log). Call once,
+    /// before several connections use the file: a fresh file switched to WAL
+    /// by racing connections can fail with "database is locked".
+    pub fn create(path: &Path) -> Result<Store, StoreError> {
+        let store = Store::open(path)?;
+        store
+            .conn
+            .pragma_update(None, "journal_mode", "WAL")
+            .and_then(|()| store.conn.execute_batch(SCHEMA))
+            .map_err(|e| store.err(e))?;
+        Ok(store)
+    }
+
+    /// Connects to a store made by [`Store::create`]. Several connections
+    /// may share one file from several threads.
     pub fn open(path: &Path) -> Result<Store, StoreError> {
         let p = path.display().to_string();
         let wrap = |source| StoreError {
@@ -67,9 +80,8 @@ impl Store {
         let conn = Connection::open(path).map_err(wrap)?;
         conn.busy_timeout(std::time::Duration::from_secs(60))
             .map_err(wrap)?;
-        conn.pragma_update(None, "journal_mode", "WAL").map_err(wrap)?;
-        conn.pragma_update(None, "synchronous", "NORMAL").map_err(wrap)?;
-        conn.execute_batch(SCHEMA).map_err(wrap)?;
+        conn.pragma_update(None, "synchronous", "NORMAL")
+            .map_err(wrap)?;
         Ok(Store { conn, path: p })
     }
 
@@ -92,7 +104,11 @@ impl Store {
             path: path.clone(),
             source,
         };
-        let tx = self.conn.transaction().map_err(err)?;
+        // IMMEDIATE takes the write lock up front, where the busy timeout applies.
+        let tx = self
+            .conn
+            .transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)
+            .map_err(err)?;
         let result = (|| {
             {
                 let mut stmt = tx.prepare_cached(

@@ -116,10 +116,16 @@ mod tests {
     #[test]
     fn model_encodings() {
         assert_eq!(Tokenizer::encoding_for_model("gpt-4o"), Some("o200k_base"));
-        assert_eq!(Tokenizer::encoding_for_model("gpt-4.1-mini"), Some("o200k_base"));
+        assert_eq!(
+            Tokenizer::encoding_for_model("gpt-4.1-mini"),
+            Some("o200k_base")
+        );
         assert_eq!(Tokenizer::encoding_for_model("o3-mini"), Some("o200k_base"));
         assert_eq!(Tokenizer::encoding_for_model("gpt-4"), Some("cl100k_base"));
-        assert_eq!(Tokenizer::encoding_for_model("gpt-3.5-turbo"), Some("cl100k_base"));
+        assert_eq!(
+            Tokenizer::encoding_for_model("gpt-3.5-turbo"),
+            Some("cl100k_base")
+        );
         assert_eq!(Tokenizer::encoding_for_model("llama-3"), None);
     }
 

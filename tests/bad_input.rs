@@ -92,7 +92,10 @@ fn every_rule_is_answered_with_file_position_and_exit_2() {
         let out = memeval(&["validate", path.to_str().unwrap()], dir.path());
         let stderr = String::from_utf8_lossy(&out.stderr);
         if out.status.code() != Some(2) {
-            failures.push(format!("{name}: exit {:?}, stderr: {stderr}", out.status.code()));
+            failures.push(format!(
+                "{name}: exit {:?}, stderr: {stderr}",
+                out.status.code()
+            ));
             continue;
         }
         if !stderr.contains(&format!("{name}.json")) {
@@ -115,7 +118,10 @@ fn non_utf8_and_missing_files() {
     let out = memeval(&["validate", "latin1.json"], dir.path());
     assert_eq!(out.status.code(), Some(2));
     let stderr = String::from_utf8_lossy(&out.stderr);
-    assert!(stderr.contains("latin1.json:1:14: invalid UTF-8"), "{stderr}");
+    assert!(
+        stderr.contains("latin1.json:1:14: invalid UTF-8"),
+        "{stderr}"
+    );
 
     let out = memeval(&["validate", "nowhere.json"], dir.path());
     assert_eq!(out.status.code(), Some(2));
@@ -130,11 +136,24 @@ fn every_error_of_every_file_is_listed_at_once() {
         "a",
         "{\"name\": \"a b\", \"turns\": [{\"role\": \"bot\", \"content\": \"hi\"}], \"extra\": 1}",
     );
-    let b = write_case(dir.path(), "b", "{\"name\": \"b\", \"turns\": [{\"role\": \"user\"}]}");
-    let out = memeval(&["validate", a.to_str().unwrap(), b.to_str().unwrap()], dir.path());
+    let b = write_case(
+        dir.path(),
+        "b",
+        "{\"name\": \"b\", \"turns\": [{\"role\": \"user\"}]}",
+    );
+    let out = memeval(
+        &["validate", a.to_str().unwrap(), b.to_str().unwrap()],
+        dir.path(),
+    );
     assert_eq!(out.status.code(), Some(2));
     let stderr = String::from_utf8_lossy(&out.stderr);
-    for want in ["$.name", "$.turns[0].role", "$.extra", "b.json", "a user message needs"] {
+    for want in [
+        "$.name",
+        "$.turns[0].role",
+        "$.extra",
+        "b.json",
+        "a user message needs",
+    ] {
         assert!(stderr.contains(want), "{want}: {stderr}");
     }
     assert!(stderr.contains("4 error(s)"), "{stderr}");
@@ -150,22 +169,43 @@ fn run_level_rules_names_and_users_unique() {
     let b = write_case(dir.path(), "b", &body("same", "u2"));
     let c = write_case(dir.path(), "c", &body("other", "u1"));
     let out = memeval(
-        &["validate", a.to_str().unwrap(), b.to_str().unwrap(), c.to_str().unwrap()],
+        &[
+            "validate",
+            a.to_str().unwrap(),
+            b.to_str().unwrap(),
+            c.to_str().unwrap(),
+        ],
         dir.path(),
     );
     assert_eq!(out.status.code(), Some(2));
     let stderr = String::from_utf8_lossy(&out.stderr);
-    assert!(stderr.contains("b.json: $.name: scenario name \"same\" is also used by"), "{stderr}");
-    assert!(stderr.contains("c.json: $.user: user \"u1\" is also the user of"), "{stderr}");
+    assert!(
+        stderr.contains("b.json: $.name: scenario name \"same\" is also used by"),
+        "{stderr}"
+    );
+    assert!(
+        stderr.contains("c.json: $.user: user \"u1\" is also the user of"),
+        "{stderr}"
+    );
 }
 
 #[test]
 fn run_with_a_bad_file_writes_nothing() {
     let dir = tempfile::tempdir().unwrap();
-    let good = write_case(dir.path(), "good", &format!("{{\"name\": \"good\", {OK_TURNS}}}"));
+    let good = write_case(
+        dir.path(),
+        "good",
+        &format!("{{\"name\": \"good\", {OK_TURNS}}}"),
+    );
     let bad = write_case(dir.path(), "bad", "{\"name\": \"bad\", \"turns\": [}");
     let out = memeval(
-        &["run", good.to_str().unwrap(), bad.to_str().unwrap(), "--out", "out"],
+        &[
+            "run",
+            good.to_str().unwrap(),
+            bad.to_str().unwrap(),
+            "--out",
+            "out",
+        ],
         dir.path(),
     );
     assert_eq!(out.status.code(), Some(2));
@@ -177,12 +217,22 @@ fn run_with_a_bad_file_writes_nothing() {
     assert!(!dir.path().join("reports").exists());
     // Nor with a bad configuration.
     let out = memeval(
-        &["run", good.to_str().unwrap(), "--set", "summary.trigger_tokns=10", "--out", "out"],
+        &[
+            "run",
+            good.to_str().unwrap(),
+            "--set",
+            "summary.trigger_tokns=10",
+            "--out",
+            "out",
+        ],
         dir.path(),
     );
     assert_eq!(out.status.code(), Some(2));
     let stderr = String::from_utf8_lossy(&out.stderr);
-    assert!(stderr.contains("did you mean \"trigger_tokens\""), "{stderr}");
+    assert!(
+        stderr.contains("did you mean \"trigger_tokens\""),
+        "{stderr}"
+    );
     assert!(!dir.path().join("out").exists());
 }
 
@@ -191,6 +241,9 @@ fn usage_errors_exit_2() {
     let dir = tempfile::tempdir().unwrap();
     assert_eq!(memeval(&["run"], dir.path()).status.code(), Some(2));
     assert_eq!(memeval(&["frobnicate"], dir.path()).status.code(), Some(2));
-    let out = memeval(&["run", "x.json", "--strategies", "buffer,windw"], dir.path());
+    let out = memeval(
+        &["run", "x.json", "--strategies", "buffer,windw"],
+        dir.path(),
+    );
     assert_eq!(out.status.code(), Some(2));
 }

@@ -67,6 +67,10 @@ pub trait Embedder: Send + Sync {
     fn embed(&self, texts: &[&str]) -> Result<Vec<Vec<f32>>, BackendError>;
     /// The similarity threshold this embedder is calibrated for.
     fn default_min_score(&self) -> f32;
+    /// Whether its vectors are mostly zeros (indexed sparsely, exactly).
+    fn sparse(&self) -> bool {
+        false
+    }
 }
 
 /// A judge's verdict on a summary against sampled covered messages.
@@ -79,8 +83,11 @@ pub struct Verdict {
 }
 
 pub trait Judge: Send + Sync {
-    fn score_summary(&self, summary: &str, sampled: &[(Role, &str)])
-    -> Result<Verdict, BackendError>;
+    fn score_summary(
+        &self,
+        summary: &str,
+        sampled: &[(Role, &str)],
+    ) -> Result<Verdict, BackendError>;
 }
 
 pub trait Responder: Send + Sync {

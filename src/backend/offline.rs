@@ -12,8 +12,8 @@ use std::collections::HashMap;
 use std::sync::Arc;
 
 use super::{
-    Backend, BackendError, ChatMessage, ChatRole, Embedder, Judge, Responder, SummaryOutput,
-    SummaryRequest, Summarizer, Verdict, summary_prompt,
+    Backend, BackendError, ChatMessage, ChatRole, Embedder, Judge, Responder, Summarizer,
+    SummaryOutput, SummaryRequest, Verdict, summary_prompt,
 };
 use crate::scenario::Role;
 use crate::text::{content_words, for_each_content_word, looks_like_entity, sentences};
@@ -248,6 +248,10 @@ impl Embedder for HashingEmbedder {
     fn default_min_score(&self) -> f32 {
         0.2
     }
+
+    fn sparse(&self) -> bool {
+        true
+    }
 }
 
 pub struct OverlapJudge;
@@ -335,9 +339,15 @@ mod tests {
     #[test]
     fn summary_fits_budget_and_keeps_informative_sentences_verbatim() {
         let msgs = [
-            (Role::User, "Hi there. I'm Ana Torres and our warehouse is Redshift."),
+            (
+                Role::User,
+                "Hi there. I'm Ana Torres and our warehouse is Redshift.",
+            ),
             (Role::Assistant, "Hello! How can I help?"),
-            (Role::User, "Okay. Our dbt model fct_orders fans out after the join on customer_id."),
+            (
+                Role::User,
+                "Okay. Our dbt model fct_orders fans out after the join on customer_id.",
+            ),
             (Role::Assistant, "Thanks, that makes sense."),
         ];
         let out = ExtractiveSummarizer
@@ -351,7 +361,10 @@ mod tests {
             )
             .unwrap();
         assert!(tok().count(&out.text) <= 40, "{}", out.text);
-        assert!(out.text.contains("I'm Ana Torres and our warehouse is Redshift."));
+        assert!(
+            out.text
+                .contains("I'm Ana Torres and our warehouse is Redshift.")
+        );
         assert!(!out.text.contains("Okay."));
         assert!(out.input_tokens > out.output_tokens);
     }
@@ -422,7 +435,9 @@ mod tests {
                 content: "What is my dog called?".into(),
             },
         ];
-        let r = ExtractiveResponder.reply(&call, "What is my dog called?").unwrap();
+        let r = ExtractiveResponder
+            .reply(&call, "What is my dog called?")
+            .unwrap();
         assert!(r.contains("My dog is called Biscuit."), "{r}");
     }
 }

@@ -5,7 +5,7 @@
 
 use std::sync::Arc;
 
-use super::parts::{Retrieval, SummaryState, Summarizing};
+use super::parts::{Retrieval, Summarizing, SummaryState};
 use super::{Context, Env, Params, Query, Strategy, Transcript};
 use crate::backend::BackendError;
 

@@ -63,8 +63,7 @@ impl Transcript {
 
     pub fn push(&mut self, e: Entry) {
         let last = *self.cum.last().expect("cum starts with 0");
-        self.cum
-            .push(last + u64::from(e.tokens + MESSAGE_OVERHEAD));
+        self.cum.push(last + u64::from(e.tokens + MESSAGE_OVERHEAD));
         self.entries.push(e);
     }
 
@@ -246,6 +245,8 @@ pub struct Params {
     pub hnsw_threshold: u32,
     pub ef_search: u32,
     pub embedding_dim: usize,
+    /// The embedder's vectors are sparse: index them exactly by dimension.
+    pub sparse_vectors: bool,
 }
 
 impl Params {
@@ -265,6 +266,7 @@ impl Params {
             hnsw_threshold: c.vector.hnsw_threshold,
             ef_search: c.vector.ef_search,
             embedding_dim: c.offline.embedding_dim as usize,
+            sparse_vectors: backend.embedder.sparse(),
         }
     }
 }
@@ -305,7 +307,8 @@ impl Env<'_> {
         };
         Context {
             tokens_system: self.system_prompt_tokens + MESSAGE_OVERHEAD + REPLY_PRIMING,
-            tokens_summary: summary.map_or(0, |s| s.system_message_tokens - self.system_prompt_tokens),
+            tokens_summary: summary
+                .map_or(0, |s| s.system_message_tokens - self.system_prompt_tokens),
             tokens_retrieved,
             tokens_buffer: t.suffix_tokens(buffer_from) as u32,
             summary: summary.cloned(),

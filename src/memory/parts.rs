@@ -106,11 +106,15 @@ impl Retrieval {
     /// An index over every message of `t` (rebuilt from stored embeddings).
     pub fn restore(params: &super::Params, t: &Transcript) -> Retrieval {
         let mut r = Retrieval {
-            vectors: VectorIndex::new(
-                params.embedding_dim,
-                params.hnsw_threshold as usize,
-                params.ef_search as usize,
-            ),
+            vectors: if params.sparse_vectors {
+                VectorIndex::sparse(params.embedding_dim)
+            } else {
+                VectorIndex::dense(
+                    params.embedding_dim,
+                    params.hnsw_threshold as usize,
+                    params.ef_search as usize,
+                )
+            },
             keywords: params.keyword_fallback.then(KeywordIndex::default),
         };
         for pos in 0..t.len() {

@@ -5,7 +5,7 @@
 
 use std::sync::Arc;
 
-use super::parts::{SummaryState, Summarizing};
+use super::parts::{Summarizing, SummaryState};
 use super::{Context, Env, Query, Strategy, Transcript};
 use crate::backend::BackendError;
 

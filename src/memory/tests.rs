@@ -41,7 +41,11 @@ impl Fixture {
         let tokens = self.tok.count(text);
         Entry {
             number,
-            role: if number % 2 == 1 { Role::User } else { Role::Assistant },
+            role: if number % 2 == 1 {
+                Role::User
+            } else {
+                Role::Assistant
+            },
             content: text.into(),
             folded: fold(text).into(),
             tokens,
@@ -54,10 +58,20 @@ impl Fixture {
 
 /// A varied conversation: facts with rare words among repeated small talk.
 fn message(rng: &mut rand_chacha::ChaCha8Rng, i: u32) -> String {
-    const TOPICS: &[&str] = &["the garden", "our deploy pipeline", "a trip to Porto", "sourdough", "the quarterly report"];
+    const TOPICS: &[&str] = &[
+        "the garden",
+        "our deploy pipeline",
+        "a trip to Porto",
+        "sourdough",
+        "the quarterly report",
+    ];
     let t = TOPICS[rng.random_range(0..TOPICS.len())];
-    let filler = " We talked it through again and agreed to revisit it next week.".repeat(rng.random_range(0..6));
-    format!("Message {i} is about {t}; the code word is W{}.{filler}", rng.random_range(0..50))
+    let filler = " We talked it through again and agreed to revisit it next week."
+        .repeat(rng.random_range(0..6));
+    format!(
+        "Message {i} is about {t}; the code word is W{}.{filler}",
+        rng.random_range(0..50)
+    )
 }
 
 const STRATEGIES: &[&str] = &["buffer", "window", "summary", "vector", "hybrid"];
@@ -65,7 +79,7 @@ const STRATEGIES: &[&str] = &["buffer", "window", "summary", "vector", "hybrid"]
 #[test]
 fn a_restored_memory_builds_exactly_the_same_contexts() {
     // Small budgets so that windows slide, summaries fold and HNSW kicks in.
-    let fx = Fixture::new(&[
+    let mut fx = Fixture::new(&[
         "summary.trigger_tokens=600",
         "summary.max_summary_tokens=150",
         "window.max_tokens=500",
@@ -73,8 +87,14 @@ fn a_restored_memory_builds_exactly_the_same_contexts() {
         "vector.hnsw_threshold=60",
     ]);
     let dir = tempfile::tempdir().unwrap();
-    let mut store = Store::open(&dir.path().join("m.sqlite")).unwrap();
-    for &name in STRATEGIES {
+    let mut store = Store::create(&dir.path().join("m.sqlite")).unwrap();
+    // Both index layouts: sparse (exact) and dense (HNSW past 60 messages).
+    for (sparse, &name) in [true, false]
+        .into_iter()
+        .flat_map(|sp| STRATEGIES.iter().map(move |n| (sp, n)))
+    {
+        fx.params.sparse_vectors = sparse;
+        let ns = format!("{name}-{sparse}");
         let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(7);
         let mut live_env = fx.env();
         let mut live_t = Transcript::new();
@@ -90,19 +110,28 @@ fn a_restored_memory_builds_exactly_the_same_contexts() {
             live.observe(&live_t, &mut live_env).unwrap();
             t.push(e);
             restored.observe(&t, &mut env).unwrap();
-            summaries.extend(env.summaries.drain(..));
+            summaries.append(&mut env.summaries);
             if i % 23 == 0 {
                 // Persist, drop everything, and come back from the file.
-                store.save(name, &t.entries()[saved_to..], &summaries).unwrap();
+                store
+                    .save(&ns, &t.entries()[saved_to..], &summaries)
+                    .unwrap();
                 summaries.clear();
                 drop(restored);
-                let (loaded, latest) = store.load(name).unwrap();
+                let (loaded, latest) = store.load(&ns).unwrap();
                 saved_to = loaded.len();
                 restored = create(name, &fx.params, &loaded, latest);
                 t = loaded;
             }
-            for q in ["What is the code word about the garden?", "Porto trip", "W17"] {
-                let query = Query { text: q, embedding: None };
+            for q in [
+                "What is the code word about the garden?",
+                "Porto trip",
+                "W17",
+            ] {
+                let query = Query {
+                    text: q,
+                    embedding: None,
+                };
                 let a = live.build(&live_t, Some(&query), &mut live_env).unwrap();
                 let b = restored.build(&t, Some(&query), &mut env).unwrap();
                 assert_eq!(a, b, "{name}: contexts differ after message {i} for {q:?}");
@@ -120,10 +149,16 @@ fn cold_start_builds_an_empty_context() {
         let mut env = fx.env();
         let t = Transcript::new();
         let s = create(name, &fx.params, &t, None);
-        let q = Query { text: "Who am I?", embedding: None };
+        let q = Query {
+            text: "Who am I?",
+            embedding: None,
+        };
         let ctx = s.build(&t, Some(&q), &mut env).unwrap();
         assert!(ctx.buffer.is_empty() && ctx.retrieved.is_empty() && ctx.summary.is_none());
-        assert_eq!(ctx.total(), fx.tok.count(SYSTEM) + MESSAGE_OVERHEAD + REPLY_PRIMING);
+        assert_eq!(
+            ctx.total(),
+            fx.tok.count(SYSTEM) + MESSAGE_OVERHEAD + REPLY_PRIMING
+        );
     }
 }
 
@@ -150,21 +185,38 @@ fn invariants_hold_on_random_conversations() {
                 longest = longest.max(e.tokens + MESSAGE_OVERHEAD);
                 t.push(e);
                 s.observe(&t, &mut env).unwrap();
-                let q = Query { text: "code word W3", embedding: None };
+                let q = Query {
+                    text: "code word W3",
+                    embedding: None,
+                };
                 let ctx = s.build(&t, Some(&q), &mut env).unwrap();
                 // Sections add up to the exact count of the call as sent.
                 let call = ctx.call_messages(SYSTEM);
-                let exact: u32 = call.iter().map(|m| fx.tok.count_message(&m.content)).sum::<u32>() + REPLY_PRIMING;
+                let exact: u32 = call
+                    .iter()
+                    .map(|m| fx.tok.count_message(&m.content))
+                    .sum::<u32>()
+                    + REPLY_PRIMING;
                 assert_eq!(ctx.total(), exact, "{name} seed {seed} message {i}");
                 // The buffer is a suffix ending at the newest message.
                 assert_eq!(ctx.buffer.last().map(|b| b.number), Some(i));
                 // Never a message twice, never a retrieved one from the buffer.
                 let first_buffered = ctx.buffer[0].number;
-                assert!(ctx.retrieved.iter().all(|r| r.number < first_buffered), "{name}");
+                assert!(
+                    ctx.retrieved.iter().all(|r| r.number < first_buffered),
+                    "{name}"
+                );
                 match name {
-                    "window" => assert!(ctx.tokens_buffer <= budget.max(longest), "{name} {}", ctx.tokens_buffer),
+                    "window" => assert!(
+                        ctx.tokens_buffer <= budget.max(longest),
+                        "{name} {}",
+                        ctx.tokens_buffer
+                    ),
                     "summary" | "hybrid" => {
-                        assert!(ctx.tokens_buffer + REPLY_PRIMING <= trigger + longest, "{name}");
+                        assert!(
+                            ctx.tokens_buffer + REPLY_PRIMING <= trigger + longest,
+                            "{name}"
+                        );
                         if let Some(sum) = &ctx.summary {
                             assert!(sum.tokens <= trigger / 4);
                         }

@@ -33,18 +33,113 @@ struct FactTemplate {
 }
 
 const FACTS: &[FactTemplate] = &[
-    FactTemplate { id: "name", plant: "By the way, my name is {v}.", values: &["Priya Raman", "Tomasz Nowak", "Amara Okafor", "Lucia Ferreira", "Kenji Watanabe"], question: "What is my name?", kind: "single-hop", update: None },
-    FactTemplate { id: "dog", plant: "My dog is called {v} and she hates the vacuum cleaner.", values: &["Biscuit", "Pickle", "Mochi", "Waffles", "Juniper"], question: "What is my dog called?", kind: "single-hop", update: None },
-    FactTemplate { id: "city", plant: "I live in {v}, close to the old harbour.", values: &["Lisbon", "Gdansk", "Valparaiso", "Hobart", "Trieste"], question: "Which city do I live in?", kind: "update", update: Some("Big news: we finally moved, I live in {v} now.") },
-    FactTemplate { id: "employer", plant: "I work at {v} on the payments team.", values: &["Fernwood Analytics", "Quillstone Bank", "Harbor Freight Labs", "Oakridge Health"], question: "Where do I work?", kind: "update", update: Some("I switched jobs last week; I now work at {v}.") },
-    FactTemplate { id: "deadline", plant: "Our launch deadline is {v}, and it cannot move.", values: &["March 14", "April 22", "June 3", "September 9"], question: "When is our launch deadline?", kind: "temporal", update: Some("The launch deadline changed: it is now {v}.") },
-    FactTemplate { id: "allergy", plant: "Please remember that I am allergic to {v}.", values: &["peanuts", "shellfish", "sesame", "penicillin"], question: "What am I allergic to?", kind: "single-hop", update: None },
-    FactTemplate { id: "codename", plant: "The project codename is {v}, keep it quiet.", values: &["Bluejay", "Kestrel", "Tamarind", "Obsidian"], question: "What is the project codename?", kind: "single-hop", update: None },
-    FactTemplate { id: "language", plant: "Our backend is written in {v}.", values: &["Elixir", "Kotlin", "OCaml", "Haskell"], question: "Which language is our backend written in?", kind: "update", update: Some("We rewrote the backend; it is written in {v} now.") },
-    FactTemplate { id: "sister", plant: "My sister {v} is visiting next month.", values: &["Ingrid", "Rosalind", "Beatriz", "Yasmin"], question: "What is my sister's name?", kind: "single-hop", update: None },
-    FactTemplate { id: "car", plant: "I drive an old {v} that rattles on the motorway.", values: &["Saab 900", "Volvo 240", "Citroen DS", "Lada Niva"], question: "What car do I drive?", kind: "single-hop", update: None },
-    FactTemplate { id: "birthday", plant: "My birthday is on {v}.", values: &["November 2", "February 17", "July 29", "May 11"], question: "When is my birthday?", kind: "temporal", update: None },
-    FactTemplate { id: "budget", plant: "The cloud budget for the quarter is {v} dollars.", values: &["48,000", "12,500", "95,000", "7,200"], question: "What is the cloud budget for the quarter?", kind: "single-hop", update: Some("Finance cut the cloud budget to {v} dollars.") },
+    FactTemplate {
+        id: "name",
+        plant: "By the way, my name is {v}.",
+        values: &[
+            "Priya Raman",
+            "Tomasz Nowak",
+            "Amara Okafor",
+            "Lucia Ferreira",
+            "Kenji Watanabe",
+        ],
+        question: "What is my name?",
+        kind: "single-hop",
+        update: None,
+    },
+    FactTemplate {
+        id: "dog",
+        plant: "My dog is called {v} and she hates the vacuum cleaner.",
+        values: &["Biscuit", "Pickle", "Mochi", "Waffles", "Juniper"],
+        question: "What is my dog called?",
+        kind: "single-hop",
+        update: None,
+    },
+    FactTemplate {
+        id: "city",
+        plant: "I live in {v}, close to the old harbour.",
+        values: &["Lisbon", "Gdansk", "Valparaiso", "Hobart", "Trieste"],
+        question: "Which city do I live in?",
+        kind: "update",
+        update: Some("Big news: we finally moved, I live in {v} now."),
+    },
+    FactTemplate {
+        id: "employer",
+        plant: "I work at {v} on the payments team.",
+        values: &[
+            "Fernwood Analytics",
+            "Quillstone Bank",
+            "Harbor Freight Labs",
+            "Oakridge Health",
+        ],
+        question: "Where do I work?",
+        kind: "update",
+        update: Some("I switched jobs last week; I now work at {v}."),
+    },
+    FactTemplate {
+        id: "deadline",
+        plant: "Our launch deadline is {v}, and it cannot move.",
+        values: &["March 14", "April 22", "June 3", "September 9"],
+        question: "When is our launch deadline?",
+        kind: "temporal",
+        update: Some("The launch deadline changed: it is now {v}."),
+    },
+    FactTemplate {
+        id: "allergy",
+        plant: "Please remember that I am allergic to {v}.",
+        values: &["peanuts", "shellfish", "sesame", "penicillin"],
+        question: "What am I allergic to?",
+        kind: "single-hop",
+        update: None,
+    },
+    FactTemplate {
+        id: "codename",
+        plant: "The project codename is {v}, keep it quiet.",
+        values: &["Bluejay", "Kestrel", "Tamarind", "Obsidian"],
+        question: "What is the project codename?",
+        kind: "single-hop",
+        update: None,
+    },
+    FactTemplate {
+        id: "language",
+        plant: "Our backend is written in {v}.",
+        values: &["Elixir", "Kotlin", "OCaml", "Haskell"],
+        question: "Which language is our backend written in?",
+        kind: "update",
+        update: Some("We rewrote the backend; it is written in {v} now."),
+    },
+    FactTemplate {
+        id: "sister",
+        plant: "My sister {v} is visiting next month.",
+        values: &["Ingrid", "Rosalind", "Beatriz", "Yasmin"],
+        question: "What is my sister's name?",
+        kind: "single-hop",
+        update: None,
+    },
+    FactTemplate {
+        id: "car",
+        plant: "I drive an old {v} that rattles on the motorway.",
+        values: &["Saab 900", "Volvo 240", "Citroen DS", "Lada Niva"],
+        question: "What car do I drive?",
+        kind: "single-hop",
+        update: None,
+    },
+    FactTemplate {
+        id: "birthday",
+        plant: "My birthday is on {v}.",
+        values: &["November 2", "February 17", "July 29", "May 11"],
+        question: "When is my birthday?",
+        kind: "temporal",
+        update: None,
+    },
+    FactTemplate {
+        id: "budget",
+        plant: "The cloud budget for the quarter is {v} dollars.",
+        values: &["48,000", "12,500", "95,000", "7,200"],
+        question: "What is the cloud budget for the quarter?",
+        kind: "single-hop",
+        update: Some("Finance cut the cloud budget to {v} dollars."),
+    },
 ];
 
 /// Chit-chat: (user templates, assistant templates, slot words).
@@ -61,7 +156,15 @@ const TOPICS: &[(&[&str], &[&str], &[&str])] = &[
             "Keep it simple: roast the {w} with olive oil, salt and a squeeze of lemon.",
             "A thermometer takes the guesswork out of cooking {w}; aim for the lower end of the range.",
         ],
-        &["sourdough", "salmon", "chickpeas", "mushrooms", "aubergine", "rye", "lentils"],
+        &[
+            "sourdough",
+            "salmon",
+            "chickpeas",
+            "mushrooms",
+            "aubergine",
+            "rye",
+            "lentils",
+        ],
     ),
     (
         &[
@@ -75,7 +178,15 @@ const TOPICS: &[(&[&str], &[&str], &[&str])] = &[
             "Partition {w} by the column most queries filter on, and cluster by the next one.",
             "For the {w} load, add retries with backoff and make the step idempotent so a rerun is safe.",
         ],
-        &["orders", "events", "invoices", "sessions", "shipments", "ledger", "inventory"],
+        &[
+            "orders",
+            "events",
+            "invoices",
+            "sessions",
+            "shipments",
+            "ledger",
+            "inventory",
+        ],
     ),
     (
         &[
@@ -88,7 +199,9 @@ const TOPICS: &[(&[&str], &[&str], &[&str])] = &[
             "{w} is a good low-impact option; alternate it with easy runs.",
             "Consistency beats intensity; a steady routine with {w} will pay off.",
         ],
-        &["five", "eight", "cycling", "swimming", "yoga", "rowing", "pilates"],
+        &[
+            "five", "eight", "cycling", "swimming", "yoga", "rowing", "pilates",
+        ],
     ),
     (
         &[
@@ -101,7 +214,14 @@ const TOPICS: &[(&[&str], &[&str], &[&str])] = &[
             "The night train to {w} saves a hotel night and arrives rested, if you book a berth.",
             "Keep a change of clothes in your hand luggage, especially on routes like {w}.",
         ],
-        &["the mountains", "Vienna", "the lakes", "Seville", "Krakow", "the islands"],
+        &[
+            "the mountains",
+            "Vienna",
+            "the lakes",
+            "Seville",
+            "Krakow",
+            "the islands",
+        ],
     ),
     (
         &[
@@ -114,7 +234,14 @@ const TOPICS: &[(&[&str], &[&str], &[&str])] = &[
             "Try instrumental albums in the spirit of {w}; long tracks help you settle in.",
             "Slow the tempo right down when practising {w}; speed comes with clean chord changes.",
         ],
-        &["jazz", "ambient", "bossa nova", "film scores", "folk", "minimalism"],
+        &[
+            "jazz",
+            "ambient",
+            "bossa nova",
+            "film scores",
+            "folk",
+            "minimalism",
+        ],
     ),
     (
         &[
@@ -127,7 +254,14 @@ const TOPICS: &[(&[&str], &[&str], &[&str])] = &[
             "Plant {w} after the last frost, in a pot at least thirty centimetres deep.",
             "Copper tape around the pots and an evening check keep slugs off the {w}.",
         ],
-        &["bottom", "basil", "lettuce", "strawberries", "beans", "stems"],
+        &[
+            "bottom",
+            "basil",
+            "lettuce",
+            "strawberries",
+            "beans",
+            "stems",
+        ],
     ),
 ];
 
@@ -189,7 +323,12 @@ pub fn generate(o: &GenerateOptions) -> Result<Value, String> {
     let mut plants = Vec::new();
     for (i, _) in templates.iter().enumerate() {
         let slot = 0.7 / n;
-        let at = place(&mut rng, i as f64 * slot, (i as f64 + 1.0) * slot, (i, false));
+        let at = place(
+            &mut rng,
+            i as f64 * slot,
+            (i as f64 + 1.0) * slot,
+            (i, false),
+        );
         plants.push(at);
     }
     let mut updated = Vec::new();
@@ -222,7 +361,9 @@ pub fn generate(o: &GenerateOptions) -> Result<Value, String> {
         facts.push(json!({"id": base_id, "statement": statement, "expect": [old]}));
         if is_updated {
             let statement = t.update.expect("updatable").replace("{v}", new);
-            facts.push(json!({"id": t.id, "statement": statement, "expect": [new], "supersedes": base_id}));
+            facts.push(
+                json!({"id": t.id, "statement": statement, "expect": [new], "supersedes": base_id}),
+            );
         }
     }
 
@@ -239,8 +380,10 @@ pub fn generate(o: &GenerateOptions) -> Result<Value, String> {
             if !turns.is_empty() {
                 let id = format!("s{}", sessions.len() + 1);
                 let start = format_rfc3339(day * 86_400_000 + 9 * 3_600_000);
-                sessions.push(json!({"id": id, "start": start, "turns": std::mem::take(&mut turns)}));
-                day += 2 + rng.random_range(0..2i64);
+                sessions
+                    .push(json!({"id": id, "start": start, "turns": std::mem::take(&mut turns)}));
+                // The next sitting starts two or three days after this one ends.
+                day += minute / 1440 + 2 + rng.random_range(0..2i64);
             }
             minute = 0;
         }
@@ -261,7 +404,11 @@ pub fn generate(o: &GenerateOptions) -> Result<Value, String> {
                     "expects": [format!("{}-old", t.id)],
                     "kind": t.kind,
                 }));
-                user = format!("{} {}", t.update.expect("updatable").replace("{v}", new), user);
+                user = format!(
+                    "{} {}",
+                    t.update.expect("updatable").replace("{v}", new),
+                    user
+                );
                 user_plants.push(t.id.to_string());
             } else {
                 user = format!("{} {}", t.plant.replace("{v}", old), user);
@@ -349,17 +496,23 @@ mod tests {
 
     #[test]
     fn generated_scenarios_are_valid_and_seeded() {
-        for (m, f, seed) in [(40, 3, 1), (200, 8, 2), (1000, 12, 3)] {
+        for (m, f, seed) in [(40, 3, 1), (200, 8, 2), (1000, 12, 3), (9000, 12, 4)] {
             let v = generate(&opts(m, f, seed)).unwrap();
             let text = serde_json::to_string_pretty(&v).unwrap();
-            let s = load_str(&text, std::path::Path::new("gen.json"))
-                .unwrap_or_else(|e| panic!("{e}"));
+            let s =
+                load_str(&text, std::path::Path::new("gen.json")).unwrap_or_else(|e| panic!("{e}"));
             assert_eq!(s.messages.len() as u32, m);
-            assert_eq!(s.probes.iter().filter(|p| p.every.is_some()).count() as u32, f);
+            assert_eq!(
+                s.probes.iter().filter(|p| p.every.is_some()).count() as u32,
+                f
+            );
             assert_eq!(s.sessions.len(), 3);
             assert_eq!(v, generate(&opts(m, f, seed)).unwrap());
         }
-        assert_ne!(generate(&opts(200, 8, 1)).unwrap(), generate(&opts(200, 8, 2)).unwrap());
+        assert_ne!(
+            generate(&opts(200, 8, 1)).unwrap(),
+            generate(&opts(200, 8, 2)).unwrap()
+        );
     }
 
     #[test]

@@ -272,7 +272,9 @@ impl Parser<'_> {
             out.push_str(&self.text[start..self.i]);
             match self.bytes.get(self.i) {
                 None => {
-                    return Err(self.err("unexpected end of file inside a string; the JSON is truncated"));
+                    return Err(
+                        self.err("unexpected end of file inside a string; the JSON is truncated")
+                    );
                 }
                 Some(b'"') => {
                     self.i += 1;

@@ -367,7 +367,10 @@ impl Checker {
                             self.error(
                                 &format!("{path}.id"),
                                 sget("id").map_or(item.pos, |n| n.pos),
-                                format!("session id {id:?} is already used by session {}", prev + 1),
+                                format!(
+                                    "session id {id:?} is already used by session {}",
+                                    prev + 1
+                                ),
                             );
                         }
                         let start = sget("start").and_then(|n| {
@@ -499,7 +502,8 @@ impl Checker {
                 );
                 continue;
             }
-            let statement = get("statement").and_then(|n| self.string(n, &format!("{path}.statement")));
+            let statement =
+                get("statement").and_then(|n| self.string(n, &format!("{path}.statement")));
             let mut expect = Vec::new();
             if let Some(n) = get("expect") {
                 let epath = format!("{path}.expect");
@@ -540,7 +544,11 @@ impl Checker {
                     let hint = did_you_mean(&target, &known)
                         .map(|s| format!("; did you mean {s:?}?"))
                         .unwrap_or_default();
-                    self.error(&path, pos, format!("supersedes unknown fact {target:?}{hint}"));
+                    self.error(
+                        &path,
+                        pos,
+                        format!("supersedes unknown fact {target:?}{hint}"),
+                    );
                 }
                 Some(&(t, _)) if t == idx => {
                     self.error(&path, pos, "a fact cannot supersede itself");
@@ -618,7 +626,8 @@ impl Checker {
                 }
                 (true, false) => {
                     self.message_entries += 1;
-                    if let Some(m) = self.message(obj, item.pos, &ipath, session, fact_ids, messages.len())
+                    if let Some(m) =
+                        self.message(obj, item.pos, &ipath, session, fact_ids, messages.len())
                     {
                         out.push(Err(m.number));
                         messages.push(m);
@@ -640,17 +649,19 @@ impl Checker {
         self.unknown_fields(obj, path, MESSAGE_FIELDS, "a message");
         let get = |k: &str| obj.iter().find(|m| m.key == k).map(|m| &m.value);
         let role_node = get("role").expect("caller checked");
-        let role = self.string(role_node, &format!("{path}.role")).and_then(|r| {
-            let role = Role::parse(&r);
-            if role.is_none() {
-                self.error(
-                    &format!("{path}.role"),
-                    role_node.pos,
-                    format!("role {r:?} is not \"user\" or \"assistant\""),
-                );
-            }
-            role
-        });
+        let role = self
+            .string(role_node, &format!("{path}.role"))
+            .and_then(|r| {
+                let role = Role::parse(&r);
+                if role.is_none() {
+                    self.error(
+                        &format!("{path}.role"),
+                        role_node.pos,
+                        format!("role {r:?} is not \"user\" or \"assistant\""),
+                    );
+                }
+                role
+            });
         let content = match get("content") {
             Some(n) => self.non_empty_string(n, &format!("{path}.content")),
             None => {
@@ -680,14 +691,17 @@ impl Checker {
                             }
                             Some(&(f, _)) => plants.push(f),
                             None => {
-                                let known: Vec<&str> = fact_ids.keys().map(String::as_str).collect();
+                                let known: Vec<&str> =
+                                    fact_ids.keys().map(String::as_str).collect();
                                 let hint = did_you_mean(&id, &known)
                                     .map(|s| format!("; did you mean {s:?}?"))
                                     .unwrap_or_default();
                                 self.error(
                                     &fpath,
                                     item.pos,
-                                    format!("plants unknown fact {id:?}{hint}: declare it in \"facts\""),
+                                    format!(
+                                        "plants unknown fact {id:?}{hint}: declare it in \"facts\""
+                                    ),
                                 );
                             }
                         }
@@ -718,7 +732,11 @@ impl Checker {
         fact_ids: &HashMap<String, (usize, Pos)>,
         recurring: bool,
     ) -> Option<ProbeDraft> {
-        let what = if recurring { "a recurring probe" } else { "a probe" };
+        let what = if recurring {
+            "a recurring probe"
+        } else {
+            "a probe"
+        };
         let obj = self.object(node, path, what)?;
         let allowed = if recurring {
             RECURRING_FIELDS
@@ -734,7 +752,11 @@ impl Checker {
         let get = |k: &str| obj.iter().find(|m| m.key == k).map(|m| &m.value);
         let question = match get("probe") {
             None => {
-                self.error(path, node.pos, "missing required field \"probe\" (the question)");
+                self.error(
+                    path,
+                    node.pos,
+                    "missing required field \"probe\" (the question)",
+                );
                 None
             }
             Some(n) => self.non_empty_string(n, &format!("{path}.probe")),
@@ -758,8 +780,14 @@ impl Checker {
                         let fpath = format!("{epath}[{j}]");
                         if let Some(fid) = self.string(item, &fpath) {
                             match fact_ids.get(&fid) {
-                                Some(&(f, _)) if expects.iter().any(|e: &(usize, String, Pos)| e.0 == f) => {
-                                    self.error(&fpath, item.pos, format!("fact {fid:?} is listed twice"))
+                                Some(&(f, _))
+                                    if expects.iter().any(|e: &(usize, String, Pos)| e.0 == f) =>
+                                {
+                                    self.error(
+                                        &fpath,
+                                        item.pos,
+                                        format!("fact {fid:?} is listed twice"),
+                                    )
                                 }
                                 Some(&(f, _)) => expects.push((f, fpath, item.pos)),
                                 None => {
@@ -799,7 +827,11 @@ impl Checker {
                 }
                 Some(n) => self.integer(n, &format!("{path}.every")).and_then(|v| {
                     if v < 1 || v > u32::MAX as i64 {
-                        self.error(&format!("{path}.every"), n.pos, format!("must be at least 1, not {v}"));
+                        self.error(
+                            &format!("{path}.every"),
+                            n.pos,
+                            format!("must be at least 1, not {v}"),
+                        );
                         None
                     } else {
                         Some(v as u32)
@@ -817,7 +849,7 @@ impl Checker {
             path: path.to_string(),
             id,
             question: question?,
-            expects: expects.into_iter().map(|(f, p, pos)| (f, p, pos)).collect(),
+            expects,
             answer,
             kind,
             every,
@@ -837,13 +869,20 @@ impl Checker {
             if let Some((prev, prev_what)) = &last
                 && this < *prev
             {
-                problems.push((key, format!("{what} goes back in time: it is before {prev_what}")));
+                problems.push((
+                    key,
+                    format!("{what} goes back in time: it is before {prev_what}"),
+                ));
             }
             last = Some((this, what));
         };
         for (si, entries) in plan.iter().enumerate() {
             if let Some(s) = sessions.get(si).and_then(|s| s.start) {
-                check(s, u32::MAX - si as u32, format!("the start of session {:?}", sessions[si].id));
+                check(
+                    s,
+                    u32::MAX - si as u32,
+                    format!("the start of session {:?}", sessions[si].id),
+                );
             }
             for e in entries {
                 if let Err(n) = e
@@ -951,7 +990,7 @@ fn schedule(
         .collect();
     let due = |n: u32| {
         recurring.iter().filter_map(move |&(i, from, every)| {
-            let periodic = n > from && (n - from) % every == 0;
+            let periodic = n > from && (n - from).is_multiple_of(every);
             (from != u32::MAX && (periodic || n == last)).then_some(i)
         })
     };

@@ -7,7 +7,12 @@ fn load(text: &str) -> Scenario {
 
 fn users(n: usize) -> String {
     (1..=n)
-        .map(|i| format!("{{\"role\": \"user\", \"content\": \"m{i}\"{}}}", if i == 3 { ", \"plants\": [\"f\"]" } else { "" }))
+        .map(|i| {
+            format!(
+                "{{\"role\": \"user\", \"content\": \"m{i}\"{}}}",
+                if i == 3 { ", \"plants\": [\"f\"]" } else { "" }
+            )
+        })
         .collect::<Vec<_>>()
         .join(",")
 }
@@ -71,7 +76,11 @@ fn default_probe_ids_follow_file_order_even_when_probes_come_first() {
               {"turns": [{"role": "user", "content": "a"}, {"probe": "in?", "expects": []}]},
               {"id": "later", "turns": [{"role": "user", "content": "b"}, {"probe": "in2?", "id": "named", "expects": []}]}]}"#,
     );
-    let ids: Vec<(&str, &str)> = s.probes.iter().map(|p| (p.question.as_str(), p.id.as_str())).collect();
+    let ids: Vec<(&str, &str)> = s
+        .probes
+        .iter()
+        .map(|p| (p.question.as_str(), p.id.as_str()))
+        .collect();
     assert!(ids.contains(&("top?", "p1")));
     assert!(ids.contains(&("in?", "p2")));
     assert!(ids.contains(&("in2?", "named")));
@@ -95,6 +104,7 @@ fn facts_know_their_planting_messages_and_supersedes() {
 
 #[test]
 fn a_byte_order_mark_is_accepted() {
-    let s = load("\u{feff}{\"name\": \"bom\", \"turns\": [{\"role\": \"user\", \"content\": \"x\"}]}");
+    let s =
+        load("\u{feff}{\"name\": \"bom\", \"turns\": [{\"role\": \"user\", \"content\": \"x\"}]}");
     assert_eq!(s.name, "bom");
 }

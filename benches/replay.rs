@@ -1,0 +1,68 @@
+//! Full offline replay, per strategy, at two conversation lengths: the time
+//! per message must not grow with the length of the conversation for the
+//! bounded strategies (window, summary, vector, hybrid). `buffer` is left
+//! out: its context is the whole history by definition.
+//!
+//! Run: `cargo bench --bench replay`; criterion prints time per replay and
+//! messages per second ("thrpt").
+
+use std::path::Path;
+
+use criterion::{BenchmarkId, Criterion, Throughput, criterion_group, criterion_main};
+use memeval::backend::offline;
+use memeval::config;
+use memeval::runner::{self, Runtime};
+use memeval::scenario::{Scenario, generate, load_str};
+
+fn scenario(messages: u32) -> Scenario {
+    let value = generate::generate(&generate::GenerateOptions {
+        name: format!("bench-{messages}"),
+        messages,
+        facts: 8,
+        sessions: 3,
+        every: 100,
+        seed: 1,
+    })
+    .expect("valid options");
+    load_str(&value.to_string(), Path::new("bench.json")).expect("generated scenarios are valid")
+}
+
+fn replay(c: &mut Criterion) {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let mut group = c.benchmark_group("replay");
+    group.sample_size(10);
+    for n in [1_000u32, 10_000] {
+        let s = [scenario(n)];
+        group.throughput(Throughput::Elements(u64::from(n)));
+        for strategy in ["window", "summary", "vector", "hybrid"] {
+            let cfg =
+                config::load(None, &[format!("strategies=[\"{strategy}\"]")]).expect("config");
+            let backend = offline::backend(cfg.offline.embedding_dim as usize);
+            let mut round = 0;
+            group.bench_with_input(BenchmarkId::new(strategy, n), &n, |b, _| {
+                b.iter(|| {
+                    // A fresh store per replay, as in a real run.
+                    round += 1;
+                    let store = dir.path().join(format!("{strategy}-{n}-{round}.sqlite"));
+                    let rt = Runtime {
+                        config: &cfg,
+                        backend: &backend,
+                        tok: cfg.tokenizer().expect("tokenizer"),
+                        context_window: cfg.context_window().expect("window"),
+                        store: &store,
+                        jobs: 1,
+                        timings: false,
+                        progress: false,
+                    };
+                    let out = runner::run(&s, &rt).expect("replay");
+                    let _ = std::fs::remove_file(&store);
+                    out
+                });
+            });
+        }
+    }
+    group.finish();
+}
+
+criterion_group!(benches, replay);
+criterion_main!(benches);
