@@ -700,7 +700,7 @@ impl Checker {
                                     &fpath,
                                     item.pos,
                                     format!(
-                                        "plants unknown fact {id:?}{hint}: declare it in \"facts\""
+                                        "plants unknown fact {id:?}, which \"facts\" does not declare{hint}"
                                     ),
                                 );
                             }
@@ -743,12 +743,19 @@ impl Checker {
         } else {
             PROBE_FIELDS
         };
-        let hint = if recurring {
-            "a recurring probe"
-        } else {
-            "an inline probe (\"every\" belongs to top-level \"probes\" only)"
-        };
-        self.unknown_fields(obj, path, allowed, hint);
+        if !recurring && let Some(m) = obj.iter().find(|m| m.key == "every") {
+            self.error(
+                &format!("{path}.every"),
+                m.key_pos,
+                "\"every\" makes a recurring probe: move this probe to the top-level \"probes\" list",
+            );
+        }
+        let others: Vec<Member> = obj
+            .iter()
+            .filter(|m| recurring || m.key != "every")
+            .cloned()
+            .collect();
+        self.unknown_fields(&others, path, allowed, what);
         let get = |k: &str| obj.iter().find(|m| m.key == k).map(|m| &m.value);
         let question = match get("probe") {
             None => {
