@@ -184,6 +184,12 @@ pub fn stem(word: &str) -> &str {
 /// Lowercased, stemmed words that carry content, in order of appearance.
 /// Calls `f` for each, without allocating per word.
 pub fn for_each_content_word(text: &str, mut f: impl FnMut(&str)) {
+    for_each_content_word_as_written(text, |stemmed, _| f(stemmed));
+}
+
+/// As [`for_each_content_word`], also passing the lowercased word as
+/// written, for messages meant for people.
+pub fn for_each_content_word_as_written(text: &str, mut f: impl FnMut(&str, &str)) {
     let mut buf = String::new();
     for raw in text.split(|c: char| !c.is_alphanumeric()) {
         if raw.is_empty() {
@@ -197,7 +203,7 @@ pub fn for_each_content_word(text: &str, mut f: impl FnMut(&str)) {
         if is_stopword(&buf) {
             continue;
         }
-        f(stem(&buf));
+        f(stem(&buf), &buf);
     }
 }
 

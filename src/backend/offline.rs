@@ -16,7 +16,10 @@ use super::{
     SummaryOutput, SummaryRequest, Verdict, summary_prompt,
 };
 use crate::scenario::Role;
-use crate::text::{content_words, for_each_content_word, looks_like_entity, sentences};
+use crate::text::{
+    content_words, for_each_content_word, for_each_content_word_as_written, looks_like_entity,
+    sentences,
+};
 use crate::tokens::{MESSAGE_OVERHEAD, REPLY_PRIMING, Tokenizer};
 
 /// Builds the offline backend.
@@ -267,16 +270,16 @@ impl Judge for OverlapJudge {
         let mut missing = Vec::new();
         let mut seen: Vec<String> = Vec::new();
         for (_, content) in sampled {
-            for w in content_words(content) {
-                if seen.contains(&w) {
-                    continue;
+            for_each_content_word_as_written(content, |stemmed, written| {
+                if seen.iter().any(|s| s == stemmed) {
+                    return;
                 }
                 total += 1;
-                if !kept.contains(&w) {
-                    missing.push(w.clone());
+                if !kept.iter().any(|k| k == stemmed) {
+                    missing.push(written.to_string());
                 }
-                seen.push(w);
-            }
+                seen.push(stemmed.to_string());
+            });
         }
         let score = if total == 0 {
             1.0
@@ -412,11 +415,11 @@ mod tests {
         let v = OverlapJudge
             .score_summary(
                 "- user: Ana uses Snowflake.",
-                &[(Role::User, "Ana uses Snowflake and dbt")],
+                &[(Role::User, "Ana uses Snowflake and dbt models")],
             )
             .unwrap();
-        assert_eq!(v.missing, vec!["dbt"]);
-        assert!((v.score - 0.75).abs() < 1e-9);
+        assert_eq!(v.missing, vec!["dbt", "models"]);
+        assert!((v.score - 0.6).abs() < 1e-9);
     }
 
     #[test]
