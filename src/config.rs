@@ -6,7 +6,7 @@ use std::path::Path;
 
 use serde::{Deserialize, Serialize};
 
-use crate::text::did_you_mean;
+use crate::text::suggestion;
 use crate::tokens::{self, Tokenizer};
 
 /// The strategies, in report order.
@@ -280,9 +280,7 @@ fn check_keys(table: &toml::Table, section: &str, origin: &str) -> Result<(), Co
             format!("{section}.{k}")
         };
         if !known.contains(&k.as_str()) {
-            let hint = did_you_mean(k, &known)
-                .map(|s| format!("; did you mean {s:?}?"))
-                .unwrap_or_default();
+            let hint = suggestion(k, &known);
             return Err(ConfigError(format!(
                 "{origin}: unknown parameter {full:?}{hint} (known here: {})",
                 known.join(", ")
@@ -335,9 +333,7 @@ impl Config {
         }
         for (i, s) in self.strategies.iter().enumerate() {
             if !STRATEGIES.contains(&s.as_str()) {
-                let hint = did_you_mean(s, STRATEGIES)
-                    .map(|x| format!("; did you mean {x:?}?"))
-                    .unwrap_or_default();
+                let hint = suggestion(s, STRATEGIES);
                 return fail(format!(
                     "unknown strategy {s:?}{hint} (known: {})",
                     STRATEGIES.join(", ")

@@ -291,6 +291,13 @@ pub fn did_you_mean<'a>(given: &str, known: &[&'a str]) -> Option<&'a str> {
         .map(|(_, k)| k)
 }
 
+/// `; did you mean "x"?` for a likely typo of a known name, else nothing.
+pub fn suggestion(given: &str, known: &[&str]) -> String {
+    did_you_mean(given, known)
+        .map(|s| format!("; did you mean {s:?}?"))
+        .unwrap_or_default()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

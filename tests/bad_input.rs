@@ -3,15 +3,9 @@
 //! exits with 2, and writes nothing.
 
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output};
 
-fn memeval(args: &[&str], cwd: &Path) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_memeval"))
-        .args(args)
-        .current_dir(cwd)
-        .output()
-        .expect("run memeval")
-}
+mod common;
+use common::memeval;
 
 /// A minimal valid scenario body, for cases that only break one part.
 const OK_TURNS: &str = r#""turns": [{"role": "user", "content": "hi"}]"#;

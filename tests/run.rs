@@ -4,20 +4,15 @@
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output};
+use std::process::Output;
+
+mod common;
+use common::memeval;
 
 use serde_json::Value;
 
 fn root() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-}
-
-fn memeval(args: &[&str], cwd: &Path) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_memeval"))
-        .args(args)
-        .current_dir(cwd)
-        .output()
-        .expect("run memeval")
 }
 
 fn run_ok(args: &[&str], cwd: &Path) -> Output {

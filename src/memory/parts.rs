@@ -159,20 +159,21 @@ impl Retrieval {
             Some(e) => e.clone(),
             None => env.embed(query.text, env.tok.count(query.text))?,
         };
+        let item = |h: crate::index::Hit, via| {
+            Item::from_entry(
+                t.get(h.pos as usize),
+                Section::Retrieved,
+                Some(h.score),
+                Some(via),
+            )
+        };
         let mut items: Vec<Item> = self
             .vectors
             .search(&q, p.top_k as usize)
             .into_iter()
             .filter(|h| (h.pos as usize) < buffer_from && h.score > p.min_score)
             .take(p.max_retrieved as usize)
-            .map(|h| {
-                Item::from_entry(
-                    t.get(h.pos as usize),
-                    Section::Retrieved,
-                    Some(h.score),
-                    Some(Via::Semantic),
-                )
-            })
+            .map(|h| item(h, Via::Semantic))
             .collect();
         if items.is_empty()
             && let Some(k) = &self.keywords
@@ -180,14 +181,7 @@ impl Retrieval {
             items = k
                 .search(query.text, p.max_retrieved as usize, buffer_from as u32)
                 .into_iter()
-                .map(|h| {
-                    Item::from_entry(
-                        t.get(h.pos as usize),
-                        Section::Retrieved,
-                        Some(h.score),
-                        Some(Via::Keyword),
-                    )
-                })
+                .map(|h| item(h, Via::Keyword))
                 .collect();
         }
         Ok(items)

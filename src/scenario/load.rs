@@ -13,7 +13,7 @@ use super::{
     Step,
 };
 use crate::clock::{Millis, parse_rfc3339};
-use crate::text::did_you_mean;
+use crate::text::suggestion;
 
 /// Files larger than this are refused before reading: no scenario is that big.
 pub const MAX_FILE_BYTES: u64 = 64 << 20;
@@ -192,26 +192,31 @@ impl Checker {
         });
     }
 
+    fn wrong_type<T>(&mut self, node: &Node, path: &str, expected: &str) -> Option<T> {
+        let found = match node.value {
+            // "found 2.5" says more than "found a number" when an integer is due.
+            Json::Number(n) if expected == "an integer" => format!("{n}"),
+            ref other => other.type_name().to_string(),
+        };
+        self.error(
+            path,
+            node.pos,
+            format!("expected {expected}, found {found}"),
+        );
+        None
+    }
+
     fn object<'n>(&mut self, node: &'n Node, path: &str, what: &str) -> Option<&'n [Member]> {
         match &node.value {
             Json::Object(m) => Some(m),
-            other => {
-                self.error(
-                    path,
-                    node.pos,
-                    format!("expected {what} (an object), found {}", other.type_name()),
-                );
-                None
-            }
+            _ => self.wrong_type(node, path, &format!("{what} (an object)")),
         }
     }
 
     fn unknown_fields(&mut self, members: &[Member], path: &str, allowed: &[&str], hint: &str) {
         for m in members {
             if !allowed.contains(&m.key.as_str()) {
-                let suggestion = did_you_mean(&m.key, allowed)
-                    .map(|s| format!("; did you mean {s:?}?"))
-                    .unwrap_or_default();
+                let suggestion = suggestion(&m.key, allowed);
                 self.error(
                     &format!("{path}.{}", m.key),
                     m.key_pos,
@@ -228,14 +233,7 @@ impl Checker {
     fn string(&mut self, node: &Node, path: &str) -> Option<String> {
         match &node.value {
             Json::String(s) => Some(s.clone()),
-            other => {
-                self.error(
-                    path,
-                    node.pos,
-                    format!("expected a string, found {}", other.type_name()),
-                );
-                None
-            }
+            _ => self.wrong_type(node, path, "a string"),
         }
     }
 
@@ -251,28 +249,14 @@ impl Checker {
     fn array<'n>(&mut self, node: &'n Node, path: &str) -> Option<&'n [Node]> {
         match &node.value {
             Json::Array(items) => Some(items),
-            other => {
-                self.error(
-                    path,
-                    node.pos,
-                    format!("expected an array, found {}", other.type_name()),
-                );
-                None
-            }
+            _ => self.wrong_type(node, path, "an array"),
         }
     }
 
     fn integer(&mut self, node: &Node, path: &str) -> Option<i64> {
         match node.value {
             Json::Number(n) if n.fract() == 0.0 && n.abs() < 9.0e15 => Some(n as i64),
-            ref other => {
-                self.error(
-                    path,
-                    node.pos,
-                    format!("expected an integer, found {}", describe(other)),
-                );
-                None
-            }
+            _ => self.wrong_type(node, path, "an integer"),
         }
     }
 
@@ -541,9 +525,7 @@ impl Checker {
             match ids.get(&target) {
                 None => {
                     let known: Vec<&str> = ids.keys().map(String::as_str).collect();
-                    let hint = did_you_mean(&target, &known)
-                        .map(|s| format!("; did you mean {s:?}?"))
-                        .unwrap_or_default();
+                    let hint = suggestion(&target, &known);
                     self.error(
                         &path,
                         pos,
@@ -693,9 +675,7 @@ impl Checker {
                             None => {
                                 let known: Vec<&str> =
                                     fact_ids.keys().map(String::as_str).collect();
-                                let hint = did_you_mean(&id, &known)
-                                    .map(|s| format!("; did you mean {s:?}?"))
-                                    .unwrap_or_default();
+                                let hint = suggestion(&id, &known);
                                 self.error(
                                     &fpath,
                                     item.pos,
@@ -800,9 +780,7 @@ impl Checker {
                                 None => {
                                     let known: Vec<&str> =
                                         fact_ids.keys().map(String::as_str).collect();
-                                    let hint = did_you_mean(&fid, &known)
-                                        .map(|s| format!("; did you mean {s:?}?"))
-                                        .unwrap_or_default();
+                                    let hint = suggestion(&fid, &known);
                                     self.error(
                                         &fpath,
                                         item.pos,
@@ -957,13 +935,6 @@ impl Checker {
                 every: d.every,
             })
             .collect()
-    }
-}
-
-fn describe(v: &Json) -> String {
-    match v {
-        Json::Number(n) => format!("{n}"),
-        other => other.type_name().to_string(),
     }
 }
 
