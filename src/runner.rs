@@ -384,8 +384,7 @@ impl<'a> Job<'a> {
     fn restore(&mut self) -> Result<(), RunError> {
         self.flush()?;
         self.last_call = None;
-        self.transcript = Transcript::new();
-        self.strategy = memory::create(self.strategy_name, self.params, &self.transcript, None);
+        // Nothing of the old state survives: the new one is built from the store alone.
         let (t, summary) = self.store.load(&self.ns)?;
         self.strategy = memory::create(self.strategy_name, self.params, &t, summary);
         self.unsaved_from = t.len();

@@ -496,3 +496,62 @@ fn help_teaches_and_shows_defaults() {
     let o = run_ok(&["--help"], tmp.path());
     assert!(String::from_utf8_lossy(&o.stdout).contains("Exit codes"));
 }
+
+/// Dropping and restoring every memory at session boundaries changes
+/// nothing: the same conversation as one session gives the same outputs.
+#[test]
+fn session_boundaries_lose_nothing() {
+    let tmp = tempfile::tempdir().unwrap();
+    for name in [
+        "returning-renovation",
+        "dbt-fanout-support",
+        "needle-cabin-wifi",
+    ] {
+        let text = std::fs::read_to_string(root().join(format!("scenarios/{name}.json"))).unwrap();
+        let mut v: Value = serde_json::from_str(&text).unwrap();
+        let sessions = v.as_object_mut().unwrap().remove("sessions").unwrap();
+        let turns: Vec<Value> = sessions
+            .as_array()
+            .unwrap()
+            .iter()
+            .flat_map(|s| s["turns"].as_array().unwrap().clone())
+            .collect();
+        v["turns"] = Value::Array(turns);
+        let (a, b) = (
+            tmp.path().join(format!("{name}-a")),
+            tmp.path().join(format!("{name}-b")),
+        );
+        std::fs::create_dir_all(&a).unwrap();
+        std::fs::create_dir_all(&b).unwrap();
+        std::fs::write(a.join("s.json"), &text).unwrap();
+        std::fs::write(b.join("s.json"), serde_json::to_string(&v).unwrap()).unwrap();
+        for dir in [&a, &b] {
+            run_ok(
+                &["run", "s.json", "--out", "out", "--no-timings", "-q"],
+                dir,
+            );
+        }
+        let read = |d: &Path, f: &str| std::fs::read_to_string(d.join("out").join(f)).unwrap();
+        assert_eq!(read(&a, "probes.csv"), read(&b, "probes.csv"), "{name}");
+        assert_eq!(
+            read(&a, "summaries.csv"),
+            read(&b, "summaries.csv"),
+            "{name}"
+        );
+        // turns.csv differs only in the session column.
+        let without_session = |t: String| -> Vec<String> {
+            t.lines()
+                .map(|l| {
+                    let mut f: Vec<&str> = l.split(',').collect();
+                    f.remove(3);
+                    f.join(",")
+                })
+                .collect()
+        };
+        assert_eq!(
+            without_session(read(&a, "turns.csv")),
+            without_session(read(&b, "turns.csv")),
+            "{name}"
+        );
+    }
+}
