@@ -53,6 +53,7 @@ fn replay(c: &mut Criterion) {
                         jobs: 1,
                         timings: false,
                         progress: false,
+                        repeats: 1,
                     };
                     let out = runner::run(&s, &rt).expect("replay");
                     let _ = std::fs::remove_file(&store);

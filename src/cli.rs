@@ -11,6 +11,7 @@ use clap::{Args, Parser, Subcommand};
 
 use crate::backend::offline;
 use crate::config::{self, Config};
+use crate::gate;
 use crate::memory::Params;
 use crate::report::{self, Metadata, ScenarioMeta};
 use crate::runner::{self, Runtime};
@@ -44,6 +45,78 @@ pub enum Command {
     },
     /// Write a long synthetic scenario
     Generate(GenerateArgs),
+    /// Compare a run with a baseline under thresholds; exit 1 on a regression
+    Gate(GateArgs),
+    /// Write a baseline file from a finished run, for `gate --baseline`
+    Baseline {
+        /// A run's output folder (or its results.json)
+        run: PathBuf,
+        /// Baseline file to write
+        #[arg(long, short, default_value = "memeval-baseline.json")]
+        out: PathBuf,
+    },
+    /// Run a grid of parameter values and find the recall/cost frontier
+    Sweep(SweepArgs),
+}
+
+/// Where the configuration comes from.
+#[derive(Args, Debug, Clone, Default)]
+pub struct ConfigArgs {
+    /// Configuration file [default: ./memeval.toml when present]
+    #[arg(long, env = "MEMEVAL_CONFIG")]
+    pub config: Option<PathBuf>,
+    /// Override a configuration value, e.g. --set summary.trigger_tokens=2000 (repeatable)
+    #[arg(long = "set", value_name = "KEY=VALUE")]
+    pub set: Vec<String>,
+}
+
+#[derive(Args, Debug)]
+pub struct GateArgs {
+    /// Baseline file (from `memeval baseline` or `run --save-baseline`), or a run folder
+    #[arg(long)]
+    pub baseline: PathBuf,
+    /// The run to check: its output folder or results.json
+    #[arg(long)]
+    pub current: PathBuf,
+    /// Also write the checks as JUnit XML
+    #[arg(long)]
+    pub junit: Option<PathBuf>,
+    /// Compare even when scenario files or models differ from the baseline's
+    #[arg(long)]
+    pub allow_mismatch: bool,
+    /// Thresholds: the [gate] section of the configuration
+    #[command(flatten)]
+    pub cfg: ConfigArgs,
+}
+
+#[derive(Args, Debug)]
+pub struct SweepArgs {
+    /// Scenario files, or folders of *.json files
+    #[arg(required = true)]
+    pub files: Vec<PathBuf>,
+    /// The strategy to tune
+    #[arg(long)]
+    pub strategy: String,
+    /// A parameter and its values, e.g. --param summary.trigger_tokens=1000,2000,4000 (repeatable; the grid is every combination)
+    #[arg(long = "param", value_name = "KEY=V1,V2,...", required = true)]
+    pub params: Vec<String>,
+    /// Recommend the best recall within this many total tokens [default: the knee of the frontier]
+    #[arg(long)]
+    pub max_tokens: Option<u64>,
+    /// Output folder [default: reports/sweep-<timestamp>]
+    #[arg(long)]
+    pub out: Option<PathBuf>,
+    /// Replace --out if it already holds files
+    #[arg(long)]
+    pub force: bool,
+    /// Worker threads [default: the number of cores]
+    #[arg(long)]
+    pub jobs: Option<usize>,
+    /// Print nothing but errors and the recommendation
+    #[arg(long, short)]
+    pub quiet: bool,
+    #[command(flatten)]
+    pub cfg: ConfigArgs,
 }
 
 #[derive(Args, Debug)]
@@ -57,12 +130,8 @@ pub struct RunArgs {
     /// Replace --out if it already holds files
     #[arg(long)]
     pub force: bool,
-    /// Configuration file [default: ./memeval.toml when present]
-    #[arg(long, env = "MEMEVAL_CONFIG")]
-    pub config: Option<PathBuf>,
-    /// Override a configuration value, e.g. --set summary.trigger_tokens=2000 (repeatable)
-    #[arg(long = "set", value_name = "KEY=VALUE")]
-    pub set: Vec<String>,
+    #[command(flatten)]
+    pub cfg: ConfigArgs,
     /// Seed of every random choice [config: seed; default: 42]
     #[arg(long, env = "MEMEVAL_SEED")]
     pub seed: Option<u64>,
@@ -78,6 +147,22 @@ pub struct RunArgs {
     /// Write 0 in every timing column, so that two runs are byte-identical
     #[arg(long)]
     pub no_timings: bool,
+    /// Replay each scenario N times, with seeds seed, seed+1, ...; results
+    /// hold the means and per-replay samples (for the gate's noise rule)
+    #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u32).range(1..=1000))]
+    pub repeat: u32,
+    /// Gate the run against this baseline file: exit 1 on a regression
+    #[arg(long)]
+    pub baseline: Option<PathBuf>,
+    /// With --baseline: also write the checks as JUnit XML
+    #[arg(long, requires = "baseline")]
+    pub junit: Option<PathBuf>,
+    /// With --baseline: compare even when scenario files or models differ
+    #[arg(long, requires = "baseline")]
+    pub allow_mismatch: bool,
+    /// Also write a baseline file of this run
+    #[arg(long)]
+    pub save_baseline: Option<PathBuf>,
     /// Print nothing but errors
     #[arg(long, short)]
     pub quiet: bool,
@@ -111,6 +196,8 @@ pub struct GenerateArgs {
 /// A failure, with the exit code it maps to.
 #[derive(Debug)]
 pub enum Failure {
+    /// A gate found a regression: exit 1.
+    Regression(String),
     /// Bad input or usage: exit 2.
     Input(String),
     /// Anything else: exit 3.
@@ -130,9 +217,16 @@ pub fn main() -> ExitCode {
         Command::Run(args) => cmd_run(&args),
         Command::Validate { files } => cmd_validate(&files),
         Command::Generate(args) => cmd_generate(&args),
+        Command::Gate(args) => cmd_gate(&args),
+        Command::Baseline { run, out } => cmd_baseline(&run, &out),
+        Command::Sweep(args) => crate::sweep::cmd_sweep(&args),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
+        Err(Failure::Regression(msg)) => {
+            eprintln!("{msg}");
+            ExitCode::from(1)
+        }
         Err(Failure::Input(msg)) => {
             eprintln!("{msg}");
             ExitCode::from(2)
@@ -226,37 +320,54 @@ fn write_atomically(path: &Path, bytes: &[u8]) -> Result<(), Failure> {
         .map_err(|e| Failure::Run(anyhow::anyhow!("{}: {e}", path.display())))
 }
 
-/// Resolves the configuration: file, then --set, then flags.
-pub fn resolve_config(args: &RunArgs) -> Result<Config, Failure> {
+/// Resolves the configuration: the file, then --set, then `flags` (which
+/// win), all as `key=value` overrides.
+pub fn resolve_config(cfg: &ConfigArgs, flags: Vec<String>) -> Result<Config, Failure> {
     let default_file = PathBuf::from("memeval.toml");
-    let file = args
+    let file = cfg
         .config
         .clone()
         .or_else(|| default_file.is_file().then_some(default_file));
-    let mut overrides = args.set.clone();
+    let mut overrides = cfg.set.clone();
+    overrides.extend(flags);
+    config::load(file.as_deref(), &overrides).map_err(|e| Failure::Input(format!("error: {e}")))
+}
+
+/// The run flags as configuration overrides.
+fn run_flags(args: &RunArgs) -> Vec<String> {
+    let mut flags = Vec::new();
     if let Some(seed) = args.seed {
-        overrides.push(format!("seed={seed}"));
+        flags.push(format!("seed={seed}"));
     }
     if let Some(model) = &args.model {
-        overrides.push(format!("model.name={}", toml::Value::String(model.clone())));
+        flags.push(format!("model.name={}", toml::Value::String(model.clone())));
     }
     if let Some(list) = &args.strategies {
         let quoted: Vec<String> = list
             .iter()
             .map(|s| toml::Value::String(s.trim().to_string()).to_string())
             .collect();
-        overrides.push(format!("strategies=[{}]", quoted.join(",")));
+        flags.push(format!("strategies=[{}]", quoted.join(",")));
     }
-    config::load(file.as_deref(), &overrides).map_err(|e| Failure::Input(format!("error: {e}")))
+    flags
 }
 
 /// Where the outputs go, and whether `reports/latest` should point there.
-fn output_dir(args: &RunArgs) -> Result<(PathBuf, bool), Failure> {
-    match &args.out {
+pub fn output_dir(out: &Option<PathBuf>, force: bool) -> Result<(PathBuf, bool), Failure> {
+    output_dir_named(out, force, "")
+}
+
+/// As [`output_dir`], with a prefix for the default folder's name.
+pub fn output_dir_named(
+    out: &Option<PathBuf>,
+    force: bool,
+    prefix: &str,
+) -> Result<(PathBuf, bool), Failure> {
+    match out {
         Some(dir) => {
             let busy =
                 dir.is_file() || std::fs::read_dir(dir).is_ok_and(|mut d| d.next().is_some());
-            if busy && !args.force {
+            if busy && !force {
                 return Err(Failure::Input(format!(
                     "error: {} already exists and is not empty; pass --force to replace it",
                     dir.display()
@@ -268,7 +379,7 @@ fn output_dir(args: &RunArgs) -> Result<(PathBuf, bool), Failure> {
             let now = std::time::SystemTime::now()
                 .duration_since(std::time::UNIX_EPOCH)
                 .map_or(0, |d| d.as_millis() as i64);
-            let stamp = crate::clock::folder_stamp(now);
+            let stamp = format!("{prefix}{}", crate::clock::folder_stamp(now));
             let mut dir = PathBuf::from("reports").join(&stamp);
             let mut n = 2;
             while dir.exists() {
@@ -282,9 +393,14 @@ fn output_dir(args: &RunArgs) -> Result<(PathBuf, bool), Failure> {
 
 fn cmd_run(args: &RunArgs) -> Result<(), Failure> {
     // Everything is validated before anything runs or is written.
-    let config = resolve_config(args)?;
+    let config = resolve_config(&args.cfg, run_flags(args))?;
     let scenarios = load_scenarios(&args.files)?;
-    let (out, update_latest) = output_dir(args)?;
+    let baseline = args
+        .baseline
+        .as_deref()
+        .map(|p| gate::load_results(p).map_err(|e| Failure::Input(format!("error: {e}"))))
+        .transpose()?;
+    let (out, update_latest) = output_dir(&args.out, args.force)?;
     let tok = config.tokenizer().map_err(|e| Failure::Input(e.0))?;
     let context_window = config.context_window().map_err(|e| Failure::Input(e.0))?;
     let backend = offline::backend(config.offline.embedding_dim as usize);
@@ -341,6 +457,79 @@ fn cmd_run(args: &RunArgs) -> Result<(), Failure> {
         report::print_table(&mut stdout, &per_job, &totals).map_err(anyhow::Error::from)?;
         writeln!(stdout, "\noutputs: {}", out.display()).map_err(anyhow::Error::from)?;
     }
+    let results = gate::load_results(&out).map_err(|e| anyhow::anyhow!(e))?;
+    if let Some(path) = &args.save_baseline {
+        write_baseline(&results, path)?;
+    }
+    match baseline {
+        Some(b) => run_gate(
+            &b,
+            &results,
+            &config.gate,
+            args.junit.as_deref(),
+            args.allow_mismatch,
+        ),
+        None => Ok(()),
+    }
+}
+
+fn write_baseline(results: &gate::RunResults, path: &Path) -> Result<(), Failure> {
+    let mut bytes =
+        serde_json::to_vec_pretty(&gate::baseline_of(results)).map_err(anyhow::Error::from)?;
+    bytes.push(b'\n');
+    let tmp = path.with_extension("partial");
+    std::fs::write(&tmp, bytes)
+        .and_then(|()| std::fs::rename(&tmp, path))
+        .map_err(|e| Failure::Run(anyhow::anyhow!("{}: {e}", path.display())))?;
+    eprintln!("baseline: {}", path.display());
+    Ok(())
+}
+
+fn cmd_baseline(run: &Path, out: &Path) -> Result<(), Failure> {
+    let results = gate::load_results(run).map_err(|e| Failure::Input(format!("error: {e}")))?;
+    write_baseline(&results, out)
+}
+
+fn cmd_gate(args: &GateArgs) -> Result<(), Failure> {
+    let config = resolve_config(&args.cfg, Vec::new())?;
+    let load = |p: &Path| gate::load_results(p).map_err(|e| Failure::Input(format!("error: {e}")));
+    let (baseline, current) = (load(&args.baseline)?, load(&args.current)?);
+    run_gate(
+        &baseline,
+        &current,
+        &config.gate,
+        args.junit.as_deref(),
+        args.allow_mismatch,
+    )
+}
+
+/// Compares, prints the table, writes JUnit; a regression is exit 1.
+fn run_gate(
+    baseline: &gate::RunResults,
+    current: &gate::RunResults,
+    thresholds: &gate::GateConfig,
+    junit: Option<&Path>,
+    allow_mismatch: bool,
+) -> Result<(), Failure> {
+    let differences = gate::mismatches(&baseline.meta, &current.meta);
+    if !differences.is_empty() && !allow_mismatch {
+        return Err(Failure::Input(format!(
+            "error: the runs are not comparable:\n  {}\npass --allow-mismatch to compare them anyway",
+            differences.join("\n  ")
+        )));
+    }
+    let checks = gate::compare(&baseline.results, &current.results, thresholds);
+    print!("{}", gate::render(&checks));
+    if let Some(path) = junit {
+        std::fs::write(path, gate::junit(&checks))
+            .map_err(|e| Failure::Run(anyhow::anyhow!("{}: {e}", path.display())))?;
+    }
+    let failed = checks.iter().filter(|c| !c.pass).count();
+    if failed > 0 {
+        return Err(Failure::Regression(format!(
+            "gate failed: {failed} regression(s) against the baseline"
+        )));
+    }
     Ok(())
 }
 
@@ -366,6 +555,7 @@ fn run_into(
         }),
         timings: !args.no_timings,
         progress: !args.quiet,
+        repeats: args.repeat,
     };
     let jobs = runner::run(scenarios, &rt).map_err(anyhow::Error::from)?;
     let (per_job, totals) = report::aggregates(&jobs, &config.strategies);
@@ -398,6 +588,7 @@ fn run_into(
             })
             .collect(),
         timings: rt.timings,
+        repeats: rt.repeats,
     };
     report::write_outputs(dir, &jobs, &meta, &per_job, &totals)
         .map_err(|e| anyhow::anyhow!("writing outputs: {e}"))?;

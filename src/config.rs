@@ -6,6 +6,7 @@ use std::path::Path;
 
 use serde::{Deserialize, Serialize};
 
+use crate::gate::GateConfig;
 use crate::text::suggestion;
 use crate::tokens::{self, Tokenizer};
 
@@ -27,6 +28,8 @@ pub struct Config {
     pub summary: SummaryConfig,
     pub vector: VectorConfig,
     pub offline: OfflineConfig,
+    /// Thresholds of `memeval gate`.
+    pub gate: GateConfig,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -106,6 +109,7 @@ impl Default for Config {
             summary: SummaryConfig::default(),
             vector: VectorConfig::default(),
             offline: OfflineConfig::default(),
+            gate: GateConfig::default(),
         }
     }
 }
@@ -249,6 +253,7 @@ fn known_keys(section: &str) -> Option<Vec<&'static str>> {
             "summary",
             "vector",
             "offline",
+            "gate",
         ],
         "model" => &["name", "encoding", "context_window"],
         "memory" => &["max_context_tokens"],
@@ -264,6 +269,14 @@ fn known_keys(section: &str) -> Option<Vec<&'static str>> {
             "ef_search",
         ],
         "offline" => &["embedding_dim"],
+        "gate" => &[
+            "min_recall",
+            "max_recall_drop",
+            "max_final_recall_drop",
+            "max_token_increase_pct",
+            "min_quality",
+            "max_stale_increase",
+        ],
         _ => return None,
     };
     Some(keys.to_vec())
@@ -378,6 +391,7 @@ impl Config {
                 "vector.min_score is a cosine similarity between -1 and 1, not {s}"
             ));
         }
+        self.gate.validate(STRATEGIES).map_err(ConfigError)?;
         self.tokenizer()?;
         let window = self.context_window()?;
         if self.summary.trigger_tokens >= window {

@@ -5,7 +5,7 @@ use std::collections::BTreeMap;
 use std::io::Write;
 use std::path::Path;
 
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 use crate::metrics::{mean, percentile, round6};
 use crate::runner::{JobResult, ProbeRow};
@@ -32,6 +32,8 @@ pub struct Metadata {
     pub scenarios: Vec<ScenarioMeta>,
     /// False when timing columns were zeroed for byte-identical outputs.
     pub timings: bool,
+    /// Replays of each scenario and strategy (`--repeat`).
+    pub repeats: u32,
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -44,11 +46,15 @@ pub struct ScenarioMeta {
     pub probes: usize,
 }
 
-/// results.json's per-(scenario, strategy) object, and the per-strategy totals.
-#[derive(Debug, Clone, PartialEq, Serialize)]
+/// results.json's per-(scenario, strategy) object, and the per-strategy
+/// totals. With `--repeat N`, each figure is the mean over the N replays and
+/// `samples` holds the per-replay values the gate's noise rule needs.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Aggregate {
     pub scenario: String,
     pub strategy: String,
+    #[serde(default = "one")]
+    pub repeats: u32,
     pub messages: u64,
     pub probes: u64,
     pub mean_recall: Option<f64>,
@@ -73,6 +79,23 @@ pub struct Aggregate {
     pub build_p50_us: u64,
     pub build_p95_us: u64,
     pub build_p99_us: u64,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub samples: Option<Samples>,
+}
+
+fn one() -> u32 {
+    1
+}
+
+/// Per-replay values of the metrics the gate checks.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Samples {
+    pub mean_recall: Vec<Option<f64>>,
+    pub final_recall: Vec<Option<f64>>,
+    pub total_tokens: Vec<u64>,
+    pub mean_quality: Vec<Option<f64>>,
+    pub stale: Vec<u64>,
+    pub leaked: Vec<u64>,
 }
 
 fn is_final(job: &JobResult, p: &ProbeRow) -> bool {
@@ -110,6 +133,7 @@ pub fn aggregate(scenario: &str, strategy: &str, jobs: &[&JobResult]) -> Aggrega
     Aggregate {
         scenario: scenario.to_string(),
         strategy: strategy.to_string(),
+        repeats: 1,
         messages: jobs.iter().map(|j| j.turns.len() as u64).sum(),
         probes: probes().count() as u64,
         mean_recall: opt(mean(probes().filter_map(|p| p.recall))),
@@ -151,23 +175,93 @@ pub fn aggregate(scenario: &str, strategy: &str, jobs: &[&JobResult]) -> Aggrega
         build_p50_us: percentile(&builds, 50.0),
         build_p95_us: percentile(&builds, 95.0),
         build_p99_us: percentile(&builds, 99.0),
+        samples: None,
     }
 }
 
-/// Per-job aggregates in job order, and per-strategy totals in `strategies` order.
+/// The mean of replays' aggregates, with their per-replay samples.
+fn combine(reps: Vec<Aggregate>) -> Aggregate {
+    if reps.len() <= 1 {
+        return reps.into_iter().next().expect("at least one replay");
+    }
+    let n = reps.len() as f64;
+    let mean_u = |f: fn(&Aggregate) -> u64| {
+        (reps.iter().map(|a| f(a) as f64).sum::<f64>() / n).round() as u64
+    };
+    let mean_o = |f: fn(&Aggregate) -> Option<f64>| mean(reps.iter().filter_map(f)).map(round6);
+    let samples = Samples {
+        mean_recall: reps.iter().map(|a| a.mean_recall).collect(),
+        final_recall: reps.iter().map(|a| a.final_recall).collect(),
+        total_tokens: reps.iter().map(|a| a.total_tokens).collect(),
+        mean_quality: reps.iter().map(|a| a.mean_quality).collect(),
+        stale: reps.iter().map(|a| a.stale).collect(),
+        leaked: reps.iter().map(|a| a.leaked).collect(),
+    };
+    let first = &reps[0];
+    Aggregate {
+        scenario: first.scenario.clone(),
+        strategy: first.strategy.clone(),
+        repeats: reps.len() as u32,
+        messages: first.messages,
+        probes: first.probes,
+        mean_recall: mean_o(|a| a.mean_recall),
+        final_recall: mean_o(|a| a.final_recall),
+        recall_auc: mean_o(|a| a.recall_auc),
+        stale: mean_u(|a| a.stale),
+        leaked: mean_u(|a| a.leaked),
+        duplicated: mean_u(|a| a.duplicated),
+        total_tokens: mean_u(|a| a.total_tokens),
+        mean_context_tokens: round6(reps.iter().map(|a| a.mean_context_tokens).sum::<f64>() / n),
+        p95_context_tokens: mean_u(|a| a.p95_context_tokens),
+        max_context_tokens: reps.iter().map(|a| a.max_context_tokens).max().unwrap_or(0),
+        summaries: mean_u(|a| a.summaries),
+        mean_quality: mean_o(|a| a.mean_quality),
+        mean_fact_retention: mean_o(|a| a.mean_fact_retention),
+        answer_accuracy: mean_o(|a| a.answer_accuracy),
+        mean_fact_position: mean_o(|a| a.mean_fact_position),
+        cost_usd: round6(reps.iter().map(|a| a.cost_usd).sum::<f64>() / n),
+        over_budget_turns: mean_u(|a| a.over_budget_turns),
+        over_window_turns: mean_u(|a| a.over_window_turns),
+        first_over_window_turn: reps.iter().filter_map(|a| a.first_over_window_turn).min(),
+        build_p50_us: mean_u(|a| a.build_p50_us),
+        build_p95_us: mean_u(|a| a.build_p95_us),
+        build_p99_us: mean_u(|a| a.build_p99_us),
+        samples: Some(samples),
+    }
+}
+
+/// Aggregates per (scenario, strategy) in job order, and per-strategy
+/// totals in `strategies` order; replays of one pair are combined.
 pub fn aggregates(jobs: &[JobResult], strategies: &[String]) -> (Vec<Aggregate>, Vec<Aggregate>) {
-    let per_job = jobs
-        .iter()
-        .map(|j| aggregate(&j.scenario, &j.strategy, &[j]))
-        .collect();
+    let mut per_pair: Vec<Aggregate> = Vec::new();
+    let mut i = 0;
+    while i < jobs.len() {
+        let same = |j: &JobResult| j.scenario == jobs[i].scenario && j.strategy == jobs[i].strategy;
+        let n = jobs[i..].iter().take_while(|j| same(j)).count();
+        let reps = jobs[i..i + n]
+            .iter()
+            .map(|j| aggregate(&j.scenario, &j.strategy, &[j]))
+            .collect();
+        per_pair.push(combine(reps));
+        i += n;
+    }
+    let repeats = jobs.iter().map(|j| j.repeat).max().unwrap_or(1);
     let totals = strategies
         .iter()
         .map(|s| {
-            let js: Vec<&JobResult> = jobs.iter().filter(|j| &j.strategy == s).collect();
-            aggregate("*", s, &js)
+            let reps = (1..=repeats)
+                .map(|r| {
+                    let js: Vec<&JobResult> = jobs
+                        .iter()
+                        .filter(|j| &j.strategy == s && j.repeat == r)
+                        .collect();
+                    aggregate("*", s, &js)
+                })
+                .collect();
+            combine(reps)
         })
         .collect();
-    (per_job, totals)
+    (per_pair, totals)
 }
 
 #[derive(Serialize)]

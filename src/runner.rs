@@ -46,6 +46,8 @@ pub struct TurnRow {
     pub scenario: String,
     pub user: String,
     pub strategy: String,
+    /// 1-based replay number (see `--repeat`).
+    pub repeat: u32,
     pub session: String,
     pub turn: u32,
     pub role: &'static str,
@@ -75,6 +77,8 @@ pub struct ProbeRow {
     pub scenario: String,
     pub user: String,
     pub strategy: String,
+    /// 1-based replay number (see `--repeat`).
+    pub repeat: u32,
     pub probe_id: String,
     pub kind: String,
     pub turn: u32,
@@ -98,6 +102,8 @@ pub struct ProbeRow {
 pub struct SummaryRow {
     pub scenario: String,
     pub strategy: String,
+    /// 1-based replay number (see `--repeat`).
+    pub repeat: u32,
     pub summary_index: u32,
     pub turn: u32,
     pub covered_messages: u32,
@@ -119,6 +125,7 @@ pub struct SummaryRow {
 pub struct JobResult {
     pub scenario: String,
     pub strategy: String,
+    pub repeat: u32,
     pub turns: Vec<TurnRow>,
     pub probes: Vec<ProbeRow>,
     pub summaries: Vec<SummaryRow>,
@@ -139,6 +146,8 @@ pub struct Runtime<'a> {
     pub timings: bool,
     /// Print one line per finished job on stderr.
     pub progress: bool,
+    /// Replays of each (scenario, strategy), with seeds `seed`, `seed + 1`, ...
+    pub repeats: u32,
 }
 
 /// A scripted message, tokenized and folded once for all strategies.
@@ -172,7 +181,7 @@ fn prepare(s: &Scenario, tok: &Tokenizer) -> Prepared {
 /// Runs `items` through `f` on `jobs` threads, in order of `cost` (largest
 /// first, so the long jobs do not finish last), returning results by index.
 /// Stops early on the first error.
-fn par_map<T: Sync, R: Send, E: Send>(
+pub(crate) fn par_map<T: Sync, R: Send, E: Send>(
     items: &[T],
     jobs: usize,
     cost: impl Fn(&T) -> u64,
@@ -227,9 +236,14 @@ pub fn run(scenarios: &[Scenario], rt: &Runtime<'_>) -> Result<Vec<JobResult>, R
     )?;
     let mut order: Vec<usize> = (0..scenarios.len()).collect();
     order.sort_by(|&a, &b| scenarios[a].name.cmp(&scenarios[b].name));
-    let jobs: Vec<(usize, &str)> = order
+    let jobs: Vec<(usize, &str, u32)> = order
         .iter()
-        .flat_map(|&s| rt.config.strategies.iter().map(move |k| (s, k.as_str())))
+        .flat_map(|&s| {
+            rt.config
+                .strategies
+                .iter()
+                .flat_map(move |k| (1..=rt.repeats.max(1)).map(move |r| (s, k.as_str(), r)))
+        })
         .collect();
     let params = Params::from_config(rt.config, rt.backend);
     let done = AtomicUsize::new(0);
@@ -238,15 +252,20 @@ pub fn run(scenarios: &[Scenario], rt: &Runtime<'_>) -> Result<Vec<JobResult>, R
         &jobs,
         rt.jobs,
         // The buffer strategy's contexts grow with the conversation.
-        |&(s, k)| scenarios[s].messages.len() as u64 * if k == "buffer" { 4 } else { 1 },
-        |&(s, k)| {
+        |&(s, k, _)| scenarios[s].messages.len() as u64 * if k == "buffer" { 4 } else { 1 },
+        |&(s, k, repeat)| {
             let started = Instant::now();
-            let r = Job::new(&scenarios[s], &prepared[s], k, &params, rt)?.run();
+            let r = Job::new(&scenarios[s], &prepared[s], k, repeat, &params, rt)?.run();
             if rt.progress {
                 let n = done.fetch_add(1, Ordering::Relaxed) + 1;
                 eprintln!(
-                    "[{n}/{total}] {} / {k}: {} messages in {} ms",
+                    "[{n}/{total}] {} / {k}{}: {} messages in {} ms",
                     scenarios[s].name,
+                    if rt.repeats > 1 {
+                        format!(" #{repeat}")
+                    } else {
+                        String::new()
+                    },
                     scenarios[s].messages.len(),
                     started.elapsed().as_millis()
                 );
@@ -281,6 +300,9 @@ struct Job<'a> {
     scenario: &'a Scenario,
     prepared: &'a Prepared,
     strategy_name: &'a str,
+    repeat: u32,
+    /// The seed of this replay: the run's seed plus `repeat - 1`.
+    seed: u64,
     ns: String,
     owner: Arc<str>,
     rt: &'a Runtime<'a>,
@@ -305,6 +327,7 @@ impl<'a> Job<'a> {
         scenario: &'a Scenario,
         prepared: &'a Prepared,
         strategy_name: &'a str,
+        repeat: u32,
         params: &'a Params,
         rt: &'a Runtime<'a>,
     ) -> Result<Job<'a>, RunError> {
@@ -313,7 +336,9 @@ impl<'a> Job<'a> {
             scenario,
             prepared,
             strategy_name,
-            ns: format!("{}/{strategy_name}", scenario.name),
+            repeat,
+            seed: rt.config.seed.wrapping_add(u64::from(repeat) - 1),
+            ns: format!("{}/{strategy_name}/{repeat}", scenario.name),
             owner: Arc::from(scenario.user.as_str()),
             rt,
             params,
@@ -338,6 +363,7 @@ impl<'a> Job<'a> {
             out: JobResult {
                 scenario: scenario.name.clone(),
                 strategy: strategy_name.to_string(),
+                repeat,
                 turns: Vec::new(),
                 probes: Vec::new(),
                 summaries: Vec::new(),
@@ -472,6 +498,7 @@ impl<'a> Job<'a> {
             scenario: self.scenario.name.clone(),
             user: self.scenario.user.clone(),
             strategy: self.strategy_name.to_string(),
+            repeat: self.repeat,
             session: self.scenario.sessions[self.session].id.clone(),
             turn: n,
             role: m.role.as_str(),
@@ -585,6 +612,7 @@ impl<'a> Job<'a> {
             scenario: self.scenario.name.clone(),
             user: self.scenario.user.clone(),
             strategy: self.strategy_name.to_string(),
+            repeat: self.repeat,
             probe_id: p.id.clone(),
             kind: p.kind.clone().unwrap_or_default(),
             turn,
@@ -610,11 +638,8 @@ impl<'a> Job<'a> {
     fn score_summary(&mut self, s: &SummaryState) -> Result<(), RunError> {
         let t = &self.transcript;
         let (from, to) = (s.covered_from as usize, s.covered_to as usize);
-        let mut rng = ChaCha8Rng::seed_from_u64(sample_seed(
-            self.rt.config.seed,
-            &self.scenario.name,
-            s.index,
-        ));
+        let mut rng =
+            ChaCha8Rng::seed_from_u64(sample_seed(self.seed, &self.scenario.name, s.index));
         let picks = sample_positions(
             &mut rng,
             to - from,
@@ -636,6 +661,7 @@ impl<'a> Job<'a> {
         self.out.summaries.push(SummaryRow {
             scenario: self.scenario.name.clone(),
             strategy: self.strategy_name.to_string(),
+            repeat: self.repeat,
             summary_index: s.index,
             turn: s.turn,
             covered_messages: (to - from) as u32,

@@ -1,0 +1,672 @@
+//! The CI gate: a run compared with a baseline, per scenario and strategy,
+//! under thresholds; any regression fails it.
+//!
+//! Noise rule. With one replay per side (the offline backend is exact) a
+//! change fails as soon as it passes its threshold. With `--repeat N`, each
+//! metric is compared on its mean, and a change fails only when it passes
+//! its threshold *and* the 95% confidence interval of the difference of
+//! means (Welch's t) lies entirely on the worse side of zero, so run-to-run
+//! noise of model-backed runs does not fail a build.
+
+use std::collections::BTreeMap;
+use std::fmt::Write as _;
+use std::path::Path;
+
+use serde::{Deserialize, Serialize};
+
+use crate::metrics::mean;
+use crate::report::Aggregate;
+
+/// Thresholds; the `[gate]` section of the configuration.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct GateConfig {
+    /// Minimum mean recall per strategy, e.g. `{ buffer = 1.0, hybrid = 0.9 }`.
+    pub min_recall: BTreeMap<String, f64>,
+    /// Largest allowed drop of mean recall against the baseline (absolute).
+    pub max_recall_drop: f64,
+    /// Largest allowed drop of final recall against the baseline (absolute).
+    pub max_final_recall_drop: f64,
+    /// Largest allowed increase of total tokens, in percent of the baseline.
+    pub max_token_increase_pct: f64,
+    /// Minimum mean summary quality (where summaries are written).
+    pub min_quality: f64,
+    /// Largest allowed increase of stale facts over the baseline.
+    pub max_stale_increase: u64,
+}
+
+impl Default for GateConfig {
+    fn default() -> Self {
+        GateConfig {
+            min_recall: BTreeMap::new(),
+            max_recall_drop: 0.02,
+            max_final_recall_drop: 0.02,
+            max_token_increase_pct: 10.0,
+            min_quality: 0.0,
+            max_stale_increase: 0,
+        }
+    }
+}
+
+impl GateConfig {
+    pub fn validate(&self, strategies: &[&str]) -> Result<(), String> {
+        for (name, v) in [
+            ("gate.max_recall_drop", self.max_recall_drop),
+            ("gate.max_final_recall_drop", self.max_final_recall_drop),
+            ("gate.max_token_increase_pct", self.max_token_increase_pct),
+        ] {
+            if v.is_nan() || v < 0.0 {
+                return Err(format!("{name} must be 0 or more, not {v}"));
+            }
+        }
+        if !(0.0..=1.0).contains(&self.min_quality) {
+            return Err(format!(
+                "gate.min_quality is between 0 and 1, not {}",
+                self.min_quality
+            ));
+        }
+        for (s, v) in &self.min_recall {
+            if !strategies.contains(&s.as_str()) {
+                let hint = crate::text::suggestion(s, strategies);
+                return Err(format!("gate.min_recall: unknown strategy {s:?}{hint}"));
+            }
+            if !(0.0..=1.0).contains(v) {
+                return Err(format!("gate.min_recall.{s} is between 0 and 1, not {v}"));
+            }
+        }
+        Ok(())
+    }
+}
+
+/// A run's results as the gate reads them: results.json, a run folder, or
+/// a baseline file (which is results.json with a marker).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct RunResults {
+    /// Set in baseline files.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub memeval_baseline: Option<u32>,
+    pub meta: serde_json::Value,
+    pub results: Vec<Aggregate>,
+    #[serde(default)]
+    pub totals: Vec<Aggregate>,
+}
+
+/// Reads results from a run folder, a results.json or a baseline file.
+pub fn load_results(path: &Path) -> Result<RunResults, String> {
+    let file = if path.is_dir() {
+        path.join("results.json")
+    } else {
+        path.to_path_buf()
+    };
+    let bytes =
+        std::fs::read(&file).map_err(|e| format!("{}: cannot read: {e}", file.display()))?;
+    serde_json::from_slice(&bytes).map_err(|e| {
+        format!(
+            "{}:{}:{}: not memeval results: {e}",
+            file.display(),
+            e.line(),
+            e.column()
+        )
+    })
+}
+
+/// The baseline file for a run: its results and metadata, marked.
+pub fn baseline_of(results: &RunResults) -> RunResults {
+    RunResults {
+        memeval_baseline: Some(1),
+        ..results.clone()
+    }
+}
+
+/// What makes two runs comparable: the same scenario files (by hash), the
+/// same backend and models. Parameters may differ: that is what a change tests.
+pub fn mismatches(baseline: &serde_json::Value, current: &serde_json::Value) -> Vec<String> {
+    let mut out = Vec::new();
+    for key in ["backend", "chat_model", "encoding", "models"] {
+        if baseline[key] != current[key] {
+            out.push(format!(
+                "{key}: baseline {} but current {}",
+                baseline[key], current[key]
+            ));
+        }
+    }
+    let files = |m: &serde_json::Value| -> BTreeMap<String, String> {
+        m["scenarios"]
+            .as_array()
+            .map(|a| {
+                a.iter()
+                    .map(|s| {
+                        (
+                            s["name"].as_str().unwrap_or("?").to_string(),
+                            s["sha256"].as_str().unwrap_or("?").to_string(),
+                        )
+                    })
+                    .collect()
+            })
+            .unwrap_or_default()
+    };
+    let (b, c) = (files(baseline), files(current));
+    for (name, hash) in &b {
+        match c.get(name) {
+            Some(h) if h != hash => out.push(format!(
+                "scenario {name}: the file changed (sha256 differs)"
+            )),
+            _ => {}
+        }
+    }
+    out
+}
+
+/// One comparison.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Check {
+    pub scenario: String,
+    pub strategy: String,
+    pub metric: &'static str,
+    pub baseline: String,
+    pub current: String,
+    pub delta: String,
+    pub threshold: String,
+    pub pass: bool,
+    /// Why it failed, or what the noise rule decided.
+    pub note: String,
+}
+
+/// Two-sided 95% quantile of Student's t.
+fn t95(df: f64) -> f64 {
+    const T: [f64; 30] = [
+        12.706, 4.303, 3.182, 2.776, 2.571, 2.447, 2.365, 2.306, 2.262, 2.228, 2.201, 2.179, 2.160,
+        2.145, 2.131, 2.120, 2.110, 2.101, 2.093, 2.086, 2.080, 2.074, 2.069, 2.064, 2.060, 2.056,
+        2.052, 2.048, 2.045, 2.042,
+    ];
+    let d = df.floor().max(1.0) as usize;
+    match d {
+        1..=30 => T[d - 1],
+        31..=40 => 2.021,
+        41..=60 => 2.000,
+        61..=120 => 1.980,
+        _ => 1.960,
+    }
+}
+
+fn variance(x: &[f64]) -> Option<f64> {
+    if x.len() < 2 {
+        return None;
+    }
+    let m = x.iter().sum::<f64>() / x.len() as f64;
+    Some(x.iter().map(|v| (v - m).powi(2)).sum::<f64>() / (x.len() - 1) as f64)
+}
+
+/// Half-width of the 95% confidence interval of mean(cur) - mean(base)
+/// (Welch). Where a side has a single replay, the other side's variance
+/// stands in for it; with no variance anywhere the runs are exact: 0.
+pub fn noise(base: &[f64], cur: &[f64]) -> f64 {
+    let (vb, vc) = match (variance(base), variance(cur)) {
+        (None, None) => return 0.0,
+        (Some(b), None) => (b, b),
+        (None, Some(c)) => (c, c),
+        (Some(b), Some(c)) => (b, c),
+    };
+    let (nb, nc) = (base.len() as f64, cur.len() as f64);
+    let (sb, sc) = (vb / nb, vc / nc);
+    let se2 = sb + sc;
+    if se2 == 0.0 {
+        return 0.0;
+    }
+    let df = se2 * se2 / (sb * sb / (nb - 1.0).max(1.0) + sc * sc / (nc - 1.0).max(1.0));
+    t95(df) * se2.sqrt()
+}
+
+fn values_opt(
+    a: &Aggregate,
+    f: fn(&Aggregate) -> Option<f64>,
+    s: fn(&crate::report::Samples) -> &Vec<Option<f64>>,
+) -> Vec<f64> {
+    match &a.samples {
+        Some(smp) => s(smp).iter().flatten().copied().collect(),
+        None => f(a).into_iter().collect(),
+    }
+}
+
+fn fmt3(x: f64) -> String {
+    format!("{x:.3}")
+}
+
+/// Compares `current` with `baseline` under `cfg`.
+pub fn compare(baseline: &[Aggregate], current: &[Aggregate], cfg: &GateConfig) -> Vec<Check> {
+    let mut checks = Vec::new();
+    let find = |a: &Aggregate| {
+        current
+            .iter()
+            .find(|c| c.scenario == a.scenario && c.strategy == a.strategy)
+    };
+    for b in baseline {
+        let check = |metric,
+                     baseline: String,
+                     current: String,
+                     delta: String,
+                     threshold: String,
+                     pass: bool,
+                     note: String| Check {
+            scenario: b.scenario.clone(),
+            strategy: b.strategy.clone(),
+            metric,
+            baseline,
+            current,
+            delta,
+            threshold,
+            pass,
+            note,
+        };
+        let Some(c) = find(b) else {
+            checks.push(check(
+                "present",
+                "yes".into(),
+                "no".into(),
+                String::new(),
+                "must be run".into(),
+                false,
+                "the current run lacks this scenario and strategy".into(),
+            ));
+            continue;
+        };
+        // Recall floors and drops (higher is better).
+        if let Some(&floor) = cfg.min_recall.get(&b.strategy)
+            && let Some(cur) = c.mean_recall
+        {
+            checks.push(check(
+                "min_recall",
+                b.mean_recall.map(fmt3).unwrap_or_default(),
+                fmt3(cur),
+                String::new(),
+                format!(">= {floor:.3}"),
+                cur >= floor,
+                if cur >= floor {
+                    String::new()
+                } else {
+                    format!("mean recall {cur:.3} is below {floor:.3}")
+                },
+            ));
+        }
+        for (metric, limit, get, samples) in [
+            (
+                "mean_recall",
+                cfg.max_recall_drop,
+                (|a: &Aggregate| a.mean_recall) as fn(&Aggregate) -> Option<f64>,
+                (|s: &crate::report::Samples| &s.mean_recall)
+                    as fn(&crate::report::Samples) -> &Vec<Option<f64>>,
+            ),
+            (
+                "final_recall",
+                cfg.max_final_recall_drop,
+                |a| a.final_recall,
+                |s| &s.final_recall,
+            ),
+        ] {
+            let (bv, cv) = (values_opt(b, get, samples), values_opt(c, get, samples));
+            let (Some(bm), Some(cm)) = (mean(bv.iter().copied()), mean(cv.iter().copied())) else {
+                continue;
+            };
+            let delta = cm - bm;
+            let margin = noise(&bv, &cv);
+            let regressed = -delta > limit + 1e-12 && -delta - margin > 0.0;
+            let note = if regressed {
+                format!("{metric} dropped by {:.3} (allowed {limit:.3})", -delta)
+            } else if -delta > limit && margin > 0.0 {
+                format!(
+                    "drop of {:.3} is within run-to-run noise (±{margin:.3})",
+                    -delta
+                )
+            } else {
+                String::new()
+            };
+            checks.push(check(
+                metric,
+                fmt3(bm),
+                fmt3(cm),
+                format!("{delta:+.3}"),
+                format!("drop <= {limit:.3}"),
+                !regressed,
+                note,
+            ));
+        }
+        // Tokens (lower is better), in percent of the baseline.
+        let tokens = |a: &Aggregate| -> Vec<f64> {
+            match &a.samples {
+                Some(s) => s.total_tokens.iter().map(|&t| t as f64).collect(),
+                None => vec![a.total_tokens as f64],
+            }
+        };
+        let (bt, ct) = (tokens(b), tokens(c));
+        let (bm, cm) = (
+            mean(bt.iter().copied()).unwrap_or(0.0),
+            mean(ct.iter().copied()).unwrap_or(0.0),
+        );
+        if bm > 0.0 {
+            let pct = (cm - bm) / bm * 100.0;
+            let margin_pct = noise(&bt, &ct) / bm * 100.0;
+            let limit = cfg.max_token_increase_pct;
+            let regressed = pct > limit + 1e-9 && pct - margin_pct > 0.0;
+            checks.push(check(
+                "total_tokens",
+                format!("{bm:.0}"),
+                format!("{cm:.0}"),
+                format!("{pct:+.1}%"),
+                format!("increase <= {limit:.1}%"),
+                !regressed,
+                if regressed {
+                    format!("total tokens grew by {pct:.1}% (allowed {limit:.1}%)")
+                } else {
+                    String::new()
+                },
+            ));
+        }
+        if let Some(q) = c.mean_quality {
+            let pass = q >= cfg.min_quality;
+            checks.push(check(
+                "mean_quality",
+                b.mean_quality.map(fmt3).unwrap_or_default(),
+                fmt3(q),
+                b.mean_quality
+                    .map(|bq| format!("{:+.3}", q - bq))
+                    .unwrap_or_default(),
+                format!(">= {:.3}", cfg.min_quality),
+                pass,
+                if pass {
+                    String::new()
+                } else {
+                    format!(
+                        "mean summary quality {q:.3} is below {:.3}",
+                        cfg.min_quality
+                    )
+                },
+            ));
+        }
+        let leaked = c
+            .samples
+            .as_ref()
+            .map_or(c.leaked, |s| s.leaked.iter().copied().max().unwrap_or(0));
+        checks.push(check(
+            "leaked",
+            b.leaked.to_string(),
+            leaked.to_string(),
+            String::new(),
+            "= 0".into(),
+            leaked == 0,
+            if leaked == 0 {
+                String::new()
+            } else {
+                format!("{leaked} context items came from another user")
+            },
+        ));
+        let allowed = b.stale + cfg.max_stale_increase;
+        checks.push(check(
+            "stale",
+            b.stale.to_string(),
+            c.stale.to_string(),
+            format!("{:+}", c.stale as i64 - b.stale as i64),
+            format!("<= {allowed}"),
+            c.stale <= allowed,
+            if c.stale <= allowed {
+                String::new()
+            } else {
+                format!("{} stale facts (allowed {allowed})", c.stale)
+            },
+        ));
+    }
+    checks
+}
+
+/// The table printed by the gate, failures marked, then a verdict line.
+pub fn render(checks: &[Check]) -> String {
+    let header = [
+        "scenario",
+        "strategy",
+        "metric",
+        "baseline",
+        "current",
+        "delta",
+        "threshold",
+        "result",
+    ];
+    let rows: Vec<[String; 8]> = checks
+        .iter()
+        .map(|c| {
+            [
+                c.scenario.clone(),
+                c.strategy.clone(),
+                c.metric.to_string(),
+                c.baseline.clone(),
+                c.current.clone(),
+                c.delta.clone(),
+                c.threshold.clone(),
+                if c.pass { "PASS".into() } else { "FAIL".into() },
+            ]
+        })
+        .collect();
+    let mut widths: Vec<usize> = header.iter().map(|h| h.len()).collect();
+    for r in &rows {
+        for (w, cell) in widths.iter_mut().zip(r) {
+            *w = (*w).max(cell.chars().count());
+        }
+    }
+    let mut out = String::new();
+    let mut line = |cells: &[String]| {
+        let mut s = String::new();
+        for (i, (cell, w)) in cells.iter().zip(&widths).enumerate() {
+            if i > 0 {
+                s.push_str("  ");
+            }
+            let _ = write!(s, "{cell:<w$}");
+        }
+        out.push_str(s.trim_end());
+        out.push('\n');
+    };
+    line(&header.map(String::from));
+    line(&widths.iter().map(|&w| "-".repeat(w)).collect::<Vec<_>>());
+    for r in &rows {
+        line(r);
+    }
+    let failed: Vec<&Check> = checks.iter().filter(|c| !c.pass).collect();
+    for c in &failed {
+        let _ = writeln!(
+            out,
+            "FAIL {} / {}: {}: {}",
+            c.scenario, c.strategy, c.metric, c.note
+        );
+    }
+    for c in checks.iter().filter(|c| c.pass && !c.note.is_empty()) {
+        let _ = writeln!(
+            out,
+            "note {} / {}: {}: {}",
+            c.scenario, c.strategy, c.metric, c.note
+        );
+    }
+    let _ = writeln!(
+        out,
+        "gate: {} ({} checks, {} failed)",
+        if failed.is_empty() { "PASS" } else { "FAIL" },
+        checks.len(),
+        failed.len()
+    );
+    out
+}
+
+fn xml_escape(s: &str) -> String {
+    s.replace('&', "&amp;")
+        .replace('<', "&lt;")
+        .replace('>', "&gt;")
+        .replace('"', "&quot;")
+}
+
+/// JUnit XML: one test case per scenario x strategy x metric.
+pub fn junit(checks: &[Check]) -> String {
+    let failures = checks.iter().filter(|c| !c.pass).count();
+    let mut out = String::from("<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n");
+    let _ = writeln!(
+        out,
+        "<testsuites name=\"memeval gate\" tests=\"{}\" failures=\"{failures}\">",
+        checks.len()
+    );
+    let _ = writeln!(
+        out,
+        "  <testsuite name=\"memeval gate\" tests=\"{}\" failures=\"{failures}\">",
+        checks.len()
+    );
+    for c in checks {
+        let _ = write!(
+            out,
+            "    <testcase classname=\"{}.{}\" name=\"{}\"",
+            xml_escape(&c.scenario),
+            xml_escape(&c.strategy),
+            c.metric
+        );
+        if c.pass {
+            out.push_str("/>\n");
+        } else {
+            let _ = writeln!(
+                out,
+                ">\n      <failure message=\"{}\">{} / {}: {}: baseline {}, current {}, threshold {}</failure>\n    </testcase>",
+                xml_escape(&c.note),
+                xml_escape(&c.scenario),
+                xml_escape(&c.strategy),
+                c.metric,
+                xml_escape(&c.baseline),
+                xml_escape(&c.current),
+                xml_escape(&c.threshold)
+            );
+        }
+    }
+    out.push_str("  </testsuite>\n</testsuites>\n");
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn agg(strategy: &str, recall: f64, tokens: u64) -> Aggregate {
+        let mut a: Aggregate = serde_json::from_value(serde_json::json!({
+            "scenario": "s", "strategy": strategy, "messages": 10, "probes": 4,
+            "mean_recall": recall, "final_recall": recall, "recall_auc": recall,
+            "stale": 0, "leaked": 0, "duplicated": 0, "total_tokens": tokens,
+            "mean_context_tokens": 100.0, "p95_context_tokens": 120, "max_context_tokens": 130,
+            "summaries": 0, "mean_quality": null, "mean_fact_retention": null,
+            "answer_accuracy": null, "mean_fact_position": null, "cost_usd": 0.0,
+            "over_budget_turns": 0, "over_window_turns": 0, "first_over_window_turn": null,
+            "build_p50_us": 1, "build_p95_us": 2, "build_p99_us": 3
+        }))
+        .unwrap();
+        a.repeats = 1;
+        a
+    }
+
+    fn with_samples(mut a: Aggregate, recalls: &[f64]) -> Aggregate {
+        a.repeats = recalls.len() as u32;
+        a.mean_recall = mean(recalls.iter().copied());
+        a.samples = Some(crate::report::Samples {
+            mean_recall: recalls.iter().map(|&r| Some(r)).collect(),
+            final_recall: recalls.iter().map(|&r| Some(r)).collect(),
+            total_tokens: vec![a.total_tokens; recalls.len()],
+            mean_quality: vec![None; recalls.len()],
+            stale: vec![0; recalls.len()],
+            leaked: vec![0; recalls.len()],
+        });
+        a
+    }
+
+    fn failed(checks: &[Check]) -> Vec<&'static str> {
+        checks
+            .iter()
+            .filter(|c| !c.pass)
+            .map(|c| c.metric)
+            .collect()
+    }
+
+    #[test]
+    fn identical_runs_pass_and_regressions_fail() {
+        let base = [agg("window", 0.9, 1000)];
+        let cfg = GateConfig::default();
+        assert!(failed(&compare(&base, &base, &cfg)).is_empty());
+        let worse = [agg("window", 0.85, 1000)];
+        assert_eq!(
+            failed(&compare(&base, &worse, &cfg)),
+            ["mean_recall", "final_recall"]
+        );
+        let costlier = [agg("window", 0.9, 1101)];
+        assert_eq!(failed(&compare(&base, &costlier, &cfg)), ["total_tokens"]);
+        let within = [agg("window", 0.885, 1099)];
+        assert!(failed(&compare(&base, &within, &cfg)).is_empty());
+        assert_eq!(failed(&compare(&base, &[], &cfg)), ["present"]);
+    }
+
+    #[test]
+    fn floors_and_leaks() {
+        let mut cfg = GateConfig::default();
+        cfg.min_recall.insert("window".into(), 0.95);
+        let base = [agg("window", 0.9, 1000)];
+        assert_eq!(failed(&compare(&base, &base, &cfg)), ["min_recall"]);
+        let mut leaky = agg("window", 0.9, 1000);
+        leaky.leaked = 2;
+        leaky.stale = 1;
+        let checks = compare(
+            &[agg("window", 0.9, 1000)],
+            &[leaky],
+            &GateConfig::default(),
+        );
+        assert_eq!(failed(&checks), ["leaked", "stale"]);
+    }
+
+    #[test]
+    fn noise_rule_tolerates_drops_within_run_to_run_variation() {
+        let cfg = GateConfig::default();
+        // Noisy replays: a 0.05 drop of the mean is within the noise.
+        let base = [with_samples(
+            agg("hybrid", 0.0, 1000),
+            &[0.80, 0.95, 0.70, 0.90, 0.85],
+        )];
+        let cur = [with_samples(
+            agg("hybrid", 0.0, 1000),
+            &[0.75, 0.90, 0.65, 0.85, 0.80],
+        )];
+        let checks = compare(&base, &cur, &cfg);
+        assert!(failed(&checks).is_empty(), "{checks:?}");
+        assert!(
+            checks
+                .iter()
+                .any(|c| c.note.contains("within run-to-run noise"))
+        );
+        // A consistent drop fails even with replays.
+        let tight = [with_samples(
+            agg("hybrid", 0.0, 1000),
+            &[0.90, 0.91, 0.90, 0.89, 0.90],
+        )];
+        let dropped = [with_samples(
+            agg("hybrid", 0.0, 1000),
+            &[0.80, 0.81, 0.80, 0.79, 0.80],
+        )];
+        assert_eq!(
+            failed(&compare(&tight, &dropped, &cfg)),
+            ["mean_recall", "final_recall"]
+        );
+    }
+
+    #[test]
+    fn welch_interval() {
+        assert_eq!(noise(&[1.0], &[1.0]), 0.0);
+        assert_eq!(noise(&[1.0, 1.0], &[2.0, 2.0]), 0.0);
+        // Two samples each, variance 0.5: se = sqrt(0.25 + 0.25), df = 2.
+        let h = noise(&[1.0, 2.0], &[1.0, 2.0]);
+        assert!((h - 4.303 * 0.5f64.sqrt()).abs() < 1e-9, "{h}");
+    }
+
+    #[test]
+    fn junit_names_metric_and_scenario() {
+        let base = [agg("window", 0.9, 1000)];
+        let worse = [agg("window", 0.5, 1000)];
+        let xml = junit(&compare(&base, &worse, &GateConfig::default()));
+        assert!(xml.contains("<testcase classname=\"s.window\" name=\"mean_recall\">"));
+        assert!(xml.contains("<failure message=\"mean_recall dropped by 0.400 (allowed 0.020)\">"));
+        assert!(xml.contains("failures=\"2\""));
+    }
+}

@@ -1,0 +1,580 @@
+//! `memeval sweep`: every combination of the given parameter values, run in
+//! parallel through one strategy; the recall-versus-cost frontier, and a
+//! recommendation, so tuning is a measurement rather than a guess.
+
+use std::path::Path;
+
+use plotters::prelude::*;
+use plotters::style::text_anchor::{HPos, Pos, VPos};
+use serde::Serialize;
+
+use crate::backend::offline;
+use crate::cli::{Failure, SweepArgs, expand_inputs, output_dir_named, resolve_config};
+use crate::config::{Config, STRATEGIES};
+use crate::report::{self, Aggregate};
+use crate::runner::{self, Runtime, par_map};
+use crate::scenario::{self, Scenario};
+
+/// One combination's outcome.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Point {
+    /// (parameter, value) in the order given.
+    pub params: Vec<(String, String)>,
+    pub mean_recall: f64,
+    pub final_recall: Option<f64>,
+    pub recall_auc: Option<f64>,
+    pub total_tokens: u64,
+    pub max_context_tokens: u64,
+    pub mean_quality: Option<f64>,
+    pub summaries: u64,
+    pub pareto: bool,
+    pub recommended: bool,
+}
+
+impl Point {
+    /// `trigger_tokens=2000, buffer_message_limit=10`: the last part of each key.
+    pub fn label(&self) -> String {
+        self.params
+            .iter()
+            .map(|(k, v)| format!("{}={v}", k.rsplit('.').next().unwrap_or(k)))
+            .collect::<Vec<_>>()
+            .join(", ")
+    }
+}
+
+/// Parses `key=v1,v2,...`.
+pub fn parse_param(s: &str) -> Result<(String, Vec<String>), String> {
+    let (k, vs) = s.split_once('=').ok_or_else(|| {
+        format!("--param {s:?}: expected KEY=V1,V2,... e.g. summary.trigger_tokens=1000,2000")
+    })?;
+    let values: Vec<String> = vs
+        .split(',')
+        .map(|v| v.trim().to_string())
+        .filter(|v| !v.is_empty())
+        .collect();
+    if k.trim().is_empty() || values.is_empty() {
+        return Err(format!(
+            "--param {s:?}: name a parameter and at least one value"
+        ));
+    }
+    Ok((k.trim().to_string(), values))
+}
+
+/// Every combination, the first parameter varying slowest.
+pub fn grid(params: &[(String, Vec<String>)]) -> Vec<Vec<(String, String)>> {
+    let mut combos: Vec<Vec<(String, String)>> = vec![Vec::new()];
+    for (k, values) in params {
+        combos = combos
+            .into_iter()
+            .flat_map(|c| {
+                values.iter().map(move |v| {
+                    let mut c = c.clone();
+                    c.push((k.clone(), v.clone()));
+                    c
+                })
+            })
+            .collect();
+    }
+    combos
+}
+
+/// Marks the points no other point beats on both recall (higher) and
+/// tokens (lower).
+pub fn mark_pareto(points: &mut [Point]) {
+    let snapshot: Vec<(f64, u64)> = points
+        .iter()
+        .map(|p| (p.mean_recall, p.total_tokens))
+        .collect();
+    for (i, p) in points.iter_mut().enumerate() {
+        let (r, t) = snapshot[i];
+        p.pareto = !snapshot
+            .iter()
+            .enumerate()
+            .any(|(j, &(r2, t2))| j != i && r2 >= r && t2 <= t && (r2 > r || t2 < t));
+    }
+}
+
+/// The recommended point and why: the best recall within `max_tokens`
+/// (fewest tokens on ties), or else the knee of the frontier: the frontier
+/// point farthest from the straight line joining its two ends, with both
+/// axes scaled to 0..1.
+pub fn recommend(points: &[Point], max_tokens: Option<u64>) -> Option<(usize, String)> {
+    let better = |a: &Point, b: &Point| {
+        a.mean_recall > b.mean_recall
+            || (a.mean_recall == b.mean_recall && a.total_tokens < b.total_tokens)
+    };
+    if let Some(limit) = max_tokens {
+        let mut best: Option<usize> = None;
+        for (i, p) in points.iter().enumerate() {
+            if p.total_tokens <= limit && best.is_none_or(|b| better(p, &points[b])) {
+                best = Some(i);
+            }
+        }
+        return best.map(|i| {
+            (
+                i,
+                format!(
+                    "the best mean recall ({:.3}) within {limit} total tokens ({} used)",
+                    points[i].mean_recall, points[i].total_tokens
+                ),
+            )
+        });
+    }
+    let mut frontier: Vec<usize> = (0..points.len()).filter(|&i| points[i].pareto).collect();
+    frontier.sort_by_key(|&i| (points[i].total_tokens, i));
+    // Combinations with the same outcome are one point; the first one stands for them.
+    frontier.dedup_by_key(|&mut i| (points[i].total_tokens, points[i].mean_recall.to_bits()));
+    match frontier.len() {
+        0 => None,
+        1 | 2 => {
+            let best = *frontier.iter().reduce(|a, b| {
+                if better(&points[*b], &points[*a]) {
+                    b
+                } else {
+                    a
+                }
+            })?;
+            Some((
+                best,
+                "the highest recall on a frontier of at most two points".into(),
+            ))
+        }
+        _ => {
+            let (lo, hi) = (&points[frontier[0]], &points[*frontier.last()?]);
+            let tspan = (hi.total_tokens as f64 - lo.total_tokens as f64).max(1.0);
+            let rspan = (hi.mean_recall - lo.mean_recall).abs().max(1e-9);
+            let norm = |p: &Point| {
+                (
+                    (p.total_tokens as f64 - lo.total_tokens as f64) / tspan,
+                    (p.mean_recall - lo.mean_recall) / rspan,
+                )
+            };
+            let (x1, y1) = norm(hi);
+            let dist = |p: &Point| {
+                let (x, y) = norm(p);
+                // Above the chord counts: gains in recall beyond the cost.
+                (y * x1 - x * y1) / (x1 * x1 + y1 * y1).sqrt()
+            };
+            let knee = frontier[1..frontier.len() - 1]
+                .iter()
+                .copied()
+                .max_by(|&a, &b| {
+                    dist(&points[a])
+                        .total_cmp(&dist(&points[b]))
+                        .then(b.cmp(&a))
+                })?;
+            if dist(&points[knee]) <= 0.0 {
+                let best = *frontier.last()?;
+                return Some((best, "the frontier has no knee: the highest recall".into()));
+            }
+            Some((
+                knee,
+                format!(
+                    "the knee of the frontier: recall {:.3} for {} tokens, where more tokens stop buying much recall",
+                    points[knee].mean_recall, points[knee].total_tokens
+                ),
+            ))
+        }
+    }
+}
+
+fn round3(x: f64) -> f64 {
+    (x * 1000.0).round() / 1000.0
+}
+
+/// Draws recall against total tokens, the frontier highlighted and every
+/// point labelled.
+pub fn chart(
+    path: &Path,
+    points: &[Point],
+    strategy: &str,
+    scenarios: usize,
+) -> Result<(), String> {
+    let err = |e: String| format!("{}: {e}", path.display());
+    let root = SVGBackend::new(path, (1000, 650)).into_drawing_area();
+    root.fill(&WHITE).map_err(|e| err(e.to_string()))?;
+    let tmax = points.iter().map(|p| p.total_tokens).max().unwrap_or(1) as f64 / 1000.0;
+    let tmin = points.iter().map(|p| p.total_tokens).min().unwrap_or(0) as f64 / 1000.0;
+    let pad = ((tmax - tmin) * 0.08).max(tmax * 0.02).max(1.0);
+    let rmin = points.iter().map(|p| p.mean_recall).fold(1.0, f64::min);
+    let ymin = (rmin - 0.05).clamp(0.0, 0.95);
+    let mut c = ChartBuilder::on(&root)
+        .caption(
+            format!(
+                "Recall vs cost: {strategy}, {} combinations over {scenarios} scenarios",
+                points.len()
+            ),
+            ("sans-serif", 22),
+        )
+        .margin(20)
+        .x_label_area_size(50)
+        .y_label_area_size(70)
+        .build_cartesian_2d((tmin - pad).max(0.0)..(tmax + pad), ymin..1.02)
+        .map_err(|e| err(e.to_string()))?;
+    c.configure_mesh()
+        .x_label_formatter(&|x| format!("{x:.0}"))
+        .y_label_formatter(&|y| format!("{y:.2}"))
+        .x_desc("total tokens spent, all scenarios (thousands)")
+        .y_desc("mean recall (0-1)")
+        .axis_desc_style(("sans-serif", 16))
+        .label_style(("sans-serif", 14))
+        .draw()
+        .map_err(|e| err(e.to_string()))?;
+    let xy = |p: &Point| (p.total_tokens as f64 / 1000.0, p.mean_recall);
+    let blue = RGBColor(70, 110, 190);
+    let red = RGBColor(200, 40, 40);
+    let green = RGBColor(30, 140, 60);
+    c.draw_series(
+        points
+            .iter()
+            .filter(|p| !p.pareto)
+            .map(|p| Circle::new(xy(p), 5, blue.filled())),
+    )
+    .map_err(|e| err(e.to_string()))?
+    .label("dominated combination")
+    .legend(move |(x, y)| Circle::new((x, y), 5, blue.filled()));
+    let mut frontier: Vec<&Point> = points.iter().filter(|p| p.pareto).collect();
+    frontier.sort_by_key(|p| p.total_tokens);
+    c.draw_series(LineSeries::new(
+        frontier.iter().map(|p| xy(p)),
+        red.stroke_width(2),
+    ))
+    .map_err(|e| err(e.to_string()))?
+    .label("Pareto frontier")
+    .legend(move |(x, y)| PathElement::new(vec![(x - 10, y), (x + 10, y)], red.stroke_width(2)));
+    c.draw_series(frontier.iter().map(|p| Circle::new(xy(p), 6, red.filled())))
+        .map_err(|e| err(e.to_string()))?;
+    c.draw_series(
+        points
+            .iter()
+            .filter(|p| p.recommended)
+            .map(|p| Circle::new(xy(p), 11, green.stroke_width(3))),
+    )
+    .map_err(|e| err(e.to_string()))?
+    .label("recommended")
+    .legend(move |(x, y)| Circle::new((x, y), 7, green.stroke_width(3)));
+    // Labels in the right third of the plot extend leftwards, so none is cut off.
+    let right_third = tmin + (tmax - tmin) * 0.66;
+    c.draw_series(points.iter().map(|p| {
+        let (x, y) = xy(p);
+        let h = if x > right_third {
+            HPos::Right
+        } else {
+            HPos::Left
+        };
+        Text::new(
+            format!(" {} ", p.label()),
+            (x, y),
+            ("sans-serif", 12)
+                .into_font()
+                .color(&BLACK)
+                .pos(Pos::new(h, VPos::Bottom)),
+        )
+    }))
+    .map_err(|e| err(e.to_string()))?;
+    c.configure_series_labels()
+        .position(SeriesLabelPosition::LowerRight)
+        .background_style(WHITE.mix(0.9))
+        .border_style(BLACK)
+        .label_font(("sans-serif", 14))
+        .draw()
+        .map_err(|e| err(e.to_string()))?;
+    root.present().map_err(|e| err(e.to_string()))
+}
+
+fn aggregate_of(jobs: &[runner::JobResult], strategy: &str) -> Aggregate {
+    let (_, totals) = report::aggregates(jobs, &[strategy.to_string()]);
+    totals.into_iter().next().expect("one strategy")
+}
+
+/// The sweep command.
+pub fn cmd_sweep(args: &SweepArgs) -> Result<(), Failure> {
+    let input = |m: String| Failure::Input(format!("error: {m}"));
+    if !STRATEGIES.contains(&args.strategy.as_str()) {
+        let hint = crate::text::suggestion(&args.strategy, STRATEGIES);
+        return Err(input(format!("unknown strategy {:?}{hint}", args.strategy)));
+    }
+    let params: Vec<(String, Vec<String>)> = args
+        .params
+        .iter()
+        .map(|p| parse_param(p))
+        .collect::<Result<_, _>>()
+        .map_err(input)?;
+    let combos = grid(&params);
+    // Validate every combination before running any.
+    let configs: Vec<Config> = combos
+        .iter()
+        .map(|combo| {
+            let mut flags: Vec<String> = combo.iter().map(|(k, v)| format!("{k}={v}")).collect();
+            flags.push(format!("strategies=[\"{}\"]", args.strategy));
+            resolve_config(&args.cfg, flags).map_err(|e| match e {
+                Failure::Input(m) => {
+                    Failure::Input(format!("{m}\n  in the combination {}", label(combo)))
+                }
+                other => other,
+            })
+        })
+        .collect::<Result<_, _>>()?;
+    let files = expand_inputs(&args.files)?;
+    let scenarios: Vec<Scenario> = scenario::load_all(&files).map_err(|e| input(e.to_string()))?;
+    let (out, _) = output_dir_named(&args.out, args.force, "sweep-")?;
+    let staging = out.with_file_name(format!(
+        ".{}.partial-{}",
+        out.file_name()
+            .map(|n| n.to_string_lossy().into_owned())
+            .unwrap_or_default(),
+        std::process::id()
+    ));
+    std::fs::create_dir_all(&staging)
+        .map_err(|e| Failure::Run(anyhow::anyhow!("{}: {e}", staging.display())))?;
+    let result = sweep_into(args, &combos, &configs, &scenarios, &staging);
+    let points = match result {
+        Ok(p) => p,
+        Err(e) => {
+            let _ = std::fs::remove_dir_all(&staging);
+            return Err(e);
+        }
+    };
+    if out.exists() {
+        std::fs::remove_dir_all(&out)
+            .map_err(|e| Failure::Run(anyhow::anyhow!("{}: {e}", out.display())))?;
+    }
+    std::fs::rename(&staging, &out)
+        .map_err(|e| Failure::Run(anyhow::anyhow!("{}: {e}", out.display())))?;
+    let rec = points.iter().find(|p| p.recommended);
+    if !args.quiet {
+        print_points(&points);
+    }
+    match rec {
+        Some(p) => println!("recommended: {}", p.label()),
+        None => println!("recommended: none (no combination within --max-tokens)"),
+    }
+    println!("outputs: {}", out.display());
+    Ok(())
+}
+
+fn label(combo: &[(String, String)]) -> String {
+    combo
+        .iter()
+        .map(|(k, v)| format!("{k}={v}"))
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
+fn sweep_into(
+    args: &SweepArgs,
+    combos: &[Vec<(String, String)>],
+    configs: &[Config],
+    scenarios: &[Scenario],
+    dir: &Path,
+) -> Result<Vec<Point>, Failure> {
+    let cores = args.jobs.unwrap_or_else(|| {
+        std::thread::available_parallelism().map_or(1, std::num::NonZeroUsize::get)
+    });
+    let indexed: Vec<usize> = (0..combos.len()).collect();
+    let aggs: Vec<Aggregate> = par_map(
+        &indexed,
+        cores,
+        |_| 1,
+        |&i| {
+            let cfg = &configs[i];
+            let backend = offline::backend(cfg.offline.embedding_dim as usize);
+            let store = dir.join(format!("combination-{i}.sqlite"));
+            let rt = Runtime {
+                config: cfg,
+                backend: &backend,
+                tok: cfg.tokenizer().map_err(|e| anyhow::anyhow!(e.0))?,
+                context_window: cfg.context_window().map_err(|e| anyhow::anyhow!(e.0))?,
+                store: &store,
+                jobs: 1,
+                timings: false,
+                progress: false,
+                repeats: 1,
+            };
+            let jobs = runner::run(scenarios, &rt)?;
+            for suffix in ["", "-wal", "-shm"] {
+                let _ = std::fs::remove_file(dir.join(format!("combination-{i}.sqlite{suffix}")));
+            }
+            if !args.quiet {
+                eprintln!("[{}/{}] {}", i + 1, combos.len(), label(&combos[i]));
+            }
+            Ok::<_, anyhow::Error>(aggregate_of(&jobs, &args.strategy))
+        },
+    )
+    .map_err(Failure::Run)?;
+    let mut points: Vec<Point> = combos
+        .iter()
+        .zip(&aggs)
+        .map(|(combo, a)| Point {
+            params: combo.clone(),
+            mean_recall: a.mean_recall.unwrap_or(0.0),
+            final_recall: a.final_recall,
+            recall_auc: a.recall_auc,
+            total_tokens: a.total_tokens,
+            max_context_tokens: a.max_context_tokens,
+            mean_quality: a.mean_quality,
+            summaries: a.summaries,
+            pareto: false,
+            recommended: false,
+        })
+        .collect();
+    mark_pareto(&mut points);
+    let recommendation = recommend(&points, args.max_tokens);
+    if let Some((i, _)) = &recommendation {
+        points[*i].recommended = true;
+    }
+    write_csv(&dir.join("sweep.csv"), &points)
+        .map_err(|e| Failure::Run(anyhow::anyhow!("sweep.csv: {e}")))?;
+    let summary = serde_json::json!({
+        "memeval_version": env!("CARGO_PKG_VERSION"),
+        "strategy": args.strategy,
+        "scenarios": scenarios.iter().map(|s| serde_json::json!({"name": s.name, "file": s.file.display().to_string(), "sha256": s.sha256})).collect::<Vec<_>>(),
+        "base_config": serde_json::to_value(&configs[0]).unwrap_or_default(),
+        "max_tokens": args.max_tokens,
+        "recommendation": recommendation.as_ref().map(|(i, why)| serde_json::json!({
+            "params": points[*i].params.iter().map(|(k, v)| (k.clone(), serde_json::Value::String(v.clone()))).collect::<serde_json::Map<_, _>>(),
+            "mean_recall": points[*i].mean_recall,
+            "total_tokens": points[*i].total_tokens,
+            "reason": why,
+        })),
+        "points": points,
+    });
+    let mut bytes = serde_json::to_vec_pretty(&summary).map_err(anyhow::Error::from)?;
+    bytes.push(b'\n');
+    std::fs::write(dir.join("sweep.json"), bytes).map_err(anyhow::Error::from)?;
+    chart(
+        &dir.join("sweep.svg"),
+        &points,
+        &args.strategy,
+        scenarios.len(),
+    )
+    .map_err(|e| Failure::Run(anyhow::anyhow!(e)))?;
+    if let Some((_, why)) = &recommendation {
+        eprintln!("why: {why}");
+    }
+    Ok(points)
+}
+
+fn write_csv(path: &Path, points: &[Point]) -> std::io::Result<()> {
+    let mut w = csv::Writer::from_path(path)?;
+    let mut header: Vec<String> = points
+        .first()
+        .map(|p| p.params.iter().map(|(k, _)| k.clone()).collect())
+        .unwrap_or_default();
+    header.extend(
+        [
+            "mean_recall",
+            "final_recall",
+            "recall_auc",
+            "total_tokens",
+            "max_context_tokens",
+            "mean_quality",
+            "summaries",
+            "pareto",
+            "recommended",
+        ]
+        .map(String::from),
+    );
+    w.write_record(&header)?;
+    let opt = |x: Option<f64>| x.map(|v| round3(v).to_string()).unwrap_or_default();
+    for p in points {
+        let mut row: Vec<String> = p.params.iter().map(|(_, v)| v.clone()).collect();
+        row.extend([
+            round3(p.mean_recall).to_string(),
+            opt(p.final_recall),
+            opt(p.recall_auc),
+            p.total_tokens.to_string(),
+            p.max_context_tokens.to_string(),
+            opt(p.mean_quality),
+            p.summaries.to_string(),
+            u8::from(p.pareto).to_string(),
+            u8::from(p.recommended).to_string(),
+        ]);
+        w.write_record(&row)?;
+    }
+    w.flush()
+}
+
+fn print_points(points: &[Point]) {
+    println!(
+        "{:<48} {:>7} {:>7} {:>11} {:>8} {:>8}",
+        "combination", "recall", "final", "tokens", "max ctx", "frontier"
+    );
+    for p in points {
+        let mark = if p.recommended {
+            "  <- recommended"
+        } else {
+            ""
+        };
+        println!(
+            "{:<48} {:>7.3} {:>7} {:>11} {:>8} {:>8}{mark}",
+            p.label(),
+            p.mean_recall,
+            p.final_recall.map_or("-".into(), |f| format!("{f:.3}")),
+            p.total_tokens,
+            p.max_context_tokens,
+            if p.pareto { "yes" } else { "" },
+        );
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn pt(recall: f64, tokens: u64) -> Point {
+        Point {
+            params: vec![("summary.trigger_tokens".into(), tokens.to_string())],
+            mean_recall: recall,
+            final_recall: None,
+            recall_auc: None,
+            total_tokens: tokens,
+            max_context_tokens: 0,
+            mean_quality: None,
+            summaries: 0,
+            pareto: false,
+            recommended: false,
+        }
+    }
+
+    #[test]
+    fn grid_is_every_combination_first_slowest() {
+        let g = grid(&[
+            ("a".into(), vec!["1".into(), "2".into()]),
+            ("b".into(), vec!["x".into(), "y".into(), "z".into()]),
+        ]);
+        assert_eq!(g.len(), 6);
+        assert_eq!(
+            g[0],
+            vec![("a".into(), "1".into()), ("b".into(), "x".into())]
+        );
+        assert_eq!(
+            g[5],
+            vec![("a".into(), "2".into()), ("b".into(), "z".into())]
+        );
+        assert!(parse_param("a").is_err());
+        assert!(parse_param("a=").is_err());
+        assert_eq!(
+            parse_param("a = 1, 2").unwrap(),
+            ("a".into(), vec!["1".into(), "2".into()])
+        );
+    }
+
+    #[test]
+    fn frontier_and_knee() {
+        let mut pts = vec![
+            pt(0.50, 100),
+            pt(0.85, 200), // the knee: most of the recall for little cost
+            pt(0.80, 250), // dominated by the previous one
+            pt(0.90, 400),
+            pt(0.92, 800),
+        ];
+        mark_pareto(&mut pts);
+        let frontier: Vec<bool> = pts.iter().map(|p| p.pareto).collect();
+        assert_eq!(frontier, [true, true, false, true, true]);
+        assert_eq!(recommend(&pts, None).unwrap().0, 1);
+        assert_eq!(recommend(&pts, Some(500)).unwrap().0, 3);
+        assert_eq!(recommend(&pts, Some(150)).unwrap().0, 0);
+        assert!(recommend(&pts, Some(50)).is_none());
+    }
+}
