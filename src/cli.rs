@@ -405,50 +405,17 @@ fn cmd_run(args: &RunArgs) -> Result<(), Failure> {
     let context_window = config.context_window().map_err(|e| Failure::Input(e.0))?;
     let backend = offline::backend(config.offline.embedding_dim as usize);
 
-    // Work in a staging folder beside the target; it replaces the target
-    // only when complete, so an interrupted run leaves no half-written outputs.
-    let parent = out
-        .parent()
-        .filter(|p| !p.as_os_str().is_empty())
-        .unwrap_or(Path::new("."));
-    std::fs::create_dir_all(parent)
-        .map_err(|e| anyhow::anyhow!("cannot create {}: {e}", parent.display()))?;
-    let name = out
-        .file_name()
-        .map(|n| n.to_string_lossy().into_owned())
-        .unwrap_or_else(|| "out".into());
-    let staging = parent.join(format!(".{name}.partial-{}", std::process::id()));
-    if staging.exists() {
-        std::fs::remove_dir_all(&staging).map_err(anyhow::Error::from)?;
-    }
-    std::fs::create_dir_all(&staging)
-        .map_err(|e| anyhow::anyhow!("cannot create {}: {e}", staging.display()))?;
-    let result = run_into(
-        args,
-        &config,
-        &scenarios,
-        &staging,
-        tok,
-        context_window,
-        &backend,
-    );
-    let (per_job, totals) = match result {
-        Ok(v) => v,
-        Err(e) => {
-            let _ = std::fs::remove_dir_all(&staging);
-            return Err(e);
-        }
-    };
-    if out.exists() {
-        if out.is_dir() {
-            std::fs::remove_dir_all(&out)
-        } else {
-            std::fs::remove_file(&out)
-        }
-        .map_err(|e| anyhow::anyhow!("cannot replace {}: {e}", out.display()))?;
-    }
-    std::fs::rename(&staging, &out)
-        .map_err(|e| anyhow::anyhow!("cannot move outputs to {}: {e}", out.display()))?;
+    let (per_job, totals) = publish_staged(&out, |staging| {
+        run_into(
+            args,
+            &config,
+            &scenarios,
+            staging,
+            tok,
+            context_window,
+            &backend,
+        )
+    })?;
     if update_latest {
         point_latest(&out);
     }
@@ -593,6 +560,49 @@ fn run_into(
     report::write_outputs(dir, &jobs, &meta, &per_job, &totals)
         .map_err(|e| anyhow::anyhow!("writing outputs: {e}"))?;
     Ok((per_job, totals))
+}
+
+/// Runs `work` in a staging folder beside `out`, then moves the folder into
+/// place (replacing `out`) only when `work` succeeds, so an interrupted or
+/// failed command leaves no half-written outputs.
+pub fn publish_staged<T>(
+    out: &Path,
+    work: impl FnOnce(&Path) -> Result<T, Failure>,
+) -> Result<T, Failure> {
+    let parent = out
+        .parent()
+        .filter(|p| !p.as_os_str().is_empty())
+        .unwrap_or(Path::new("."));
+    std::fs::create_dir_all(parent)
+        .map_err(|e| anyhow::anyhow!("cannot create {}: {e}", parent.display()))?;
+    let name = out
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_else(|| "out".into());
+    let staging = parent.join(format!(".{name}.partial-{}", std::process::id()));
+    if staging.exists() {
+        std::fs::remove_dir_all(&staging).map_err(anyhow::Error::from)?;
+    }
+    std::fs::create_dir_all(&staging)
+        .map_err(|e| anyhow::anyhow!("cannot create {}: {e}", staging.display()))?;
+    let value = match work(&staging) {
+        Ok(v) => v,
+        Err(e) => {
+            let _ = std::fs::remove_dir_all(&staging);
+            return Err(e);
+        }
+    };
+    if out.exists() {
+        if out.is_dir() {
+            std::fs::remove_dir_all(out)
+        } else {
+            std::fs::remove_file(out)
+        }
+        .map_err(|e| anyhow::anyhow!("cannot replace {}: {e}", out.display()))?;
+    }
+    std::fs::rename(&staging, out)
+        .map_err(|e| anyhow::anyhow!("cannot move outputs to {}: {e}", out.display()))?;
+    Ok(value)
 }
 
 /// Points `reports/latest` at the run just written (a symlink where the

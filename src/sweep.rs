@@ -9,7 +9,9 @@ use plotters::style::text_anchor::{HPos, Pos, VPos};
 use serde::Serialize;
 
 use crate::backend::offline;
-use crate::cli::{Failure, SweepArgs, expand_inputs, output_dir_named, resolve_config};
+use crate::cli::{
+    Failure, SweepArgs, expand_inputs, output_dir_named, publish_staged, resolve_config,
+};
 use crate::config::{Config, STRATEGIES};
 use crate::report::{self, Aggregate};
 use crate::runner::{self, Runtime, par_map};
@@ -318,29 +320,9 @@ pub fn cmd_sweep(args: &SweepArgs) -> Result<(), Failure> {
     let files = expand_inputs(&args.files)?;
     let scenarios: Vec<Scenario> = scenario::load_all(&files).map_err(|e| input(e.to_string()))?;
     let (out, _) = output_dir_named(&args.out, args.force, "sweep-")?;
-    let staging = out.with_file_name(format!(
-        ".{}.partial-{}",
-        out.file_name()
-            .map(|n| n.to_string_lossy().into_owned())
-            .unwrap_or_default(),
-        std::process::id()
-    ));
-    std::fs::create_dir_all(&staging)
-        .map_err(|e| Failure::Run(anyhow::anyhow!("{}: {e}", staging.display())))?;
-    let result = sweep_into(args, &combos, &configs, &scenarios, &staging);
-    let points = match result {
-        Ok(p) => p,
-        Err(e) => {
-            let _ = std::fs::remove_dir_all(&staging);
-            return Err(e);
-        }
-    };
-    if out.exists() {
-        std::fs::remove_dir_all(&out)
-            .map_err(|e| Failure::Run(anyhow::anyhow!("{}: {e}", out.display())))?;
-    }
-    std::fs::rename(&staging, &out)
-        .map_err(|e| Failure::Run(anyhow::anyhow!("{}: {e}", out.display())))?;
+    let points = publish_staged(&out, |staging| {
+        sweep_into(args, &combos, &configs, &scenarios, staging)
+    })?;
     let rec = points.iter().find(|p| p.recommended);
     if !args.quiet {
         print_points(&points);
