@@ -66,6 +66,9 @@ pub struct SummaryConfig {
     pub max_summary_tokens: u32,
     /// Covered messages sampled to score each summary.
     pub quality_samples: u32,
+    /// Share of the buffer's messages kept raw when it is folded (the
+    /// tutorial keeps the newer half: 0.5). Lower keeps a smaller buffer.
+    pub keep_ratio: f64,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -144,6 +147,7 @@ impl Default for SummaryConfig {
             trigger_tokens: 4000,
             max_summary_tokens: 500,
             quality_samples: 3,
+            keep_ratio: 0.5,
         }
     }
 }
@@ -258,7 +262,12 @@ fn known_keys(section: &str) -> Option<Vec<&'static str>> {
         "model" => &["name", "encoding", "context_window"],
         "memory" => &["max_context_tokens"],
         "window" => &["max_tokens"],
-        "summary" => &["trigger_tokens", "max_summary_tokens", "quality_samples"],
+        "summary" => &[
+            "trigger_tokens",
+            "max_summary_tokens",
+            "quality_samples",
+            "keep_ratio",
+        ],
         "vector" => &[
             "buffer_message_limit",
             "top_k",
@@ -274,6 +283,7 @@ fn known_keys(section: &str) -> Option<Vec<&'static str>> {
             "max_recall_drop",
             "max_final_recall_drop",
             "max_token_increase_pct",
+            "max_quality_drop",
             "min_quality",
             "max_stale_increase",
         ],
@@ -384,6 +394,12 @@ impl Config {
                 return fail(format!("{name} must be at least 1"));
             }
         }
+        if !(self.summary.keep_ratio > 0.0 && self.summary.keep_ratio < 1.0) {
+            return fail(format!(
+                "summary.keep_ratio is the share of the buffer kept raw, above 0 and below 1, not {}",
+                self.summary.keep_ratio
+            ));
+        }
         if let Some(s) = self.vector.min_score
             && !(-1.0..=1.0).contains(&s)
         {
@@ -454,6 +470,8 @@ mod tests {
             ("strategies=[\"windw\"]", "did you mean \"window\""),
             ("model.name=mystery", "no known tokenizer"),
             ("vector.min_score=3", "between -1 and 1"),
+            ("summary.keep_ratio=1", "above 0 and below 1"),
+            ("summary.keep_ratio=0", "above 0 and below 1"),
             ("nonsense", "KEY=VALUE"),
         ];
         for (set, want) in cases {

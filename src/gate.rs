@@ -29,6 +29,8 @@ pub struct GateConfig {
     pub max_final_recall_drop: f64,
     /// Largest allowed increase of total tokens, in percent of the baseline.
     pub max_token_increase_pct: f64,
+    /// Largest allowed drop of mean summary quality against the baseline.
+    pub max_quality_drop: f64,
     /// Minimum mean summary quality (where summaries are written).
     pub min_quality: f64,
     /// Largest allowed increase of stale facts over the baseline.
@@ -42,6 +44,7 @@ impl Default for GateConfig {
             max_recall_drop: 0.02,
             max_final_recall_drop: 0.02,
             max_token_increase_pct: 10.0,
+            max_quality_drop: 0.05,
             min_quality: 0.0,
             max_stale_increase: 0,
         }
@@ -54,6 +57,7 @@ impl GateConfig {
             ("gate.max_recall_drop", self.max_recall_drop),
             ("gate.max_final_recall_drop", self.max_final_recall_drop),
             ("gate.max_token_increase_pct", self.max_token_increase_pct),
+            ("gate.max_quality_drop", self.max_quality_drop),
         ] {
             if v.is_nan() || v < 0.0 {
                 return Err(format!("{name} must be 0 or more, not {v}"));
@@ -302,6 +306,12 @@ pub fn compare(baseline: &[Aggregate], current: &[Aggregate], cfg: &GateConfig) 
                 |a| a.final_recall,
                 |s| &s.final_recall,
             ),
+            (
+                "mean_quality",
+                cfg.max_quality_drop,
+                |a| a.mean_quality,
+                |s| &s.mean_quality,
+            ),
         ] {
             let (bv, cv) = (values_opt(b, get, samples), values_opt(c, get, samples));
             let (Some(bm), Some(cm)) = (mean(bv.iter().copied()), mean(cv.iter().copied())) else {
@@ -361,15 +371,15 @@ pub fn compare(baseline: &[Aggregate], current: &[Aggregate], cfg: &GateConfig) 
                 },
             ));
         }
-        if let Some(q) = c.mean_quality {
+        if let Some(q) = c.mean_quality
+            && cfg.min_quality > 0.0
+        {
             let pass = q >= cfg.min_quality;
             checks.push(check(
-                "mean_quality",
+                "min_quality",
                 b.mean_quality.map(fmt3).unwrap_or_default(),
                 fmt3(q),
-                b.mean_quality
-                    .map(|bq| format!("{:+.3}", q - bq))
-                    .unwrap_or_default(),
+                String::new(),
                 format!(">= {:.3}", cfg.min_quality),
                 pass,
                 if pass {
@@ -598,6 +608,30 @@ mod tests {
         let within = [agg("window", 0.885, 1099)];
         assert!(failed(&compare(&base, &within, &cfg)).is_empty());
         assert_eq!(failed(&compare(&base, &[], &cfg)), ["present"]);
+    }
+
+    #[test]
+    fn a_summary_quality_drop_fails_and_a_floor_applies() {
+        let mut base = agg("summary", 0.9, 1000);
+        base.mean_quality = Some(0.40);
+        let mut worse = base.clone();
+        worse.mean_quality = Some(0.30);
+        let cfg = GateConfig::default();
+        assert_eq!(
+            failed(&compare(&[base.clone()], &[worse], &cfg)),
+            ["mean_quality"]
+        );
+        let mut slight = base.clone();
+        slight.mean_quality = Some(0.37);
+        assert!(failed(&compare(&[base.clone()], &[slight], &cfg)).is_empty());
+        let floor = GateConfig {
+            min_quality: 0.5,
+            ..GateConfig::default()
+        };
+        assert_eq!(
+            failed(&compare(&[base.clone()], &[base], &floor)),
+            ["min_quality"]
+        );
     }
 
     #[test]

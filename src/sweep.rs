@@ -4,11 +4,13 @@
 
 use std::path::Path;
 
+use plotters::coord::Shift;
 use plotters::prelude::*;
 use plotters::style::text_anchor::{HPos, Pos, VPos};
 use serde::Serialize;
 
 use crate::backend::offline;
+use crate::chart::{self, FONT, Figure, PALETTE, err, thousands};
 use crate::cli::{
     Failure, SweepArgs, expand_inputs, output_dir_named, publish_staged, resolve_config,
 };
@@ -41,6 +43,15 @@ impl Point {
             .map(|(k, v)| format!("{}={v}", k.rsplit('.').next().unwrap_or(k)))
             .collect::<Vec<_>>()
             .join(", ")
+    }
+
+    /// `2000 / 10`: the values alone, in the order of the parameters.
+    pub fn values_label(&self) -> String {
+        self.params
+            .iter()
+            .map(|(_, v)| v.as_str())
+            .collect::<Vec<_>>()
+            .join(" / ")
     }
 }
 
@@ -184,104 +195,134 @@ fn round3(x: f64) -> f64 {
     (x * 1000.0).round() / 1000.0
 }
 
-/// Draws recall against total tokens, the frontier highlighted and every
-/// point labelled.
-pub fn chart(
-    path: &Path,
-    points: &[Point],
-    strategy: &str,
-    scenarios: usize,
-) -> Result<(), String> {
-    let err = |e: String| format!("{}: {e}", path.display());
-    let root = SVGBackend::new(path, (1000, 650)).into_drawing_area();
-    root.fill(&WHITE).map_err(|e| err(e.to_string()))?;
-    let tmax = points.iter().map(|p| p.total_tokens).max().unwrap_or(1) as f64 / 1000.0;
-    let tmin = points.iter().map(|p| p.total_tokens).min().unwrap_or(0) as f64 / 1000.0;
-    let pad = ((tmax - tmin) * 0.08).max(tmax * 0.02).max(1.0);
-    let rmin = points.iter().map(|p| p.mean_recall).fold(1.0, f64::min);
-    let ymin = (rmin - 0.05).clamp(0.0, 0.95);
-    let mut c = ChartBuilder::on(&root)
-        .caption(
-            format!(
-                "Recall vs cost: {strategy}, {} combinations over {scenarios} scenarios",
-                points.len()
-            ),
-            ("sans-serif", 22),
+/// Recall against total tokens, the frontier highlighted and every point
+/// labelled.
+pub struct SweepChart<'a> {
+    pub points: &'a [Point],
+    pub strategy: &'a str,
+    pub scenarios: usize,
+}
+
+impl Figure for SweepChart<'_> {
+    fn size(&self) -> (u32, u32) {
+        (1000, 650)
+    }
+
+    fn draw<DB: DrawingBackend>(&self, root: &DrawingArea<DB, Shift>) -> Result<(), String> {
+        let points = self.points;
+        let tmax = points.iter().map(|p| p.total_tokens).max().unwrap_or(1) as f64 / 1000.0;
+        let tmin = points.iter().map(|p| p.total_tokens).min().unwrap_or(0) as f64 / 1000.0;
+        let pad = ((tmax - tmin) * 0.08).max(tmax * 0.02).max(1.0);
+        let rmin = points.iter().map(|p| p.mean_recall).fold(1.0, f64::min);
+        let ymin = (rmin - 0.05).clamp(0.0, 0.95);
+        let rmax = points.iter().map(|p| p.mean_recall).fold(0.0, f64::max);
+        let ymax = (rmax + 0.03).clamp(ymin + 0.05, 1.02);
+        let names: Vec<&str> = points.first().map_or(Vec::new(), |p| {
+            p.params
+                .iter()
+                .map(|(k, _)| k.rsplit('.').next().unwrap_or(k))
+                .collect()
+        });
+        let mut c = ChartBuilder::on(root)
+            .caption(
+                format!(
+                    "Recall vs cost: {}, {} combinations over {} scenarios",
+                    self.strategy,
+                    points.len(),
+                    self.scenarios
+                ),
+                (FONT, 22),
+            )
+            .margin(20)
+            .x_label_area_size(50)
+            .y_label_area_size(70)
+            .build_cartesian_2d((tmin - pad).max(0.0)..(tmax + pad), ymin..ymax)
+            .map_err(err)?;
+        c.configure_mesh()
+            .light_line_style(RGBColor(242, 242, 242))
+            .x_label_formatter(&|x| thousands(*x))
+            .y_label_formatter(&|y| format!("{y:.2}"))
+            .x_desc(format!(
+                "total tokens spent, all scenarios (thousands); points labelled {}",
+                names.join(" / ")
+            ))
+            .y_desc("mean recall (0-1)")
+            .axis_desc_style((FONT, 16))
+            .label_style((FONT, 14))
+            .draw()
+            .map_err(err)?;
+        let xy = |p: &Point| (p.total_tokens as f64 / 1000.0, p.mean_recall);
+        let blue = PALETTE[0];
+        let red = PALETTE[1];
+        let green = PALETTE[2];
+        c.draw_series(
+            points
+                .iter()
+                .filter(|p| !p.pareto)
+                .map(|p| Circle::new(xy(p), 5, blue.filled())),
         )
-        .margin(20)
-        .x_label_area_size(50)
-        .y_label_area_size(70)
-        .build_cartesian_2d((tmin - pad).max(0.0)..(tmax + pad), ymin..1.02)
-        .map_err(|e| err(e.to_string()))?;
-    c.configure_mesh()
-        .x_label_formatter(&|x| format!("{x:.0}"))
-        .y_label_formatter(&|y| format!("{y:.2}"))
-        .x_desc("total tokens spent, all scenarios (thousands)")
-        .y_desc("mean recall (0-1)")
-        .axis_desc_style(("sans-serif", 16))
-        .label_style(("sans-serif", 14))
-        .draw()
-        .map_err(|e| err(e.to_string()))?;
-    let xy = |p: &Point| (p.total_tokens as f64 / 1000.0, p.mean_recall);
-    let blue = RGBColor(70, 110, 190);
-    let red = RGBColor(200, 40, 40);
-    let green = RGBColor(30, 140, 60);
-    c.draw_series(
-        points
-            .iter()
-            .filter(|p| !p.pareto)
-            .map(|p| Circle::new(xy(p), 5, blue.filled())),
-    )
-    .map_err(|e| err(e.to_string()))?
-    .label("dominated combination")
-    .legend(move |(x, y)| Circle::new((x, y), 5, blue.filled()));
-    let mut frontier: Vec<&Point> = points.iter().filter(|p| p.pareto).collect();
-    frontier.sort_by_key(|p| p.total_tokens);
-    c.draw_series(LineSeries::new(
-        frontier.iter().map(|p| xy(p)),
-        red.stroke_width(2),
-    ))
-    .map_err(|e| err(e.to_string()))?
-    .label("Pareto frontier")
-    .legend(move |(x, y)| PathElement::new(vec![(x - 10, y), (x + 10, y)], red.stroke_width(2)));
-    c.draw_series(frontier.iter().map(|p| Circle::new(xy(p), 6, red.filled())))
-        .map_err(|e| err(e.to_string()))?;
-    c.draw_series(
-        points
-            .iter()
-            .filter(|p| p.recommended)
-            .map(|p| Circle::new(xy(p), 11, green.stroke_width(3))),
-    )
-    .map_err(|e| err(e.to_string()))?
-    .label("recommended")
-    .legend(move |(x, y)| Circle::new((x, y), 7, green.stroke_width(3)));
-    // Labels in the right third of the plot extend leftwards, so none is cut off.
-    let right_third = tmin + (tmax - tmin) * 0.66;
-    c.draw_series(points.iter().map(|p| {
-        let (x, y) = xy(p);
-        let h = if x > right_third {
-            HPos::Right
-        } else {
-            HPos::Left
-        };
-        Text::new(
-            format!(" {} ", p.label()),
-            (x, y),
-            ("sans-serif", 12)
-                .into_font()
-                .color(&BLACK)
-                .pos(Pos::new(h, VPos::Bottom)),
+        .map_err(err)?
+        .label("dominated combination")
+        .legend(move |(x, y)| Circle::new((x, y), 5, blue.filled()));
+        let mut frontier: Vec<&Point> = points.iter().filter(|p| p.pareto).collect();
+        frontier.sort_by_key(|p| p.total_tokens);
+        c.draw_series(LineSeries::new(
+            frontier.iter().map(|p| xy(p)),
+            red.stroke_width(2),
+        ))
+        .map_err(err)?
+        .label("Pareto frontier")
+        .legend(move |(x, y)| {
+            PathElement::new(vec![(x - 10, y), (x + 10, y)], red.stroke_width(2))
+        });
+        c.draw_series(frontier.iter().map(|p| Circle::new(xy(p), 6, red.filled())))
+            .map_err(err)?;
+        c.draw_series(
+            points
+                .iter()
+                .filter(|p| p.recommended)
+                .map(|p| Circle::new(xy(p), 11, green.stroke_width(3))),
         )
-    }))
-    .map_err(|e| err(e.to_string()))?;
-    c.configure_series_labels()
-        .position(SeriesLabelPosition::LowerRight)
-        .background_style(WHITE.mix(0.9))
-        .border_style(BLACK)
-        .label_font(("sans-serif", 14))
-        .draw()
-        .map_err(|e| err(e.to_string()))?;
-    root.present().map_err(|e| err(e.to_string()))
+        .map_err(err)?
+        .label("recommended")
+        .legend(move |(x, y)| Circle::new((x, y), 7, green.stroke_width(3)));
+        // Each point is labelled with its values; a label goes to the first of
+        // four places around its point that overlaps no label placed before.
+        let mut placed: Vec<(i32, i32, i32, i32)> = Vec::new();
+        let mut labels = Vec::new();
+        for p in points {
+            let text = p.values_label();
+            let (px, py) = c.backend_coord(&xy(p));
+            let (w, h) = (text.chars().count() as i32 * 7 + 8, 15);
+            let places = [
+                (HPos::Left, VPos::Bottom, px + 4, py - 4 - h),
+                (HPos::Left, VPos::Top, px + 4, py + 4),
+                (HPos::Right, VPos::Bottom, px - 4 - w, py - 4 - h),
+                (HPos::Right, VPos::Top, px - 4 - w, py + 4),
+            ];
+            let free = |&&(_, _, x, y): &&(HPos, VPos, i32, i32)| {
+                !placed
+                    .iter()
+                    .any(|&(a, b, c, d)| x < c && a < x + w && y < d && b < y + h)
+            };
+            let &(hp, vp, x, y) = places.iter().find(free).unwrap_or(&places[0]);
+            placed.push((x, y, x + w, y + h));
+            labels.push(Text::new(
+                format!(" {text} "),
+                xy(p),
+                (FONT, 12).into_font().color(&BLACK).pos(Pos::new(hp, vp)),
+            ));
+        }
+        c.draw_series(labels).map_err(err)?;
+        c.configure_series_labels()
+            .position(SeriesLabelPosition::LowerRight)
+            .background_style(WHITE.mix(0.9))
+            .border_style(BLACK)
+            .label_font((FONT, 14))
+            .draw()
+            .map_err(err)?;
+        Ok(())
+    }
 }
 
 fn aggregate_of(jobs: &[runner::JobResult], strategy: &str) -> Aggregate {
@@ -424,13 +465,13 @@ fn sweep_into(
     let mut bytes = serde_json::to_vec_pretty(&summary).map_err(anyhow::Error::from)?;
     bytes.push(b'\n');
     std::fs::write(dir.join("sweep.json"), bytes).map_err(anyhow::Error::from)?;
-    chart(
-        &dir.join("sweep.svg"),
-        &points,
-        &args.strategy,
-        scenarios.len(),
-    )
-    .map_err(|e| Failure::Run(anyhow::anyhow!(e)))?;
+    let fig = SweepChart {
+        points: &points,
+        strategy: &args.strategy,
+        scenarios: scenarios.len(),
+    };
+    chart::save(&fig, dir, "sweep")
+        .map_err(|e| Failure::Run(anyhow::anyhow!("sweep chart: {e}")))?;
     if let Some((_, why)) = &recommendation {
         eprintln!("why: {why}");
     }

@@ -237,6 +237,7 @@ pub struct Params {
     pub window_max_tokens: u32,
     pub trigger_tokens: u32,
     pub max_summary_tokens: u32,
+    pub keep_ratio: f64,
     pub buffer_message_limit: u32,
     pub top_k: u32,
     pub min_score: f32,
@@ -255,6 +256,7 @@ impl Params {
             window_max_tokens: c.window.max_tokens,
             trigger_tokens: c.summary.trigger_tokens,
             max_summary_tokens: c.summary.max_summary_tokens,
+            keep_ratio: c.summary.keep_ratio,
             buffer_message_limit: c.vector.buffer_message_limit,
             top_k: c.vector.top_k,
             min_score: c

@@ -46,14 +46,16 @@ impl Summarizing {
     }
 
     /// After a new message: when the buffer exceeds the trigger, fold its
-    /// older half (with the prior summary) into a new summary.
+    /// older messages (with the prior summary) into a new summary, keeping
+    /// the newest `keep_ratio` of them raw (the tutorial's newer half).
     pub fn after_observe(&mut self, t: &Transcript, env: &mut Env<'_>) -> Result<(), BackendError> {
         let from = self.buffer_from();
         let buffer_tokens = t.suffix_tokens(from) + u64::from(REPLY_PRIMING);
         if buffer_tokens <= u64::from(env.params.trigger_tokens) {
             return Ok(());
         }
-        let split = (t.len() - from) / 2;
+        let n = t.len() - from;
+        let split = n - ((n as f64 * env.params.keep_ratio).ceil() as usize).min(n);
         if split == 0 {
             return Ok(());
         }

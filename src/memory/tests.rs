@@ -250,3 +250,33 @@ fn fitting_suffix_matches_the_sliding_rule() {
     assert_eq!(t.fitting_suffix(10), 6);
     assert_eq!(t.fitting_suffix(10_000), 0);
 }
+
+#[test]
+fn a_fold_keeps_the_newest_keep_ratio_of_the_buffer_raw() {
+    for (ratio, seed) in [(0.25, 1u64), (0.5, 2), (0.8, 3)] {
+        let fx = Fixture::new(&[
+            "summary.trigger_tokens=600",
+            "summary.max_summary_tokens=100",
+            &format!("summary.keep_ratio={ratio}"),
+        ]);
+        let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(seed);
+        let mut env = fx.env();
+        let mut t = Transcript::new();
+        let mut s = create("summary", &fx.params, &t, None);
+        let mut folds = 0;
+        for i in 1..=80u32 {
+            let raw_before = t.len() - s.summary().map_or(0, |x| x.covered_to as usize);
+            let before = s.summary().map(|x| x.index);
+            t.push(fx.entry(&mut env, i, &message(&mut rng, i), false));
+            s.observe(&t, &mut env).unwrap();
+            let after = s.summary().cloned();
+            if after.as_ref().map(|x| x.index) != before {
+                let n = raw_before + 1;
+                let kept = t.len() - after.unwrap().covered_to as usize;
+                assert_eq!(kept, (n as f64 * ratio).ceil() as usize, "ratio {ratio}");
+                folds += 1;
+            }
+        }
+        assert!(folds >= 2, "ratio {ratio}: {folds} folds");
+    }
+}

@@ -1,0 +1,186 @@
+//! Chart plumbing: a figure is drawn once, generically, and saved as SVG and
+//! PNG. Text is rendered with a font embedded in the binary (DejaVu Sans,
+//! `assets/fonts/`), so charts look the same on a machine with no fonts.
+
+pub mod run;
+
+use std::path::Path;
+use std::sync::Once;
+
+use plotters::coord::Shift;
+use plotters::prelude::*;
+
+/// The one font family every chart uses.
+pub const FONT: &str = "sans-serif";
+
+static DEJAVU_SANS: &[u8] = include_bytes!("../../assets/fonts/DejaVuSans.ttf");
+
+/// Registers the embedded font with plotters (once per process).
+pub fn init_fonts() {
+    static ONCE: Once = Once::new();
+    ONCE.call_once(|| {
+        for style in [FontStyle::Normal, FontStyle::Bold] {
+            if plotters::style::register_font(FONT, style, DEJAVU_SANS).is_err() {
+                unreachable!("the embedded font parses");
+            }
+        }
+    });
+}
+
+/// Something drawable on any plotters backend.
+pub trait Figure {
+    /// Pixel size of the picture.
+    fn size(&self) -> (u32, u32) {
+        (1100, 620)
+    }
+
+    /// Draws the figure on `root`.
+    fn draw<DB: DrawingBackend>(&self, root: &DrawingArea<DB, Shift>) -> Result<(), String>;
+}
+
+/// A plotters error as text.
+pub fn err<E: std::fmt::Display>(e: E) -> String {
+    e.to_string()
+}
+
+/// Saves `fig` as `dir/stem.svg` and `dir/stem.png`.
+pub fn save(fig: &impl Figure, dir: &Path, stem: &str) -> Result<(), String> {
+    init_fonts();
+    let size = fig.size();
+    let svg_path = dir.join(format!("{stem}.svg"));
+    let mut svg = String::new();
+    {
+        let root = SVGBackend::with_string(&mut svg, size).into_drawing_area();
+        root.fill(&WHITE).map_err(err)?;
+        fig.draw(&root)?;
+        root.present().map_err(err)?;
+    }
+    std::fs::write(&svg_path, svg).map_err(|e| format!("{}: {e}", svg_path.display()))?;
+    let png_path = dir.join(format!("{stem}.png"));
+    let png = render_png(fig)?;
+    std::fs::write(&png_path, png).map_err(|e| format!("{}: {e}", png_path.display()))
+}
+
+/// The figure as PNG bytes.
+pub fn render_png(fig: &impl Figure) -> Result<Vec<u8>, String> {
+    init_fonts();
+    let (w, h) = fig.size();
+    let mut rgb = vec![0u8; w as usize * h as usize * 3];
+    {
+        let root = BitMapBackend::with_buffer(&mut rgb, (w, h)).into_drawing_area();
+        root.fill(&WHITE).map_err(err)?;
+        fig.draw(&root)?;
+        root.present().map_err(err)?;
+    }
+    encode_png(&rgb, w, h)
+}
+
+fn encode_png(rgb: &[u8], w: u32, h: u32) -> Result<Vec<u8>, String> {
+    let mut out = Vec::new();
+    {
+        let mut enc = png::Encoder::new(&mut out, w, h);
+        enc.set_color(png::ColorType::Rgb);
+        enc.set_depth(png::BitDepth::Eight);
+        enc.set_compression(png::Compression::High);
+        let mut writer = enc.write_header().map_err(err)?;
+        writer.write_image_data(rgb).map_err(err)?;
+    }
+    Ok(out)
+}
+
+/// Distinct, colour-blind-friendly colours (Okabe-Ito), one per series.
+pub const PALETTE: [RGBColor; 8] = [
+    RGBColor(0, 114, 178),   // blue
+    RGBColor(213, 94, 0),    // vermillion
+    RGBColor(0, 158, 115),   // bluish green
+    RGBColor(204, 121, 167), // reddish purple
+    RGBColor(230, 159, 0),   // orange
+    RGBColor(86, 180, 233),  // sky blue
+    RGBColor(120, 120, 120), // grey
+    RGBColor(240, 228, 66),  // yellow
+];
+
+/// The colour of a strategy, the same on every chart.
+pub fn strategy_color(strategy: &str) -> RGBColor {
+    match strategy {
+        "buffer" => PALETTE[6],
+        "window" => PALETTE[1],
+        "summary" => PALETTE[0],
+        "vector" => PALETTE[2],
+        "hybrid" => PALETTE[3],
+        other => PALETTE[4 + other.len() % 2],
+    }
+}
+
+/// `12345` as `12,345`.
+pub fn thousands(n: f64) -> String {
+    let s = format!("{:.0}", n.abs());
+    let mut out = String::new();
+    for (i, c) in s.chars().enumerate() {
+        if i > 0 && (s.len() - i).is_multiple_of(3) {
+            out.push(',');
+        }
+        out.push(c);
+    }
+    if n < 0.0 && s != "0" {
+        out.insert(0, '-');
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    struct Words(&'static str);
+
+    impl Figure for Words {
+        fn size(&self) -> (u32, u32) {
+            (200, 60)
+        }
+        fn draw<DB: DrawingBackend>(&self, root: &DrawingArea<DB, Shift>) -> Result<(), String> {
+            root.draw(&Text::new(self.0, (10, 20), (FONT, 24).into_font()))
+                .map_err(err)
+        }
+    }
+
+    fn dark_pixels(png_bytes: &[u8]) -> usize {
+        let decoder = png::Decoder::new(std::io::Cursor::new(png_bytes));
+        let mut reader = decoder.read_info().unwrap();
+        let mut buf = vec![0; reader.output_buffer_size().unwrap()];
+        let info = reader.next_frame(&mut buf).unwrap();
+        buf[..info.buffer_size()]
+            .chunks(3)
+            .filter(|p| p.iter().all(|&c| c < 128))
+            .count()
+    }
+
+    #[test]
+    fn text_renders_with_the_embedded_font() {
+        // No system font is consulted: the glyphs come from the binary.
+        let blank = render_png(&Words("")).unwrap();
+        assert_eq!(dark_pixels(&blank), 0);
+        let text = render_png(&Words("Recall 0.95")).unwrap();
+        let ink = dark_pixels(&text);
+        assert!(ink > 150, "only {ink} dark pixels: the text did not render");
+        // Different words, different ink: real glyphs, not boxes.
+        assert_ne!(text, render_png(&Words("Tokens 1,234")).unwrap());
+    }
+
+    #[test]
+    fn the_same_figure_gives_the_same_bytes() {
+        assert_eq!(
+            render_png(&Words("same")).unwrap(),
+            render_png(&Words("same")).unwrap()
+        );
+    }
+
+    #[test]
+    fn thousands_separators() {
+        assert_eq!(thousands(0.0), "0");
+        assert_eq!(thousands(999.0), "999");
+        assert_eq!(thousands(1000.0), "1,000");
+        assert_eq!(thousands(1234567.0), "1,234,567");
+        assert_eq!(thousands(-4200.0), "-4,200");
+    }
+}
