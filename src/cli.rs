@@ -57,6 +57,11 @@ pub enum Command {
     },
     /// Run a grid of parameter values and find the recall/cost frontier
     Sweep(SweepArgs),
+    /// Write the charts and report.html of a finished run again, from its files
+    Report {
+        /// A run's output folder
+        run: PathBuf,
+    },
 }
 
 /// Where the configuration comes from.
@@ -220,6 +225,7 @@ pub fn main() -> ExitCode {
         Command::Gate(args) => cmd_gate(&args),
         Command::Baseline { run, out } => cmd_baseline(&run, &out),
         Command::Sweep(args) => crate::sweep::cmd_sweep(&args),
+        Command::Report { run } => cmd_report(&run),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
@@ -452,6 +458,28 @@ fn write_baseline(results: &gate::RunResults, path: &Path) -> Result<(), Failure
     Ok(())
 }
 
+/// Charts and report.html from the files of the run in `dir`.
+fn write_report(dir: &Path) -> Result<PathBuf, String> {
+    let data = report::data::RunData::load(dir)?;
+    let charts = dir.join("charts");
+    if charts.exists() {
+        std::fs::remove_dir_all(&charts).map_err(|e| format!("{}: {e}", charts.display()))?;
+    }
+    report::html::write_report(&data)
+}
+
+fn cmd_report(dir: &Path) -> Result<(), Failure> {
+    if !dir.join("results.json").is_file() {
+        return Err(Failure::Input(format!(
+            "error: {}: not a memeval run folder (no results.json)",
+            dir.display()
+        )));
+    }
+    let path = write_report(dir).map_err(|e| Failure::Input(format!("error: {e}")))?;
+    println!("report: {}", path.display());
+    Ok(())
+}
+
 fn cmd_baseline(run: &Path, out: &Path) -> Result<(), Failure> {
     let results = gate::load_results(run).map_err(|e| Failure::Input(format!("error: {e}")))?;
     write_baseline(&results, out)
@@ -559,6 +587,7 @@ fn run_into(
     };
     report::write_outputs(dir, &jobs, &meta, &per_job, &totals)
         .map_err(|e| anyhow::anyhow!("writing outputs: {e}"))?;
+    write_report(dir).map_err(|e| anyhow::anyhow!("writing the report: {e}"))?;
     Ok((per_job, totals))
 }
 

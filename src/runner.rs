@@ -95,6 +95,17 @@ pub struct ProbeRow {
     pub answer: String,
     pub answer_correct: Option<u8>,
     pub judge_reason: String,
+    /// The question asked.
+    pub question: String,
+    /// For each expected fact, the latest message planting it before the
+    /// probe, `;`-separated in the order of `expected` (0: not yet planted).
+    pub planted_at: String,
+    /// What the context held: the summary's index (empty: none), the
+    /// retrieved messages (`;`-separated, best first) and the buffered
+    /// messages (`first-last`).
+    pub context_summary: Option<u32>,
+    pub context_retrieved: String,
+    pub context_buffer: String,
 }
 
 /// One row of summaries.csv.
@@ -629,6 +640,27 @@ impl<'a> Job<'a> {
             answer,
             answer_correct,
             judge_reason,
+            question: p.question.clone(),
+            planted_at: p
+                .expects
+                .iter()
+                .map(|&f| {
+                    let at = facts[f].planted_by.iter().rev().find(|&&m| m <= turn);
+                    at.copied().unwrap_or(0).to_string()
+                })
+                .collect::<Vec<_>>()
+                .join(";"),
+            context_summary: ctx.summary.as_ref().map(|s| s.index),
+            context_retrieved: ctx
+                .retrieved
+                .iter()
+                .map(|i| i.number.to_string())
+                .collect::<Vec<_>>()
+                .join(";"),
+            context_buffer: match (ctx.buffer.first(), ctx.buffer.last()) {
+                (Some(a), Some(b)) => format!("{}-{}", a.number, b.number),
+                _ => String::new(),
+            },
         });
         Ok(())
     }

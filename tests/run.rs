@@ -51,18 +51,22 @@ fn by_job(v: &Value) -> BTreeMap<(String, String), Value> {
         .collect()
 }
 
+/// Every output file but the SQLite store, by path relative to `dir`.
 fn files(dir: &Path) -> BTreeMap<String, Vec<u8>> {
-    std::fs::read_dir(dir)
-        .unwrap()
-        .map(|e| e.unwrap().path())
-        .filter(|p| p.extension().is_some_and(|x| x == "csv" || x == "json"))
-        .map(|p| {
-            (
-                p.file_name().unwrap().to_string_lossy().into_owned(),
-                std::fs::read(&p).unwrap(),
-            )
-        })
-        .collect()
+    fn walk(root: &Path, dir: &Path, out: &mut BTreeMap<String, Vec<u8>>) {
+        for e in std::fs::read_dir(dir).unwrap() {
+            let p = e.unwrap().path();
+            if p.is_dir() {
+                walk(root, &p, out);
+            } else if !p.to_string_lossy().contains("memory.sqlite") {
+                let rel = p.strip_prefix(root).unwrap().to_string_lossy().into_owned();
+                out.insert(rel, std::fs::read(&p).unwrap());
+            }
+        }
+    }
+    let mut out = BTreeMap::new();
+    walk(dir, dir, &mut out);
+    out
 }
 
 #[test]
@@ -225,16 +229,20 @@ fn the_same_command_twice_gives_byte_identical_outputs() {
         );
     }
     let (fa, fb) = (files(&a), files(&b));
-    assert_eq!(
-        fa.keys().collect::<Vec<_>>(),
-        [
-            "metadata.json",
-            "probes.csv",
-            "results.json",
-            "summaries.csv",
-            "turns.csv"
-        ]
-    );
+    for name in [
+        "metadata.json",
+        "probes.csv",
+        "results.json",
+        "summaries.csv",
+        "turns.csv",
+        "report.html",
+        "charts/overview-recall.png",
+        "charts/needle-cabin-wifi/budget.svg",
+    ] {
+        assert!(fa.contains_key(name), "{name} missing: {:?}", fa.keys());
+    }
+    // Charts and the report are deterministic too, pixel for pixel.
+    assert_eq!(fa.keys().collect::<Vec<_>>(), fb.keys().collect::<Vec<_>>());
     for (name, bytes) in &fa {
         assert!(bytes == &fb[name], "{name} differs between two runs");
     }

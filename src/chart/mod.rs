@@ -112,6 +112,77 @@ pub fn strategy_color(strategy: &str) -> RGBColor {
     }
 }
 
+/// How a legend entry is drawn.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Swatch {
+    Line,
+    Dashed,
+    Block,
+}
+
+/// One legend entry.
+pub type Key = (String, RGBColor, Swatch);
+
+/// Draws the title and, under it, the legend in one centred row, so that no
+/// legend ever covers the data; returns the area left for the plot.
+pub fn header<DB: DrawingBackend>(
+    root: &DrawingArea<DB, Shift>,
+    title: &str,
+    keys: &[Key],
+) -> Result<DrawingArea<DB, Shift>, String> {
+    let (w, _) = root.dim_in_pixel();
+    let height = if keys.is_empty() { 44 } else { 74 };
+    let (top, rest) = root.split_vertically(height);
+    let title_font: TextStyle = (FONT, 22).into();
+    let (tw, _) = top.estimate_text_size(title, &title_font).map_err(err)?;
+    top.draw(&Text::new(
+        title.to_string(),
+        ((w as i32 - tw as i32) / 2, 10),
+        title_font,
+    ))
+    .map_err(err)?;
+    let font: TextStyle = (FONT, 14).into();
+    let widths: Vec<i32> = keys
+        .iter()
+        .map(|(name, _, _)| {
+            top.estimate_text_size(name, &font)
+                .map(|(w, _)| w as i32 + 34 + 22)
+                .map_err(err)
+        })
+        .collect::<Result<_, _>>()?;
+    let mut x = (w as i32 - widths.iter().sum::<i32>()) / 2;
+    let y = 52;
+    for ((name, color, swatch), width) in keys.iter().zip(widths) {
+        match swatch {
+            Swatch::Line => top
+                .draw(&PathElement::new(
+                    vec![(x, y), (x + 26, y)],
+                    color.stroke_width(3),
+                ))
+                .map_err(err)?,
+            Swatch::Dashed => {
+                for dx in [0, 11, 22] {
+                    top.draw(&PathElement::new(
+                        vec![(x + dx, y), (x + dx + 6, y)],
+                        color.stroke_width(2),
+                    ))
+                    .map_err(err)?;
+                }
+            }
+            Swatch::Block => top
+                .draw(&Rectangle::new(
+                    [(x + 4, y - 7), (x + 22, y + 7)],
+                    color.filled(),
+                ))
+                .map_err(err)?,
+        }
+        top.draw(&Text::new(name.clone(), (x + 32, y - 5), font.clone()))
+            .map_err(err)?;
+        x += width;
+    }
+    Ok(rest)
+}
+
 /// `12345` as `12,345`.
 pub fn thousands(n: f64) -> String {
     let s = format!("{:.0}", n.abs());

@@ -1,6 +1,9 @@
 //! Outputs of a run (OUTPUTS.md): turns.csv, probes.csv, summaries.csv,
 //! results.json and metadata.json, plus the table printed at the end.
 
+pub mod data;
+pub mod html;
+
 use std::collections::BTreeMap;
 use std::io::Write;
 use std::path::Path;

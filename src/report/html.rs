@@ -1,0 +1,430 @@
+//! report.html: one self-contained page (inline CSS, SVG and script; no
+//! network, no other file) with the run's metadata, the results tables
+//! (sortable), every chart, and a per-probe drill-down of what each
+//! strategy missed and what its context held instead.
+
+use std::fmt::Write as _;
+
+use super::Aggregate;
+use super::data::{Probe, RunData};
+use crate::chart::run::Written;
+use crate::chart::thousands;
+
+/// Escapes text for HTML content and attributes.
+pub fn esc(s: &str) -> String {
+    let mut out = String::with_capacity(s.len());
+    for c in s.chars() {
+        match c {
+            '&' => out.push_str("&amp;"),
+            '<' => out.push_str("&lt;"),
+            '>' => out.push_str("&gt;"),
+            '"' => out.push_str("&quot;"),
+            '\'' => out.push_str("&#39;"),
+            c => out.push(c),
+        }
+    }
+    out
+}
+
+/// Which way is better for a column of the results table.
+#[derive(Clone, Copy, PartialEq, Eq)]
+pub enum Better {
+    Higher,
+    Lower,
+}
+
+/// The columns compared across strategies: name, how to read it, which
+/// way is better.
+pub type Metric = (&'static str, fn(&Aggregate) -> Option<f64>, Better);
+
+/// The metrics on which a best strategy is named.
+pub const METRICS: [Metric; 7] = [
+    ("recall", |a| a.mean_recall, Better::Higher),
+    ("final", |a| a.final_recall, Better::Higher),
+    ("stale", |a| Some(a.stale as f64), Better::Lower),
+    ("tokens", |a| Some(a.total_tokens as f64), Better::Lower),
+    (
+        "max ctx",
+        |a| Some(a.max_context_tokens as f64),
+        Better::Lower,
+    ),
+    (
+        "over win",
+        |a| Some(a.over_window_turns as f64),
+        Better::Lower,
+    ),
+    ("quality", |a| a.mean_quality, Better::Higher),
+];
+
+/// For each metric, the best value among `rows` (None when no row has one).
+pub fn best_values(rows: &[&Aggregate]) -> Vec<Option<f64>> {
+    METRICS
+        .iter()
+        .map(|(_, get, better)| {
+            rows.iter()
+                .filter_map(|a| get(a))
+                .reduce(|x, y| match better {
+                    Better::Higher => x.max(y),
+                    Better::Lower => x.min(y),
+                })
+        })
+        .collect()
+}
+
+fn fmt_metric(name: &str, v: Option<f64>) -> String {
+    match v {
+        None => "-".into(),
+        Some(v) if matches!(name, "recall" | "final" | "quality") => format!("{v:.3}"),
+        Some(v) => thousands(v),
+    }
+}
+
+const STYLE: &str = r#"
+body{font-family:system-ui,-apple-system,"Segoe UI",Roboto,"DejaVu Sans",sans-serif;margin:0 auto;max-width:1240px;padding:0 20px 60px;color:#222;line-height:1.45}
+h1{margin:24px 0 4px}h2{margin-top:36px;border-bottom:1px solid #ddd;padding-bottom:4px}
+.sub{color:#666;margin:0 0 16px}
+table{border-collapse:collapse;margin:10px 0;font-size:14px}
+th,td{padding:4px 10px;border-bottom:1px solid #e6e6e6;text-align:right;white-space:nowrap}
+th:first-child,td:first-child,th.t,td.t{text-align:left}
+th{background:#f4f4f4;cursor:pointer;user-select:none;position:sticky;top:0}
+th.sorted-asc::after{content:" \25B2"}th.sorted-desc::after{content:" \25BC"}
+td.best{font-weight:700;background:#e7f4ea}
+td.wrap{white-space:normal;text-align:left;max-width:420px}
+tr.total td:first-child{color:#666}
+.scroll{overflow-x:auto}
+figure{margin:18px 0}figcaption{color:#555;font-size:14px}
+figure svg{max-width:100%;height:auto;border:1px solid #eee}
+details{margin:10px 0}summary{cursor:pointer;font-weight:600;font-size:18px;padding:6px 0}
+.meta td,.meta th{text-align:left}
+code{background:#f4f4f4;padding:1px 4px;border-radius:3px}
+.miss{color:#b00020}
+"#;
+
+const SCRIPT: &str = r#"
+(function(){
+  var errors=[];
+  window.addEventListener('error',function(e){errors.push(String(e.message));document.body.setAttribute('data-errors',errors.join(' | '));});
+  function key(td){var v=td.getAttribute('data-v');if(v===null)return td.textContent.trim().toLowerCase();return v===''?-Infinity:parseFloat(v);}
+  document.querySelectorAll('table.sortable').forEach(function(table){
+    table.querySelectorAll('th').forEach(function(th,col){
+      th.addEventListener('click',function(){
+        var body=table.tBodies[0],rows=Array.prototype.slice.call(body.rows);
+        var asc=!th.classList.contains('sorted-asc');
+        table.querySelectorAll('th').forEach(function(h){h.classList.remove('sorted-asc','sorted-desc');});
+        th.classList.add(asc?'sorted-asc':'sorted-desc');
+        rows.sort(function(a,b){var x=key(a.cells[col]),y=key(b.cells[col]);return (x<y?-1:x>y?1:0)*(asc?1:-1);});
+        rows.forEach(function(r){body.appendChild(r);});
+      });
+    });
+  });
+  var shown=0;document.querySelectorAll('figure svg').forEach(function(s){var r=s.getBoundingClientRect();if(r.width>0&&r.height>0)shown++;});
+  document.body.setAttribute('data-charts',String(document.querySelectorAll('figure svg').length));
+  document.body.setAttribute('data-visible-charts',String(shown));
+  document.body.setAttribute('data-errors',errors.join(' | '));
+  document.body.setAttribute('data-ready','1');
+})();
+"#;
+
+/// Gives a plotters SVG a viewBox, so that it scales with the page.
+fn scalable(svg: &str) -> String {
+    let body = svg.trim_start_matches(|c| c != '<');
+    let body = body
+        .strip_prefix("<?xml version=\"1.0\" encoding=\"UTF-8\"?>")
+        .unwrap_or(body)
+        .trim_start();
+    let (Some(w), Some(h)) = (attr(body, "width"), attr(body, "height")) else {
+        return body.to_string();
+    };
+    if body.contains("viewBox") {
+        return body.to_string();
+    }
+    body.replacen("<svg ", &format!("<svg viewBox=\"0 0 {w} {h}\" "), 1)
+}
+
+fn attr<'a>(svg: &'a str, name: &str) -> Option<&'a str> {
+    let head = &svg[..svg.find('>')?];
+    let start = head.find(&format!(" {name}=\""))? + name.len() + 3;
+    let len = head[start..].find('"')?;
+    Some(&head[start..start + len])
+}
+
+fn figure(out: &mut String, data: &RunData, w: &Written) -> Result<(), String> {
+    let path = data.dir.join(format!("{}.svg", w.stem));
+    let svg = std::fs::read_to_string(&path).map_err(|e| format!("{}: {e}", path.display()))?;
+    let _ = writeln!(
+        out,
+        "<figure>{}<figcaption>{} <a href=\"{s}.png\">PNG</a> · <a href=\"{s}.svg\">SVG</a></figcaption></figure>",
+        scalable(&svg),
+        esc(&w.caption),
+        s = esc(&w.stem)
+    );
+    Ok(())
+}
+
+/// A sortable results table: per strategy over all scenarios (`totals`), or
+/// one row per scenario and strategy, the best value of each group marked.
+fn results_table(out: &mut String, data: &RunData, totals: bool) {
+    let _ = write!(
+        out,
+        "<div class=\"scroll\"><table class=\"sortable\" id=\"{}\"><thead><tr><th class=\"t\">scenario</th><th class=\"t\">strategy</th>",
+        if totals { "totals" } else { "results" }
+    );
+    for (name, _, _) in METRICS {
+        let _ = write!(out, "<th>{name}</th>");
+    }
+    out.push_str("<th>mean ctx</th><th>p95 ctx</th><th>summaries</th><th>fact retention</th><th>build p95 µs</th></tr></thead><tbody>\n");
+    let row = |out: &mut String, a: &Aggregate, best: &[Option<f64>], total: bool| {
+        let _ = write!(
+            out,
+            "<tr{}><td class=\"t\">{}</td><td class=\"t\">{}</td>",
+            if total { " class=\"total\"" } else { "" },
+            if total {
+                "all".into()
+            } else {
+                esc(&a.scenario)
+            },
+            esc(&a.strategy)
+        );
+        for ((name, get, _), b) in METRICS.iter().zip(best) {
+            let v = get(a);
+            let is_best = v.is_some() && v == *b;
+            let _ = write!(
+                out,
+                "<td data-v=\"{}\"{}>{}</td>",
+                v.map(|x| x.to_string()).unwrap_or_default(),
+                if is_best { " class=\"best\"" } else { "" },
+                fmt_metric(name, v)
+            );
+        }
+        let _ = writeln!(
+            out,
+            "<td data-v=\"{m}\">{}</td><td data-v=\"{p}\">{}</td><td data-v=\"{s}\">{s}</td><td data-v=\"{}\">{}</td><td data-v=\"{b}\">{}</td></tr>",
+            thousands(a.mean_context_tokens),
+            thousands(a.p95_context_tokens as f64),
+            a.mean_fact_retention
+                .map(|x| x.to_string())
+                .unwrap_or_default(),
+            fmt_metric("recall", a.mean_fact_retention),
+            thousands(a.build_p95_us as f64),
+            m = a.mean_context_tokens,
+            p = a.p95_context_tokens,
+            s = a.summaries,
+            b = a.build_p95_us,
+        );
+    };
+    if totals {
+        let rows: Vec<&Aggregate> = data.totals.iter().collect();
+        let best = best_values(&rows);
+        for a in rows {
+            row(out, a, &best, true);
+        }
+    } else {
+        for sc in &data.scenarios {
+            let rows: Vec<&Aggregate> = data.results.iter().filter(|a| &a.scenario == sc).collect();
+            let best = best_values(&rows);
+            for a in rows {
+                row(out, a, &best, false);
+            }
+        }
+    }
+    out.push_str("</tbody></table></div>\n");
+}
+
+fn context_held(p: &Probe) -> String {
+    let mut parts = Vec::new();
+    if let Some(s) = p.context_summary {
+        parts.push(format!("summary #{s}"));
+    }
+    if !p.context_retrieved.is_empty() {
+        parts.push(format!(
+            "retrieved messages {}",
+            p.context_retrieved.replace(';', ", ")
+        ));
+    }
+    if !p.context_buffer.is_empty() {
+        parts.push(format!("buffer {}", p.context_buffer.replace('-', "–")));
+    }
+    if parts.is_empty() {
+        parts.push("nothing but the system prompt".into());
+    }
+    format!(
+        "{} ({} tokens)",
+        parts.join("; "),
+        thousands(f64::from(p.context_tokens))
+    )
+}
+
+fn missed(p: &Probe) -> String {
+    let recalled: Vec<&str> = p.recalled.split(';').filter(|s| !s.is_empty()).collect();
+    let planted: Vec<&str> = p.planted_at.split(';').collect();
+    p.expected
+        .split(';')
+        .filter(|s| !s.is_empty())
+        .enumerate()
+        .filter(|(_, f)| !recalled.contains(f))
+        .map(
+            |(i, f)| match planted.get(i).filter(|m| !m.is_empty() && **m != "0") {
+                Some(m) => format!(
+                    "{} <span class=\"sub\">(stated at message {m})</span>",
+                    esc(f)
+                ),
+                None => esc(f),
+            },
+        )
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
+fn drill_down(out: &mut String, data: &RunData, sc: &str) {
+    let misses: Vec<&Probe> = data
+        .probes
+        .iter()
+        .filter(|p| p.scenario == sc && p.recall.is_some_and(|r| r < 1.0))
+        .collect();
+    if misses.is_empty() {
+        out.push_str("<p>Every strategy recalled every expected fact at every probe.</p>\n");
+        return;
+    }
+    let _ = writeln!(
+        out,
+        "<p>{} probe answer(s) missed at least one fact. Each row: what was missed, and what the context held instead.</p>",
+        misses.len()
+    );
+    out.push_str("<table class=\"sortable\"><thead><tr><th class=\"t\">strategy</th><th>turn</th><th class=\"t\">probe</th><th class=\"t\">question</th><th>recall</th><th class=\"t\">missed</th><th>stale</th><th class=\"t\">the context held</th></tr></thead><tbody>\n");
+    for p in misses {
+        let _ = writeln!(
+            out,
+            "<tr><td class=\"t\">{}</td><td data-v=\"{t}\">{t}</td><td class=\"t\">{} <span class=\"sub\">{}</span></td><td class=\"wrap\">{}</td><td data-v=\"{r}\">{r:.3}</td><td class=\"wrap miss\">{}</td><td data-v=\"{st}\">{st}</td><td class=\"wrap\">{}{}</td></tr>",
+            esc(&p.strategy),
+            esc(&p.probe_id),
+            esc(&p.kind),
+            esc(&p.question),
+            missed(p),
+            esc(&context_held(p)),
+            if p.over_window == 1 {
+                " — over the model's window: the call would fail"
+            } else {
+                ""
+            },
+            t = p.turn,
+            r = p.recall.unwrap_or(0.0),
+            st = p.stale,
+        );
+    }
+    out.push_str("</tbody></table>\n");
+}
+
+fn metadata(out: &mut String, data: &RunData) {
+    let m = &data.meta;
+    let s = |k: &str| esc(&m[k].as_str().map_or_else(|| m[k].to_string(), String::from));
+    let _ = writeln!(
+        out,
+        "<table class=\"meta\"><tr><th>memeval</th><td>{}</td></tr><tr><th>backend</th><td>{}</td></tr><tr><th>chat model</th><td>{} (<code>{}</code>, context window {})</td></tr><tr><th>seed</th><td>{}</td></tr><tr><th>replays</th><td>{}</td></tr><tr><th>context budget</th><td>{} tokens</td></tr></table>",
+        s("memeval_version"),
+        s("backend"),
+        s("chat_model"),
+        s("encoding"),
+        thousands(m["context_window"].as_f64().unwrap_or(0.0)),
+        s("seed"),
+        s("repeats"),
+        thousands(data.budget as f64),
+    );
+    out.push_str("<table class=\"sortable\"><thead><tr><th class=\"t\">scenario</th><th>messages</th><th>probe asks</th><th class=\"t\">file</th><th class=\"t\">sha256</th></tr></thead><tbody>\n");
+    for sc in m["scenarios"].as_array().into_iter().flatten() {
+        let _ = writeln!(
+            out,
+            "<tr><td class=\"t\">{}</td><td data-v=\"{m}\">{m}</td><td data-v=\"{p}\">{p}</td><td class=\"t\"><code>{}</code></td><td class=\"t\"><code>{}</code></td></tr>",
+            esc(sc["name"].as_str().unwrap_or("?")),
+            esc(sc["file"].as_str().unwrap_or("?")),
+            esc(&sc["sha256"]
+                .as_str()
+                .unwrap_or("?")
+                .chars()
+                .take(16)
+                .collect::<String>()),
+            m = sc["messages"],
+            p = sc["probes"],
+        );
+    }
+    out.push_str("</tbody></table>\n");
+    let config = serde_json::to_string_pretty(&m["config"]).unwrap_or_default();
+    let _ = writeln!(
+        out,
+        "<details><summary>Configuration</summary><pre>{}</pre></details>",
+        esc(&config)
+    );
+}
+
+/// The whole page.
+pub fn render(data: &RunData, charts: &[Written]) -> Result<String, String> {
+    let mut out = String::new();
+    out.push_str("<!DOCTYPE html>\n<html lang=\"en\"><head><meta charset=\"utf-8\"><meta name=\"viewport\" content=\"width=device-width, initial-scale=1\"><title>memeval report</title><style>");
+    out.push_str(STYLE);
+    out.push_str("</style></head><body>\n<h1>memeval report</h1>\n");
+    let _ = writeln!(
+        out,
+        "<p class=\"sub\">{} scenario(s) × {} strateg{}: {}. Click a column to sort; the best value per scenario is highlighted.</p>",
+        data.scenarios.len(),
+        data.strategies.len(),
+        if data.strategies.len() == 1 {
+            "y"
+        } else {
+            "ies"
+        },
+        esc(&data.strategies.join(", "))
+    );
+    out.push_str("<h2>Results</h2>\n<p>Per strategy, over every scenario:</p>\n");
+    results_table(&mut out, data, true);
+    out.push_str("<details><summary>Per scenario and strategy</summary>\n");
+    results_table(&mut out, data, false);
+    out.push_str("</details>\n");
+    out.push_str("<h2>Across scenarios</h2>\n");
+    for w in charts.iter().filter(|w| w.scenario.is_none()) {
+        figure(&mut out, data, w)?;
+    }
+    out.push_str("<h2>Per scenario</h2>\n");
+    for (i, sc) in data.scenarios.iter().enumerate() {
+        let _ = writeln!(
+            out,
+            "<details{} id=\"scenario-{}\"><summary>{}</summary>\n<h3>Missed facts</h3>",
+            if i == 0 { " open" } else { "" },
+            esc(sc),
+            esc(sc)
+        );
+        drill_down(&mut out, data, sc);
+        for w in charts.iter().filter(|w| w.scenario.as_deref() == Some(sc)) {
+            figure(&mut out, data, w)?;
+        }
+        out.push_str("</details>\n");
+    }
+    out.push_str("<h2>Run</h2>\n");
+    metadata(&mut out, data);
+    out.push_str("<script>");
+    out.push_str(SCRIPT);
+    out.push_str("</script>\n</body></html>\n");
+    Ok(out)
+}
+
+/// Charts and report.html for the run in `data.dir`.
+pub fn write_report(data: &RunData) -> Result<std::path::PathBuf, String> {
+    let charts = crate::chart::run::write_all(data, &data.dir)?;
+    let html = render(data, &charts)?;
+    let path = data.dir.join("report.html");
+    std::fs::write(&path, html).map_err(|e| format!("{}: {e}", path.display()))?;
+    Ok(path)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn escaping_and_viewbox() {
+        assert_eq!(
+            esc("<a href=\"x\">&'"),
+            "&lt;a href=&quot;x&quot;&gt;&amp;&#39;"
+        );
+        let svg = "<svg width=\"100\" height=\"50\" xmlns=\"http://www.w3.org/2000/svg\">\n</svg>";
+        assert!(scalable(svg).starts_with("<svg viewBox=\"0 0 100 50\" width=\"100\""));
+    }
+}
