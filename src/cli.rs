@@ -57,6 +57,8 @@ pub enum Command {
     },
     /// Run a grid of parameter values and find the recall/cost frontier
     Sweep(SweepArgs),
+    /// Show where the tokens of one call go: system, summary, retrieved, buffer
+    Budget(crate::budget::BudgetArgs),
     /// Write the charts and report.html of a finished run again, from its files
     Report {
         /// A run's output folder
@@ -226,6 +228,7 @@ pub fn main() -> ExitCode {
         Command::Baseline { run, out } => cmd_baseline(&run, &out),
         Command::Sweep(args) => crate::sweep::cmd_sweep(&args),
         Command::Report { run } => cmd_report(&run),
+        Command::Budget(args) => crate::budget::cmd_budget(&args),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

@@ -6,6 +6,7 @@
 //! (retrieval) and [`tokens`] (exact counting) beside them.
 
 pub mod backend;
+pub mod budget;
 pub mod chart;
 pub mod cli;
 pub mod clock;

@@ -4,10 +4,13 @@
 //! per-turn costs, probe outcomes and summary scores. Jobs run in parallel
 //! on all cores; results are ordered before anything is written.
 
+use std::io::IsTerminal;
 use std::path::Path;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Instant;
+
+use indicatif::{ProgressBar, ProgressStyle};
 
 use rand::{RngExt, SeedableRng};
 use rand_chacha::ChaCha8Rng;
@@ -257,33 +260,34 @@ pub fn run(scenarios: &[Scenario], rt: &Runtime<'_>) -> Result<Vec<JobResult>, R
         })
         .collect();
     let params = Params::from_config(rt.config, rt.backend);
-    let done = AtomicUsize::new(0);
-    let total = jobs.len();
-    par_map(
+    // A progress bar over every message of every replay, on a terminal only.
+    let bar = (rt.progress && std::io::stderr().is_terminal()).then(|| {
+        let total: u64 = jobs
+            .iter()
+            .map(|&(s, _, _)| scenarios[s].messages.len() as u64)
+            .sum();
+        let bar = ProgressBar::new(total);
+        bar.set_style(
+            ProgressStyle::with_template(
+                "{spinner} [{elapsed_precise}] {wide_bar} {pos}/{len} messages, {eta} left",
+            )
+            .expect("a valid template"),
+        );
+        bar
+    });
+    let results = par_map(
         &jobs,
         rt.jobs,
         // The buffer strategy's contexts grow with the conversation.
         |&(s, k, _)| scenarios[s].messages.len() as u64 * if k == "buffer" { 4 } else { 1 },
         |&(s, k, repeat)| {
-            let started = Instant::now();
-            let r = Job::new(&scenarios[s], &prepared[s], k, repeat, &params, rt)?.run();
-            if rt.progress {
-                let n = done.fetch_add(1, Ordering::Relaxed) + 1;
-                eprintln!(
-                    "[{n}/{total}] {} / {k}{}: {} messages in {} ms",
-                    scenarios[s].name,
-                    if rt.repeats > 1 {
-                        format!(" #{repeat}")
-                    } else {
-                        String::new()
-                    },
-                    scenarios[s].messages.len(),
-                    started.elapsed().as_millis()
-                );
-            }
-            r
+            Job::new(&scenarios[s], &prepared[s], k, repeat, &params, rt)?.run(bar.as_ref())
         },
-    )
+    );
+    if let Some(b) = bar {
+        b.finish_and_clear();
+    }
+    results
 }
 
 /// The seed of one summary's quality sample: independent of thread order,
@@ -390,7 +394,7 @@ impl<'a> Job<'a> {
         }
     }
 
-    fn run(mut self) -> Result<JobResult, RunError> {
+    fn run(mut self, bar: Option<&ProgressBar>) -> Result<JobResult, RunError> {
         for step in &self.scenario.steps {
             match *step {
                 Step::Session(i) => {
@@ -399,7 +403,12 @@ impl<'a> Job<'a> {
                         self.restore()?;
                     }
                 }
-                Step::Message(n) => self.message(n)?,
+                Step::Message(n) => {
+                    self.message(n)?;
+                    if let Some(b) = bar {
+                        b.inc(1);
+                    }
+                }
                 Step::Probe { probe, turn } => self.probe(probe, turn)?,
             }
         }

@@ -5,8 +5,8 @@
 
 use std::fmt::Write as _;
 
-use super::Aggregate;
 use super::data::{Probe, RunData};
+use super::{Aggregate, METRICS, best_values};
 use crate::chart::run::Written;
 use crate::chart::thousands;
 
@@ -24,51 +24,6 @@ pub fn esc(s: &str) -> String {
         }
     }
     out
-}
-
-/// Which way is better for a column of the results table.
-#[derive(Clone, Copy, PartialEq, Eq)]
-pub enum Better {
-    Higher,
-    Lower,
-}
-
-/// The columns compared across strategies: name, how to read it, which
-/// way is better.
-pub type Metric = (&'static str, fn(&Aggregate) -> Option<f64>, Better);
-
-/// The metrics on which a best strategy is named.
-pub const METRICS: [Metric; 7] = [
-    ("recall", |a| a.mean_recall, Better::Higher),
-    ("final", |a| a.final_recall, Better::Higher),
-    ("stale", |a| Some(a.stale as f64), Better::Lower),
-    ("tokens", |a| Some(a.total_tokens as f64), Better::Lower),
-    (
-        "max ctx",
-        |a| Some(a.max_context_tokens as f64),
-        Better::Lower,
-    ),
-    (
-        "over win",
-        |a| Some(a.over_window_turns as f64),
-        Better::Lower,
-    ),
-    ("quality", |a| a.mean_quality, Better::Higher),
-];
-
-/// For each metric, the best value among `rows` (None when no row has one).
-pub fn best_values(rows: &[&Aggregate]) -> Vec<Option<f64>> {
-    METRICS
-        .iter()
-        .map(|(_, get, better)| {
-            rows.iter()
-                .filter_map(|a| get(a))
-                .reduce(|x, y| match better {
-                    Better::Higher => x.max(y),
-                    Better::Lower => x.min(y),
-                })
-        })
-        .collect()
 }
 
 fn fmt_metric(name: &str, v: Option<f64>) -> String {

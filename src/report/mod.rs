@@ -313,6 +313,51 @@ fn write_json<T: Serialize>(path: &Path, value: &T) -> std::io::Result<()> {
     std::fs::write(path, bytes)
 }
 
+/// Which way is better for a column of the results table.
+#[derive(Clone, Copy, PartialEq, Eq)]
+pub enum Better {
+    Higher,
+    Lower,
+}
+
+/// The columns compared across strategies: name, how to read it, which
+/// way is better.
+pub type Metric = (&'static str, fn(&Aggregate) -> Option<f64>, Better);
+
+/// The metrics on which a best strategy is named.
+pub const METRICS: [Metric; 7] = [
+    ("recall", |a| a.mean_recall, Better::Higher),
+    ("final", |a| a.final_recall, Better::Higher),
+    ("stale", |a| Some(a.stale as f64), Better::Lower),
+    ("tokens", |a| Some(a.total_tokens as f64), Better::Lower),
+    (
+        "max ctx",
+        |a| Some(a.max_context_tokens as f64),
+        Better::Lower,
+    ),
+    (
+        "over win",
+        |a| Some(a.over_window_turns as f64),
+        Better::Lower,
+    ),
+    ("quality", |a| a.mean_quality, Better::Higher),
+];
+
+/// For each metric, the best value among `rows` (None when no row has one).
+pub fn best_values(rows: &[&Aggregate]) -> Vec<Option<f64>> {
+    METRICS
+        .iter()
+        .map(|(_, get, better)| {
+            rows.iter()
+                .filter_map(|a| get(a))
+                .reduce(|x, y| match better {
+                    Better::Higher => x.max(y),
+                    Better::Lower => x.min(y),
+                })
+        })
+        .collect()
+}
+
 fn fmt_ratio(x: Option<f64>) -> String {
     x.map_or_else(|| "-".to_string(), |v| format!("{v:.3}"))
 }
@@ -352,9 +397,19 @@ pub fn print_table(
     };
     let mut rows: Vec<Vec<String>> = per_job.iter().map(row).collect();
     let split = rows.len();
+    // In the totals, the best strategy of each column is starred.
+    let best = best_values(&totals.iter().collect::<Vec<_>>());
     rows.extend(totals.iter().map(|a| {
         let mut r = row(a);
         r[0] = "TOTAL".into();
+        for ((name, get, _), b) in METRICS.iter().zip(&best) {
+            if let Some(col) = header.iter().position(|h| h == name)
+                && totals.len() > 1
+            {
+                let starred = get(a).is_some() && get(a) == *b;
+                r[col].push(if starred { '*' } else { ' ' });
+            }
+        }
         r
     }));
     let widths: Vec<usize> = (0..header.len())
@@ -390,6 +445,9 @@ pub fn print_table(
             line(out, &rule)?;
         }
         line(out, r)?;
+    }
+    if totals.len() > 1 {
+        writeln!(out, "* the best strategy of the column, over all scenarios")?;
     }
     Ok(())
 }
