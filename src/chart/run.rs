@@ -21,6 +21,9 @@ use crate::report::data::RunData;
 /// largest value of each stretch, so that peaks survive.
 const MAX_POINTS: usize = 1200;
 
+/// Most points of a recall line; more probe turns are averaged in stretches.
+const RECALL_POINTS: usize = 40;
+
 /// One line of a line chart.
 pub struct Series {
     pub name: String,
@@ -44,6 +47,8 @@ pub struct Lines {
     pub log_y: bool,
     /// Format y labels as ratios rather than counts.
     pub ratio: bool,
+    /// Format x labels as ratios rather than counts.
+    pub x_ratio: bool,
 }
 
 /// Keeps at most `max` points: the largest of each equal stretch.
@@ -123,11 +128,12 @@ impl Lines {
             .build_cartesian_2d(x0..x1, y)
             .map_err(err)?;
         let fy = fmt_y(self.ratio);
+        let fx = fmt_y(self.x_ratio);
         c.configure_mesh()
             .light_line_style(RGBColor(242, 242, 242))
             .x_desc(&self.x_desc)
             .y_desc(&self.y_desc)
-            .x_label_formatter(&|x| thousands(*x))
+            .x_label_formatter(&fx)
             .y_label_formatter(&fy)
             .axis_desc_style((FONT, 16))
             .label_style((FONT, 13))
@@ -148,7 +154,7 @@ impl Lines {
         for (i, s) in self.series.iter().enumerate() {
             let color = s.color;
             let under = n - 1 - i as u32;
-            let width = if s.markers { 2 * under + 2 } else { under + 1 };
+            let width = under + 1;
             c.draw_series(LineSeries::new(
                 s.points.iter().copied(),
                 color.stroke_width(width),
@@ -427,40 +433,31 @@ fn spread(series: &[Series]) -> f64 {
     if peaks.is_empty() { 1.0 } else { hi / lo }
 }
 
-/// Writes every chart of a run under `dir/charts/`, returning what it wrote.
+/// Saves one chart under `charts/` (creating its folder) and says what it is.
+fn emit(
+    fig: &impl Figure,
+    stem: String,
+    caption: String,
+    scenario: Option<&str>,
+    charts: &Path,
+) -> Result<Written, String> {
+    if let Some(parent) = charts.join(&stem).parent() {
+        std::fs::create_dir_all(parent).map_err(|e| format!("{}: {e}", parent.display()))?;
+    }
+    save(fig, charts, &stem)?;
+    Ok(Written {
+        stem: format!("charts/{stem}"),
+        caption,
+        scenario: scenario.map(String::from),
+    })
+}
+
+/// Writes every chart of a run under `dir/charts/`, returning what it wrote;
+/// the scenarios' charts are drawn in parallel.
 pub fn write_all(data: &RunData, dir: &Path) -> Result<Vec<Written>, String> {
     let charts = dir.join("charts");
     std::fs::create_dir_all(&charts).map_err(|e| format!("{}: {e}", charts.display()))?;
     let mut written = Vec::new();
-    let mut put = |fig: &dyn Fn(&Path, &str) -> Result<(), String>,
-                   stem: String,
-                   caption: String,
-                   scenario: Option<&str>|
-     -> Result<(), String> {
-        let path = charts.join(&stem);
-        if let Some(parent) = path.parent() {
-            std::fs::create_dir_all(parent).map_err(|e| format!("{}: {e}", parent.display()))?;
-        }
-        fig(&charts, &stem)?;
-        written.push(Written {
-            stem: format!("charts/{stem}"),
-            caption,
-            scenario: scenario.map(String::from),
-        });
-        Ok(())
-    };
-    macro_rules! emit {
-        ($fig:expr, $stem:expr, $caption:expr, $scenario:expr) => {{
-            let fig = $fig;
-            put(
-                &|d: &Path, s: &str| save(&fig, d, s),
-                $stem,
-                $caption,
-                $scenario,
-            )?;
-        }};
-    }
-
     // Overview across scenarios.
     let value =
         |f: &dyn Fn(&crate::report::Aggregate) -> Option<f64>| -> Vec<(String, Vec<Option<f64>>)> {
@@ -476,8 +473,8 @@ pub fn write_all(data: &RunData, dir: &Path) -> Result<Vec<Written>, String> {
                 })
                 .collect()
         };
-    emit!(
-        Bars {
+    written.push(emit(
+        &Bars {
             title: "Mean recall per scenario".into(),
             x_desc: "mean recall over the probes asked (0-1)".into(),
             groups: data.scenarios.clone(),
@@ -487,10 +484,11 @@ pub fn write_all(data: &RunData, dir: &Path) -> Result<Vec<Written>, String> {
         },
         "overview-recall".into(),
         "Mean recall per scenario and strategy.".into(),
-        None
-    );
-    emit!(
-        Bars {
+        None,
+        &charts,
+    )?);
+    written.push(emit(
+        &Bars {
             title: "Total tokens per scenario".into(),
             x_desc: "tokens spent: calls, summaries and embeddings (log scale)".into(),
             groups: data.scenarios.clone(),
@@ -500,11 +498,12 @@ pub fn write_all(data: &RunData, dir: &Path) -> Result<Vec<Written>, String> {
         },
         "overview-tokens".into(),
         "Total tokens spent per scenario and strategy (log scale).".into(),
-        None
-    );
+        None,
+        &charts,
+    )?);
     let bins = 10usize;
-    emit!(
-        Lines {
+    written.push(emit(
+&Lines {
             title: "Where recalled facts sit in the context".into(),
             x_desc: "relative position in the context (0 = start, 1 = end)".into(),
             y_desc: "share of probes".into(),
@@ -536,122 +535,164 @@ pub fn write_all(data: &RunData, dir: &Path) -> Result<Vec<Written>, String> {
             y_range: None,
             log_y: false,
             ratio: true,
+            x_ratio: true,
         },
-        "overview-position".into(),
-        "Where the recalled facts sit in the context, over all probes: models attend least to the middle.".into(),
-        None
-    );
+"overview-position".into(),
+"Where the recalled facts sit in the context, over all probes: models attend least to the middle.".into(),
+None,
+&charts,
+)?);
 
-    for sc in &data.scenarios {
-        let context = series_per_strategy(
-            data,
-            |k| {
-                thin(
-                    data.turns_of(sc, k)
-                        .filter(|t| t.call == 1)
-                        .map(|t| (f64::from(t.turn), f64::from(t.context_tokens)))
-                        .collect(),
-                    MAX_POINTS,
-                )
+    let jobs = std::thread::available_parallelism().map_or(1, std::num::NonZeroUsize::get);
+    let per_scenario = crate::runner::par_map(
+        &data.scenarios,
+        jobs,
+        |sc| data.turns.iter().filter(|t| &t.scenario == sc).count() as u64,
+        |sc| scenario_charts(data, sc, &charts),
+    )?;
+    written.extend(per_scenario.into_iter().flatten());
+    Ok(written)
+}
+
+/// The charts of one scenario.
+fn scenario_charts(data: &RunData, sc: &str, charts: &Path) -> Result<Vec<Written>, String> {
+    let mut written = Vec::new();
+    let context = series_per_strategy(
+        data,
+        |k| {
+            thin(
+                data.turns_of(sc, k)
+                    .filter(|t| t.call == 1)
+                    .map(|t| (f64::from(t.turn), f64::from(t.context_tokens)))
+                    .collect(),
+                MAX_POINTS,
+            )
+        },
+        false,
+    );
+    let log_y = spread(&context) > LOG_SPREAD;
+    written.push(emit(
+        &Lines {
+            title: format!("{sc}: context tokens per call"),
+            x_desc: "message number".into(),
+            y_desc: format!(
+                "tokens in the prompt{}",
+                if log_y { " (log scale)" } else { "" }
+            ),
+            series: context,
+            references: vec![(
+                format!("max_context_tokens ({})", thousands(data.budget as f64)),
+                data.budget as f64,
+            )],
+            y_range: None,
+            log_y,
+            ratio: false,
+            x_ratio: false,
+        },
+        format!("{sc}/context"),
+        "Tokens in the prompt of each call, with the context budget.".into(),
+        Some(sc),
+        charts,
+    )?);
+    let cumulative = series_per_strategy(
+        data,
+        |k| {
+            thin(
+                data.turns_of(sc, k)
+                    .map(|t| (f64::from(t.turn), t.cumulative_tokens as f64))
+                    .collect(),
+                MAX_POINTS,
+            )
+        },
+        false,
+    );
+    let cost: f64 = data
+        .turns
+        .iter()
+        .filter(|t| t.scenario == sc)
+        .map(|t| t.cost_usd)
+        .fold(0.0, f64::max);
+    written.push(emit(
+        &Lines {
+            title: if cost > 0.0 {
+                format!("{sc}: cumulative tokens (up to ${cost:.2})")
+            } else {
+                format!("{sc}: cumulative tokens")
             },
-            false,
-        );
-        let log_y = spread(&context) > LOG_SPREAD;
-        emit!(
-            Lines {
-                title: format!("{sc}: context tokens per call"),
-                x_desc: "message number".into(),
-                y_desc: format!(
-                    "tokens in the prompt{}",
-                    if log_y { " (log scale)" } else { "" }
-                ),
-                series: context,
-                references: vec![(
-                    format!("max_context_tokens ({})", thousands(data.budget as f64)),
-                    data.budget as f64
-                )],
-                y_range: None,
-                log_y,
-                ratio: false,
-            },
-            format!("{sc}/context"),
-            "Tokens in the prompt of each call, with the context budget.".into(),
-            Some(sc)
-        );
-        let cumulative = series_per_strategy(
-            data,
-            |k| {
-                thin(
-                    data.turns_of(sc, k)
-                        .map(|t| (f64::from(t.turn), t.cumulative_tokens as f64))
-                        .collect(),
-                    MAX_POINTS,
-                )
-            },
-            false,
-        );
-        let cost: f64 = data
-            .turns
-            .iter()
-            .filter(|t| &t.scenario == sc)
-            .map(|t| t.cost_usd)
-            .fold(0.0, f64::max);
-        emit!(
-            Lines {
-                title: if cost > 0.0 {
-                    format!("{sc}: cumulative tokens (up to ${cost:.2})")
-                } else {
-                    format!("{sc}: cumulative tokens")
-                },
-                x_desc: "message number".into(),
-                y_desc: "tokens spent so far".into(),
-                series: cumulative,
-                references: Vec::new(),
-                y_range: None,
-                log_y: false,
-                ratio: false,
-            },
-            format!("{sc}/cumulative"),
-            "Everything spent so far: calls, summaries and embeddings.".into(),
-            Some(sc)
-        );
-        let recall = series_per_strategy(
-            data,
-            |k| {
-                let mut by_turn: BTreeMap<u32, (f64, u32)> = BTreeMap::new();
-                for p in data.probes_of(sc, k) {
-                    if let Some(r) = p.recall {
-                        let e = by_turn.entry(p.turn).or_default();
-                        e.0 += r;
-                        e.1 += 1;
-                    }
+            x_desc: "message number".into(),
+            y_desc: "tokens spent so far".into(),
+            series: cumulative,
+            references: Vec::new(),
+            y_range: None,
+            log_y: false,
+            ratio: false,
+            x_ratio: false,
+        },
+        format!("{sc}/cumulative"),
+        "Everything spent so far: calls, summaries and embeddings.".into(),
+        Some(sc),
+        charts,
+    )?);
+    // Many probe turns are averaged over equal stretches of the
+    // conversation, so the chart shows a trend rather than a comb.
+    let probe_turns: std::collections::BTreeSet<u32> = data
+        .probes
+        .iter()
+        .filter(|p| p.scenario == sc)
+        .map(|p| p.turn)
+        .collect();
+    let last = probe_turns.last().copied().unwrap_or(0);
+    let stretch = if probe_turns.len() > RECALL_POINTS {
+        last.div_ceil(RECALL_POINTS as u32).max(1)
+    } else {
+        1
+    };
+    let recall = series_per_strategy(
+        data,
+        |k| {
+            let mut by_turn: BTreeMap<u32, (f64, u32)> = BTreeMap::new();
+            for p in data.probes_of(sc, k) {
+                if let Some(r) = p.recall {
+                    let e = by_turn.entry(p.turn / stretch * stretch).or_default();
+                    e.0 += r;
+                    e.1 += 1;
                 }
-                by_turn
-                    .into_iter()
-                    .map(|(t, (sum, n))| (f64::from(t), sum / f64::from(n)))
-                    .collect()
-            },
-            true,
-        );
-        if !recall.is_empty() {
-            emit!(
-                Lines {
-                    title: format!("{sc}: recall over the conversation"),
-                    x_desc: "message number at which the probes were asked".into(),
-                    y_desc: "recall (mean over the probes asked then)".into(),
-                    series: recall,
-                    references: Vec::new(),
-                    y_range: Some((0.0, 1.05)),
-                    log_y: false,
-                    ratio: true,
+            }
+            by_turn
+                .into_iter()
+                .map(|(t, (sum, n))| {
+                    let end = (t + stretch - 1).min(last).max(t);
+                    (f64::from(end), sum / f64::from(n))
+                })
+                .collect()
+        },
+        true,
+    );
+    if !recall.is_empty() {
+        written.push(emit(
+            &Lines {
+                title: format!("{sc}: recall over the conversation"),
+                x_desc: if stretch > 1 {
+                    format!("message number (probes averaged over each {stretch} messages)")
+                } else {
+                    "message number at which the probes were asked".into()
                 },
-                format!("{sc}/recall"),
-                "Recall at each probe turn: when each strategy starts to forget.".into(),
-                Some(sc)
-            );
-        }
-        emit!(
-            Budget {
+                y_desc: "recall (mean over the probes asked)".into(),
+                series: recall,
+                references: Vec::new(),
+                y_range: Some((0.0, 1.05)),
+                log_y: false,
+                ratio: true,
+                x_ratio: false,
+            },
+            format!("{sc}/recall"),
+            "Recall at each probe turn: when each strategy starts to forget.".into(),
+            Some(sc),
+            charts,
+        )?);
+    }
+    written.push(emit(
+&Budget {
                 title: format!("{sc}: the context of each call, by section"),
                 budget: data.budget as f64,
                 panels: data
@@ -677,36 +718,38 @@ pub fn write_all(data: &RunData, dir: &Path) -> Result<Vec<Written>, String> {
                     })
                     .collect(),
             },
-            format!("{sc}/budget"),
-            "The token budget dashboard over time: system prompt, summary, retrieved messages and buffer in each call.".into(),
-            Some(sc)
-        );
-        let quality = series_per_strategy(
-            data,
-            |k| {
-                data.summaries_of(sc, k)
-                    .filter_map(|s| s.quality.map(|q| (f64::from(s.summary_index), q)))
-                    .collect()
+format!("{sc}/budget"),
+"The token budget dashboard over time: system prompt, summary, retrieved messages and buffer in each call.".into(),
+Some(sc),
+charts,
+)?);
+    let quality = series_per_strategy(
+        data,
+        |k| {
+            data.summaries_of(sc, k)
+                .filter_map(|s| s.quality.map(|q| (f64::from(s.turn), q)))
+                .collect()
+        },
+        true,
+    );
+    if !quality.is_empty() {
+        written.push(emit(
+            &Lines {
+                title: format!("{sc}: judged quality of each summary"),
+                x_desc: "message number at which the summary was written".into(),
+                y_desc: "quality (0-1)".into(),
+                series: quality,
+                references: Vec::new(),
+                y_range: Some((0.0, 1.05)),
+                log_y: false,
+                ratio: true,
+                x_ratio: false,
             },
-            true,
-        );
-        if !quality.is_empty() {
-            emit!(
-                Lines {
-                    title: format!("{sc}: judged quality of each summary"),
-                    x_desc: "summary number".into(),
-                    y_desc: "quality (0-1)".into(),
-                    series: quality,
-                    references: Vec::new(),
-                    y_range: Some((0.0, 1.05)),
-                    log_y: false,
-                    ratio: true,
-                },
-                format!("{sc}/quality"),
-                "The judge's score of each summary over its sampled messages.".into(),
-                Some(sc)
-            );
-        }
+            format!("{sc}/quality"),
+            "The judge's score of each summary over its sampled messages.".into(),
+            Some(sc),
+            charts,
+        )?);
     }
     Ok(written)
 }
