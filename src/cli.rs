@@ -57,6 +57,8 @@ pub enum Command {
     },
     /// Run a grid of parameter values and find the recall/cost frontier
     Sweep(SweepArgs),
+    /// Turn a public benchmark (LoCoMo, LongMemEval) into scenario files
+    Import(crate::import::ImportArgs),
     /// Show where the tokens of one call go: system, summary, retrieved, buffer
     Budget(crate::budget::BudgetArgs),
     /// Write the charts and report.html of a finished run again, from its files
@@ -229,6 +231,7 @@ pub fn main() -> ExitCode {
         Command::Sweep(args) => crate::sweep::cmd_sweep(&args),
         Command::Report { run } => cmd_report(&run),
         Command::Budget(args) => crate::budget::cmd_budget(&args),
+        Command::Import(args) => crate::import::cmd_import(&args),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

@@ -12,6 +12,7 @@ pub mod cli;
 pub mod clock;
 pub mod config;
 pub mod gate;
+pub mod import;
 pub mod index;
 pub mod memory;
 pub mod metrics;

@@ -330,6 +330,28 @@ pub fn render(data: &RunData, charts: &[Written]) -> Result<String, String> {
     );
     out.push_str("<h2>Results</h2>\n<p>Per strategy, over every scenario:</p>\n");
     results_table(&mut out, data, true);
+    let kinds = super::kind_table(&data.totals);
+    if !kinds.is_empty() {
+        out.push_str("<p>Recall by probe kind, over every scenario (answer accuracy in brackets where answers were judged):</p>\n<div class=\"scroll\"><table class=\"sortable\" id=\"kinds\"><thead><tr>");
+        for (i, h) in kinds[0].iter().enumerate() {
+            let class = if i == 0 { " class=\"t\"" } else { "" };
+            let _ = write!(out, "<th{class}>{}</th>", esc(h));
+        }
+        out.push_str("</tr></thead><tbody>\n");
+        for row in &kinds[1..] {
+            out.push_str("<tr>");
+            for (i, cell) in row.iter().enumerate() {
+                if i == 0 {
+                    let _ = write!(out, "<td class=\"t\">{}</td>", esc(cell));
+                } else {
+                    let v = cell.split(' ').next().unwrap_or("");
+                    let _ = write!(out, "<td data-v=\"{}\">{}</td>", esc(v), esc(cell));
+                }
+            }
+            out.push_str("</tr>\n");
+        }
+        out.push_str("</tbody></table></div>\n");
+    }
     out.push_str("<details><summary>Per scenario and strategy</summary>\n");
     results_table(&mut out, data, false);
     out.push_str("</details>\n");

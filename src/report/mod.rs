@@ -82,8 +82,44 @@ pub struct Aggregate {
     pub build_p50_us: u64,
     pub build_p95_us: u64,
     pub build_p99_us: u64,
+    /// Recall (and answer accuracy) per probe kind; empty where no probe
+    /// has a kind.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub by_kind: BTreeMap<String, KindAggregate>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub samples: Option<Samples>,
+}
+
+/// The probes of one kind (`single-hop`, `temporal`, ...).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct KindAggregate {
+    pub probes: u64,
+    pub mean_recall: Option<f64>,
+    pub answer_accuracy: Option<f64>,
+}
+
+/// Per kind, pooled over the probes of `probes`.
+fn by_kind<'a>(probes: impl Iterator<Item = &'a ProbeRow>) -> BTreeMap<String, KindAggregate> {
+    let mut groups: BTreeMap<&str, Vec<&ProbeRow>> = BTreeMap::new();
+    for p in probes.filter(|p| !p.kind.is_empty()) {
+        groups.entry(&p.kind).or_default().push(p);
+    }
+    groups
+        .into_iter()
+        .map(|(k, ps)| {
+            (
+                k.to_string(),
+                KindAggregate {
+                    probes: ps.len() as u64,
+                    mean_recall: mean(ps.iter().filter_map(|p| p.recall)).map(round6),
+                    answer_accuracy: mean(
+                        ps.iter().filter_map(|p| p.answer_correct.map(f64::from)),
+                    )
+                    .map(round6),
+                },
+            )
+        })
+        .collect()
 }
 
 fn one() -> u32 {
@@ -178,6 +214,7 @@ pub fn aggregate(scenario: &str, strategy: &str, jobs: &[&JobResult]) -> Aggrega
         build_p50_us: percentile(&builds, 50.0),
         build_p95_us: percentile(&builds, 95.0),
         build_p99_us: percentile(&builds, 99.0),
+        by_kind: by_kind(probes()),
         samples: None,
     }
 }
@@ -229,6 +266,21 @@ fn combine(reps: Vec<Aggregate>) -> Aggregate {
         build_p50_us: mean_u(|a| a.build_p50_us),
         build_p95_us: mean_u(|a| a.build_p95_us),
         build_p99_us: mean_u(|a| a.build_p99_us),
+        by_kind: first
+            .by_kind
+            .iter()
+            .map(|(k, v)| {
+                let of = |f: fn(&KindAggregate) -> Option<f64>| {
+                    mean(reps.iter().filter_map(|a| a.by_kind.get(k).and_then(f))).map(round6)
+                };
+                let kind = KindAggregate {
+                    probes: v.probes,
+                    mean_recall: of(|x| x.mean_recall),
+                    answer_accuracy: of(|x| x.answer_accuracy),
+                };
+                (k.clone(), kind)
+            })
+            .collect(),
         samples: Some(samples),
     }
 }
@@ -358,6 +410,41 @@ pub fn best_values(rows: &[&Aggregate]) -> Vec<Option<f64>> {
         .collect()
 }
 
+/// Recall per probe kind and strategy: a header row (`kind`, `probes`, the
+/// strategies), then one row per kind. Empty where no probe has a kind.
+pub fn kind_table(totals: &[Aggregate]) -> Vec<Vec<String>> {
+    let mut kinds: BTreeMap<&str, u64> = BTreeMap::new();
+    for a in totals {
+        for (k, v) in &a.by_kind {
+            let n = kinds.entry(k).or_default();
+            *n = (*n).max(v.probes);
+        }
+    }
+    if kinds.is_empty() {
+        return Vec::new();
+    }
+    let mut rows = vec![
+        ["kind".to_string(), "probes".into()]
+            .into_iter()
+            .chain(totals.iter().map(|a| a.strategy.clone()))
+            .collect::<Vec<_>>(),
+    ];
+    for (k, n) in kinds {
+        let mut row = vec![k.to_string(), n.to_string()];
+        for a in totals {
+            row.push(a.by_kind.get(k).map_or("-".into(), |v| {
+                let mut cell = fmt_ratio(v.mean_recall);
+                if let Some(acc) = v.answer_accuracy {
+                    cell.push_str(&format!(" ({acc:.3})"));
+                }
+                cell
+            }));
+        }
+        rows.push(row);
+    }
+    rows
+}
+
 fn fmt_ratio(x: Option<f64>) -> String {
     x.map_or_else(|| "-".to_string(), |v| format!("{v:.3}"))
 }
@@ -448,6 +535,33 @@ pub fn print_table(
     }
     if totals.len() > 1 {
         writeln!(out, "* the best strategy of the column, over all scenarios")?;
+    }
+    let kinds = kind_table(totals);
+    if !kinds.is_empty() {
+        writeln!(
+            out,
+            "\nrecall by probe kind, over all scenarios (answer accuracy in brackets where judged):"
+        )?;
+        let widths: Vec<usize> = (0..kinds[0].len())
+            .map(|c| {
+                kinds
+                    .iter()
+                    .map(|r| r[c].chars().count())
+                    .max()
+                    .unwrap_or(0)
+            })
+            .collect();
+        for r in &kinds {
+            let mut s = String::new();
+            for (c, (cell, w)) in r.iter().zip(&widths).enumerate() {
+                if c == 0 {
+                    s.push_str(&format!("{cell:<w$}"));
+                } else {
+                    s.push_str(&format!("  {cell:>w$}"));
+                }
+            }
+            writeln!(out, "{}", s.trim_end())?;
+        }
     }
     Ok(())
 }

@@ -1,0 +1,372 @@
+//! LoCoMo: each conversation becomes one scenario.
+//!
+//! - `speaker_a` is the `user`, `speaker_b` the `assistant`; every message
+//!   starts with its speaker's name ("Caroline: ..."), since the questions
+//!   name them.
+//! - `session_N` (N in numeric order) becomes a session `session_N` starting
+//!   at `session_N_date_time` ("1:56 pm on 8 May, 2023", read as UTC); date
+//!   keys without a session are ignored.
+//! - A shared image is kept as text: " [shares a photo: <blip_caption>]".
+//! - Every dia_id cited as evidence becomes a fact of that id, planted by
+//!   its message and recalled when that message is in the context verbatim
+//!   (recall by evidence presence); reports cite facts by dia_id.
+//! - Each QA becomes a probe `qN` (N from 1, in file order) asked after the
+//!   last message, with the gold answer as its `answer` and its category as
+//!   its kind (1 multi-hop, 2 temporal, 3 open-domain, 4 single-hop, 5
+//!   adversarial; an adversarial question's answer is that the conversation
+//!   does not say). Evidence lists written as one string ("D8:6; D9:17")
+//!   are split. With `--probe-after-evidence`, `qN-early` also asks it right
+//!   after the session that holds its last evidence.
+//!
+//! Accepted shapes: one conversation object (the per-conversation files,
+//! named by file stem), an object with `sample_id`, `conversation` and `qa`,
+//! or an array of those (the `locomo10.json` release).
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::path::Path;
+
+use serde_json::{Map, Value, json};
+
+use super::{ImportError, error, probe, scenario_name, text_of};
+
+const CATEGORIES: [&str; 5] = [
+    "multi-hop",
+    "temporal",
+    "open-domain",
+    "single-hop",
+    "adversarial",
+];
+
+/// Every conversation of one file, as (scenario name, scenario).
+pub fn import(
+    file: &Path,
+    root: &Value,
+    after_evidence: bool,
+) -> Result<Vec<(String, Value)>, ImportError> {
+    let stem = file
+        .file_stem()
+        .map(|s| s.to_string_lossy().into_owned())
+        .unwrap_or_default();
+    match root {
+        Value::Array(items) => items
+            .iter()
+            .enumerate()
+            .map(|(i, item)| {
+                let id = item["sample_id"]
+                    .as_str()
+                    .map_or_else(|| format!("{stem}-{}", i + 1), String::from);
+                conversation(file, &format!("[{i}] ({id})"), &id, item, after_evidence)
+            })
+            .collect(),
+        Value::Object(o) if o.contains_key("conversation") => {
+            let id = o
+                .get("sample_id")
+                .and_then(Value::as_str)
+                .map_or(stem, String::from);
+            Ok(vec![conversation(file, &id, &id, root, after_evidence)?])
+        }
+        Value::Object(_) => Ok(vec![conversation(
+            file,
+            &stem,
+            &stem,
+            root,
+            after_evidence,
+        )?]),
+        _ => Err(error(
+            file,
+            "$",
+            "expected a LoCoMo conversation object or an array of them",
+        )),
+    }
+}
+
+/// "1:56 pm on 8 May, 2023" as RFC 3339 (UTC).
+pub fn parse_date_time(s: &str) -> Option<String> {
+    let (time, date) = s.trim().split_once(" on ")?;
+    let (hm, half) = time.trim().rsplit_once(' ')?;
+    let (h, m) = hm.split_once(':')?;
+    let (mut h, m): (u32, u32) = (h.trim().parse().ok()?, m.trim().parse().ok()?);
+    if !(1..=12).contains(&h) || m > 59 {
+        return None;
+    }
+    match half.to_ascii_lowercase().as_str() {
+        "am" => h %= 12,
+        "pm" => h = h % 12 + 12,
+        _ => return None,
+    }
+    let parts: Vec<&str> = date.split([' ', ',']).filter(|p| !p.is_empty()).collect();
+    let [day, month, year] = parts[..] else {
+        return None;
+    };
+    let day: u32 = day.parse().ok()?;
+    let year: i64 = year.parse().ok()?;
+    let months = [
+        "january",
+        "february",
+        "march",
+        "april",
+        "may",
+        "june",
+        "july",
+        "august",
+        "september",
+        "october",
+        "november",
+        "december",
+    ];
+    let month = month.to_ascii_lowercase();
+    let mi = months
+        .iter()
+        .position(|full| *full == month || (month.len() >= 3 && full.starts_with(&month)))?;
+    let rfc = format!("{year:04}-{:02}-{day:02}T{h:02}:{m:02}:00Z", mi + 1);
+    // The loader's own parser decides what a valid date is (30 February is not).
+    crate::clock::parse_rfc3339(&rfc).ok()?;
+    Some(rfc)
+}
+
+fn conversation(
+    file: &Path,
+    label: &str,
+    id: &str,
+    item: &Value,
+    after_evidence: bool,
+) -> Result<(String, Value), ImportError> {
+    let at = |place: &str| format!("conversation {label}: {place}");
+    let conv = item.get("conversation").unwrap_or(item);
+    let Some(conv) = conv.as_object() else {
+        return Err(error(file, at("conversation"), "expected an object"));
+    };
+    let speaker = |key: &str| -> Result<String, ImportError> {
+        conv.get(key)
+            .and_then(Value::as_str)
+            .filter(|s| !s.trim().is_empty())
+            .map(String::from)
+            .ok_or_else(|| error(file, at(key), format!("missing required field {key:?}")))
+    };
+    let (a, b) = (speaker("speaker_a")?, speaker("speaker_b")?);
+    let qa = item
+        .get("qa")
+        .or_else(|| conv.get("qa"))
+        .and_then(Value::as_array)
+        .ok_or_else(|| error(file, at("qa"), "missing required field \"qa\" (a list)"))?;
+
+    // Sessions in numeric order.
+    let mut numbered: BTreeMap<u32, &Vec<Value>> = BTreeMap::new();
+    for (k, v) in conv {
+        if let Some(n) = k
+            .strip_prefix("session_")
+            .and_then(|r| r.parse::<u32>().ok())
+        {
+            let Some(list) = v.as_array() else {
+                return Err(error(file, at(k), "expected a list of messages"));
+            };
+            numbered.insert(n, list);
+        }
+    }
+    if numbered.is_empty() {
+        return Err(error(
+            file,
+            at("session_1"),
+            "the conversation has no sessions",
+        ));
+    }
+
+    // Messages: dia_id -> (session number, text as written into the scenario).
+    let mut messages: BTreeMap<String, (u32, String)> = BTreeMap::new();
+    let mut order: Vec<(u32, String, String, String)> = Vec::new(); // session, dia_id, role, content
+    for (&n, list) in &numbered {
+        for (j, m) in list.iter().enumerate() {
+            let place = at(&format!("session_{n}[{j}]"));
+            let field = |k: &str| m.get(k).and_then(Value::as_str).map(str::trim);
+            let dia = field("dia_id")
+                .filter(|d| !d.is_empty())
+                .ok_or_else(|| error(file, &place, "missing required field \"dia_id\""))?;
+            let who = field("speaker")
+                .ok_or_else(|| error(file, &place, "missing required field \"speaker\""))?;
+            let role = if who == a {
+                "user"
+            } else if who == b {
+                "assistant"
+            } else {
+                return Err(error(
+                    file,
+                    &place,
+                    format!("speaker {who:?} is neither speaker_a ({a:?}) nor speaker_b ({b:?})"),
+                ));
+            };
+            let text = field("text").unwrap_or("");
+            let mut content = text.to_string();
+            if let Some(caption) = field("blip_caption").filter(|c| !c.is_empty()) {
+                if !content.is_empty() {
+                    content.push(' ');
+                }
+                content.push_str(&format!("[shares a photo: {caption}]"));
+            }
+            if content.is_empty() {
+                return Err(error(
+                    file,
+                    &place,
+                    format!("message {dia} has no \"text\""),
+                ));
+            }
+            let content = format!("{who}: {content}");
+            if messages
+                .insert(dia.to_string(), (n, content.clone()))
+                .is_some()
+            {
+                return Err(error(file, &place, format!("dia_id {dia:?} is used twice")));
+            }
+            order.push((n, dia.to_string(), role.to_string(), content));
+        }
+    }
+
+    // Questions: evidence, answer, kind.
+    let mut cited: BTreeSet<String> = BTreeSet::new();
+    let mut probes: Vec<(u32, Value, Value)> = Vec::new(); // last evidence session, final probe, early probe
+    for (i, q) in qa.iter().enumerate() {
+        let question = q["question"].as_str().unwrap_or("").trim();
+        let place = if question.is_empty() {
+            at(&format!("qa[{i}]"))
+        } else {
+            at(&format!("qa[{i}] ({question:?})"))
+        };
+        if question.is_empty() {
+            return Err(error(file, &place, "missing required field \"question\""));
+        }
+        let category = q["category"]
+            .as_u64()
+            .filter(|c| (1..=5).contains(c))
+            .ok_or_else(|| error(file, &place, "\"category\" must be 1 to 5"))?;
+        let kind = CATEGORIES[category as usize - 1];
+        let mut evidence: Vec<String> = Vec::new();
+        for e in q["evidence"].as_array().into_iter().flatten() {
+            let Some(e) = e.as_str() else {
+                return Err(error(file, &place, "evidence ids are strings"));
+            };
+            for id in e.split([';', ',']).map(str::trim).filter(|s| !s.is_empty()) {
+                if !messages.contains_key(id) {
+                    return Err(error(
+                        file,
+                        &place,
+                        format!("evidence {id:?} is not a message of this conversation"),
+                    ));
+                }
+                if !evidence.iter().any(|x| x == id) {
+                    evidence.push(id.to_string());
+                }
+            }
+        }
+        let answer = if category == 5 {
+            Some("Not mentioned in the conversation.".to_string())
+        } else {
+            q.get("answer").and_then(text_of)
+        };
+        cited.extend(evidence.iter().cloned());
+        let last_session = evidence.iter().map(|e| messages[e].0).max().unwrap_or(0);
+        let id = format!("q{}", i + 1);
+        probes.push((
+            last_session,
+            probe(&id, question, &evidence, answer.as_deref(), kind),
+            probe(
+                &format!("{id}-early"),
+                question,
+                &evidence,
+                answer.as_deref(),
+                kind,
+            ),
+        ));
+    }
+
+    let facts: Vec<Value> = order
+        .iter()
+        .filter(|(_, dia, _, _)| cited.contains(dia))
+        .map(|(_, dia, _, content)| json!({ "id": dia, "statement": content }))
+        .collect();
+    let last = *numbered.keys().last().expect("at least one session");
+    let mut sessions = Vec::new();
+    for &n in numbered.keys() {
+        let mut turns: Vec<Value> = order
+            .iter()
+            .filter(|(s, _, _, _)| *s == n)
+            .map(|(_, dia, role, content)| {
+                let mut m = json!({ "role": role, "content": content });
+                if cited.contains(dia) {
+                    m["plants"] = json!([dia]);
+                }
+                m
+            })
+            .collect();
+        if after_evidence && n != last {
+            turns.extend(
+                probes
+                    .iter()
+                    .filter(|(s, _, _)| *s == n)
+                    .map(|(_, _, early)| early.clone()),
+            );
+        }
+        if n == last {
+            turns.extend(probes.iter().map(|(_, p, _)| p.clone()));
+        }
+        if turns.is_empty() {
+            continue;
+        }
+        let mut s = Map::new();
+        s.insert("id".into(), json!(format!("session_{n}")));
+        if let Some(dt) = conv.get(&format!("session_{n}_date_time")) {
+            let text = dt.as_str().unwrap_or("");
+            let rfc = parse_date_time(text).ok_or_else(|| {
+                error(
+                    file,
+                    at(&format!("session_{n}_date_time")),
+                    format!("{text:?} is not a date like \"1:56 pm on 8 May, 2023\""),
+                )
+            })?;
+            s.insert("start".into(), json!(rfc));
+        }
+        s.insert("turns".into(), Value::Array(turns));
+        sessions.push(Value::Object(s));
+    }
+    let name = scenario_name("locomo", id);
+    let scenario = json!({
+        "format": 1,
+        "name": name,
+        "description": format!(
+            "LoCoMo conversation {id} between {a} (user) and {b} (assistant): {} sessions, {} messages, {} questions.",
+            numbered.len(), order.len(), qa.len()
+        ),
+        "system_prompt": format!("You are {b}, talking with your friend {a}. Answer from what you remember of your conversations."),
+        "facts": facts,
+        "sessions": sessions,
+    });
+    Ok((name, scenario))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn locomo_dates() {
+        assert_eq!(
+            parse_date_time("1:56 pm on 8 May, 2023").as_deref(),
+            Some("2023-05-08T13:56:00Z")
+        );
+        assert_eq!(
+            parse_date_time("12:09 am on 13 September, 2023").as_deref(),
+            Some("2023-09-13T00:09:00Z")
+        );
+        assert_eq!(
+            parse_date_time("12:30 pm on 1 Jan, 2024").as_deref(),
+            Some("2024-01-01T12:30:00Z")
+        );
+        for bad in [
+            "",
+            "13:00 pm on 8 May, 2023",
+            "1:56 on 8 May, 2023",
+            "1:56 pm on 30 February, 2023",
+            "1:56 pm on 8 Mai, 2023",
+        ] {
+            assert_eq!(parse_date_time(bad), None, "{bad}");
+        }
+    }
+}

@@ -1,0 +1,275 @@
+//! LongMemEval: each question becomes one scenario, its haystack the
+//! conversation.
+//!
+//! - `haystack_sessions[i]` becomes a session named `haystack_session_ids[i]`
+//!   starting at `haystack_dates[i]` ("2023/05/20 (Sat) 02:21", read as
+//!   UTC); sessions are put in date order (stable), as the format requires
+//!   time to move forward. Messages keep their roles; empty ones are skipped
+//!   (and counted in the description).
+//! - Every turn with `has_answer: true` becomes a fact `<session id>#<turn>`
+//!   (turn from 1), planted by that message and recalled when it is in the
+//!   context verbatim. Where a question marks no turn, each of its
+//!   `answer_session_ids` becomes one fact planted by all of that session's
+//!   messages (recalled when any of them is in the context).
+//! - The question is one probe, `question_id`, asked after the last
+//!   message, with the answer as its `answer` and `question_type` as its
+//!   kind; an abstention question (id ending in `_abs`) has kind
+//!   `abstention` and expects nothing: the right answer is that the
+//!   conversation does not say.
+//!
+//! Accepted shapes: the published array of questions, or one question object.
+
+use std::path::Path;
+
+use serde_json::{Value, json};
+
+use super::{ImportError, error, probe, scenario_name, text_of};
+
+/// "2023/05/20 (Sat) 02:21" as RFC 3339 (UTC).
+pub fn parse_date(s: &str) -> Option<String> {
+    let mut parts = s.split_whitespace();
+    let date = parts.next()?;
+    let mut time = parts.next()?;
+    if time.starts_with('(') {
+        time = parts.next()?;
+    }
+    let d: Vec<&str> = date.split(['/', '-']).collect();
+    let [y, mo, da] = d[..] else { return None };
+    let (h, mi) = time.split_once(':')?;
+    let rfc = format!(
+        "{:04}-{:02}-{:02}T{:02}:{:02}:00Z",
+        y.parse::<u32>().ok()?,
+        mo.parse::<u32>().ok()?,
+        da.parse::<u32>().ok()?,
+        h.parse::<u32>().ok()?,
+        mi.parse::<u32>().ok()?
+    );
+    crate::clock::parse_rfc3339(&rfc).ok()?;
+    Some(rfc)
+}
+
+/// Every question of one file, as (scenario name, scenario).
+pub fn import(file: &Path, root: &Value) -> Result<Vec<(String, Value)>, ImportError> {
+    match root {
+        Value::Array(items) => items
+            .iter()
+            .enumerate()
+            .map(|(i, q)| question(file, i, q))
+            .collect(),
+        Value::Object(_) => Ok(vec![question(file, 0, root)?]),
+        _ => Err(error(
+            file,
+            "$",
+            "expected LongMemEval's array of questions",
+        )),
+    }
+}
+
+fn question(file: &Path, index: usize, q: &Value) -> Result<(String, Value), ImportError> {
+    let qid = q["question_id"].as_str().map(str::trim).unwrap_or("");
+    let at = |place: &str| {
+        if qid.is_empty() {
+            format!("[{index}]: {place}")
+        } else {
+            format!("[{index}] (question {qid}): {place}")
+        }
+    };
+    let field = |k: &str| -> Result<&Value, ImportError> {
+        q.get(k)
+            .filter(|v| !v.is_null())
+            .ok_or_else(|| error(file, at(k), format!("missing required field {k:?}")))
+    };
+    if qid.is_empty() {
+        return Err(error(
+            file,
+            at("question_id"),
+            "missing required field \"question_id\"",
+        ));
+    }
+    let text = |k: &str| -> Result<String, ImportError> {
+        text_of(field(k)?)
+            .filter(|s| !s.trim().is_empty())
+            .ok_or_else(|| error(file, at(k), "expected non-empty text"))
+    };
+    let question = text("question")?;
+    let answer = text("answer")?;
+    let qtype = text("question_type")?;
+    let list = |k: &str| -> Result<&Vec<Value>, ImportError> {
+        field(k)?
+            .as_array()
+            .ok_or_else(|| error(file, at(k), "expected a list"))
+    };
+    let ids = list("haystack_session_ids")?;
+    let dates = list("haystack_dates")?;
+    let sessions = list("haystack_sessions")?;
+    if ids.len() != sessions.len() || dates.len() != sessions.len() {
+        return Err(error(
+            file,
+            at("haystack_sessions"),
+            format!(
+                "{} sessions, {} session ids and {} dates: the three lists must match",
+                sessions.len(),
+                ids.len(),
+                dates.len()
+            ),
+        ));
+    }
+    let abstention = qid.ends_with("_abs");
+    let answer_sessions: Vec<String> = q
+        .get("answer_session_ids")
+        .and_then(Value::as_array)
+        .into_iter()
+        .flatten()
+        .filter_map(text_of)
+        .collect();
+
+    // (start, original index) in date order.
+    let mut order: Vec<(String, usize)> = Vec::new();
+    for (i, d) in dates.iter().enumerate() {
+        let raw = d.as_str().unwrap_or("");
+        let rfc = parse_date(raw).ok_or_else(|| {
+            error(
+                file,
+                at(&format!("haystack_dates[{i}]")),
+                format!("{raw:?} is not a date like \"2023/05/20 (Sat) 02:21\""),
+            )
+        })?;
+        order.push((rfc, i));
+    }
+    order.sort();
+
+    // Marked turns are the evidence; without any, whole answer sessions are.
+    let marked = !abstention
+        && sessions
+            .iter()
+            .filter_map(Value::as_array)
+            .flatten()
+            .any(|t| t["has_answer"].as_bool() == Some(true));
+    let mut facts: Vec<Value> = Vec::new();
+    let mut expects: Vec<String> = Vec::new();
+    let mut out_sessions: Vec<Value> = Vec::new();
+    let mut seen_ids: Vec<String> = Vec::new();
+    let mut skipped = 0usize;
+    let mut messages = 0usize;
+    for (start, i) in &order {
+        let sid = text_of(&ids[*i]).ok_or_else(|| {
+            error(
+                file,
+                at(&format!("haystack_session_ids[{i}]")),
+                "expected text",
+            )
+        })?;
+        if seen_ids.contains(&sid) {
+            return Err(error(
+                file,
+                at(&format!("haystack_session_ids[{i}]")),
+                format!("session id {sid:?} is used twice"),
+            ));
+        }
+        seen_ids.push(sid.clone());
+        let Some(turns) = sessions[*i].as_array() else {
+            return Err(error(
+                file,
+                at(&format!("haystack_sessions[{i}]")),
+                "expected a list of turns",
+            ));
+        };
+        let session_fact = !abstention && !marked && answer_sessions.contains(&sid);
+        if session_fact {
+            facts
+                .push(json!({ "id": sid, "statement": format!("what was said in session {sid}") }));
+            expects.push(sid.clone());
+        }
+        let mut out_turns = Vec::new();
+        for (j, t) in turns.iter().enumerate() {
+            let place = at(&format!("haystack_sessions[{i}][{j}]"));
+            let role = t["role"].as_str().unwrap_or("");
+            if role != "user" && role != "assistant" {
+                return Err(error(
+                    file,
+                    &place,
+                    format!("role {role:?} is not \"user\" or \"assistant\""),
+                ));
+            }
+            let content = t["content"].as_str().unwrap_or("").trim();
+            if content.is_empty() {
+                skipped += 1;
+                continue;
+            }
+            let mut m = json!({ "role": role, "content": content });
+            if marked && t["has_answer"].as_bool() == Some(true) {
+                let fid = format!("{sid}#{}", j + 1);
+                facts.push(json!({ "id": fid, "statement": content }));
+                expects.push(fid.clone());
+                m["plants"] = json!([fid]);
+            } else if session_fact {
+                m["plants"] = json!([sid]);
+            }
+            out_turns.push(m);
+        }
+        if session_fact && out_turns.is_empty() {
+            facts.pop();
+            expects.pop();
+        }
+        messages += out_turns.len();
+        if !out_turns.is_empty() {
+            out_sessions.push(json!({ "id": sid, "start": start, "turns": out_turns }));
+        }
+    }
+    if expects.is_empty() && !abstention {
+        return Err(error(
+            file,
+            at("answer_session_ids"),
+            "no evidence: no turn has \"has_answer\": true and no answer session is in the haystack",
+        ));
+    }
+    let Some(last) = out_sessions.last_mut() else {
+        return Err(error(
+            file,
+            at("haystack_sessions"),
+            "the haystack has no messages",
+        ));
+    };
+    let kind = if abstention {
+        "abstention"
+    } else {
+        qtype.as_str()
+    };
+    last["turns"]
+        .as_array_mut()
+        .expect("turns were built as a list")
+        .push(probe(qid, &question, &expects, Some(&answer), kind));
+    let name = scenario_name("longmemeval", qid);
+    let date = q["question_date"].as_str().unwrap_or("unknown");
+    let scenario = json!({
+        "format": 1,
+        "name": name,
+        "description": format!(
+            "LongMemEval question {qid} ({qtype}), asked {date}: {} sessions, {messages} messages{}.",
+            out_sessions.len(),
+            match skipped {
+                0 => String::new(),
+                1 => ", 1 empty message skipped".into(),
+                n => format!(", {n} empty messages skipped"),
+            }
+        ),
+        "facts": facts,
+        "sessions": out_sessions,
+    });
+    Ok((name, scenario))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn longmemeval_dates() {
+        assert_eq!(
+            parse_date("2023/05/20 (Sat) 02:21").as_deref(),
+            Some("2023-05-20T02:21:00Z")
+        );
+        assert_eq!(parse_date("2023/02/30 (Thu) 02:21"), None);
+        assert_eq!(parse_date("yesterday"), None);
+    }
+}

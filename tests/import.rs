@@ -1,0 +1,344 @@
+//! `memeval import` through the real binary, on small files written for
+//! these tests in the benchmarks' published formats. The real LoCoMo sample
+//! (its authors' license forbids copying it here) is read from the path in
+//! MEMEVAL_LOCOMO_SAMPLE when set; `.ci/run` sets it from ../shared.
+
+use std::path::{Path, PathBuf};
+use std::process::Output;
+
+mod common;
+use common::memeval;
+
+use serde_json::{Value, json};
+
+fn data(name: &str) -> String {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .join("tests/data")
+        .join(name)
+        .display()
+        .to_string()
+}
+
+fn ok(o: &Output) -> String {
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    String::from_utf8_lossy(&o.stdout).into_owned()
+}
+
+fn read(path: &Path) -> Value {
+    serde_json::from_slice(&std::fs::read(path).unwrap()).unwrap()
+}
+
+fn results_by(dir: &Path) -> Vec<Value> {
+    read(&dir.join("results.json"))["results"]
+        .as_array()
+        .unwrap()
+        .clone()
+}
+
+#[test]
+fn a_locomo_conversation_becomes_one_scenario() {
+    let tmp = tempfile::tempdir().unwrap();
+    let d = tmp.path();
+    ok(&memeval(
+        &[
+            "import",
+            "locomo",
+            &data("locomo-excerpt.json"),
+            "--out",
+            "sc",
+            "--probe-after-evidence",
+        ],
+        d,
+    ));
+    let s = read(&d.join("sc/locomo-conv-test.json"));
+    // Speakers: a is the user, b the assistant, named in each message.
+    let sessions = s["sessions"].as_array().unwrap();
+    // session_3 has a date but no messages: it is not a session.
+    assert_eq!(sessions.len(), 2);
+    assert_eq!(sessions[0]["id"], "session_1");
+    assert_eq!(sessions[0]["start"], "2024-03-03T09:15:00Z");
+    assert_eq!(sessions[1]["start"], "2024-03-17T18:40:00Z");
+    let t0 = &sessions[0]["turns"][0];
+    assert_eq!(t0["role"], "user");
+    assert!(
+        t0["content"]
+            .as_str()
+            .unwrap()
+            .starts_with("Priya: Morning Tomas!")
+    );
+    assert_eq!(t0["plants"], json!(["D1:1"]));
+    assert_eq!(sessions[0]["turns"][1]["role"], "assistant");
+    // The image is kept as its caption.
+    assert!(
+        sessions[0]["turns"][2]["content"]
+            .as_str()
+            .unwrap()
+            .ends_with("[shares a photo: a photo of a dog lying on a blue sofa]")
+    );
+    // Facts are the cited dia_ids, recalled by the message's presence.
+    let facts: Vec<&str> = s["facts"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|f| f["id"].as_str().unwrap())
+        .collect();
+    assert_eq!(facts, ["D1:1", "D1:3", "D2:2", "D2:4"]);
+    assert!(s["facts"][0].get("expect").is_none());
+    // QA: probes after the last session, answers and kinds as documented;
+    // "D2:2; D1:1" is two evidence ids; the numeric answer is text.
+    let last = sessions[1]["turns"].as_array().unwrap();
+    let probes: Vec<&Value> = last.iter().filter(|t| t.get("probe").is_some()).collect();
+    assert_eq!(probes.len(), 5);
+    assert_eq!(probes[0]["id"], "q1");
+    assert_eq!(probes[0]["kind"], "single-hop");
+    assert_eq!(probes[0]["answer"], "Biscuit");
+    assert_eq!(probes[1]["kind"], "temporal");
+    assert_eq!(probes[2]["kind"], "multi-hop");
+    assert_eq!(probes[2]["expects"], json!(["D2:2", "D1:1"]));
+    assert_eq!(probes[3]["kind"], "open-domain");
+    assert_eq!(probes[3]["answer"], "1");
+    assert_eq!(probes[4]["kind"], "adversarial");
+    assert_eq!(probes[4]["answer"], "Not mentioned in the conversation.");
+    // --probe-after-evidence: questions whose evidence is all in session 1
+    // are asked at its end too.
+    let early: Vec<&str> = sessions[0]["turns"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter_map(|t| t["id"].as_str())
+        .collect();
+    assert_eq!(early, ["q1-early", "q2-early", "q5-early"]);
+
+    // All five strategies run; the buffer holds every piece of evidence.
+    let out = ok(&memeval(&["run", "sc", "--out", "run", "--no-timings"], d));
+    for r in results_by(&d.join("run")) {
+        if r["strategy"] == "buffer" {
+            assert_eq!(r["mean_recall"], 1.0, "{r}");
+        }
+        assert!(
+            r["by_kind"]["adversarial"]["probes"].as_u64() == Some(2),
+            "{r}"
+        );
+    }
+    assert!(out.contains("recall by probe kind"), "{out}");
+    assert!(out.contains("multi-hop"), "{out}");
+    let html = std::fs::read_to_string(d.join("run/report.html")).unwrap();
+    assert!(html.contains("id=\"kinds\""));
+    assert!(html.contains("<td class=\"t\">open-domain</td>"));
+}
+
+#[test]
+fn a_longmemeval_question_becomes_one_scenario() {
+    let tmp = tempfile::tempdir().unwrap();
+    let d = tmp.path();
+    let said = ok(&memeval(
+        &[
+            "import",
+            "longmemeval",
+            &data("longmemeval-excerpt.json"),
+            "--out",
+            "sc",
+        ],
+        d,
+    ));
+    assert!(said.contains("imported 3 scenario(s)"), "{said}");
+    let s = read(&d.join("sc/longmemeval-t-0001.json"));
+    // Sessions in date order; the empty message is skipped and counted.
+    let sessions = s["sessions"].as_array().unwrap();
+    assert_eq!(sessions[0]["id"], "sess-a");
+    assert_eq!(sessions[1]["id"], "sess-b");
+    assert_eq!(sessions[0]["turns"].as_array().unwrap().len(), 2);
+    assert!(
+        s["description"]
+            .as_str()
+            .unwrap()
+            .contains("1 empty message skipped")
+    );
+    let probe = sessions[1]["turns"]
+        .as_array()
+        .unwrap()
+        .last()
+        .unwrap()
+        .clone();
+    assert_eq!(
+        probe,
+        json!({"id": "t-0001", "probe": "Which city did I say my brother moved to?",
+               "expects": ["sess-b#1"], "answer": "Porto", "kind": "single-session-user"})
+    );
+    // An abstention question expects nothing.
+    let abs = read(&d.join("sc/longmemeval-t-0002_abs.json"));
+    let last = abs["sessions"][0]["turns"]
+        .as_array()
+        .unwrap()
+        .last()
+        .unwrap()
+        .clone();
+    assert_eq!(last["kind"], "abstention");
+    assert_eq!(last["expects"], json!([]));
+    assert!(abs["facts"].as_array().unwrap().is_empty());
+    // No marked turn: each answer session is one fact, planted by all of it.
+    let multi = read(&d.join("sc/longmemeval-t-0003.json"));
+    let ids: Vec<&str> = multi["facts"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|f| f["id"].as_str().unwrap())
+        .collect();
+    assert_eq!(ids, ["g1", "g2"]);
+    assert_eq!(multi["sessions"][1]["turns"][1]["plants"], json!(["g2"]));
+    assert_eq!(multi["sessions"][1]["turns"][2]["answer"], "3");
+
+    let out = ok(&memeval(&["run", "sc", "--out", "run", "--no-timings"], d));
+    assert!(out.contains("single-session-user"), "{out}");
+    for r in results_by(&d.join("run")) {
+        if r["strategy"] == "buffer" && r["scenario"] != "longmemeval-t-0002_abs" {
+            assert_eq!(r["mean_recall"], 1.0, "{r}");
+        }
+    }
+}
+
+#[test]
+fn import_errors_name_the_conversation_and_the_question() {
+    let tmp = tempfile::tempdir().unwrap();
+    let d = tmp.path();
+    let base: Value = read(Path::new(&data("locomo-excerpt.json")));
+    let cases: Vec<(Value, &str)> = vec![
+        (
+            {
+                let mut v = base.clone();
+                v["qa"][1]["evidence"] = json!(["D9:9"]);
+                v
+            },
+            "conversation conv-test: qa[1] (\"When did Priya adopt her dog?\"): evidence \"D9:9\" is not a message of this conversation",
+        ),
+        (
+            {
+                let mut v = base.clone();
+                v["conversation"]
+                    .as_object_mut()
+                    .unwrap()
+                    .remove("speaker_b");
+                v
+            },
+            "conversation conv-test: speaker_b: missing required field \"speaker_b\"",
+        ),
+        (
+            {
+                let mut v = base.clone();
+                v["conversation"]["session_2"][1]
+                    .as_object_mut()
+                    .unwrap()
+                    .remove("dia_id");
+                v
+            },
+            "conversation conv-test: session_2[1]: missing required field \"dia_id\"",
+        ),
+        (
+            {
+                let mut v = base.clone();
+                v["qa"][0]["category"] = json!(9);
+                v
+            },
+            "qa[0] (\"What is the name of Priya's dog?\"): \"category\" must be 1 to 5",
+        ),
+        (
+            {
+                let mut v = base.clone();
+                v["conversation"]["session_2_date_time"] = json!("sometime in spring");
+                v
+            },
+            "session_2_date_time: \"sometime in spring\" is not a date",
+        ),
+    ];
+    for (i, (value, expected)) in cases.into_iter().enumerate() {
+        let file = d.join(format!("bad-{i}.json"));
+        std::fs::write(&file, serde_json::to_string_pretty(&value).unwrap()).unwrap();
+        let o = memeval(
+            &["import", "locomo", file.to_str().unwrap(), "--out", "never"],
+            d,
+        );
+        let stderr = String::from_utf8_lossy(&o.stderr);
+        assert_eq!(o.status.code(), Some(2), "{stderr}");
+        assert!(stderr.contains(&format!("bad-{i}.json: ")), "{stderr}");
+        assert!(stderr.contains(expected), "case {i}: {stderr}");
+        assert!(!d.join("never").exists());
+    }
+    // LongMemEval: a missing field names the question.
+    let mut lme: Value = read(Path::new(&data("longmemeval-excerpt.json")));
+    lme[2].as_object_mut().unwrap().remove("haystack_dates");
+    let file = d.join("lme-bad.json");
+    std::fs::write(&file, lme.to_string()).unwrap();
+    let o = memeval(
+        &[
+            "import",
+            "longmemeval",
+            file.to_str().unwrap(),
+            "--out",
+            "never",
+        ],
+        d,
+    );
+    let stderr = String::from_utf8_lossy(&o.stderr);
+    assert_eq!(o.status.code(), Some(2), "{stderr}");
+    assert!(
+        stderr.contains(
+            "[2] (question t-0003): haystack_dates: missing required field \"haystack_dates\""
+        ),
+        "{stderr}"
+    );
+    // Not JSON: the position.
+    std::fs::write(d.join("broken.json"), "[{\"question_id\": }").unwrap();
+    let o = memeval(
+        &["import", "longmemeval", "broken.json", "--out", "never"],
+        d,
+    );
+    assert_eq!(o.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&o.stderr).contains("broken.json:1:"));
+    assert!(!d.join("never").exists());
+}
+
+#[test]
+fn the_real_locomo_sample_when_available() {
+    let Some(path) = std::env::var_os("MEMEVAL_LOCOMO_SAMPLE") else {
+        eprintln!(
+            "SKIPPED: set MEMEVAL_LOCOMO_SAMPLE to a LoCoMo file (e.g. ../shared/datasets/locomo-sample/26.json)"
+        );
+        return;
+    };
+    let path = PathBuf::from(path);
+    assert!(
+        path.is_file(),
+        "MEMEVAL_LOCOMO_SAMPLE={} is not a file",
+        path.display()
+    );
+    let tmp = tempfile::tempdir().unwrap();
+    let d = tmp.path();
+    ok(&memeval(
+        &["import", "locomo", path.to_str().unwrap(), "--out", "sc"],
+        d,
+    ));
+    let out = ok(&memeval(&["run", "sc", "--out", "run", "--no-timings"], d));
+    let results = results_by(&d.join("run"));
+    assert_eq!(results.len(), 5);
+    for r in &results {
+        assert_eq!(r["probes"], 199, "{r}");
+        if r["strategy"] == "buffer" {
+            assert_eq!(r["mean_recall"], 1.0, "{r}");
+        }
+        for kind in [
+            "multi-hop",
+            "temporal",
+            "open-domain",
+            "single-hop",
+            "adversarial",
+        ] {
+            assert!(
+                r["by_kind"][kind]["probes"].as_u64().unwrap() > 0,
+                "{kind}: {r}"
+            );
+        }
+    }
+    assert!(out.contains("recall by probe kind"), "{out}");
+    let html = std::fs::read_to_string(d.join("run/report.html")).unwrap();
+    assert!(html.contains("id=\"kinds\""));
+}
