@@ -3,8 +3,13 @@
 //! bounded strategies (window, summary, vector, hybrid). `buffer` is left
 //! out: its context is the whole history by definition.
 //!
+//! A second group replays the hybrid strategy (persistence included) over
+//! 100, 2,000 and 10,000 exchanges of one session, the conversation that
+//! benches/reference/run.sh feeds the reference design, for the per-exchange
+//! comparison in the README.
+//!
 //! Run: `cargo bench --bench replay`; criterion prints time per replay and
-//! messages per second ("thrpt").
+//! messages (or exchanges) per second ("thrpt").
 
 use std::path::Path;
 
@@ -14,12 +19,12 @@ use memeval::config;
 use memeval::runner::{self, Runtime};
 use memeval::scenario::{Scenario, generate, load_str};
 
-fn scenario(messages: u32) -> Scenario {
+fn scenario(messages: u32, sessions: u32) -> Scenario {
     let value = generate::generate(&generate::GenerateOptions {
         name: format!("bench-{messages}"),
         messages,
         facts: 8,
-        sessions: 3,
+        sessions,
         every: 100,
         seed: 1,
     })
@@ -27,40 +32,57 @@ fn scenario(messages: u32) -> Scenario {
     load_str(&value.to_string(), Path::new("bench.json")).expect("generated scenarios are valid")
 }
 
+fn replay_one(
+    group: &mut criterion::BenchmarkGroup<'_, criterion::measurement::WallTime>,
+    dir: &Path,
+    s: &[Scenario],
+    strategy: &str,
+    n: u32,
+) {
+    let cfg = config::load(None, &[format!("strategies=[\"{strategy}\"]")]).expect("config");
+    let backend = offline::backend(cfg.offline.embedding_dim as usize);
+    let mut round = 0;
+    group.bench_with_input(BenchmarkId::new(strategy, n), &n, |b, _| {
+        b.iter(|| {
+            // A fresh store per replay, as in a real run.
+            round += 1;
+            let store = dir.join(format!("{strategy}-{n}-{round}.sqlite"));
+            let rt = Runtime {
+                config: &cfg,
+                backend: &backend,
+                tok: cfg.tokenizer().expect("tokenizer"),
+                context_window: cfg.context_window().expect("window"),
+                store: &store,
+                jobs: 1,
+                timings: false,
+                progress: false,
+                repeats: 1,
+            };
+            let out = runner::run(s, &rt).expect("replay");
+            let _ = std::fs::remove_file(&store);
+            out
+        });
+    });
+}
+
 fn replay(c: &mut Criterion) {
     let dir = tempfile::tempdir().expect("temp dir");
     let mut group = c.benchmark_group("replay");
     group.sample_size(10);
     for n in [1_000u32, 10_000] {
-        let s = [scenario(n)];
+        let s = [scenario(n, 3)];
         group.throughput(Throughput::Elements(u64::from(n)));
         for strategy in ["window", "summary", "vector", "hybrid"] {
-            let cfg =
-                config::load(None, &[format!("strategies=[\"{strategy}\"]")]).expect("config");
-            let backend = offline::backend(cfg.offline.embedding_dim as usize);
-            let mut round = 0;
-            group.bench_with_input(BenchmarkId::new(strategy, n), &n, |b, _| {
-                b.iter(|| {
-                    // A fresh store per replay, as in a real run.
-                    round += 1;
-                    let store = dir.path().join(format!("{strategy}-{n}-{round}.sqlite"));
-                    let rt = Runtime {
-                        config: &cfg,
-                        backend: &backend,
-                        tok: cfg.tokenizer().expect("tokenizer"),
-                        context_window: cfg.context_window().expect("window"),
-                        store: &store,
-                        jobs: 1,
-                        timings: false,
-                        progress: false,
-                        repeats: 1,
-                    };
-                    let out = runner::run(&s, &rt).expect("replay");
-                    let _ = std::fs::remove_file(&store);
-                    out
-                });
-            });
+            replay_one(&mut group, dir.path(), &s, strategy, n);
         }
+    }
+    group.finish();
+    let mut group = c.benchmark_group("exchanges");
+    group.sample_size(10);
+    for exchanges in [100u32, 2_000, 10_000] {
+        let s = [scenario(exchanges * 2, 1)];
+        group.throughput(Throughput::Elements(u64::from(exchanges)));
+        replay_one(&mut group, dir.path(), &s, "hybrid", exchanges);
     }
     group.finish();
 }
