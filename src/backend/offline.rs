@@ -178,7 +178,14 @@ impl Summarizer for ExtractiveSummarizer {
         let mut keep = vec![false; cands.len()];
         let mut used = 0u32;
         for &i in order.iter().filter(|&&i| scores[i] > 0.0) {
-            // "- role: text\n" costs about its own tokens plus a few.
+            // "- role: text\n" costs about its own tokens plus a few. Every
+            // whitespace-separated word is at least one token, so a sentence
+            // with more words than the budget has left is skipped uncounted
+            // (the same choice, without tokenizing what cannot fit).
+            let words = cands[i].text.split_whitespace().count() as u32;
+            if used + words + 4 > req.max_tokens {
+                continue;
+            }
             let cost = tok.count(cands[i].text) + 4;
             if used + cost <= req.max_tokens {
                 keep[i] = true;
@@ -303,6 +310,7 @@ impl Responder for ExtractiveResponder {
         // Skip the system prompt and the question itself; prefer the latest
         // sentence on ties, as a chatbot refers to the freshest statement.
         let last = call.len().saturating_sub(1);
+        let mut hit = vec![false; q.len()];
         for (i, m) in call.iter().enumerate() {
             if i == 0 && m.role == ChatRole::System || i == last && m.role == ChatRole::User {
                 continue;
@@ -310,7 +318,15 @@ impl Responder for ExtractiveResponder {
             for line in m.content.lines() {
                 let line = line.trim_start_matches("- ");
                 for s in sentences(line) {
-                    let overlap = content_words(s).iter().filter(|w| q.contains(w)).count();
+                    // Distinct question words the sentence holds (no allocation
+                    // per sentence: this runs over every sentence of a context).
+                    hit.fill(false);
+                    for_each_content_word(s, |w| {
+                        if let Some(i) = q.iter().position(|x| x == w) {
+                            hit[i] = true;
+                        }
+                    });
+                    let overlap = hit.iter().filter(|h| **h).count();
                     if overlap > 0 && best.is_none_or(|(b, _)| overlap >= b) {
                         best = Some((overlap, s));
                     }
