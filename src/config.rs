@@ -160,7 +160,7 @@ impl Default for VectorConfig {
             min_score: None,
             max_retrieved: 3,
             keyword_fallback: false,
-            hnsw_threshold: 2048,
+            hnsw_threshold: 50_000,
             ef_search: 64,
         }
     }
