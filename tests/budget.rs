@@ -1,18 +1,8 @@
 //! `memeval budget` through the real binary: the breakdown of one call
 //! agrees with the same call's row in a run's turns.csv.
 
-use std::path::PathBuf;
-
 mod common;
-use common::memeval;
-
-fn scenario(name: &str) -> String {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-        .join("scenarios")
-        .join(format!("{name}.json"))
-        .display()
-        .to_string()
-}
+use common::{memeval, shipped as scenario};
 
 /// The number printed in the `name` row of the breakdown.
 fn tokens(out: &str, name: &str) -> u64 {

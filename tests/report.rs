@@ -8,15 +8,7 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 
 mod common;
-use common::memeval;
-
-fn scenario(name: &str) -> String {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-        .join("scenarios")
-        .join(format!("{name}.json"))
-        .display()
-        .to_string()
-}
+use common::{memeval, shipped as scenario};
 
 /// A run of three shipped scenarios into `dir/out`.
 fn run(dir: &Path) -> PathBuf {

@@ -2,18 +2,10 @@
 //! sizes gives sweep.csv, sweep.json, the frontier chart and a
 //! recommendation; bad grids are refused before anything runs.
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
 mod common;
-use common::memeval;
-
-fn scenario(name: &str) -> String {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-        .join("scenarios")
-        .join(format!("{name}.json"))
-        .display()
-        .to_string()
-}
+use common::{memeval, shipped as scenario};
 
 fn csv_rows(path: &Path) -> Vec<Vec<String>> {
     let mut r = csv::Reader::from_path(path).unwrap();

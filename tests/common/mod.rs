@@ -11,3 +11,13 @@ pub fn memeval(args: &[&str], cwd: &Path) -> Output {
         .output()
         .expect("run memeval")
 }
+
+/// The path of a shipped scenario, `scenarios/<name>.json`.
+#[allow(dead_code)] // not every test crate uses it
+pub fn shipped(name: &str) -> String {
+    std::path::PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .join("scenarios")
+        .join(format!("{name}.json"))
+        .display()
+        .to_string()
+}
