@@ -61,6 +61,18 @@ pub enum Command {
     Import(crate::import::ImportArgs),
     /// Show where the tokens of one call go: system, summary, retrieved, buffer
     Budget(crate::budget::BudgetArgs),
+    /// Combine the output folders of `run --shard` into one run
+    Merge {
+        /// The shards' output folders
+        #[arg(required = true)]
+        runs: Vec<PathBuf>,
+        /// Output folder of the merged run
+        #[arg(long)]
+        out: PathBuf,
+        /// Replace --out if it already holds files
+        #[arg(long)]
+        force: bool,
+    },
     /// Write the charts and report.html of a finished run again, from its files
     Report {
         /// A run's output folder
@@ -172,9 +184,27 @@ pub struct RunArgs {
     /// Also write a baseline file of this run
     #[arg(long)]
     pub save_baseline: Option<PathBuf>,
+    /// Run only shard K of N: every Nth scenario by name, from the Kth; merge
+    /// the shards' folders with `memeval merge`
+    #[arg(long, value_name = "K/N", value_parser = parse_shard)]
+    pub shard: Option<(u32, u32)>,
     /// Print nothing but errors
     #[arg(long, short)]
     pub quiet: bool,
+}
+
+/// `K/N` with 1 <= K <= N.
+fn parse_shard(s: &str) -> Result<(u32, u32), String> {
+    let bad = || format!("{s:?}: expected K/N with 1 <= K <= N, e.g. 2/4");
+    let (k, n) = s.split_once('/').ok_or_else(bad)?;
+    let (k, n): (u32, u32) = (
+        k.trim().parse().map_err(|_| bad())?,
+        n.trim().parse().map_err(|_| bad())?,
+    );
+    if k == 0 || k > n {
+        return Err(bad());
+    }
+    Ok((k, n))
 }
 
 #[derive(Args, Debug)]
@@ -230,6 +260,7 @@ pub fn main() -> ExitCode {
         Command::Baseline { run, out } => cmd_baseline(&run, &out),
         Command::Sweep(args) => crate::sweep::cmd_sweep(&args),
         Command::Report { run } => cmd_report(&run),
+        Command::Merge { runs, out, force } => crate::merge::cmd_merge(&runs, &out, force),
         Command::Budget(args) => crate::budget::cmd_budget(&args),
         Command::Import(args) => crate::import::cmd_import(&args),
     };
@@ -406,7 +437,16 @@ pub fn output_dir_named(
 fn cmd_run(args: &RunArgs) -> Result<(), Failure> {
     // Everything is validated before anything runs or is written.
     let config = resolve_config(&args.cfg, run_flags(args))?;
-    let scenarios = load_scenarios(&args.files)?;
+    let mut scenarios = load_scenarios(&args.files)?;
+    if let Some((k, n)) = args.shard {
+        let total = scenarios.len();
+        scenarios = shard_of(scenarios, k, n);
+        if scenarios.is_empty() {
+            return Err(Failure::Input(format!(
+                "error: --shard {k}/{n}: no scenario falls in this shard ({total} scenario(s) in all); use at most {total} shards"
+            )));
+        }
+    }
     let baseline = args
         .baseline
         .as_deref()
@@ -452,6 +492,17 @@ fn cmd_run(args: &RunArgs) -> Result<(), Failure> {
     }
 }
 
+/// Shard `k` of `n`: the scenarios sorted by name, every `n`th from the `k`th.
+pub fn shard_of(mut scenarios: Vec<scenario::Scenario>, k: u32, n: u32) -> Vec<scenario::Scenario> {
+    scenarios.sort_by(|a, b| a.name.cmp(&b.name));
+    scenarios
+        .into_iter()
+        .enumerate()
+        .filter(|(i, _)| *i as u32 % n == k - 1)
+        .map(|(_, s)| s)
+        .collect()
+}
+
 fn write_baseline(results: &gate::RunResults, path: &Path) -> Result<(), Failure> {
     let mut bytes =
         serde_json::to_vec_pretty(&gate::baseline_of(results)).map_err(anyhow::Error::from)?;
@@ -465,7 +516,7 @@ fn write_baseline(results: &gate::RunResults, path: &Path) -> Result<(), Failure
 }
 
 /// Charts and report.html from the files of the run in `dir`.
-fn write_report(dir: &Path) -> Result<PathBuf, String> {
+pub fn write_report(dir: &Path) -> Result<PathBuf, String> {
     let data = report::data::RunData::load(dir)?;
     let charts = dir.join("charts");
     if charts.exists() {
@@ -562,18 +613,25 @@ fn run_into(
     let (per_job, totals) = report::aggregates(&jobs, &config.strategies);
     let params = Params::from_config(config, backend);
     let mut resolved = std::collections::BTreeMap::new();
-    resolved.insert("vector.min_score", serde_json::json!(params.min_score));
+    resolved.insert(
+        "vector.min_score".into(),
+        serde_json::json!(params.min_score),
+    );
     let mut sorted: Vec<&scenario::Scenario> = scenarios.iter().collect();
     sorted.sort_by(|a, b| a.name.cmp(&b.name));
     let meta = Metadata {
-        memeval_version: env!("CARGO_PKG_VERSION"),
+        memeval_version: env!("CARGO_PKG_VERSION").into(),
         format_version: report::OUTPUT_FORMAT,
         seed: config.seed,
         backend: backend.name.clone(),
         chat_model: config.model.name.clone(),
-        encoding: tok.name(),
+        encoding: tok.name().into(),
         context_window,
-        models: backend.models.iter().cloned().collect(),
+        models: backend
+            .models
+            .iter()
+            .map(|(k, v)| ((*k).into(), v.clone()))
+            .collect(),
         strategies: config.strategies.clone(),
         config: serde_json::to_value(config).map_err(anyhow::Error::from)?,
         resolved,
@@ -590,6 +648,7 @@ fn run_into(
             .collect(),
         timings: rt.timings,
         repeats: rt.repeats,
+        shard: args.shard.map(|(k, n)| format!("{k}/{n}")),
     };
     report::write_outputs(dir, &jobs, &meta, &per_job, &totals)
         .map_err(|e| anyhow::anyhow!("writing outputs: {e}"))?;
@@ -642,7 +701,7 @@ pub fn publish_staged<T>(
 
 /// Points `reports/latest` at the run just written (a symlink where the
 /// platform has them, else a text file holding the folder name).
-fn point_latest(out: &Path) {
+pub fn point_latest(out: &Path) {
     let Some(parent) = out.parent() else { return };
     let Some(name) = out.file_name() else { return };
     let latest = parent.join("latest");

@@ -15,6 +15,7 @@ pub mod gate;
 pub mod import;
 pub mod index;
 pub mod memory;
+pub mod merge;
 pub mod metrics;
 pub mod report;
 pub mod runner;

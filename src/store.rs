@@ -55,6 +55,33 @@ CREATE TABLE IF NOT EXISTS summaries (
 ) WITHOUT ROWID;
 ";
 
+/// Creates a store at `out` holding every memory of the stores `inputs`
+/// (the shards of one run: their namespaces never overlap).
+pub fn merge(out: &Path, inputs: &[std::path::PathBuf]) -> Result<(), StoreError> {
+    let store = Store::create(out)?;
+    for input in inputs {
+        let wrap = |source| StoreError {
+            path: input.display().to_string(),
+            source,
+        };
+        store
+            .conn
+            .execute("ATTACH DATABASE ?1 AS shard", [input.display().to_string()])
+            .map_err(wrap)?;
+        store
+            .conn
+            .execute_batch(
+                "BEGIN;
+                 INSERT INTO messages SELECT * FROM shard.messages;
+                 INSERT INTO summaries SELECT * FROM shard.summaries;
+                 COMMIT;
+                 DETACH DATABASE shard;",
+            )
+            .map_err(wrap)?;
+    }
+    Ok(())
+}
+
 /// Encodes a vector as a blob: dense (`0`, then every f32) or, when at most
 /// a third of it is non-zero, sparse (`1`, the dimension as u32, then
 /// (index u32, value f32) pairs); little-endian. The offline embedder's

@@ -4,6 +4,7 @@
 pub mod data;
 pub mod html;
 
+use std::borrow::Cow;
 use std::collections::BTreeMap;
 use std::io::Write;
 use std::path::Path;
@@ -17,29 +18,32 @@ use crate::runner::{JobResult, ProbeRow};
 pub const OUTPUT_FORMAT: u32 = 1;
 
 /// The run's metadata, written beside every output and inside results.json.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct Metadata {
-    pub memeval_version: &'static str,
+    pub memeval_version: Cow<'static, str>,
     pub format_version: u32,
     pub seed: u64,
     pub backend: String,
     pub chat_model: String,
-    pub encoding: &'static str,
+    pub encoding: Cow<'static, str>,
     pub context_window: u32,
-    pub models: BTreeMap<&'static str, String>,
+    pub models: BTreeMap<Cow<'static, str>, String>,
     pub strategies: Vec<String>,
     /// The full configuration, defaults included.
     pub config: serde_json::Value,
     /// Values the configuration leaves to the backend, as resolved.
-    pub resolved: BTreeMap<&'static str, serde_json::Value>,
+    pub resolved: BTreeMap<Cow<'static, str>, serde_json::Value>,
     pub scenarios: Vec<ScenarioMeta>,
     /// False when timing columns were zeroed for byte-identical outputs.
     pub timings: bool,
     /// Replays of each scenario and strategy (`--repeat`).
     pub repeats: u32,
+    /// `K/N` for a run of one shard of the scenarios (`--shard`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub shard: Option<String>,
 }
 
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct ScenarioMeta {
     pub name: String,
     pub user: String,
@@ -320,8 +324,8 @@ pub fn aggregates(jobs: &[JobResult], strategies: &[String]) -> (Vec<Aggregate>,
 }
 
 #[derive(Serialize)]
-struct ResultsFile<'a> {
-    meta: &'a Metadata,
+struct ResultsFile<'a, M> {
+    meta: &'a M,
     results: &'a [Aggregate],
     totals: &'a [Aggregate],
 }
@@ -335,10 +339,10 @@ fn write_csv<T: Serialize>(path: &Path, rows: impl Iterator<Item = T>) -> std::i
 }
 
 /// Writes every output file into `dir`.
-pub fn write_outputs(
+pub fn write_outputs<M: Serialize>(
     dir: &Path,
     jobs: &[JobResult],
-    meta: &Metadata,
+    meta: &M,
     per_job: &[Aggregate],
     totals: &[Aggregate],
 ) -> std::io::Result<()> {
