@@ -91,10 +91,12 @@ impl ExtractiveSummarizer {
 /// and numbers twice, normalized by length so dense sentences win; 0 for
 /// filler.
 fn scores(cands: &[Candidate<'_>]) -> Vec<f64> {
-    let words: Vec<Vec<(String, bool)>> = cands
+    // Words by their 64-bit hash: no string per word (collisions between a
+    // few hundred words are vanishingly unlikely).
+    let words: Vec<Vec<(u64, bool)>> = cands
         .iter()
         .map(|c| {
-            let mut ws: Vec<(String, bool)> = Vec::new();
+            let mut ws: Vec<(u64, bool)> = Vec::new();
             let mut initial = true;
             for raw in c.text.split(|ch: char| !ch.is_alphanumeric()) {
                 if raw.is_empty() {
@@ -103,20 +105,21 @@ fn scores(cands: &[Candidate<'_>]) -> Vec<f64> {
                 let entity = looks_like_entity(raw, initial);
                 initial = false;
                 for_each_content_word(raw, |w| {
-                    if let Some(e) = ws.iter_mut().find(|(x, _)| x == w) {
+                    let h = fnv1a(w.as_bytes());
+                    if let Some(e) = ws.iter_mut().find(|(x, _)| *x == h) {
                         e.1 |= entity;
                     } else {
-                        ws.push((w.to_string(), entity));
+                        ws.push((h, entity));
                     }
                 });
             }
             ws
         })
         .collect();
-    let mut df: HashMap<&str, u32> = HashMap::new();
+    let mut df: HashMap<u64, u32> = HashMap::new();
     for ws in &words {
         for (w, _) in ws {
-            *df.entry(w.as_str()).or_default() += 1;
+            *df.entry(*w).or_default() += 1;
         }
     }
     let n = cands.len() as f64;
@@ -131,7 +134,7 @@ fn scores(cands: &[Candidate<'_>]) -> Vec<f64> {
             let raw: f64 = ws
                 .iter()
                 .map(|(w, entity)| {
-                    let idf = (1.0 + n / f64::from(df[w.as_str()])).ln();
+                    let idf = (1.0 + n / f64::from(df[w])).ln();
                     if *entity { 2.0 * idf } else { idf }
                 })
                 .sum();
