@@ -227,7 +227,11 @@ pub struct GenerateArgs {
     /// Scenario name [default: generated-<messages>]
     #[arg(long)]
     pub name: Option<String>,
-    /// Output file [default: standard output]
+    /// A population: this many users, each a scenario `<name>-user-NNNN` with
+    /// seed `seed + N`, written as files into the folder --out
+    #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u32).range(1..=100_000))]
+    pub users: u32,
+    /// Output file (a folder with --users) [default: standard output]
     #[arg(long, short)]
     pub out: Option<PathBuf>,
 }
@@ -333,25 +337,47 @@ fn cmd_validate(files: &[PathBuf]) -> Result<(), Failure> {
 }
 
 fn cmd_generate(args: &GenerateArgs) -> Result<(), Failure> {
-    let opts = generate::GenerateOptions {
-        name: args
-            .name
-            .clone()
-            .unwrap_or_else(|| format!("generated-{}", args.messages)),
-        messages: args.messages,
-        facts: args.facts,
-        sessions: args.sessions,
-        every: args.every,
-        seed: args.seed,
+    let name = args
+        .name
+        .clone()
+        .unwrap_or_else(|| format!("generated-{}", args.messages));
+    let one = |name: String, seed: u64| -> Result<Vec<u8>, Failure> {
+        let opts = generate::GenerateOptions {
+            name,
+            messages: args.messages,
+            facts: args.facts,
+            sessions: args.sessions,
+            every: args.every,
+            seed,
+        };
+        let value = generate::generate(&opts).map_err(|e| Failure::Input(format!("error: {e}")))?;
+        let mut text = serde_json::to_string_pretty(&value).map_err(anyhow::Error::from)?;
+        text.push('\n');
+        Ok(text.into_bytes())
     };
-    let value = generate::generate(&opts).map_err(|e| Failure::Input(format!("error: {e}")))?;
-    let mut text = serde_json::to_string_pretty(&value).map_err(anyhow::Error::from)?;
-    text.push('\n');
+    if args.users > 1 {
+        let Some(dir) = &args.out else {
+            return Err(Failure::Input(
+                "error: --users writes one file per user: name a folder with --out".into(),
+            ));
+        };
+        let (dir, _) = output_dir(&Some(dir.clone()), false)?;
+        return publish_staged(&dir, |staging| {
+            for i in 1..=args.users {
+                let user = format!("{name}-user-{i:04}");
+                let bytes = one(user.clone(), args.seed.wrapping_add(u64::from(i)))?;
+                std::fs::write(staging.join(format!("{user}.json")), bytes)
+                    .map_err(|e| Failure::Run(anyhow::anyhow!("{user}: {e}")))?;
+            }
+            Ok(())
+        });
+    }
+    let bytes = one(name, args.seed)?;
     match &args.out {
         None => std::io::stdout()
-            .write_all(text.as_bytes())
+            .write_all(&bytes)
             .map_err(anyhow::Error::from)?,
-        Some(path) => write_atomically(path, text.as_bytes())?,
+        Some(path) => write_atomically(path, &bytes)?,
     }
     Ok(())
 }
@@ -652,6 +678,27 @@ fn run_into(
     };
     report::write_outputs(dir, &jobs, &meta, &per_job, &totals)
         .map_err(|e| anyhow::anyhow!("writing outputs: {e}"))?;
+    let cap = config.registry.max_active_users as usize;
+    if cap > 0 && cap < scenarios.len() {
+        let registry = report::registry_summary(&jobs, cap);
+        let mut bytes = serde_json::to_vec_pretty(&registry).map_err(anyhow::Error::from)?;
+        bytes.push(b'\n');
+        std::fs::write(dir.join("registry.json"), bytes).map_err(anyhow::Error::from)?;
+        if !args.quiet {
+            eprintln!(
+                "registry: {} users through {cap} live memories: {} evictions (p50 {} µs, p95 {} µs, p99 {} µs), {} reloads (p50 {} µs, p95 {} µs, p99 {} µs)",
+                scenarios.len(),
+                registry["evictions"],
+                registry["evict_p50_us"],
+                registry["evict_p95_us"],
+                registry["evict_p99_us"],
+                registry["reloads"],
+                registry["reload_p50_us"],
+                registry["reload_p95_us"],
+                registry["reload_p99_us"],
+            );
+        }
+    }
     write_report(dir).map_err(|e| anyhow::anyhow!("writing the report: {e}"))?;
     Ok((per_job, totals))
 }

@@ -28,6 +28,8 @@ pub struct Config {
     pub summary: SummaryConfig,
     pub vector: VectorConfig,
     pub offline: OfflineConfig,
+    /// The user memory registry of interleaved replays.
+    pub registry: RegistryConfig,
     /// Thresholds of `memeval gate`.
     pub gate: GateConfig,
 }
@@ -95,6 +97,24 @@ pub struct VectorConfig {
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
+pub struct RegistryConfig {
+    /// Users whose memory stays live at once (0: unlimited). With more
+    /// scenarios than this, their messages are replayed interleaved, as a
+    /// server sees them, and the least recently used memory is persisted,
+    /// dropped, and reloaded from SQLite on its user's next message.
+    pub max_active_users: u32,
+}
+
+impl Default for RegistryConfig {
+    fn default() -> Self {
+        RegistryConfig {
+            max_active_users: 100,
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
 pub struct OfflineConfig {
     /// Dimensions of the hashing embedder's vectors.
     pub embedding_dim: u32,
@@ -112,6 +132,7 @@ impl Default for Config {
             summary: SummaryConfig::default(),
             vector: VectorConfig::default(),
             offline: OfflineConfig::default(),
+            registry: RegistryConfig::default(),
             gate: GateConfig::default(),
         }
     }
@@ -257,6 +278,7 @@ fn known_keys(section: &str) -> Option<Vec<&'static str>> {
             "summary",
             "vector",
             "offline",
+            "registry",
             "gate",
         ],
         "model" => &["name", "encoding", "context_window"],
@@ -278,6 +300,7 @@ fn known_keys(section: &str) -> Option<Vec<&'static str>> {
             "ef_search",
         ],
         "offline" => &["embedding_dim"],
+        "registry" => &["max_active_users"],
         "gate" => &[
             "min_recall",
             "max_recall_drop",

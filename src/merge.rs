@@ -214,6 +214,7 @@ fn job<'a>(
             turns: Vec::new(),
             probes: Vec::new(),
             summaries: Vec::new(),
+            registry: Default::default(),
         })
 }
 

@@ -144,6 +144,16 @@ pub struct JobResult {
     pub turns: Vec<TurnRow>,
     pub probes: Vec<ProbeRow>,
     pub summaries: Vec<SummaryRow>,
+    /// What the memory registry did with this user's memory.
+    pub registry: RegistryStats,
+}
+
+/// Evictions of one user's memory from the registry and reloads from the
+/// store, with their latencies (0 with timings off).
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct RegistryStats {
+    pub evict_us: Vec<u64>,
+    pub reload_us: Vec<u64>,
 }
 
 /// What a run needs besides the scenarios.
@@ -276,19 +286,166 @@ pub fn run(scenarios: &[Scenario], rt: &Runtime<'_>) -> Result<Vec<JobResult>, R
         );
         bar
     });
-    let results = par_map(
-        &jobs,
-        rt.jobs,
-        // The buffer strategy's contexts grow with the conversation.
-        |&(s, k, _)| scenarios[s].messages.len() as u64 * if k == "buffer" { 4 } else { 1 },
-        |&(s, k, repeat)| {
-            Job::new(&scenarios[s], &prepared[s], k, repeat, &params, rt)?.run(bar.as_ref())
-        },
-    );
+    let cap = rt.config.registry.max_active_users as usize;
+    let results = if cap == 0 || cap >= scenarios.len() {
+        // Every memory stays live: users are independent, so each replays
+        // alone, in parallel (the same results as interleaved, sooner).
+        par_map(
+            &jobs,
+            rt.jobs,
+            // The buffer strategy's contexts grow with the conversation.
+            |&(s, k, _)| scenarios[s].messages.len() as u64 * if k == "buffer" { 4 } else { 1 },
+            |&(s, k, repeat)| {
+                let mut store = Store::open(rt.store)?;
+                Job::new(&scenarios[s], &prepared[s], k, repeat, &params, rt)?
+                    .run(&mut store, bar.as_ref())
+            },
+        )
+    } else {
+        // One lane per strategy and replay: all users interleaved through a
+        // registry of `cap` live memories.
+        let lanes: Vec<(&str, u32)> = rt
+            .config
+            .strategies
+            .iter()
+            .flat_map(|k| (1..=rt.repeats.max(1)).map(move |r| (k.as_str(), r)))
+            .collect();
+        let schedule = interleave(scenarios, &order);
+        par_map(
+            &lanes,
+            rt.jobs,
+            |&(k, _)| if k == "buffer" { 4 } else { 1 },
+            |&(k, repeat)| {
+                let users: Vec<Job<'_>> = order
+                    .iter()
+                    .map(|&s| Job::new(&scenarios[s], &prepared[s], k, repeat, &params, rt))
+                    .collect::<Result<_, _>>()?;
+                run_lane(users, &schedule, cap, rt, bar.as_ref())
+            },
+        )
+        .map(|lanes| {
+            // Back into the order of independent replays: scenario, strategy, replay.
+            let mut all: Vec<JobResult> = lanes.into_iter().flatten().collect();
+            let rank = |k: &str| rt.config.strategies.iter().position(|x| x == k);
+            let at: std::collections::HashMap<&str, usize> = order
+                .iter()
+                .enumerate()
+                .map(|(i, &s)| (scenarios[s].name.as_str(), i))
+                .collect();
+            all.sort_by_key(|j| (at[j.scenario.as_str()], rank(&j.strategy), j.repeat));
+            all
+        })
+    };
     if let Some(b) = bar {
         b.finish_and_clear();
     }
     results
+}
+
+/// The order in which a server would see the users' steps: by time where
+/// every message has one (a session's start stands for its first messages),
+/// else round-robin, one step of each user in turn. Each user's own steps
+/// keep their order. Pairs of (user index in `order`, step index).
+pub fn interleave(scenarios: &[Scenario], order: &[usize]) -> Vec<(usize, usize)> {
+    let timed: Option<Vec<Vec<i64>>> = order
+        .iter()
+        .map(|&s| {
+            let sc = &scenarios[s];
+            let mut now: Option<i64> = None;
+            sc.steps
+                .iter()
+                .map(|step| {
+                    match *step {
+                        Step::Session(i) => now = sc.sessions[i].start.or(now),
+                        Step::Message(n) => now = sc.message(n).at.or(now),
+                        Step::Probe { .. } => {}
+                    }
+                    now
+                })
+                .collect::<Option<Vec<i64>>>()
+        })
+        .collect();
+    match timed {
+        Some(times) => {
+            let mut out: Vec<(i64, usize, usize)> = Vec::new();
+            for (u, ts) in times.iter().enumerate() {
+                out.extend(ts.iter().enumerate().map(|(i, &t)| (t, u, i)));
+            }
+            out.sort_unstable();
+            out.into_iter().map(|(_, u, i)| (u, i)).collect()
+        }
+        None => {
+            let mut out = Vec::new();
+            let longest = order
+                .iter()
+                .map(|&s| scenarios[s].steps.len())
+                .max()
+                .unwrap_or(0);
+            for i in 0..longest {
+                for (u, &s) in order.iter().enumerate() {
+                    if i < scenarios[s].steps.len() {
+                        out.push((u, i));
+                    }
+                }
+            }
+            out
+        }
+    }
+}
+
+/// Replays interleaved users through a registry of at most `cap` live
+/// memories: the least recently used one is persisted and dropped to make
+/// room, and reloaded from the store on its user's next step.
+fn run_lane(
+    mut users: Vec<Job<'_>>,
+    schedule: &[(usize, usize)],
+    cap: usize,
+    rt: &Runtime<'_>,
+    bar: Option<&ProgressBar>,
+) -> Result<Vec<JobResult>, RunError> {
+    let mut store = Store::open(rt.store)?;
+    // Live users by last use (tick), and each user's tick (0: not live).
+    let mut lru: std::collections::BTreeMap<u64, usize> = std::collections::BTreeMap::new();
+    let mut last = vec![0u64; users.len()];
+    let mut started = vec![false; users.len()];
+    let elapsed = |t: Instant| {
+        if rt.timings {
+            t.elapsed().as_micros() as u64
+        } else {
+            0
+        }
+    };
+    for (tick, &(u, i)) in (1u64..).zip(schedule) {
+        if last[u] == 0 {
+            if lru.len() >= cap
+                && let Some((_, v)) = lru.pop_first()
+            {
+                let t = Instant::now();
+                users[v].evict(&mut store)?;
+                last[v] = 0;
+                users[v].out.registry.evict_us.push(elapsed(t));
+            }
+            if started[u] {
+                let t = Instant::now();
+                users[u].restore(&mut store)?;
+                users[u].out.registry.reload_us.push(elapsed(t));
+            }
+            started[u] = true;
+        } else {
+            lru.remove(&last[u]);
+        }
+        last[u] = tick;
+        lru.insert(tick, u);
+        let step = users[u].scenario.steps[i];
+        users[u].step(step, &mut store, bar)?;
+    }
+    users
+        .into_iter()
+        .map(|mut j| {
+            j.flush(&mut store)?;
+            Ok(j.out)
+        })
+        .collect()
 }
 
 /// The seed of one summary's quality sample: independent of thread order,
@@ -323,7 +480,6 @@ struct Job<'a> {
     owner: Arc<str>,
     rt: &'a Runtime<'a>,
     params: &'a Params,
-    store: Store,
     env: Env<'a>,
     transcript: Transcript,
     strategy: Box<dyn Strategy>,
@@ -358,7 +514,6 @@ impl<'a> Job<'a> {
             owner: Arc::from(scenario.user.as_str()),
             rt,
             params,
-            store: Store::open(rt.store)?,
             env: Env {
                 tok: rt.tok,
                 backend: rt.backend,
@@ -383,6 +538,7 @@ impl<'a> Job<'a> {
                 turns: Vec::new(),
                 probes: Vec::new(),
                 summaries: Vec::new(),
+                registry: RegistryStats::default(),
             },
         })
     }
@@ -395,32 +551,43 @@ impl<'a> Job<'a> {
         }
     }
 
-    fn run(mut self, bar: Option<&ProgressBar>) -> Result<JobResult, RunError> {
-        for step in &self.scenario.steps {
-            match *step {
-                Step::Session(i) => {
-                    self.session = i;
-                    if i > 0 {
-                        self.restore()?;
-                    }
-                }
-                Step::Message(n) => {
-                    self.message(n)?;
-                    if let Some(b) = bar {
-                        b.inc(1);
-                    }
-                }
-                Step::Probe { probe, turn } => self.probe(probe, turn)?,
-            }
+    /// Replays the whole scenario, alone.
+    fn run(mut self, store: &mut Store, bar: Option<&ProgressBar>) -> Result<JobResult, RunError> {
+        for &step in &self.scenario.steps {
+            self.step(step, store, bar)?;
         }
-        self.flush()?;
+        self.flush(store)?;
         Ok(self.out)
     }
 
-    fn flush(&mut self) -> Result<(), RunError> {
+    /// One step of the scenario.
+    fn step(
+        &mut self,
+        step: Step,
+        store: &mut Store,
+        bar: Option<&ProgressBar>,
+    ) -> Result<(), RunError> {
+        match step {
+            Step::Session(i) => {
+                self.session = i;
+                if i > 0 {
+                    self.restore(store)?;
+                }
+            }
+            Step::Message(n) => {
+                self.message(n, store)?;
+                if let Some(b) = bar {
+                    b.inc(1);
+                }
+            }
+            Step::Probe { probe, turn } => self.probe(probe, turn)?,
+        }
+        Ok(())
+    }
+
+    fn flush(&mut self, store: &mut Store) -> Result<(), RunError> {
         let entries = &self.transcript.entries()[self.unsaved_from..];
-        self.store
-            .save(&self.ns, entries, &self.unsaved_summaries)?;
+        store.save(&self.ns, entries, &self.unsaved_summaries)?;
         self.unsaved_from = self.transcript.len();
         self.unsaved_summaries.clear();
         Ok(())
@@ -428,14 +595,25 @@ impl<'a> Job<'a> {
 
     /// A returning user: drop every in-memory structure and rebuild it from
     /// the store, as a server process would after a restart.
-    fn restore(&mut self) -> Result<(), RunError> {
-        self.flush()?;
+    fn restore(&mut self, store: &mut Store) -> Result<(), RunError> {
+        self.flush(store)?;
         self.last_call = None;
         // Nothing of the old state survives: the new one is built from the store alone.
-        let (t, summary) = self.store.load(&self.ns)?;
+        let (t, summary) = store.load(&self.ns)?;
         self.strategy = memory::create(self.strategy_name, self.params, &t, summary);
         self.unsaved_from = t.len();
         self.transcript = t;
+        Ok(())
+    }
+
+    /// Evicted from the registry: persisted, then every in-memory structure
+    /// dropped until [`Job::restore`] brings it back.
+    fn evict(&mut self, store: &mut Store) -> Result<(), RunError> {
+        self.flush(store)?;
+        self.last_call = None;
+        self.transcript = Transcript::new();
+        self.unsaved_from = 0;
+        self.strategy = memory::create(self.strategy_name, self.params, &self.transcript, None);
         Ok(())
     }
 
@@ -461,7 +639,7 @@ impl<'a> Job<'a> {
         Ok((ctx, us))
     }
 
-    fn message(&mut self, n: u32) -> Result<(), RunError> {
+    fn message(&mut self, n: u32, store: &mut Store) -> Result<(), RunError> {
         let m = self.scenario.message(n);
         self.env.usage = Usage::default();
         let (content, folded, tokens, generated) = match &self.prepared.messages[n as usize - 1] {
@@ -549,7 +727,7 @@ impl<'a> Job<'a> {
             self.unsaved_summaries.push(s);
         }
         if self.transcript.len() - self.unsaved_from >= FLUSH_EVERY {
-            self.flush()?;
+            self.flush(store)?;
         }
         Ok(())
     }

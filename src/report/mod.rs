@@ -338,6 +338,29 @@ fn write_csv<T: Serialize>(path: &Path, rows: impl Iterator<Item = T>) -> std::i
     w.flush()
 }
 
+/// registry.json: what the memory registry did, over every replay.
+pub fn registry_summary(jobs: &[JobResult], cap: usize) -> serde_json::Value {
+    let evict: Vec<u64> = jobs
+        .iter()
+        .flat_map(|j| j.registry.evict_us.iter().copied())
+        .collect();
+    let reload: Vec<u64> = jobs
+        .iter()
+        .flat_map(|j| j.registry.reload_us.iter().copied())
+        .collect();
+    serde_json::json!({
+        "max_active_users": cap,
+        "evictions": evict.len(),
+        "reloads": reload.len(),
+        "evict_p50_us": percentile(&evict, 50.0),
+        "evict_p95_us": percentile(&evict, 95.0),
+        "evict_p99_us": percentile(&evict, 99.0),
+        "reload_p50_us": percentile(&reload, 50.0),
+        "reload_p95_us": percentile(&reload, 95.0),
+        "reload_p99_us": percentile(&reload, 99.0),
+    })
+}
+
 /// Writes every output file into `dir`.
 pub fn write_outputs<M: Serialize>(
     dir: &Path,
