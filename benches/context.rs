@@ -47,6 +47,7 @@ fn contexts(c: &mut Criterion) {
                 system_prompt_tokens: tok.count(SYSTEM),
                 usage: Usage::default(),
                 summaries: Vec::new(),
+                times: Default::default(),
             };
             let mut t = Transcript::new();
             let mut s = create(strategy, &params, &t, None);

@@ -214,7 +214,7 @@ fn job<'a>(
             turns: Vec::new(),
             probes: Vec::new(),
             summaries: Vec::new(),
-            registry: Default::default(),
+            times: Default::default(),
         })
 }
 

@@ -19,7 +19,8 @@ use crate::backend::offline::fnv1a;
 use crate::backend::{Backend, BackendError};
 use crate::config::Config;
 use crate::memory::{
-    self, Context, Entry, Env, Params, Query, Strategy, SummaryState, Transcript, Usage,
+    self, Context, Entry, Env, Params, Query, Stage, StageTimes, Strategy, SummaryState,
+    Transcript, Usage,
 };
 use crate::metrics::{evaluate_probe, fact_retention, facts_planted_in, round6};
 use crate::scenario::{Role, Scenario, Step};
@@ -144,16 +145,9 @@ pub struct JobResult {
     pub turns: Vec<TurnRow>,
     pub probes: Vec<ProbeRow>,
     pub summaries: Vec<SummaryRow>,
-    /// What the memory registry did with this user's memory.
-    pub registry: RegistryStats,
-}
-
-/// Evictions of one user's memory from the registry and reloads from the
-/// store, with their latencies (0 with timings off).
-#[derive(Debug, Clone, Default, PartialEq)]
-pub struct RegistryStats {
-    pub evict_us: Vec<u64>,
-    pub reload_us: Vec<u64>,
+    /// Latencies per stage, evictions and reloads included (with timings
+    /// off, the counts with every time 0).
+    pub times: StageTimes,
 }
 
 /// What a run needs besides the scenarios.
@@ -185,21 +179,31 @@ struct Scripted {
 /// A scenario's messages; `None` where the reply is generated.
 struct Prepared {
     messages: Vec<Option<Scripted>>,
+    /// Time to tokenize each scripted message.
+    tokenize_us: Vec<u64>,
 }
 
 fn prepare(s: &Scenario, tok: &Tokenizer) -> Prepared {
-    Prepared {
-        messages: s
-            .messages
-            .iter()
-            .map(|m| {
-                m.content.as_deref().map(|c| Scripted {
+    let mut tokenize_us = Vec::new();
+    let messages = s
+        .messages
+        .iter()
+        .map(|m| {
+            m.content.as_deref().map(|c| {
+                let start = Instant::now();
+                let tokens = tok.count(c);
+                tokenize_us.push(start.elapsed().as_micros() as u64);
+                Scripted {
                     content: Arc::from(c),
                     folded: Arc::from(fold(c)),
-                    tokens: tok.count(c),
-                })
+                    tokens,
+                }
             })
-            .collect(),
+        })
+        .collect();
+    Prepared {
+        messages,
+        tokenize_us,
     }
 }
 
@@ -408,13 +412,6 @@ fn run_lane(
     let mut lru: std::collections::BTreeMap<u64, usize> = std::collections::BTreeMap::new();
     let mut last = vec![0u64; users.len()];
     let mut started = vec![false; users.len()];
-    let elapsed = |t: Instant| {
-        if rt.timings {
-            t.elapsed().as_micros() as u64
-        } else {
-            0
-        }
-    };
     for (tick, &(u, i)) in (1u64..).zip(schedule) {
         if last[u] == 0 {
             if lru.len() >= cap
@@ -423,12 +420,12 @@ fn run_lane(
                 let t = Instant::now();
                 users[v].evict(&mut store)?;
                 last[v] = 0;
-                users[v].out.registry.evict_us.push(elapsed(t));
+                users[v].env.times.record(Stage::Evict, t);
             }
             if started[u] {
                 let t = Instant::now();
                 users[u].restore(&mut store)?;
-                users[u].out.registry.reload_us.push(elapsed(t));
+                users[u].env.times.record(Stage::Reload, t);
             }
             started[u] = true;
         } else {
@@ -439,13 +436,7 @@ fn run_lane(
         let step = users[u].scenario.steps[i];
         users[u].step(step, &mut store, bar)?;
     }
-    users
-        .into_iter()
-        .map(|mut j| {
-            j.flush(&mut store)?;
-            Ok(j.out)
-        })
-        .collect()
+    users.into_iter().map(|j| j.finish(&mut store)).collect()
 }
 
 /// The seed of one summary's quality sample: independent of thread order,
@@ -522,6 +513,7 @@ impl<'a> Job<'a> {
                 system_prompt_tokens: rt.tok.count(&scenario.system_prompt),
                 usage: Usage::default(),
                 summaries: Vec::new(),
+                times: StageTimes::default(),
             },
             strategy: memory::create(strategy_name, params, &transcript, None),
             transcript,
@@ -538,7 +530,7 @@ impl<'a> Job<'a> {
                 turns: Vec::new(),
                 probes: Vec::new(),
                 summaries: Vec::new(),
-                registry: RegistryStats::default(),
+                times: StageTimes::default(),
             },
         })
     }
@@ -556,7 +548,19 @@ impl<'a> Job<'a> {
         for &step in &self.scenario.steps {
             self.step(step, store, bar)?;
         }
+        self.finish(store)
+    }
+
+    /// Persists what is left and hands over the results.
+    fn finish(mut self, store: &mut Store) -> Result<JobResult, RunError> {
         self.flush(store)?;
+        let mut times = std::mem::take(&mut self.env.times);
+        times.us[Stage::Tokenize as usize] = self.prepared.tokenize_us.clone();
+        times.timed = self.rt.timings;
+        if !times.timed {
+            times.us.iter_mut().flatten().for_each(|x| *x = 0);
+        }
+        self.out.times = times;
         Ok(self.out)
     }
 
@@ -587,7 +591,12 @@ impl<'a> Job<'a> {
 
     fn flush(&mut self, store: &mut Store) -> Result<(), RunError> {
         let entries = &self.transcript.entries()[self.unsaved_from..];
+        if entries.is_empty() && self.unsaved_summaries.is_empty() {
+            return Ok(());
+        }
+        let start = Instant::now();
         store.save(&self.ns, entries, &self.unsaved_summaries)?;
+        self.env.times.record(Stage::Persist, start);
         self.unsaved_from = self.transcript.len();
         self.unsaved_summaries.clear();
         Ok(())
@@ -631,6 +640,7 @@ impl<'a> Job<'a> {
             .strategy
             .build(&self.transcript, query, &mut self.env)
             .map_err(|e| self.backend_err(e))?;
+        self.env.times.record(Stage::Build, start);
         let us = if self.rt.timings {
             start.elapsed().as_micros() as u64
         } else {

@@ -123,3 +123,59 @@ fn interleaved_users_through_a_small_registry_lose_nothing_and_leak_nothing() {
     }
     assert!(probes > 500, "{probes} probes");
 }
+
+#[test]
+fn latencies_per_stage_with_timings() {
+    let tmp = tempfile::tempdir().unwrap();
+    let d = tmp.path();
+    let files: Vec<String> = [
+        "travel-multihop",
+        "returning-renovation",
+        "needle-cabin-wifi",
+    ]
+    .iter()
+    .map(|s| shipped(s))
+    .collect();
+    let mut args: Vec<&str> = vec!["run"];
+    args.extend(files.iter().map(String::as_str));
+    args.extend([
+        "--out",
+        "t",
+        "--set",
+        "registry.max_active_users=1",
+        "--strategies",
+        "hybrid",
+    ]);
+    let o = memeval(&args, d);
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let stdout = String::from_utf8_lossy(&o.stdout);
+    assert!(
+        stdout.contains("latency per stage, p50 / p95 / p99 in µs"),
+        "{stdout}"
+    );
+    let v: Value =
+        serde_json::from_slice(&std::fs::read(d.join("t/results.json")).unwrap()).unwrap();
+    let stages = &v["totals"][0]["stages"];
+    for stage in [
+        "tokenize",
+        "embed",
+        "index_insert",
+        "search",
+        "build",
+        "persist",
+        "summarize",
+        // These users' sittings are days apart: replayed by time, each is
+        // evicted once the next one starts, and none comes back.
+        "evict",
+    ] {
+        assert!(
+            stages[stage]["count"].as_u64().unwrap_or(0) > 0,
+            "{stage}: {stages}"
+        );
+        let (p50, p99) = (
+            stages[stage]["p50_us"].as_u64().unwrap(),
+            stages[stage]["p99_us"].as_u64().unwrap(),
+        );
+        assert!(p50 <= p99, "{stage}: {stages}");
+    }
+}

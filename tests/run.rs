@@ -292,6 +292,8 @@ fn the_same_command_twice_gives_byte_identical_outputs() {
                 for k in ["build_p50_us", "build_p95_us", "build_p99_us"] {
                     r[k] = Value::Null;
                 }
+                // Latencies per stage are timings too.
+                r.as_object_mut().unwrap().remove("stages");
             }
         }
         v

@@ -274,6 +274,67 @@ impl Params {
 }
 
 /// What a strategy needs from the outside world while it works.
+/// The stages of a replay whose latencies are recorded, for p50/p95/p99
+/// per stage ("measure your p95, not your p50").
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Stage {
+    Tokenize,
+    Embed,
+    IndexInsert,
+    Search,
+    Build,
+    Persist,
+    Summarize,
+    Evict,
+    Reload,
+}
+
+impl Stage {
+    pub const ALL: [Stage; 9] = [
+        Stage::Tokenize,
+        Stage::Embed,
+        Stage::IndexInsert,
+        Stage::Search,
+        Stage::Build,
+        Stage::Persist,
+        Stage::Summarize,
+        Stage::Evict,
+        Stage::Reload,
+    ];
+
+    pub fn name(self) -> &'static str {
+        match self {
+            Stage::Tokenize => "tokenize",
+            Stage::Embed => "embed",
+            Stage::IndexInsert => "index_insert",
+            Stage::Search => "search",
+            Stage::Build => "build",
+            Stage::Persist => "persist",
+            Stage::Summarize => "summarize",
+            Stage::Evict => "evict",
+            Stage::Reload => "reload",
+        }
+    }
+}
+
+/// Latencies in microseconds, per stage.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct StageTimes {
+    pub us: [Vec<u64>; 9],
+    /// False for a run without timings: the counts stand, every time is 0.
+    pub timed: bool,
+}
+
+impl StageTimes {
+    pub fn record(&mut self, stage: Stage, since: std::time::Instant) {
+        self.us[stage as usize].push(since.elapsed().as_micros() as u64);
+    }
+
+    pub fn of(&self, stage: Stage) -> &[u64] {
+        &self.us[stage as usize]
+    }
+}
+
 pub struct Env<'a> {
     pub tok: Tokenizer,
     pub backend: &'a Backend,
@@ -284,13 +345,17 @@ pub struct Env<'a> {
     pub usage: Usage,
     /// Summaries written since last taken.
     pub summaries: Vec<Arc<SummaryState>>,
+    /// Latencies of the stages the memory runs.
+    pub times: StageTimes,
 }
 
 impl Env<'_> {
     /// Embeds one text, counting its tokens.
     pub fn embed(&mut self, text: &str, tokens: u32) -> Result<Arc<[f32]>, BackendError> {
+        let start = std::time::Instant::now();
         self.usage.embedding_tokens += u64::from(tokens);
         let mut v = self.backend.embedder.embed(&[text])?;
+        self.times.record(Stage::Embed, start);
         Ok(v.pop().unwrap_or_default().into())
     }
 

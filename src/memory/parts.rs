@@ -64,6 +64,7 @@ impl Summarizing {
             .iter()
             .map(|e| (e.role, &*e.content))
             .collect();
+        let start = std::time::Instant::now();
         let out = env.backend.summarizer.summarize(
             &SummaryRequest {
                 prior: self.latest.as_ref().map(|s| &*s.text),
@@ -72,6 +73,7 @@ impl Summarizing {
             },
             &env.tok,
         )?;
+        env.times.record(super::Stage::Summarize, start);
         env.usage.summarizer_tokens += u64::from(out.input_tokens + out.output_tokens);
         let system_message_tokens = env.tok.count(&format!(
             "{}{}{}",
@@ -169,9 +171,10 @@ impl Retrieval {
                 Some(via),
             )
         };
-        let mut items: Vec<Item> = self
-            .vectors
-            .search(&q, p.top_k as usize)
+        let start = std::time::Instant::now();
+        let hits = self.vectors.search(&q, p.top_k as usize);
+        env.times.record(super::Stage::Search, start);
+        let mut items: Vec<Item> = hits
             .into_iter()
             .filter(|h| (h.pos as usize) < buffer_from && h.score > p.min_score)
             .take(p.max_retrieved as usize)

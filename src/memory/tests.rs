@@ -34,6 +34,7 @@ impl Fixture {
             system_prompt_tokens: self.tok.count(SYSTEM),
             usage: Usage::default(),
             summaries: Vec::new(),
+            times: Default::default(),
         }
     }
 

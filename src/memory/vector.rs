@@ -33,8 +33,10 @@ impl Strategy for Vector {
         true
     }
 
-    fn observe(&mut self, t: &Transcript, _env: &mut Env<'_>) -> Result<(), BackendError> {
+    fn observe(&mut self, t: &Transcript, env: &mut Env<'_>) -> Result<(), BackendError> {
+        let start = std::time::Instant::now();
         self.r.add(t, t.len() - 1);
+        env.times.record(super::Stage::IndexInsert, start);
         Ok(())
     }
 

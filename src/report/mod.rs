@@ -11,6 +11,7 @@ use std::path::Path;
 
 use serde::{Deserialize, Serialize};
 
+use crate::memory::Stage;
 use crate::metrics::{mean, percentile, round6};
 use crate::runner::{JobResult, ProbeRow};
 
@@ -90,8 +91,49 @@ pub struct Aggregate {
     /// has a kind.
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub by_kind: BTreeMap<String, KindAggregate>,
+    /// Latency percentiles per stage (tokenize, embed, index_insert, search,
+    /// build, persist, summarize, evict, reload); absent without timings.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub stages: BTreeMap<String, StageLatency>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub samples: Option<Samples>,
+}
+
+/// One stage's latencies.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct StageLatency {
+    pub count: u64,
+    pub p50_us: u64,
+    pub p95_us: u64,
+    pub p99_us: u64,
+}
+
+/// Percentiles per stage, pooled over `jobs`; empty for a run without
+/// timings.
+fn stage_latencies(jobs: &[&JobResult]) -> BTreeMap<String, StageLatency> {
+    let mut out = BTreeMap::new();
+    if !jobs.iter().any(|j| j.times.timed) {
+        return out;
+    }
+    for stage in Stage::ALL {
+        let v: Vec<u64> = jobs
+            .iter()
+            .flat_map(|j| j.times.of(stage).iter().copied())
+            .collect();
+        if v.is_empty() {
+            continue;
+        }
+        out.insert(
+            stage.name().to_string(),
+            StageLatency {
+                count: v.len() as u64,
+                p50_us: percentile(&v, 50.0),
+                p95_us: percentile(&v, 95.0),
+                p99_us: percentile(&v, 99.0),
+            },
+        );
+    }
+    out
 }
 
 /// The probes of one kind (`single-hop`, `temporal`, ...).
@@ -219,6 +261,7 @@ pub fn aggregate(scenario: &str, strategy: &str, jobs: &[&JobResult]) -> Aggrega
         build_p95_us: percentile(&builds, 95.0),
         build_p99_us: percentile(&builds, 99.0),
         by_kind: by_kind(probes()),
+        stages: stage_latencies(jobs),
         samples: None,
     }
 }
@@ -285,6 +328,8 @@ fn combine(reps: Vec<Aggregate>) -> Aggregate {
                 (k.clone(), kind)
             })
             .collect(),
+        // Latencies are the first replay's.
+        stages: first.stages.clone(),
         samples: Some(samples),
     }
 }
@@ -340,14 +385,12 @@ fn write_csv<T: Serialize>(path: &Path, rows: impl Iterator<Item = T>) -> std::i
 
 /// registry.json: what the memory registry did, over every replay.
 pub fn registry_summary(jobs: &[JobResult], cap: usize) -> serde_json::Value {
-    let evict: Vec<u64> = jobs
-        .iter()
-        .flat_map(|j| j.registry.evict_us.iter().copied())
-        .collect();
-    let reload: Vec<u64> = jobs
-        .iter()
-        .flat_map(|j| j.registry.reload_us.iter().copied())
-        .collect();
+    let pooled = |stage: Stage| -> Vec<u64> {
+        jobs.iter()
+            .flat_map(|j| j.times.of(stage).iter().copied())
+            .collect()
+    };
+    let (evict, reload) = (pooled(Stage::Evict), pooled(Stage::Reload));
     serde_json::json!({
         "max_active_users": cap,
         "evictions": evict.len(),
@@ -563,32 +606,56 @@ pub fn print_table(
     if totals.len() > 1 {
         writeln!(out, "* the best strategy of the column, over all scenarios")?;
     }
+    if totals.iter().any(|a| !a.stages.is_empty()) {
+        writeln!(
+            out,
+            "\nlatency per stage, p50 / p95 / p99 in µs, over all scenarios:"
+        )?;
+        let mut rows = vec![
+            std::iter::once("stage".to_string())
+                .chain(totals.iter().map(|a| a.strategy.clone()))
+                .collect::<Vec<_>>(),
+        ];
+        for stage in Stage::ALL {
+            if totals.iter().all(|a| !a.stages.contains_key(stage.name())) {
+                continue;
+            }
+            let mut row = vec![stage.name().to_string()];
+            for a in totals {
+                row.push(a.stages.get(stage.name()).map_or("-".into(), |l| {
+                    format!("{} / {} / {}", l.p50_us, l.p95_us, l.p99_us)
+                }));
+            }
+            rows.push(row);
+        }
+        write_aligned(out, &rows)?;
+    }
     let kinds = kind_table(totals);
     if !kinds.is_empty() {
         writeln!(
             out,
             "\nrecall by probe kind, over all scenarios (answer accuracy in brackets where judged):"
         )?;
-        let widths: Vec<usize> = (0..kinds[0].len())
-            .map(|c| {
-                kinds
-                    .iter()
-                    .map(|r| r[c].chars().count())
-                    .max()
-                    .unwrap_or(0)
-            })
-            .collect();
-        for r in &kinds {
-            let mut s = String::new();
-            for (c, (cell, w)) in r.iter().zip(&widths).enumerate() {
-                if c == 0 {
-                    s.push_str(&format!("{cell:<w$}"));
-                } else {
-                    s.push_str(&format!("  {cell:>w$}"));
-                }
+        write_aligned(out, &kinds)?;
+    }
+    Ok(())
+}
+
+/// Rows as a table: the first column left-aligned, the others right-aligned.
+fn write_aligned(out: &mut impl Write, rows: &[Vec<String>]) -> std::io::Result<()> {
+    let widths: Vec<usize> = (0..rows[0].len())
+        .map(|c| rows.iter().map(|r| r[c].chars().count()).max().unwrap_or(0))
+        .collect();
+    for r in rows {
+        let mut s = String::new();
+        for (c, (cell, w)) in r.iter().zip(&widths).enumerate() {
+            if c == 0 {
+                s.push_str(&format!("{cell:<w$}"));
+            } else {
+                s.push_str(&format!("  {cell:>w$}"));
             }
-            writeln!(out, "{}", s.trim_end())?;
         }
+        writeln!(out, "{}", s.trim_end())?;
     }
     Ok(())
 }
