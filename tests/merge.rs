@@ -2,11 +2,10 @@
 //! shards merged give the same files, byte for byte, as one run of every
 //! scenario; incomplete or mismatched shards are refused.
 
-use std::collections::BTreeMap;
 use std::path::Path;
 
 mod common;
-use common::{memeval, shipped};
+use common::{memeval, output_files as tree, shipped};
 
 const SCENARIOS: [&str; 6] = [
     "cold-start-billing",
@@ -28,24 +27,6 @@ fn run(dir: &Path, out: &str, extra: &[&str]) -> std::process::Output {
 
 fn ok(o: std::process::Output) {
     assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
-}
-
-/// Every file but the SQLite store, by relative path.
-fn tree(dir: &Path) -> BTreeMap<String, Vec<u8>> {
-    let mut out = BTreeMap::new();
-    let mut stack = vec![dir.to_path_buf()];
-    while let Some(d) = stack.pop() {
-        for e in std::fs::read_dir(&d).unwrap() {
-            let p = e.unwrap().path();
-            if p.is_dir() {
-                stack.push(p);
-            } else if !p.to_string_lossy().contains("memory.sqlite") {
-                let rel = p.strip_prefix(dir).unwrap().to_string_lossy().into_owned();
-                out.insert(rel, std::fs::read(&p).unwrap());
-            }
-        }
-    }
-    out
 }
 
 /// Every stored message and summary, in key order.

@@ -3,12 +3,11 @@
 //! installed. `.ci/run` installs it and sets MEMEVAL_REQUIRE_BROWSER=1, so
 //! that in CI a missing browser fails the test instead of skipping it.
 
-use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
 mod common;
-use common::{memeval, shipped as scenario};
+use common::{memeval, output_files as tree, shipped as scenario};
 
 /// A run of three shipped scenarios into `dir/out`.
 fn run(dir: &Path) -> PathBuf {
@@ -27,23 +26,6 @@ fn run(dir: &Path) -> PathBuf {
         dir,
     );
     assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
-    out
-}
-
-fn tree(dir: &Path) -> BTreeMap<String, Vec<u8>> {
-    let mut out = BTreeMap::new();
-    let mut stack = vec![dir.to_path_buf()];
-    while let Some(d) = stack.pop() {
-        for e in std::fs::read_dir(&d).unwrap() {
-            let p = e.unwrap().path();
-            if p.is_dir() {
-                stack.push(p);
-            } else {
-                let rel = p.strip_prefix(dir).unwrap().to_string_lossy().into_owned();
-                out.insert(rel, std::fs::read(&p).unwrap());
-            }
-        }
-    }
     out
 }
 

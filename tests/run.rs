@@ -7,7 +7,7 @@ use std::path::{Path, PathBuf};
 use std::process::Output;
 
 mod common;
-use common::memeval;
+use common::{memeval, output_files as files};
 
 use serde_json::Value;
 
@@ -49,24 +49,6 @@ fn by_job(v: &Value) -> BTreeMap<(String, String), Value> {
             )
         })
         .collect()
-}
-
-/// Every output file but the SQLite store, by path relative to `dir`.
-fn files(dir: &Path) -> BTreeMap<String, Vec<u8>> {
-    fn walk(root: &Path, dir: &Path, out: &mut BTreeMap<String, Vec<u8>>) {
-        for e in std::fs::read_dir(dir).unwrap() {
-            let p = e.unwrap().path();
-            if p.is_dir() {
-                walk(root, &p, out);
-            } else if !p.to_string_lossy().contains("memory.sqlite") {
-                let rel = p.strip_prefix(root).unwrap().to_string_lossy().into_owned();
-                out.insert(rel, std::fs::read(&p).unwrap());
-            }
-        }
-    }
-    let mut out = BTreeMap::new();
-    walk(dir, dir, &mut out);
-    out
 }
 
 #[test]

@@ -21,3 +21,23 @@ pub fn shipped(name: &str) -> String {
         .display()
         .to_string()
 }
+
+/// Every file under `dir` but the SQLite store (compared by its rows where
+/// it matters), by path relative to `dir`.
+#[allow(dead_code)] // not every test crate uses it
+pub fn output_files(dir: &Path) -> std::collections::BTreeMap<String, Vec<u8>> {
+    let mut out = std::collections::BTreeMap::new();
+    let mut stack = vec![dir.to_path_buf()];
+    while let Some(d) = stack.pop() {
+        for e in std::fs::read_dir(&d).unwrap() {
+            let p = e.unwrap().path();
+            if p.is_dir() {
+                stack.push(p);
+            } else if !p.to_string_lossy().contains("memory.sqlite") {
+                let rel = p.strip_prefix(dir).unwrap().to_string_lossy().into_owned();
+                out.insert(rel, std::fs::read(&p).unwrap());
+            }
+        }
+    }
+    out
+}
