@@ -100,16 +100,22 @@ pub struct ProbeRow {
     pub answer: String,
     pub answer_correct: Option<u8>,
     pub judge_reason: String,
-    /// The question asked.
+    /// The question asked. (This and the columns below came after format
+    /// 1's first release: older files read back without them.)
+    #[serde(default)]
     pub question: String,
     /// For each expected fact, the latest message planting it before the
     /// probe, `;`-separated in the order of `expected` (0: not yet planted).
+    #[serde(default)]
     pub planted_at: String,
     /// What the context held: the summary's index (empty: none), the
     /// retrieved messages (`;`-separated, best first) and the buffered
     /// messages (`first-last`).
+    #[serde(default)]
     pub context_summary: Option<u32>,
+    #[serde(default)]
     pub context_retrieved: String,
+    #[serde(default)]
     pub context_buffer: String,
 }
 

@@ -4,78 +4,9 @@
 
 use std::path::{Path, PathBuf};
 
-use serde::Deserialize;
-
 use super::Aggregate;
 use crate::gate;
-
-/// The turns.csv columns the charts use.
-#[derive(Debug, Clone, Deserialize)]
-pub struct Turn {
-    pub scenario: String,
-    pub strategy: String,
-    #[serde(default = "one")]
-    pub repeat: u32,
-    pub session: String,
-    pub turn: u32,
-    pub call: u8,
-    pub tokens_system: u32,
-    pub tokens_summary: u32,
-    pub tokens_retrieved: u32,
-    pub tokens_buffer: u32,
-    pub context_tokens: u32,
-    pub cumulative_tokens: u64,
-    pub cost_usd: f64,
-}
-
-/// The probes.csv columns the charts and the drill-down use.
-#[derive(Debug, Clone, Deserialize)]
-pub struct Probe {
-    pub scenario: String,
-    pub strategy: String,
-    #[serde(default = "one")]
-    pub repeat: u32,
-    pub probe_id: String,
-    pub kind: String,
-    pub turn: u32,
-    pub expected: String,
-    pub recalled: String,
-    pub recall: Option<f64>,
-    pub stale: u32,
-    pub fact_position: Option<f64>,
-    pub context_tokens: u32,
-    pub over_window: u8,
-    #[serde(default)]
-    pub question: String,
-    #[serde(default)]
-    pub planted_at: String,
-    #[serde(default)]
-    pub context_summary: Option<u32>,
-    #[serde(default)]
-    pub context_retrieved: String,
-    #[serde(default)]
-    pub context_buffer: String,
-}
-
-/// The summaries.csv columns the charts use.
-#[derive(Debug, Clone, Deserialize)]
-pub struct Summary {
-    pub scenario: String,
-    pub strategy: String,
-    #[serde(default = "one")]
-    pub repeat: u32,
-    pub summary_index: u32,
-    pub turn: u32,
-    pub covered_from: u32,
-    pub covered_to: u32,
-    pub summary_tokens: u32,
-    pub quality: Option<f64>,
-    pub fact_retention: Option<f64>,
-}
-
-fn one() -> u32 {
-    1
-}
+use crate::runner::{ProbeRow as Probe, SummaryRow as Summary, TurnRow as Turn};
 
 /// Everything a report needs. Only the first replay of each (scenario,
 /// strategy) is kept row by row; the aggregates cover every replay.

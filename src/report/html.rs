@@ -5,10 +5,11 @@
 
 use std::fmt::Write as _;
 
-use super::data::{Probe, RunData};
+use super::data::RunData;
 use super::{Aggregate, METRICS, best_values};
 use crate::chart::run::Written;
 use crate::chart::thousands;
+use crate::runner::ProbeRow as Probe;
 
 /// Escapes text for HTML content and attributes.
 pub fn esc(s: &str) -> String {
