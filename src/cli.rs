@@ -543,12 +543,7 @@ fn write_baseline(results: &gate::RunResults, path: &Path) -> Result<(), Failure
 
 /// Charts and report.html from the files of the run in `dir`.
 pub fn write_report(dir: &Path) -> Result<PathBuf, String> {
-    let data = report::data::RunData::load(dir)?;
-    let charts = dir.join("charts");
-    if charts.exists() {
-        std::fs::remove_dir_all(&charts).map_err(|e| format!("{}: {e}", charts.display()))?;
-    }
-    report::html::write_report(&data)
+    report::html::write_report(&report::data::RunData::load(dir)?)
 }
 
 fn cmd_report(dir: &Path) -> Result<(), Failure> {
@@ -748,7 +743,7 @@ pub fn publish_staged<T>(
 
 /// Points `reports/latest` at the run just written (a symlink where the
 /// platform has them, else a text file holding the folder name).
-pub fn point_latest(out: &Path) {
+fn point_latest(out: &Path) {
     let Some(parent) = out.parent() else { return };
     let Some(name) = out.file_name() else { return };
     let latest = parent.join("latest");

@@ -10,6 +10,7 @@ use serde_json::Value;
 
 use crate::cli::{Failure, output_dir, publish_staged, write_report};
 use crate::report;
+use crate::report::data::read_csv;
 use crate::runner::{JobResult, ProbeRow, SummaryRow, TurnRow};
 use crate::store;
 
@@ -24,22 +25,6 @@ struct Shard {
 
 fn input(m: String) -> Failure {
     Failure::Input(format!("error: {m}"))
-}
-
-fn read_rows<T: serde::de::DeserializeOwned>(path: &Path) -> Result<Vec<T>, Failure> {
-    let mut r = csv::Reader::from_path(path)
-        .map_err(|e| input(format!("{}: cannot read: {e}", path.display())))?;
-    r.deserialize()
-        .map(|row| {
-            row.map_err(|e| {
-                let line = e.position().map_or(0, |p| p.line());
-                input(format!(
-                    "{}:{line}: not a memeval output: {e}",
-                    path.display()
-                ))
-            })
-        })
-        .collect()
 }
 
 fn read_shard(dir: &Path) -> Result<Shard, Failure> {
@@ -61,9 +46,9 @@ fn read_shard(dir: &Path) -> Result<Shard, Failure> {
     Ok(Shard {
         dir: dir.to_path_buf(),
         meta,
-        turns: read_rows(&dir.join("turns.csv"))?,
-        probes: read_rows(&dir.join("probes.csv"))?,
-        summaries: read_rows(&dir.join("summaries.csv"))?,
+        turns: read_csv(&dir.join("turns.csv")).map_err(input)?,
+        probes: read_csv(&dir.join("probes.csv")).map_err(input)?,
+        summaries: read_csv(&dir.join("summaries.csv")).map_err(input)?,
     })
 }
 

@@ -455,7 +455,11 @@ fn emit(
 /// Writes every chart of a run under `dir/charts/`, returning what it wrote;
 /// the scenarios' charts are drawn in parallel.
 pub fn write_all(data: &RunData, dir: &Path) -> Result<Vec<Written>, String> {
+    // Drawn afresh: a chart of an earlier drawing must not linger.
     let charts = dir.join("charts");
+    if charts.exists() {
+        std::fs::remove_dir_all(&charts).map_err(|e| format!("{}: {e}", charts.display()))?;
+    }
     std::fs::create_dir_all(&charts).map_err(|e| format!("{}: {e}", charts.display()))?;
     let mut written = Vec::new();
     // Overview across scenarios.
@@ -547,7 +551,7 @@ None,
     let per_scenario = crate::runner::par_map(
         &data.scenarios,
         jobs,
-        |sc| data.turns.iter().filter(|t| &t.scenario == sc).count() as u64,
+        |sc| data.in_scenario(&data.turns, sc).len() as u64,
         |sc| scenario_charts(data, sc, &charts),
     )?;
     written.extend(per_scenario.into_iter().flatten());
@@ -561,7 +565,8 @@ fn scenario_charts(data: &RunData, sc: &str, charts: &Path) -> Result<Vec<Writte
         data,
         |k| {
             thin(
-                data.turns_of(sc, k)
+                data.of(&data.turns, sc, k)
+                    .iter()
                     .filter(|t| t.call == 1)
                     .map(|t| (f64::from(t.turn), f64::from(t.context_tokens)))
                     .collect(),
@@ -598,7 +603,8 @@ fn scenario_charts(data: &RunData, sc: &str, charts: &Path) -> Result<Vec<Writte
         data,
         |k| {
             thin(
-                data.turns_of(sc, k)
+                data.of(&data.turns, sc, k)
+                    .iter()
                     .map(|t| (f64::from(t.turn), t.cumulative_tokens as f64))
                     .collect(),
                 MAX_POINTS,
@@ -607,9 +613,8 @@ fn scenario_charts(data: &RunData, sc: &str, charts: &Path) -> Result<Vec<Writte
         false,
     );
     let cost: f64 = data
-        .turns
+        .in_scenario(&data.turns, sc)
         .iter()
-        .filter(|t| t.scenario == sc)
         .map(|t| t.cost_usd)
         .fold(0.0, f64::max);
     written.push(emit(
@@ -636,9 +641,8 @@ fn scenario_charts(data: &RunData, sc: &str, charts: &Path) -> Result<Vec<Writte
     // Many probe turns are averaged over equal stretches of the
     // conversation, so the chart shows a trend rather than a comb.
     let probe_turns: std::collections::BTreeSet<u32> = data
-        .probes
+        .in_scenario(&data.probes, sc)
         .iter()
-        .filter(|p| p.scenario == sc)
         .map(|p| p.turn)
         .collect();
     let last = probe_turns.last().copied().unwrap_or(0);
@@ -651,7 +655,7 @@ fn scenario_charts(data: &RunData, sc: &str, charts: &Path) -> Result<Vec<Writte
         data,
         |k| {
             let mut by_turn: BTreeMap<u32, (f64, u32)> = BTreeMap::new();
-            for p in data.probes_of(sc, k) {
+            for p in data.of(&data.probes, sc, k) {
                 if let Some(r) = p.recall {
                     let e = by_turn.entry(p.turn / stretch * stretch).or_default();
                     e.0 += r;
@@ -700,7 +704,7 @@ fn scenario_charts(data: &RunData, sc: &str, charts: &Path) -> Result<Vec<Writte
                     .iter()
                     .map(|k| {
                         let rows: Vec<StackRow> = data
-                            .turns_of(sc, k)
+                            .of(&data.turns, sc, k).iter()
                             .filter(|t| t.call == 1)
                             .map(|t| {
                                 (
@@ -726,7 +730,8 @@ charts,
     let quality = series_per_strategy(
         data,
         |k| {
-            data.summaries_of(sc, k)
+            data.of(&data.summaries, sc, k)
+                .iter()
                 .filter_map(|s| s.quality.map(|q| (f64::from(s.turn), q)))
                 .collect()
         },

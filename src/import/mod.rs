@@ -11,7 +11,7 @@ use std::path::{Path, PathBuf};
 use clap::{Args, ValueEnum};
 use serde_json::{Value, json};
 
-use crate::cli::{Failure, expand_inputs, publish_staged};
+use crate::cli::{Failure, expand_inputs, output_dir, publish_staged};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
 pub enum Dataset {
@@ -143,13 +143,7 @@ pub fn cmd_import(args: &ImportArgs) -> Result<(), Failure> {
             w[0]
         )));
     }
-    let busy = std::fs::read_dir(&args.out).is_ok_and(|mut d| d.next().is_some());
-    if busy && !args.force {
-        return Err(Failure::Input(format!(
-            "error: {} already exists and is not empty; pass --force to replace it",
-            args.out.display()
-        )));
-    }
+    output_dir(&Some(args.out.clone()), args.force)?;
     let count = scenarios.len();
     publish_staged(&args.out, |dir| {
         let mut written = Vec::new();

@@ -8,6 +8,26 @@ use super::Aggregate;
 use crate::gate;
 use crate::runner::{ProbeRow as Probe, SummaryRow as Summary, TurnRow as Turn};
 
+/// A row of turns.csv, probes.csv or summaries.csv: whose it is.
+pub trait Row {
+    fn scenario(&self) -> &str;
+    fn strategy(&self) -> &str;
+}
+
+macro_rules! row {
+    ($($t:ty),*) => {$(
+        impl Row for $t {
+            fn scenario(&self) -> &str {
+                &self.scenario
+            }
+            fn strategy(&self) -> &str {
+                &self.strategy
+            }
+        }
+    )*};
+}
+row!(Turn, Probe, Summary);
+
 /// Everything a report needs. Only the first replay of each (scenario,
 /// strategy) is kept row by row; the aggregates cover every replay.
 #[derive(Debug, Clone)]
@@ -27,7 +47,8 @@ pub struct RunData {
     pub budget: u64,
 }
 
-fn read_csv<T: serde::de::DeserializeOwned>(path: &Path) -> Result<Vec<T>, String> {
+/// Rows of a CSV output; errors name the file and line.
+pub(crate) fn read_csv<T: serde::de::DeserializeOwned>(path: &Path) -> Result<Vec<T>, String> {
     let mut r = csv::Reader::from_path(path)
         .map_err(|e| format!("{}: cannot read: {e}", path.display()))?;
     r.deserialize()
@@ -61,6 +82,9 @@ impl RunData {
             .filter(|s| first(s.repeat))
             .collect();
         let meta = results.meta;
+        let budget = meta["config"]["memory"]["max_context_tokens"]
+            .as_u64()
+            .unwrap_or(0);
         let strategies: Vec<String> = meta["strategies"]
             .as_array()
             .map(|a| {
@@ -69,14 +93,7 @@ impl RunData {
                     .collect()
             })
             .unwrap_or_default();
-        let mut scenarios: Vec<String> =
-            results.results.iter().map(|r| r.scenario.clone()).collect();
-        scenarios.sort();
-        scenarios.dedup();
-        let budget = meta["config"]["memory"]["max_context_tokens"]
-            .as_u64()
-            .unwrap_or(0);
-        Ok(RunData {
+        let mut data = RunData {
             dir: dir.to_path_buf(),
             meta,
             results: results.results,
@@ -85,42 +102,55 @@ impl RunData {
             probes,
             summaries,
             strategies,
-            scenarios,
+            scenarios: Vec::new(),
             budget,
-        })
+        };
+        // Rows by scenario, then strategy as configured (stable: each
+        // replay's rows keep their order), for the binary searches below.
+        let mut turns = std::mem::take(&mut data.turns);
+        let mut probes = std::mem::take(&mut data.probes);
+        let mut summaries = std::mem::take(&mut data.summaries);
+        turns.sort_by(|a, b| data.cmp_rows(a, b));
+        probes.sort_by(|a, b| data.cmp_rows(a, b));
+        summaries.sort_by(|a, b| data.cmp_rows(a, b));
+        (data.turns, data.probes, data.summaries) = (turns, probes, summaries);
+        let mut scenarios: Vec<String> = data.results.iter().map(|r| r.scenario.clone()).collect();
+        scenarios.sort();
+        scenarios.dedup();
+        data.scenarios = scenarios;
+        Ok(data)
     }
 
-    /// The turns of one (scenario, strategy), in order.
-    pub fn turns_of<'a>(
-        &'a self,
-        scenario: &'a str,
-        strategy: &'a str,
-    ) -> impl Iterator<Item = &'a Turn> {
-        self.turns
-            .iter()
-            .filter(move |t| t.scenario == scenario && t.strategy == strategy)
+    fn cmp_rows<T: Row>(&self, a: &T, b: &T) -> std::cmp::Ordering {
+        (a.scenario(), self.rank(a.strategy())).cmp(&(b.scenario(), self.rank(b.strategy())))
     }
 
-    /// The probes of one (scenario, strategy), in order.
-    pub fn probes_of<'a>(
-        &'a self,
-        scenario: &'a str,
-        strategy: &'a str,
-    ) -> impl Iterator<Item = &'a Probe> {
-        self.probes
+    /// Position of a strategy in the run's configuration.
+    fn rank(&self, strategy: &str) -> usize {
+        self.strategies
             .iter()
-            .filter(move |p| p.scenario == scenario && p.strategy == strategy)
+            .position(|s| s == strategy)
+            .unwrap_or(usize::MAX)
     }
 
-    /// The summaries of one (scenario, strategy), in order.
-    pub fn summaries_of<'a>(
-        &'a self,
-        scenario: &'a str,
-        strategy: &'a str,
-    ) -> impl Iterator<Item = &'a Summary> {
-        self.summaries
-            .iter()
-            .filter(move |s| s.scenario == scenario && s.strategy == strategy)
+    /// The rows of `rows` (sorted as [`RunData::load`] sorts them) between
+    /// two (scenario, strategy rank) keys, both included: a binary search,
+    /// not a scan, since runs of many users have many rows.
+    fn between<'a, T: Row>(&self, rows: &'a [T], lo: (&str, usize), hi: (&str, usize)) -> &'a [T] {
+        let start = rows.partition_point(|r| (r.scenario(), self.rank(r.strategy())) < lo);
+        let end = rows.partition_point(|r| (r.scenario(), self.rank(r.strategy())) <= hi);
+        &rows[start..end.max(start)]
+    }
+
+    /// The rows of one scenario, every strategy, in order.
+    pub fn in_scenario<'a, T: Row>(&self, rows: &'a [T], scenario: &str) -> &'a [T] {
+        self.between(rows, (scenario, 0), (scenario, usize::MAX))
+    }
+
+    /// The rows of one (scenario, strategy), in order.
+    pub fn of<'a, T: Row>(&self, rows: &'a [T], scenario: &str, strategy: &str) -> &'a [T] {
+        let r = self.rank(strategy);
+        self.between(rows, (scenario, r), (scenario, r))
     }
 
     /// The aggregate of one (scenario, strategy).

@@ -233,9 +233,9 @@ fn missed(p: &Probe) -> String {
 
 fn drill_down(out: &mut String, data: &RunData, sc: &str) {
     let misses: Vec<&Probe> = data
-        .probes
+        .in_scenario(&data.probes, sc)
         .iter()
-        .filter(|p| p.scenario == sc && p.recall.is_some_and(|r| r < 1.0))
+        .filter(|p| p.recall.is_some_and(|r| r < 1.0))
         .collect();
     if misses.is_empty() {
         out.push_str("<p>Every strategy recalled every expected fact at every probe.</p>\n");
