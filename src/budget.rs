@@ -8,7 +8,6 @@ use std::path::PathBuf;
 
 use clap::Args;
 
-use crate::backend::offline;
 use crate::chart::thousands;
 use crate::cli::{ConfigArgs, Failure, resolve_config};
 use crate::config::STRATEGIES;
@@ -187,12 +186,14 @@ pub fn cmd_budget(args: &BudgetArgs) -> Result<(), Failure> {
             .find(|m| m.role == scenario::Role::User)
             .map_or(sc.messages.len() as u32, |m| m.number),
     };
-    let backend = offline::backend(config.offline.embedding_dim as usize);
+    let tok = config.tokenizer().map_err(|e| Failure::Input(e.0))?;
+    let backend = crate::backend::from_config(&config, tok)
+        .map_err(|e| Failure::Input(format!("error: {e}")))?;
     let store = std::env::temp_dir().join(format!("memeval-budget-{}.sqlite", std::process::id()));
     let rt = Runtime {
         config: &config,
         backend: &backend,
-        tok: config.tokenizer().map_err(|e| Failure::Input(e.0))?,
+        tok,
         context_window: config.context_window().map_err(|e| Failure::Input(e.0))?,
         store: &store,
         jobs: 1,

@@ -9,7 +9,7 @@ use std::process::ExitCode;
 
 use clap::{Args, Parser, Subcommand};
 
-use crate::backend::offline;
+use crate::backend;
 use crate::config::{self, Config};
 use crate::gate;
 use crate::memory::Params;
@@ -191,6 +191,16 @@ pub struct RunArgs {
     /// Print nothing but errors
     #[arg(long, short)]
     pub quiet: bool,
+    /// offline (the default: embedded, free, exact) or openai (any
+    /// OpenAI-compatible endpoint, configured under [openai])
+    #[arg(long, env = "MEMEVAL_BACKEND")]
+    pub backend: Option<String>,
+    /// Send every request, even those the response cache holds (openai)
+    #[arg(long)]
+    pub no_cache: bool,
+    /// The response cache's SQLite file (openai; default .memeval/cache.sqlite)
+    #[arg(long, value_name = "PATH", env = "MEMEVAL_CACHE")]
+    pub cache: Option<PathBuf>,
 }
 
 /// `K/N` with 1 <= K <= N.
@@ -245,6 +255,9 @@ pub enum Failure {
     Input(String),
     /// Anything else: exit 3.
     Run(anyhow::Error),
+    /// The run completed, but some API calls failed after their retries:
+    /// exit 4 (the outputs are written, the affected metrics incomplete).
+    Incomplete(String),
 }
 
 impl From<anyhow::Error> for Failure {
@@ -281,6 +294,10 @@ pub fn main() -> ExitCode {
         Err(Failure::Run(e)) => {
             eprintln!("error: {e:#}");
             ExitCode::from(3)
+        }
+        Err(Failure::Incomplete(msg)) => {
+            eprintln!("{msg}");
+            ExitCode::from(4)
         }
     }
 }
@@ -411,6 +428,16 @@ fn run_flags(args: &RunArgs) -> Vec<String> {
     if let Some(model) = &args.model {
         flags.push(format!("model.name={}", toml::Value::String(model.clone())));
     }
+    if let Some(b) = &args.backend {
+        flags.push(format!("backend={}", toml::Value::String(b.clone())));
+    }
+    if args.no_cache {
+        flags.push("openai.cache=false".into());
+    }
+    if let Some(p) = &args.cache {
+        let p = toml::Value::String(p.display().to_string());
+        flags.push(format!("openai.cache_path={p}"));
+    }
     if let Some(list) = &args.strategies {
         let quoted: Vec<String> = list
             .iter()
@@ -481,7 +508,8 @@ fn cmd_run(args: &RunArgs) -> Result<(), Failure> {
     let (out, update_latest) = output_dir(&args.out, args.force)?;
     let tok = config.tokenizer().map_err(|e| Failure::Input(e.0))?;
     let context_window = config.context_window().map_err(|e| Failure::Input(e.0))?;
-    let backend = offline::backend(config.offline.embedding_dim as usize);
+    let backend =
+        backend::from_config(&config, tok).map_err(|e| Failure::Input(format!("error: {e}")))?;
 
     let (per_job, totals) = publish_staged(&out, |staging| {
         run_into(
@@ -506,16 +534,23 @@ fn cmd_run(args: &RunArgs) -> Result<(), Failure> {
     if let Some(path) = &args.save_baseline {
         write_baseline(&results, path)?;
     }
-    match baseline {
-        Some(b) => run_gate(
+    if let Some(b) = baseline {
+        run_gate(
             &b,
             &results,
             &config.gate,
             args.junit.as_deref(),
             args.allow_mismatch,
-        ),
-        None => Ok(()),
+        )?;
     }
+    let failed: u64 = per_job.iter().map(|a| a.failed_calls).sum();
+    if failed > 0 {
+        return Err(Failure::Incomplete(format!(
+            "completed with {failed} failed API call(s) (listed in {}): the metrics they feed are incomplete",
+            out.join("calls.csv").display()
+        )));
+    }
+    Ok(())
 }
 
 /// Shard `k` of `n`: the scenarios sorted by name, every `n`th from the `k`th.
@@ -617,7 +652,7 @@ fn run_into(
     context_window: u32,
     backend: &crate::backend::Backend,
 ) -> Result<Aggregates, Failure> {
-    let rt = Runtime {
+    let mut rt = Runtime {
         config,
         backend,
         tok,
@@ -630,7 +665,20 @@ fn run_into(
         progress: !args.quiet,
         repeats: args.repeat,
     };
+    if backend.name != "offline" && args.jobs.is_none() {
+        // One request per user message at a time: enough workers to keep
+        // every allowed request in flight.
+        rt.jobs = rt.jobs.max(config.openai.max_concurrency as usize);
+    }
+    let ahead = runner::prefetch_embeddings(scenarios, &rt);
     let jobs = runner::run(scenarios, &rt).map_err(anyhow::Error::from)?;
+    if !args.quiet {
+        report::print_calls(
+            &mut std::io::stderr().lock(),
+            ahead.iter().chain(jobs.iter().flat_map(|j| &j.calls)),
+        )
+        .map_err(anyhow::Error::from)?;
+    }
     let (per_job, totals) = report::aggregates(&jobs, &config.strategies);
     let params = Params::from_config(config, backend);
     let mut resolved = std::collections::BTreeMap::new();
@@ -654,7 +702,16 @@ fn run_into(
             .map(|(k, v)| ((*k).into(), v.clone()))
             .collect(),
         strategies: config.strategies.clone(),
-        config: serde_json::to_value(config).map_err(anyhow::Error::from)?,
+        config: {
+            let mut v = serde_json::to_value(config).map_err(anyhow::Error::from)?;
+            // The settings of a backend not in use are noise in the record.
+            if config.backend != "openai"
+                && let Some(m) = v.as_object_mut()
+            {
+                m.remove("openai");
+            }
+            v
+        },
         resolved,
         scenarios: sorted
             .iter()
@@ -671,7 +728,7 @@ fn run_into(
         repeats: rt.repeats,
         shard: args.shard.map(|(k, n)| format!("{k}/{n}")),
     };
-    report::write_outputs(dir, &jobs, &meta, &per_job, &totals)
+    report::write_outputs(dir, &jobs, &ahead, &meta, &per_job, &totals)
         .map_err(|e| anyhow::anyhow!("writing outputs: {e}"))?;
     let cap = config.registry.max_active_users as usize;
     if cap > 0 && cap < scenarios.len() {

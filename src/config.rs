@@ -2,10 +2,12 @@
 //! flags. Precedence: flags (and their environment variables) > `--set` >
 //! the file > the defaults below, which follow the reference tutorial.
 
-use std::path::Path;
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
 
+use crate::backend::prices::Price;
 use crate::gate::GateConfig;
 use crate::text::suggestion;
 use crate::tokens::{self, Tokenizer};
@@ -20,7 +22,8 @@ pub struct Config {
     pub seed: u64,
     /// Strategies to run, by name.
     pub strategies: Vec<String>,
-    /// `offline` (embedded, deterministic, free).
+    /// `offline` (embedded, deterministic, free) or `openai` (any
+    /// OpenAI-compatible endpoint, configured under `[openai]`).
     pub backend: String,
     pub model: ModelConfig,
     pub memory: MemoryConfig,
@@ -28,6 +31,9 @@ pub struct Config {
     pub summary: SummaryConfig,
     pub vector: VectorConfig,
     pub offline: OfflineConfig,
+    pub openai: OpenAiConfig,
+    /// Prices per million tokens by model name, over the built-in list.
+    pub prices: BTreeMap<String, Price>,
     /// The user memory registry of interleaved replays.
     pub registry: RegistryConfig,
     /// Thresholds of `memeval gate`.
@@ -93,6 +99,10 @@ pub struct VectorConfig {
     pub hnsw_threshold: u32,
     /// HNSW search breadth.
     pub ef_search: u32,
+    /// Index each message this many messages after it arrives, as when
+    /// embedding runs off the request path (the tutorial's Mistake 5);
+    /// 0 indexes it at once.
+    pub embed_lag: u32,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -120,6 +130,87 @@ pub struct OfflineConfig {
     pub embedding_dim: u32,
 }
 
+/// The `openai` backend: any OpenAI-compatible endpoint.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct OpenAiConfig {
+    /// The API's base URL, up to and including `/v1`.
+    pub base_url: String,
+    /// The environment variable holding the API key (never the key itself).
+    pub api_key_env: String,
+    /// A file holding the API key, read when the variable is unset.
+    pub api_key_file: Option<PathBuf>,
+    /// The chat model (summaries, replies, probe answers); by default
+    /// `model.name`.
+    pub chat_model: Option<String>,
+    /// The judge model (summary quality, answer correctness); by default the
+    /// chat model.
+    pub judge_model: Option<String>,
+    /// Where embeddings come from: `api` (the embedding model below) or
+    /// `offline` (memeval's hashing embedder, for servers that cannot pool
+    /// embeddings, such as llama.cpp's with a chat model).
+    pub embeddings: String,
+    pub embedding_model: String,
+    /// Requested vector size (models that can shorten their vectors).
+    pub embedding_dimensions: Option<u32>,
+    /// Texts per embedding request.
+    pub embed_batch: u32,
+    /// Seconds before a request is abandoned (and retried).
+    pub timeout_secs: f64,
+    /// Retries of a call after a 429, a 5xx, a timeout or a lost connection.
+    pub max_retries: u32,
+    /// First backoff before a retry, doubled at each further one (with
+    /// jitter); a `Retry-After` header takes precedence.
+    pub retry_backoff_ms: u32,
+    /// The request field that caps a reply's length: `max_tokens` (the
+    /// tutorial's, understood by most servers) or `max_completion_tokens`
+    /// (required by OpenAI's reasoning models).
+    pub token_limit_field: String,
+    /// Requests in flight at once, over the whole run.
+    pub max_concurrency: u32,
+    /// Answer every probe with the chat model and judge the answer
+    /// (costs two calls per probe asked).
+    pub answer_probes: bool,
+    /// A file with your own summarization prompt (placeholders
+    /// `{prior_summary}`, `{summary}`, `{conversation}`).
+    pub summary_prompt_file: Option<PathBuf>,
+    /// Sampling of generated replies and probe answers (the tutorial's
+    /// chatbot: 0.7 and at most 1,000 tokens).
+    pub reply_temperature: f32,
+    pub reply_max_tokens: u32,
+    /// Replies are cached: a rerun sends nothing and replays exactly.
+    pub cache: bool,
+    /// The cache's SQLite file.
+    pub cache_path: PathBuf,
+}
+
+impl Default for OpenAiConfig {
+    fn default() -> Self {
+        OpenAiConfig {
+            base_url: "https://api.openai.com/v1".into(),
+            api_key_env: "OPENAI_API_KEY".into(),
+            api_key_file: None,
+            chat_model: None,
+            judge_model: None,
+            embeddings: "api".into(),
+            embedding_model: "text-embedding-3-small".into(),
+            embedding_dimensions: None,
+            embed_batch: 64,
+            timeout_secs: 60.0,
+            max_retries: 5,
+            retry_backoff_ms: 500,
+            token_limit_field: "max_tokens".into(),
+            max_concurrency: 8,
+            answer_probes: true,
+            summary_prompt_file: None,
+            reply_temperature: 0.7,
+            reply_max_tokens: 1000,
+            cache: true,
+            cache_path: PathBuf::from(".memeval/cache.sqlite"),
+        }
+    }
+}
+
 impl Default for Config {
     fn default() -> Self {
         Config {
@@ -132,6 +223,8 @@ impl Default for Config {
             summary: SummaryConfig::default(),
             vector: VectorConfig::default(),
             offline: OfflineConfig::default(),
+            openai: OpenAiConfig::default(),
+            prices: BTreeMap::new(),
             registry: RegistryConfig::default(),
             gate: GateConfig::default(),
         }
@@ -183,6 +276,7 @@ impl Default for VectorConfig {
             keyword_fallback: false,
             hnsw_threshold: 50_000,
             ef_search: 64,
+            embed_lag: 0,
         }
     }
 }
@@ -278,6 +372,8 @@ fn known_keys(section: &str) -> Option<Vec<&'static str>> {
             "summary",
             "vector",
             "offline",
+            "openai",
+            "prices",
             "registry",
             "gate",
         ],
@@ -298,8 +394,31 @@ fn known_keys(section: &str) -> Option<Vec<&'static str>> {
             "keyword_fallback",
             "hnsw_threshold",
             "ef_search",
+            "embed_lag",
         ],
         "offline" => &["embedding_dim"],
+        "openai" => &[
+            "base_url",
+            "api_key_env",
+            "api_key_file",
+            "chat_model",
+            "judge_model",
+            "embeddings",
+            "embedding_model",
+            "embedding_dimensions",
+            "embed_batch",
+            "timeout_secs",
+            "max_retries",
+            "retry_backoff_ms",
+            "token_limit_field",
+            "max_concurrency",
+            "answer_probes",
+            "summary_prompt_file",
+            "reply_temperature",
+            "reply_max_tokens",
+            "cache",
+            "cache_path",
+        ],
         "registry" => &["max_active_users"],
         "gate" => &[
             "min_recall",
@@ -389,11 +508,44 @@ impl Config {
                 return fail(format!("strategy {s:?} is named twice"));
             }
         }
-        if self.backend != "offline" {
+        const BACKENDS: &[&str] = &["offline", "openai"];
+        if !BACKENDS.contains(&self.backend.as_str()) {
+            let hint = suggestion(&self.backend, BACKENDS);
             return fail(format!(
-                "backend {:?} is not available in this build; the offline backend is \"offline\"",
-                self.backend
+                "unknown backend {:?}{hint} (known: {})",
+                self.backend,
+                BACKENDS.join(", ")
             ));
+        }
+        let o = &self.openai;
+        if !["api", "offline"].contains(&o.embeddings.as_str()) {
+            return fail(format!(
+                "openai.embeddings is \"api\" or \"offline\", not {:?}",
+                o.embeddings
+            ));
+        }
+        if !["max_tokens", "max_completion_tokens"].contains(&o.token_limit_field.as_str()) {
+            return fail(format!(
+                "openai.token_limit_field is \"max_tokens\" or \"max_completion_tokens\", not {:?}",
+                o.token_limit_field
+            ));
+        }
+        if !(o.timeout_secs > 0.0 && o.timeout_secs.is_finite()) {
+            return fail(format!(
+                "openai.timeout_secs must be above 0, not {}",
+                o.timeout_secs
+            ));
+        }
+        if !(0.0..=2.0).contains(&o.reply_temperature) {
+            return fail(format!(
+                "openai.reply_temperature is between 0 and 2, not {}",
+                o.reply_temperature
+            ));
+        }
+        for (name, p) in &self.prices {
+            if !(p.input >= 0.0 && p.output >= 0.0) {
+                return fail(format!("prices.{name}: prices cannot be negative"));
+            }
         }
         let positive = [
             ("memory.max_context_tokens", self.memory.max_context_tokens),
@@ -411,6 +563,9 @@ impl Config {
             ("vector.max_retrieved", self.vector.max_retrieved),
             ("vector.ef_search", self.vector.ef_search),
             ("offline.embedding_dim", self.offline.embedding_dim),
+            ("openai.embed_batch", o.embed_batch),
+            ("openai.max_concurrency", o.max_concurrency),
+            ("openai.reply_max_tokens", o.reply_max_tokens),
         ];
         for (name, v) in positive {
             if v == 0 {

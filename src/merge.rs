@@ -11,7 +11,7 @@ use serde_json::Value;
 use crate::cli::{Failure, output_dir, publish_staged, write_report};
 use crate::report;
 use crate::report::data::read_csv;
-use crate::runner::{JobResult, ProbeRow, SummaryRow, TurnRow};
+use crate::runner::{CallRow, JobResult, ProbeRow, SummaryRow, TurnRow};
 use crate::store;
 
 /// One shard's folder, read back.
@@ -21,6 +21,7 @@ struct Shard {
     turns: Vec<TurnRow>,
     probes: Vec<ProbeRow>,
     summaries: Vec<SummaryRow>,
+    calls: Vec<CallRow>,
 }
 
 fn input(m: String) -> Failure {
@@ -49,6 +50,12 @@ fn read_shard(dir: &Path) -> Result<Shard, Failure> {
         turns: read_csv(&dir.join("turns.csv")).map_err(input)?,
         probes: read_csv(&dir.join("probes.csv")).map_err(input)?,
         summaries: read_csv(&dir.join("summaries.csv")).map_err(input)?,
+        // Runs older than calls.csv have none to merge.
+        calls: if dir.join("calls.csv").is_file() {
+            read_csv(&dir.join("calls.csv")).map_err(input)?
+        } else {
+            Vec::new()
+        },
     })
 }
 
@@ -143,8 +150,11 @@ fn merged_meta(shards: &[Shard]) -> Result<Value, Failure> {
 
 /// Rows regrouped into replays, in the order a single run writes them:
 /// scenario by name, strategy as configured, replay number.
-fn jobs_of(shards: Vec<Shard>, strategies: &[String]) -> Vec<JobResult> {
+/// Calls made ahead of any replay (embeddings fetched for every scenario)
+/// come back apart, in shard order.
+fn jobs_of(shards: Vec<Shard>, strategies: &[String]) -> (Vec<JobResult>, Vec<CallRow>) {
     let mut jobs: BTreeMap<(String, usize, u32), JobResult> = BTreeMap::new();
+    let mut ahead = Vec::new();
     let rank = |s: &str| strategies.iter().position(|x| x == s).unwrap_or(usize::MAX);
     for shard in shards {
         for t in shard.turns {
@@ -180,8 +190,23 @@ fn jobs_of(shards: Vec<Shard>, strategies: &[String]) -> Vec<JobResult> {
             .summaries
             .push(s);
         }
+        for c in shard.calls {
+            if c.scenario.is_empty() {
+                ahead.push(c);
+                continue;
+            }
+            job(
+                &mut jobs,
+                &c.scenario,
+                &c.strategy,
+                c.repeat,
+                rank(&c.strategy),
+            )
+            .calls
+            .push(c);
+        }
     }
-    jobs.into_values().collect()
+    (jobs.into_values().collect(), ahead)
 }
 
 fn job<'a>(
@@ -199,6 +224,7 @@ fn job<'a>(
             turns: Vec::new(),
             probes: Vec::new(),
             summaries: Vec::new(),
+            calls: Vec::new(),
             times: Default::default(),
         })
 }
@@ -215,10 +241,10 @@ pub fn cmd_merge(runs: &[PathBuf], out: &Path, force: bool) -> Result<(), Failur
         .map_err(|e| input(format!("{}: not memeval metadata: {e}", runs[0].display())))?;
     let strategies = meta.strategies.clone();
     let stores: Vec<PathBuf> = shards.iter().map(|s| s.dir.join("memory.sqlite")).collect();
-    let jobs = jobs_of(shards, &strategies);
+    let (jobs, ahead) = jobs_of(shards, &strategies);
     let (per_job, totals) = report::aggregates(&jobs, &strategies);
     publish_staged(&out, |dir| {
-        report::write_outputs(dir, &jobs, &meta, &per_job, &totals)
+        report::write_outputs(dir, &jobs, &ahead, &meta, &per_job, &totals)
             .map_err(|e| anyhow::anyhow!("writing outputs: {e}"))?;
         store::merge(&dir.join("memory.sqlite"), &stores).map_err(anyhow::Error::from)?;
         write_report(dir).map_err(|e| anyhow::anyhow!("writing the report: {e}"))?;

@@ -174,7 +174,8 @@ pub fn percentile(values: &[u64], p: f64) -> u64 {
 
 /// Rounds to 6 decimals, so outputs stay readable and stable.
 pub fn round6(x: f64) -> f64 {
-    (x * 1e6).round() / 1e6
+    // + 0.0 turns -0.0 (an empty float sum) into 0.
+    (x * 1e6).round() / 1e6 + 0.0
 }
 
 pub fn mean(values: impl IntoIterator<Item = f64>) -> Option<f64> {

@@ -16,7 +16,9 @@ use rand::{RngExt, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 
 use crate::backend::offline::fnv1a;
-use crate::backend::{Backend, BackendError};
+use crate::backend::{
+    AnswerCheck, Backend, BackendError, CallKind, CallRecord, ChatMessage, ChatRole, ExpectedFact,
+};
 use crate::config::Config;
 use crate::memory::{
     self, Context, Entry, Env, Params, Query, Stage, StageTimes, Strategy, SummaryState,
@@ -140,6 +142,66 @@ pub struct SummaryRow {
     pub fact_retention_all: Option<f64>,
     pub input_tokens: u32,
     pub output_tokens: u32,
+    /// Why `quality` is empty: the judge's reply was unusable twice, or its
+    /// call failed. Empty when judged.
+    #[serde(default)]
+    pub judge_reason: String,
+}
+
+/// One row of calls.csv: a request to a model API, as it was served.
+#[derive(Debug, Clone, Default, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct CallRow {
+    /// Empty for embeddings fetched ahead for every scenario.
+    pub scenario: String,
+    pub strategy: String,
+    pub repeat: u32,
+    /// The message (or probe's turn) it was made at; 0 when fetched ahead.
+    pub turn: u32,
+    /// summarize, embed, reply, answer, judge_summary or judge_answer.
+    pub kind: String,
+    pub model: String,
+    /// 1: served from the response cache, nothing sent.
+    pub cached: u8,
+    pub attempts: u32,
+    pub latency_us: u64,
+    pub inputs: u32,
+    pub local_input_tokens: u32,
+    pub api_input_tokens: Option<u32>,
+    pub local_output_tokens: u32,
+    pub api_output_tokens: Option<u32>,
+    pub cost_usd: f64,
+    /// Why it failed after its retries; empty when it succeeded.
+    pub error: String,
+}
+
+impl CallRow {
+    pub fn new(
+        scenario: &str,
+        strategy: &str,
+        repeat: u32,
+        turn: u32,
+        r: CallRecord,
+        timings: bool,
+    ) -> CallRow {
+        CallRow {
+            scenario: scenario.into(),
+            strategy: strategy.into(),
+            repeat,
+            turn,
+            kind: r.kind.as_str().into(),
+            model: r.model,
+            cached: u8::from(r.cached),
+            attempts: r.attempts,
+            latency_us: if timings { r.latency_us } else { 0 },
+            inputs: r.inputs,
+            local_input_tokens: r.local_input_tokens,
+            api_input_tokens: r.api_input_tokens,
+            local_output_tokens: r.local_output_tokens,
+            api_output_tokens: r.api_output_tokens,
+            cost_usd: round6(r.cost_usd),
+            error: r.error.unwrap_or_default(),
+        }
+    }
 }
 
 /// Everything one (scenario, strategy) replay produced.
@@ -151,6 +213,8 @@ pub struct JobResult {
     pub turns: Vec<TurnRow>,
     pub probes: Vec<ProbeRow>,
     pub summaries: Vec<SummaryRow>,
+    /// The API calls it made, failed ones included.
+    pub calls: Vec<CallRow>,
     /// Latencies per stage, evictions and reloads included (with timings
     /// off, the counts with every time 0).
     pub times: StageTimes,
@@ -352,6 +416,30 @@ pub fn run(scenarios: &[Scenario], rt: &Runtime<'_>) -> Result<Vec<JobResult>, R
     results
 }
 
+/// Embeds every scripted message and probe question ahead of the replay,
+/// in batches, when a strategy retrieves: each text once, for every
+/// strategy and replay. The calls are returned (scenario empty, turn 0).
+pub fn prefetch_embeddings(scenarios: &[Scenario], rt: &Runtime<'_>) -> Vec<CallRow> {
+    if !rt.config.strategies.iter().any(|k| memory::retrieves(k)) {
+        return Vec::new();
+    }
+    let mut sorted: Vec<&Scenario> = scenarios.iter().collect();
+    sorted.sort_by(|a, b| a.name.cmp(&b.name));
+    let texts: Vec<&str> = sorted
+        .iter()
+        .flat_map(|s| {
+            let messages = s.messages.iter().filter_map(|m| m.content.as_deref());
+            messages.chain(s.probes.iter().map(|p| p.question.as_str()))
+        })
+        .collect();
+    let mut calls = Vec::new();
+    rt.backend.embedder.prefetch(&texts, &mut calls);
+    calls
+        .into_iter()
+        .map(|r| CallRow::new("", "", 0, 0, r, rt.timings))
+        .collect()
+}
+
 /// The order in which a server would see the users' steps: by time where
 /// every message has one (a session's start stands for its first messages),
 /// else round-robin, one step of each user in turn. Each user's own steps
@@ -487,6 +575,8 @@ struct Job<'a> {
     last_call: Option<Context>,
     probe_embeddings: Vec<Option<Arc<[f32]>>>,
     cumulative: u64,
+    /// Cumulative cost of the chatbot's own calls, in dollars.
+    cost: f64,
     session: usize,
     out: JobResult,
 }
@@ -520,6 +610,7 @@ impl<'a> Job<'a> {
                 usage: Usage::default(),
                 summaries: Vec::new(),
                 times: StageTimes::default(),
+                calls: Vec::new(),
             },
             strategy: memory::create(strategy_name, params, &transcript, None),
             transcript,
@@ -536,8 +627,10 @@ impl<'a> Job<'a> {
                 turns: Vec::new(),
                 probes: Vec::new(),
                 summaries: Vec::new(),
+                calls: Vec::new(),
                 times: StageTimes::default(),
             },
+            cost: 0.0,
         })
     }
 
@@ -593,6 +686,21 @@ impl<'a> Job<'a> {
             Step::Probe { probe, turn } => self.probe(probe, turn)?,
         }
         Ok(())
+    }
+
+    /// Files the API calls made at `turn` under this replay.
+    fn take_calls(&mut self, turn: u32) {
+        let (scenario, strategy) = (&self.scenario.name, self.strategy_name);
+        for r in self.env.calls.drain(..) {
+            self.out.calls.push(CallRow::new(
+                scenario,
+                strategy,
+                self.repeat,
+                turn,
+                r,
+                self.rt.timings,
+            ));
+        }
     }
 
     fn flush(&mut self, store: &mut Store) -> Result<(), RunError> {
@@ -662,20 +770,16 @@ impl<'a> Job<'a> {
             Some(s) => (s.content.clone(), s.folded.clone(), s.tokens, false),
             None => {
                 let reply = self.generate_reply()?;
+                self.take_calls(n);
                 let tokens = self.rt.tok.count(&reply);
                 let folded: Arc<str> = fold(&reply).into();
                 (Arc::from(reply), folded, tokens, true)
             }
         };
-        let embedding = if self.strategy.needs_embeddings() {
-            Some(
-                self.env
-                    .embed(&content, tokens)
-                    .map_err(|e| self.backend_err(e))?,
-            )
-        } else {
-            None
-        };
+        let embedding = self
+            .strategy
+            .needs_embeddings()
+            .then(|| self.env.embed(&content, tokens));
         self.transcript.push(Entry {
             number: n,
             role: m.role,
@@ -708,6 +812,18 @@ impl<'a> Job<'a> {
             u64::from(tokens)
         };
         self.cumulative += spent + usage.summarizer_tokens + usage.embedding_tokens;
+        let b = self.rt.backend;
+        if let Some(p) = b.chat_price {
+            let (input, output) = if is_call { (spent, 0) } else { (0, spent) };
+            let summary_out = usage.summarizer_output_tokens;
+            self.cost += p.cost(
+                input + usage.summarizer_tokens - summary_out,
+                output + summary_out,
+            );
+        }
+        if let Some(p) = b.embedding_price {
+            self.cost += p.cost(usage.embedding_tokens, 0);
+        }
         let total = ctx.total();
         self.out.turns.push(TurnRow {
             scenario: self.scenario.name.clone(),
@@ -729,7 +845,7 @@ impl<'a> Job<'a> {
             summarizer_tokens: usage.summarizer_tokens,
             embedding_tokens: usage.embedding_tokens,
             cumulative_tokens: self.cumulative,
-            cost_usd: 0.0,
+            cost_usd: round6(self.cost),
             over_budget: u8::from(total > self.rt.config.memory.max_context_tokens),
             over_window: u8::from(total > self.rt.context_window),
             build_us,
@@ -739,9 +855,10 @@ impl<'a> Job<'a> {
         }
         let written: Vec<Arc<SummaryState>> = self.env.summaries.drain(..).collect();
         for s in written {
-            self.score_summary(&s)?;
+            self.score_summary(&s);
             self.unsaved_summaries.push(s);
         }
+        self.take_calls(n);
         if self.transcript.len() - self.unsaved_from >= FLUSH_EVERY {
             self.flush(store)?;
         }
@@ -764,11 +881,13 @@ impl<'a> Job<'a> {
         };
         let call = ctx.call_messages(&self.scenario.system_prompt);
         let text = last.as_ref().map_or("", |e| &*e.content);
-        self.rt
+        // A failed call (recorded) leaves an empty reply in its place.
+        Ok(self
+            .rt
             .backend
             .responder
-            .reply(&call, text)
-            .map_err(|e| self.backend_err(e))
+            .reply(CallKind::Reply, &call, text, &mut self.env.calls)
+            .unwrap_or_default())
     }
 
     fn probe(&mut self, index: usize, turn: u32) -> Result<(), RunError> {
@@ -776,11 +895,9 @@ impl<'a> Job<'a> {
         let saved = self.env.usage;
         if self.strategy.needs_embeddings() && self.probe_embeddings[index].is_none() {
             let tokens = self.rt.tok.count(&p.question);
-            let e = self
-                .env
-                .embed(&p.question, tokens)
-                .map_err(|e| self.backend_err(e))?;
-            self.probe_embeddings[index] = Some(e);
+            let e = self.env.embed(&p.question, tokens);
+            // A failed call is tried again at the probe's next ask.
+            self.probe_embeddings[index] = (!e.is_empty()).then_some(e);
         }
         let q = Query {
             text: &p.question,
@@ -812,17 +929,12 @@ impl<'a> Job<'a> {
                 None,
                 "context exceeds the model's window: the call would fail".to_string(),
             )
+        } else if !self.rt.backend.answer_probes {
+            (String::new(), None, "probe answers are off".to_string())
         } else {
-            let call = ctx.call_messages(&self.scenario.system_prompt);
-            let answer = self
-                .rt
-                .backend
-                .responder
-                .reply(&call, &p.question)
-                .map_err(|e| self.backend_err(e))?;
-            let (correct, reason) = judge_answer(self.scenario, &p.expects, &answer);
-            (answer, correct, reason)
+            self.answer(p, &ctx)
         };
+        self.take_calls(turn);
         self.out.probes.push(ProbeRow {
             scenario: self.scenario.name.clone(),
             user: self.scenario.user.clone(),
@@ -869,9 +981,61 @@ impl<'a> Job<'a> {
         Ok(())
     }
 
+    /// A probe's answer from its context, and the judge's verdict on it.
+    fn answer(
+        &mut self,
+        p: &crate::scenario::Probe,
+        ctx: &Context,
+    ) -> (String, Option<u8>, String) {
+        let b = self.rt.backend;
+        let mut call = ctx.call_messages(&self.scenario.system_prompt);
+        call.push(ChatMessage {
+            role: ChatRole::User,
+            content: p.question.as_str().into(),
+        });
+        let answer =
+            match b
+                .responder
+                .reply(CallKind::Answer, &call, &p.question, &mut self.env.calls)
+            {
+                Ok(a) => a,
+                Err(e) => {
+                    return (
+                        String::new(),
+                        None,
+                        format!("answer call failed: {}", e.message),
+                    );
+                }
+            };
+        let facts: Vec<ExpectedFact<'_>> = p
+            .expects
+            .iter()
+            .map(|&f| {
+                let fact = &self.scenario.facts[f];
+                ExpectedFact {
+                    id: &fact.id,
+                    statement: fact.statement.as_deref(),
+                    expect: &fact.expect,
+                }
+            })
+            .collect();
+        let check = AnswerCheck {
+            question: &p.question,
+            answer: &answer,
+            facts: &facts,
+            reference: p.answer.as_deref(),
+            abstention: p.kind.as_deref() == Some("abstention"),
+        };
+        match b.judge.judge_answer(&check, &mut self.env.calls) {
+            Ok(v) => (answer, v.correct.map(u8::from), v.reason),
+            Err(e) => (answer, None, format!("judge call failed: {}", e.message)),
+        }
+    }
+
     /// Scores a new summary: a seeded sample of the messages it folded, judged
-    /// by the judge model, and the facts it still holds.
-    fn score_summary(&mut self, s: &SummaryState) -> Result<(), RunError> {
+    /// by the judge model, and the facts it still holds. A judge that cannot
+    /// be read, or whose call failed, leaves the score empty with the reason.
+    fn score_summary(&mut self, s: &SummaryState) {
         let t = &self.transcript;
         let (from, to) = (s.covered_from as usize, s.covered_to as usize);
         let mut rng =
@@ -889,8 +1053,7 @@ impl<'a> Job<'a> {
             .rt
             .backend
             .judge
-            .score_summary(&s.text, &sampled)
-            .map_err(|e| self.backend_err(e))?;
+            .score_summary(&s.text, &sampled, &mut self.env.calls);
         let (first, last) = (t.get(from).number, t.get(to - 1).number);
         let newly = facts_planted_in(self.scenario, first, last);
         let all = facts_planted_in(self.scenario, 1, last);
@@ -904,45 +1067,26 @@ impl<'a> Job<'a> {
             covered_from: first,
             covered_to: last,
             summary_tokens: s.tokens,
-            quality: Some(round6(verdict.score)),
-            accurate: Some(u8::from(verdict.accurate)),
+            quality: verdict.as_ref().ok().map(|v| round6(v.score)),
+            accurate: verdict.as_ref().ok().and_then(|v| v.accurate).map(u8::from),
             sampled: picks
                 .iter()
                 .map(|&i| t.get(from + i).number.to_string())
                 .collect::<Vec<_>>()
                 .join(";"),
-            missing: verdict.missing.join(";"),
+            missing: verdict
+                .as_ref()
+                .map_or(String::new(), |v| v.missing.join(";")),
             fact_retention: fact_retention(self.scenario, &newly, &s.text).map(round6),
             fact_retention_all: fact_retention(self.scenario, &all, &s.text).map(round6),
             input_tokens: s.input_tokens,
             output_tokens: s.output_tokens,
+            judge_reason: match &verdict {
+                Ok(_) => String::new(),
+                Err(e) if e.kind == "judge" => e.message.clone(),
+                Err(e) => format!("judge call failed: {}", e.message),
+            },
         });
-        Ok(())
-    }
-}
-
-/// The offline answer judge: an answer is correct when it states every
-/// expected fact (one of its `expect` phrases). Facts without phrases, and
-/// probes expecting nothing, cannot be judged this way.
-fn judge_answer(s: &Scenario, expects: &[usize], answer: &str) -> (Option<u8>, String) {
-    if expects.is_empty() {
-        return (None, "no expected facts to judge against".into());
-    }
-    let text = fold(answer);
-    let mut missing = Vec::new();
-    for &f in expects {
-        let fact = &s.facts[f];
-        if fact.expect.is_empty() {
-            return (None, format!("fact {:?} has no expect phrases", fact.id));
-        }
-        if !fact.expect.iter().any(|p| text.contains(&fold(p))) {
-            missing.push(fact.id.as_str());
-        }
-    }
-    if missing.is_empty() {
-        (Some(1), "states every expected fact".into())
-    } else {
-        (Some(0), format!("does not state: {}", missing.join(", ")))
     }
 }
 

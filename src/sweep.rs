@@ -9,7 +9,6 @@ use plotters::prelude::*;
 use plotters::style::text_anchor::{HPos, Pos, VPos};
 use serde::Serialize;
 
-use crate::backend::offline;
 use crate::chart::{self, FONT, Figure, PALETTE, err, thousands};
 use crate::cli::{
     Failure, SweepArgs, expand_inputs, output_dir_named, publish_staged, resolve_config,
@@ -401,12 +400,13 @@ fn sweep_into(
         |_| 1,
         |&i| {
             let cfg = &configs[i];
-            let backend = offline::backend(cfg.offline.embedding_dim as usize);
+            let tok = cfg.tokenizer().map_err(|e| anyhow::anyhow!(e.0))?;
+            let backend = crate::backend::from_config(cfg, tok).map_err(|e| anyhow::anyhow!(e))?;
             let store = dir.join(format!("combination-{i}.sqlite"));
             let rt = Runtime {
                 config: cfg,
                 backend: &backend,
-                tok: cfg.tokenizer().map_err(|e| anyhow::anyhow!(e.0))?,
+                tok,
                 context_window: cfg.context_window().map_err(|e| anyhow::anyhow!(e.0))?,
                 store: &store,
                 jobs: 1,

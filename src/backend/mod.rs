@@ -3,6 +3,8 @@
 //! can be configured independently.
 
 pub mod offline;
+pub mod openai;
+pub mod prices;
 
 use std::sync::Arc;
 
@@ -40,6 +42,82 @@ pub struct BackendError {
     pub message: String,
 }
 
+/// What a model call was for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum CallKind {
+    /// Folding messages into a summary (the chat model).
+    Summarize,
+    /// Embedding messages or queries.
+    Embed,
+    /// A generated assistant reply (the chat model).
+    Reply,
+    /// A probe answered from the built context (the chat model).
+    Answer,
+    /// Scoring a summary against sampled messages (the judge model).
+    JudgeSummary,
+    /// Deciding whether a probe's answer is correct (the judge model).
+    JudgeAnswer,
+}
+
+impl CallKind {
+    pub const ALL: [CallKind; 6] = [
+        CallKind::Summarize,
+        CallKind::Embed,
+        CallKind::Reply,
+        CallKind::Answer,
+        CallKind::JudgeSummary,
+        CallKind::JudgeAnswer,
+    ];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            CallKind::Summarize => "summarize",
+            CallKind::Embed => "embed",
+            CallKind::Reply => "reply",
+            CallKind::Answer => "answer",
+            CallKind::JudgeSummary => "judge_summary",
+            CallKind::JudgeAnswer => "judge_answer",
+        }
+    }
+
+    /// Whether the chatbot itself would pay for it (the judge's calls and
+    /// probe answers are the evaluation's own cost).
+    pub fn is_chatbot(self) -> bool {
+        matches!(
+            self,
+            CallKind::Summarize | CallKind::Embed | CallKind::Reply
+        )
+    }
+}
+
+/// One request to a model API, as it was served.
+#[derive(Debug, Clone, PartialEq)]
+pub struct CallRecord {
+    pub kind: CallKind,
+    pub model: String,
+    /// Served from the response cache: nothing was sent.
+    pub cached: bool,
+    /// HTTP attempts made (0 when cached).
+    pub attempts: u32,
+    /// Wall time of the call, retries included.
+    pub latency_us: u64,
+    /// Inputs in the request (texts embedded, or 1).
+    pub inputs: u32,
+    /// Tokens by memeval's own count (tiktoken, chat overheads included).
+    pub local_input_tokens: u32,
+    pub local_output_tokens: u32,
+    /// Tokens as the API reported them (absent when it did not).
+    pub api_input_tokens: Option<u32>,
+    pub api_output_tokens: Option<u32>,
+    /// At the configured prices, from the API's figures where given.
+    pub cost_usd: f64,
+    /// Why the call failed after its retries; `None` when it succeeded.
+    pub error: Option<String>,
+}
+
+/// Where a backend reports the API calls it made for one operation.
+pub type Calls = Vec<CallRecord>;
+
 /// What to fold into a new summary.
 pub struct SummaryRequest<'a> {
     pub prior: Option<&'a str>,
@@ -59,12 +137,19 @@ pub trait Summarizer: Send + Sync {
         &self,
         req: &SummaryRequest<'_>,
         tok: &Tokenizer,
+        calls: &mut Calls,
     ) -> Result<SummaryOutput, BackendError>;
 }
 
 pub trait Embedder: Send + Sync {
     /// One unit-length vector per text.
-    fn embed(&self, texts: &[&str]) -> Result<Vec<Vec<f32>>, BackendError>;
+    fn embed(&self, texts: &[&str], calls: &mut Calls) -> Result<Vec<Vec<f32>>, BackendError>;
+    /// Embeds `texts` ahead of need, in batches, so that later calls to
+    /// [`Embedder::embed`] find them ready. Failures are left for those
+    /// calls to meet (and record) again.
+    fn prefetch(&self, _texts: &[&str], _calls: &mut Calls) {}
+    /// Dimensions of its vectors.
+    fn dim(&self) -> usize;
     /// The similarity threshold this embedder is calibrated for.
     fn default_min_score(&self) -> f32;
     /// Whether its vectors are mostly zeros (indexed sparsely, exactly).
@@ -79,7 +164,35 @@ pub struct Verdict {
     /// 0 to 1.
     pub score: f64,
     pub missing: Vec<String>,
-    pub accurate: bool,
+    /// The judge's overall yes/no, when it gave one.
+    pub accurate: Option<bool>,
+}
+
+/// A fact a probe's answer needs, as the judge sees it.
+pub struct ExpectedFact<'a> {
+    pub id: &'a str,
+    pub statement: Option<&'a str>,
+    /// Phrases whose presence shows the fact.
+    pub expect: &'a [String],
+}
+
+/// A probe's answer to judge.
+pub struct AnswerCheck<'a> {
+    pub question: &'a str,
+    pub answer: &'a str,
+    pub facts: &'a [ExpectedFact<'a>],
+    /// The scenario's reference answer, if any.
+    pub reference: Option<&'a str>,
+    /// The right answer is "I don't know" (the probe's kind is
+    /// `abstention`).
+    pub abstention: bool,
+}
+
+/// Whether an answer is right; `correct` is `None` when it cannot be told.
+#[derive(Debug, Clone, PartialEq)]
+pub struct AnswerVerdict {
+    pub correct: Option<bool>,
+    pub reason: String,
 }
 
 pub trait Judge: Send + Sync {
@@ -87,13 +200,27 @@ pub trait Judge: Send + Sync {
         &self,
         summary: &str,
         sampled: &[(Role, &str)],
+        calls: &mut Calls,
     ) -> Result<Verdict, BackendError>;
+
+    fn judge_answer(
+        &self,
+        check: &AnswerCheck<'_>,
+        calls: &mut Calls,
+    ) -> Result<AnswerVerdict, BackendError>;
 }
 
 pub trait Responder: Send + Sync {
-    /// The assistant's reply to the last user message, given the call's
-    /// messages (system, summary, retrieved, buffer).
-    fn reply(&self, call: &[ChatMessage], query: &str) -> Result<String, BackendError>;
+    /// The assistant's reply to the call's last user message. `call` holds
+    /// the messages as sent (system, summary, retrieved, buffer, and for a
+    /// probe the question last); `query` is that last user message.
+    fn reply(
+        &self,
+        kind: CallKind,
+        call: &[ChatMessage],
+        query: &str,
+        calls: &mut Calls,
+    ) -> Result<String, BackendError>;
 }
 
 /// The models of a run.
@@ -106,31 +233,80 @@ pub struct Backend {
     pub responder: Arc<dyn Responder>,
     /// Model names for the run's metadata.
     pub models: Vec<(&'static str, String)>,
+    /// Whether probes are answered (and judged) by this backend.
+    pub answer_probes: bool,
+    /// Prices of the chatbot's own calls (per million tokens), where known.
+    pub chat_price: Option<prices::Price>,
+    pub embedding_price: Option<prices::Price>,
 }
 
-/// The tutorial's summarization prompt.
-pub fn summary_prompt(prior: Option<&str>, messages: &[(Role, &str)]) -> String {
-    let mut p = String::new();
-    if let Some(prior) = prior {
-        p.push_str("Prior summary:\n");
-        p.push_str(prior);
-        p.push_str("\n\n");
+/// The configured backend.
+pub fn from_config(config: &crate::config::Config, tok: Tokenizer) -> Result<Backend, String> {
+    match config.backend.as_str() {
+        "openai" => openai::backend(config, tok),
+        _ => Ok(offline::backend(config.offline.embedding_dim as usize)),
     }
-    p.push_str(
-        "Please summarize the following conversation segment.\n\
-         Capture: the user's identity/role (if mentioned), their primary goals,\n\
-         key facts they've shared, decisions made, and any open questions.\n\
-         Be dense and specific \u{2014} this summary replaces the raw messages.\n\n\
-         Conversation:\n",
-    );
-    for (i, (role, content)) in messages.iter().enumerate() {
-        if i > 0 {
-            p.push('\n');
+}
+
+/// The summarization prompt: the tutorial's, or a user's own template with
+/// the placeholders `{prior_summary}` (the prior summary as a "Prior
+/// summary:" block, or nothing), `{summary}` (the prior summary's bare text)
+/// and `{conversation}` (the folded messages, one `ROLE: content` per line).
+#[derive(Debug, Clone, PartialEq)]
+pub struct SummaryTemplate(pub Arc<str>);
+
+/// The tutorial's summarization prompt, as a template.
+pub const TUTORIAL_SUMMARY_PROMPT: &str = "{prior_summary}Please summarize the following conversation segment.\n\
+Capture: the user's identity/role (if mentioned), their primary goals,\n\
+key facts they've shared, decisions made, and any open questions.\n\
+Be dense and specific \u{2014} this summary replaces the raw messages.\n\n\
+Conversation:\n{conversation}\n\nSummary:";
+
+impl Default for SummaryTemplate {
+    fn default() -> Self {
+        SummaryTemplate(TUTORIAL_SUMMARY_PROMPT.into())
+    }
+}
+
+impl SummaryTemplate {
+    /// A template from a file's text; it must place the conversation.
+    pub fn parse(text: &str) -> Result<SummaryTemplate, String> {
+        if !text.contains("{conversation}") {
+            return Err("the template has no {conversation} placeholder".into());
         }
-        p.push_str(&role.as_str().to_uppercase());
-        p.push_str(": ");
-        p.push_str(content);
+        Ok(SummaryTemplate(text.into()))
     }
-    p.push_str("\n\nSummary:");
-    p
+
+    pub fn render(&self, prior: Option<&str>, messages: &[(Role, &str)]) -> String {
+        let mut conversation = String::new();
+        for (i, (role, content)) in messages.iter().enumerate() {
+            if i > 0 {
+                conversation.push('\n');
+            }
+            conversation.push_str(&role.as_str().to_uppercase());
+            conversation.push_str(": ");
+            conversation.push_str(content);
+        }
+        let block = prior.map_or(String::new(), |p| format!("Prior summary:\n{p}\n\n"));
+        // One pass, so that a placeholder inside a message is left as written.
+        let mut out = String::with_capacity(self.0.len() + conversation.len() + block.len());
+        let mut rest = &*self.0;
+        while let Some(i) = rest.find('{') {
+            out.push_str(&rest[..i]);
+            rest = &rest[i..];
+            let (value, len) = if rest.starts_with("{prior_summary}") {
+                (block.as_str(), "{prior_summary}".len())
+            } else if rest.starts_with("{summary}") {
+                (prior.unwrap_or(""), "{summary}".len())
+            } else if rest.starts_with("{conversation}") {
+                (conversation.as_str(), "{conversation}".len())
+            } else {
+                ("{", 1)
+            };
+            out.push_str(value);
+            rest = &rest[len..];
+        }
+        out.push_str(rest);
+        out
+    }
 }

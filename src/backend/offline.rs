@@ -12,8 +12,8 @@ use std::collections::HashMap;
 use std::sync::Arc;
 
 use super::{
-    Backend, BackendError, ChatMessage, ChatRole, Embedder, Judge, Responder, Summarizer,
-    SummaryOutput, SummaryRequest, Verdict, summary_prompt,
+    AnswerCheck, AnswerVerdict, Backend, BackendError, CallKind, Calls, ChatMessage, ChatRole,
+    Embedder, Judge, Responder, Summarizer, SummaryOutput, SummaryRequest, Verdict,
 };
 use crate::scenario::Role;
 use crate::text::{
@@ -26,7 +26,9 @@ use crate::tokens::{MESSAGE_OVERHEAD, REPLY_PRIMING, Tokenizer};
 pub fn backend(embedding_dim: usize) -> Backend {
     Backend {
         name: "offline".into(),
-        summarizer: Arc::new(ExtractiveSummarizer),
+        summarizer: Arc::new(ExtractiveSummarizer {
+            template: super::SummaryTemplate::default(),
+        }),
         embedder: Arc::new(HashingEmbedder { dim: embedding_dim }),
         judge: Arc::new(OverlapJudge),
         responder: Arc::new(ExtractiveResponder),
@@ -36,6 +38,9 @@ pub fn backend(embedding_dim: usize) -> Backend {
             ("judge", "offline-overlap".into()),
             ("responder", "offline-extractive".into()),
         ],
+        answer_probes: true,
+        chat_price: None,
+        embedding_price: None,
     }
 }
 
@@ -48,7 +53,10 @@ struct Candidate<'a> {
     weight: f64,
 }
 
-pub struct ExtractiveSummarizer;
+pub struct ExtractiveSummarizer {
+    /// The prompt a model would be sent: billed as the call's input.
+    pub template: super::SummaryTemplate,
+}
 
 impl ExtractiveSummarizer {
     fn candidates<'a>(req: &SummaryRequest<'a>) -> Vec<Candidate<'a>> {
@@ -171,6 +179,7 @@ impl Summarizer for ExtractiveSummarizer {
         &self,
         req: &SummaryRequest<'_>,
         tok: &Tokenizer,
+        _: &mut Calls,
     ) -> Result<SummaryOutput, BackendError> {
         let cands = Self::candidates(req);
         let scores = scores(&cands);
@@ -205,7 +214,7 @@ impl Summarizer for ExtractiveSummarizer {
             }
             text = render(&cands, &keep);
         }
-        let prompt = summary_prompt(req.prior, req.messages);
+        let prompt = self.template.render(req.prior, req.messages);
         Ok(SummaryOutput {
             input_tokens: tok.count(&prompt) + MESSAGE_OVERHEAD + REPLY_PRIMING,
             output_tokens: tok.count(&text),
@@ -254,8 +263,12 @@ impl HashingEmbedder {
 }
 
 impl Embedder for HashingEmbedder {
-    fn embed(&self, texts: &[&str]) -> Result<Vec<Vec<f32>>, BackendError> {
+    fn embed(&self, texts: &[&str], _: &mut Calls) -> Result<Vec<Vec<f32>>, BackendError> {
         Ok(texts.iter().map(|t| self.embed_one(t)).collect())
+    }
+
+    fn dim(&self) -> usize {
+        self.dim
     }
 
     fn default_min_score(&self) -> f32 {
@@ -274,6 +287,7 @@ impl Judge for OverlapJudge {
         &self,
         summary: &str,
         sampled: &[(Role, &str)],
+        _: &mut Calls,
     ) -> Result<Verdict, BackendError> {
         let kept = content_words(summary);
         let mut total = 0usize;
@@ -298,16 +312,58 @@ impl Judge for OverlapJudge {
         };
         Ok(Verdict {
             score,
-            accurate: score >= 0.8,
+            accurate: Some(score >= 0.8),
             missing,
         })
+    }
+
+    /// Correct when the answer states every expected fact (one of its
+    /// `expect` phrases). Facts without phrases, and probes expecting
+    /// nothing, cannot be judged this way.
+    fn judge_answer(
+        &self,
+        check: &AnswerCheck<'_>,
+        _: &mut Calls,
+    ) -> Result<AnswerVerdict, BackendError> {
+        let verdict = |correct, reason: String| Ok(AnswerVerdict { correct, reason });
+        if check.facts.is_empty() {
+            return verdict(None, "no expected facts to judge against".into());
+        }
+        let text = crate::text::fold(check.answer);
+        let mut missing = Vec::new();
+        for f in check.facts {
+            if f.expect.is_empty() {
+                return verdict(None, format!("fact {:?} has no expect phrases", f.id));
+            }
+            if !f
+                .expect
+                .iter()
+                .any(|p| text.contains(&crate::text::fold(p)))
+            {
+                missing.push(f.id);
+            }
+        }
+        if missing.is_empty() {
+            verdict(Some(true), "states every expected fact".into())
+        } else {
+            verdict(
+                Some(false),
+                format!("does not state: {}", missing.join(", ")),
+            )
+        }
     }
 }
 
 pub struct ExtractiveResponder;
 
 impl Responder for ExtractiveResponder {
-    fn reply(&self, call: &[ChatMessage], query: &str) -> Result<String, BackendError> {
+    fn reply(
+        &self,
+        _: CallKind,
+        call: &[ChatMessage],
+        query: &str,
+        _: &mut Calls,
+    ) -> Result<String, BackendError> {
         let q = content_words(query);
         let mut best: Option<(usize, &str)> = None;
         // Skip the system prompt and the question itself; prefer the latest
@@ -320,7 +376,11 @@ impl Responder for ExtractiveResponder {
             }
             for line in m.content.lines() {
                 let line = line.trim_start_matches("- ");
-                for s in sentences(line) {
+                // Questions state nothing: an answer cites statements.
+                for s in sentences(line)
+                    .into_iter()
+                    .filter(|s| !s.trim_end().ends_with('?'))
+                {
                     // Distinct question words the sentence holds (no allocation
                     // per sentence: this runs over every sentence of a context).
                     hit.fill(false);
@@ -372,16 +432,19 @@ mod tests {
             ),
             (Role::Assistant, "Thanks, that makes sense."),
         ];
-        let out = ExtractiveSummarizer
-            .summarize(
-                &SummaryRequest {
-                    prior: None,
-                    messages: &msgs,
-                    max_tokens: 40,
-                },
-                &tok(),
-            )
-            .unwrap();
+        let out = ExtractiveSummarizer {
+            template: Default::default(),
+        }
+        .summarize(
+            &SummaryRequest {
+                prior: None,
+                messages: &msgs,
+                max_tokens: 40,
+            },
+            &tok(),
+            &mut Vec::new(),
+        )
+        .unwrap();
         assert!(tok().count(&out.text) <= 40, "{}", out.text);
         assert!(
             out.text
@@ -398,16 +461,19 @@ mod tests {
         for i in 0..30 {
             let text = format!("Fact number {i}: project Z{i} ships on day {i} in Berlin{i}.");
             let msgs = [(Role::User, text.as_str())];
-            let out = ExtractiveSummarizer
-                .summarize(
-                    &SummaryRequest {
-                        prior: summary.as_deref(),
-                        messages: &msgs,
-                        max_tokens: 60,
-                    },
-                    &t,
-                )
-                .unwrap();
+            let out = ExtractiveSummarizer {
+                template: Default::default(),
+            }
+            .summarize(
+                &SummaryRequest {
+                    prior: summary.as_deref(),
+                    messages: &msgs,
+                    max_tokens: 60,
+                },
+                &t,
+                &mut Vec::new(),
+            )
+            .unwrap();
             assert!(t.count(&out.text) <= 60);
             summary = Some(out.text);
         }
@@ -435,6 +501,7 @@ mod tests {
             .score_summary(
                 "- user: Ana uses Snowflake.",
                 &[(Role::User, "Ana uses Snowflake and dbt models")],
+                &mut Vec::new(),
             )
             .unwrap();
         assert_eq!(v.missing, vec!["dbt", "models"]);
@@ -458,7 +525,12 @@ mod tests {
             },
         ];
         let r = ExtractiveResponder
-            .reply(&call, "What is my dog called?")
+            .reply(
+                CallKind::Answer,
+                &call,
+                "What is my dog called?",
+                &mut Vec::new(),
+            )
             .unwrap();
         assert!(r.contains("My dog is called Biscuit."), "{r}");
     }

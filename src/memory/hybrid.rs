@@ -34,7 +34,7 @@ impl Strategy for Hybrid {
 
     fn observe(&mut self, t: &Transcript, env: &mut Env<'_>) -> Result<(), BackendError> {
         let start = std::time::Instant::now();
-        self.r.add(t, t.len() - 1);
+        self.r.observe(t);
         env.times.record(super::Stage::IndexInsert, start);
         self.s.after_observe(t, env)
     }

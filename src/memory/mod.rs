@@ -15,7 +15,7 @@ mod window;
 
 use std::sync::Arc;
 
-use crate::backend::{Backend, BackendError, ChatMessage, ChatRole};
+use crate::backend::{Backend, BackendError, Calls, ChatMessage, ChatRole};
 use crate::clock::Millis;
 use crate::config::Config;
 use crate::scenario::Role;
@@ -227,7 +227,9 @@ pub struct Query<'a> {
 /// Token spend of model calls made by a memory, accumulated until taken.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct Usage {
+    /// Input and output of summarization calls.
     pub summarizer_tokens: u64,
+    pub summarizer_output_tokens: u64,
     pub embedding_tokens: u64,
 }
 
@@ -246,6 +248,9 @@ pub struct Params {
     pub hnsw_threshold: u32,
     pub ef_search: u32,
     pub embedding_dim: usize,
+    /// Messages embedded (and indexed) this many messages late, as off the
+    /// request path (the tutorial's Mistake 5).
+    pub embed_lag: usize,
     /// The embedder's vectors are sparse: index them exactly by dimension.
     pub sparse_vectors: bool,
 }
@@ -267,7 +272,8 @@ impl Params {
             keyword_fallback: c.vector.keyword_fallback,
             hnsw_threshold: c.vector.hnsw_threshold,
             ef_search: c.vector.ef_search,
-            embedding_dim: c.offline.embedding_dim as usize,
+            embedding_dim: backend.embedder.dim(),
+            embed_lag: c.vector.embed_lag as usize,
             sparse_vectors: backend.embedder.sparse(),
         }
     }
@@ -347,16 +353,22 @@ pub struct Env<'a> {
     pub summaries: Vec<Arc<SummaryState>>,
     /// Latencies of the stages the memory runs.
     pub times: StageTimes,
+    /// The API calls made since last taken (failed ones included).
+    pub calls: Calls,
 }
 
 impl Env<'_> {
-    /// Embeds one text, counting its tokens.
-    pub fn embed(&mut self, text: &str, tokens: u32) -> Result<Arc<[f32]>, BackendError> {
+    /// Embeds one text, counting its tokens. A failed call (recorded in
+    /// `calls`) gives an empty vector, which matches nothing.
+    pub fn embed(&mut self, text: &str, tokens: u32) -> Arc<[f32]> {
         let start = std::time::Instant::now();
         self.usage.embedding_tokens += u64::from(tokens);
-        let mut v = self.backend.embedder.embed(&[text])?;
+        let v = self.backend.embedder.embed(&[text], &mut self.calls);
         self.times.record(Stage::Embed, start);
-        Ok(v.pop().unwrap_or_default().into())
+        match v {
+            Ok(mut v) => v.pop().unwrap_or_default().into(),
+            Err(_) => Arc::from([]),
+        }
     }
 
     /// Assembles a context from its parts, counting every section exactly.
@@ -415,6 +427,11 @@ pub trait Strategy: Send {
     fn summary(&self) -> Option<&Arc<SummaryState>> {
         None
     }
+}
+
+/// Whether the strategy of this name retrieves by embedding.
+pub fn retrieves(name: &str) -> bool {
+    matches!(name, "vector" | "hybrid")
 }
 
 /// Creates a strategy by name, restored to the state that `t` and `summary`

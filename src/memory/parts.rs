@@ -72,9 +72,14 @@ impl Summarizing {
                 max_tokens: env.params.max_summary_tokens,
             },
             &env.tok,
-        )?;
+            &mut env.calls,
+        );
         env.times.record(super::Stage::Summarize, start);
+        // A failed call is recorded in `env.calls`; the buffer stays as it
+        // is, and the next message tries again.
+        let Ok(out) = out else { return Ok(()) };
         env.usage.summarizer_tokens += u64::from(out.input_tokens + out.output_tokens);
+        env.usage.summarizer_output_tokens += u64::from(out.output_tokens);
         let system_message_tokens = env.tok.count(&format!(
             "{}{}{}",
             env.system_prompt,
@@ -104,6 +109,9 @@ impl Summarizing {
 pub struct Retrieval {
     vectors: VectorIndex,
     keywords: Option<KeywordIndex>,
+    /// Transcript positions `..indexed` are in the indexes.
+    indexed: usize,
+    lag: usize,
 }
 
 impl Retrieval {
@@ -120,15 +128,27 @@ impl Retrieval {
                 )
             },
             keywords: params.keyword_fallback.then(KeywordIndex::default),
+            indexed: 0,
+            lag: params.embed_lag,
         };
+        // Embeddings queued before a restart have landed by now.
         for pos in 0..t.len() {
             r.add(t, pos);
         }
         r
     }
 
+    /// The transcript grew: index what is due (all but the `lag` newest).
+    pub fn observe(&mut self, t: &Transcript) {
+        while self.indexed + self.lag < t.len() {
+            self.add(t, self.indexed);
+        }
+    }
+
     /// Indexes transcript position `pos` (always the next one).
-    pub fn add(&mut self, t: &Transcript, pos: usize) {
+    fn add(&mut self, t: &Transcript, pos: usize) {
+        debug_assert_eq!(pos, self.indexed);
+        self.indexed += 1;
         let e = t.get(pos);
         let v = e
             .embedding
@@ -137,7 +157,8 @@ impl Retrieval {
         if v.len() == self.vectors.dim() {
             self.vectors.add(v);
         } else {
-            // A vector of the wrong size still takes its slot, matching nothing.
+            // A vector of the wrong size (or none: its call failed) still
+            // takes its slot, matching nothing.
             self.vectors.add(&vec![0.0; self.vectors.dim()]);
         }
         if let Some(k) = &mut self.keywords {
@@ -161,7 +182,7 @@ impl Retrieval {
         }
         let q = match &query.embedding {
             Some(e) => e.clone(),
-            None => env.embed(query.text, env.tok.count(query.text))?,
+            None => env.embed(query.text, env.tok.count(query.text)),
         };
         let item = |h: crate::index::Hit, via| {
             Item::from_entry(
@@ -172,7 +193,11 @@ impl Retrieval {
             )
         };
         let start = std::time::Instant::now();
-        let hits = self.vectors.search(&q, p.top_k as usize);
+        let hits = if q.len() == self.vectors.dim() {
+            self.vectors.search(&q, p.top_k as usize)
+        } else {
+            Vec::new()
+        };
         env.times.record(super::Stage::Search, start);
         let mut items: Vec<Item> = hits
             .into_iter()

@@ -35,6 +35,7 @@ impl Fixture {
             usage: Usage::default(),
             summaries: Vec::new(),
             times: Default::default(),
+            calls: Vec::new(),
         }
     }
 
@@ -51,7 +52,7 @@ impl Fixture {
             folded: fold(text).into(),
             tokens,
             owner: "u".into(),
-            embedding: embed.then(|| env.embed(text, tokens).unwrap()),
+            embedding: embed.then(|| env.embed(text, tokens)),
             at: None,
         }
     }

@@ -35,7 +35,7 @@ impl Strategy for Vector {
 
     fn observe(&mut self, t: &Transcript, env: &mut Env<'_>) -> Result<(), BackendError> {
         let start = std::time::Instant::now();
-        self.r.add(t, t.len() - 1);
+        self.r.observe(t);
         env.times.record(super::Stage::IndexInsert, start);
         Ok(())
     }

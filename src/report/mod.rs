@@ -13,7 +13,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::memory::Stage;
 use crate::metrics::{mean, percentile, round6};
-use crate::runner::{JobResult, ProbeRow};
+use crate::runner::{CallRow, JobResult, ProbeRow};
 
 /// Version of the output files' layout.
 pub const OUTPUT_FORMAT: u32 = 1;
@@ -81,6 +81,16 @@ pub struct Aggregate {
     pub answer_accuracy: Option<f64>,
     pub mean_fact_position: Option<f64>,
     pub cost_usd: f64,
+    /// What the evaluation's own calls cost (probe answers and judging).
+    #[serde(default)]
+    pub eval_cost_usd: f64,
+    /// API calls that failed after their retries: where not 0, the
+    /// metrics above are incomplete (see calls.csv).
+    #[serde(default)]
+    pub failed_calls: u64,
+    /// Summaries the judge could not score (see summaries.csv).
+    #[serde(default)]
+    pub unjudged_summaries: u64,
     pub over_budget_turns: u64,
     pub over_window_turns: u64,
     pub first_over_window_turn: Option<u32>,
@@ -214,6 +224,7 @@ pub fn aggregate(scenario: &str, strategy: &str, jobs: &[&JobResult]) -> Aggrega
     let probes = || jobs.iter().flat_map(|j| j.probes.iter());
     let summaries = || jobs.iter().flat_map(|j| j.summaries.iter());
     let turns = || jobs.iter().flat_map(|j| j.turns.iter());
+    let api_calls = || jobs.iter().flat_map(|j| j.calls.iter());
     let opt = |x: Option<f64>| x.map(round6);
     Aggregate {
         scenario: scenario.to_string(),
@@ -250,6 +261,14 @@ pub fn aggregate(scenario: &str, strategy: &str, jobs: &[&JobResult]) -> Aggrega
                 .map(|j| j.turns.last().map_or(0.0, |t| t.cost_usd))
                 .sum(),
         ),
+        eval_cost_usd: round6(
+            api_calls()
+                .filter(|c| !is_chatbot_call(&c.kind))
+                .map(|c| c.cost_usd)
+                .sum(),
+        ),
+        failed_calls: api_calls().filter(|c| !c.error.is_empty()).count() as u64,
+        unjudged_summaries: summaries().filter(|s| s.quality.is_none()).count() as u64,
         over_budget_turns: turns().filter(|t| t.over_budget == 1).count() as u64,
         over_window_turns: turns().filter(|t| t.over_window == 1).count() as u64,
         first_over_window_turn: if jobs.len() == 1 {
@@ -307,6 +326,10 @@ fn combine(reps: Vec<Aggregate>) -> Aggregate {
         answer_accuracy: mean_o(|a| a.answer_accuracy),
         mean_fact_position: mean_o(|a| a.mean_fact_position),
         cost_usd: round6(reps.iter().map(|a| a.cost_usd).sum::<f64>() / n),
+        eval_cost_usd: round6(reps.iter().map(|a| a.eval_cost_usd).sum::<f64>() / n),
+        // Every replay's failures count: any of them makes the means incomplete.
+        failed_calls: reps.iter().map(|a| a.failed_calls).sum(),
+        unjudged_summaries: reps.iter().map(|a| a.unjudged_summaries).sum(),
         over_budget_turns: mean_u(|a| a.over_budget_turns),
         over_window_turns: mean_u(|a| a.over_window_turns),
         first_over_window_turn: reps.iter().filter_map(|a| a.first_over_window_turn).min(),
@@ -368,11 +391,163 @@ pub fn aggregates(jobs: &[JobResult], strategies: &[String]) -> (Vec<Aggregate>,
     (per_pair, totals)
 }
 
+fn is_chatbot_call(kind: &str) -> bool {
+    crate::backend::CallKind::ALL
+        .iter()
+        .any(|k| k.as_str() == kind && k.is_chatbot())
+}
+
 #[derive(Serialize)]
 struct ResultsFile<'a, M> {
     meta: &'a M,
     results: &'a [Aggregate],
     totals: &'a [Aggregate],
+    /// Per kind of API call: counts, tokens by memeval's count and by the
+    /// API's, and cost; absent without API calls.
+    #[serde(skip_serializing_if = "BTreeMap::is_empty")]
+    usage: BTreeMap<String, KindUsage>,
+}
+
+/// The calls of one kind, over the run.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct KindUsage {
+    pub calls: u64,
+    pub failed: u64,
+    pub local_input_tokens: u64,
+    /// Over the calls for which the API reported usage.
+    pub api_input_tokens: u64,
+    pub local_output_tokens: u64,
+    pub api_output_tokens: u64,
+    /// (API - local) / API over the calls the API reported, in percent: how
+    /// far memeval's own count is off (the tutorial warns a 20% error
+    /// breaks memory management).
+    pub input_diff_pct: Option<f64>,
+    pub output_diff_pct: Option<f64>,
+    pub cost_usd: f64,
+}
+
+/// The API calls of a run on the terminal: how they were served (cache,
+/// requests, retries, failures), and per kind the API's token counts
+/// against memeval's own. Nothing without calls.
+pub fn print_calls<'a>(
+    w: &mut impl Write,
+    calls: impl Iterator<Item = &'a CallRow> + Clone,
+) -> std::io::Result<()> {
+    let all: Vec<&CallRow> = calls.clone().collect();
+    if all.is_empty() {
+        return Ok(());
+    }
+    let cached = all.iter().filter(|c| c.cached == 1).count();
+    let sent: u64 = all.iter().map(|c| u64::from(c.attempts)).sum();
+    let retries: u64 = all
+        .iter()
+        .map(|c| u64::from(c.attempts.saturating_sub(1)))
+        .sum();
+    let failed = all.iter().filter(|c| !c.error.is_empty()).count();
+    let spent: f64 = all
+        .iter()
+        .filter(|c| c.cached == 0 && c.error.is_empty())
+        .map(|c| c.cost_usd)
+        .sum::<f64>()
+        + 0.0;
+    writeln!(
+        w,
+        "API calls: {} ({cached} from the cache), {sent} HTTP request(s) sent ({retries} retried), {failed} failed; ${spent:.4} spent by this run",
+        all.len()
+    )?;
+    writeln!(
+        w,
+        "{:<14} {:>6} {:>6} {:>12} {:>12} {:>8} {:>12} {:>12} {:>8} {:>10}",
+        "kind",
+        "calls",
+        "failed",
+        "in (local)",
+        "in (API)",
+        "diff",
+        "out (local)",
+        "out (API)",
+        "diff",
+        "cost $"
+    )?;
+    let pct = |x: Option<f64>| x.map_or("-".to_string(), |v| format!("{v:+.1}%"));
+    for (kind, u) in usage_by_kind(calls) {
+        writeln!(
+            w,
+            "{kind:<14} {:>6} {:>6} {:>12} {:>12} {:>8} {:>12} {:>12} {:>8} {:>10.4}",
+            u.calls,
+            u.failed,
+            u.local_input_tokens,
+            u.api_input_tokens,
+            pct(u.input_diff_pct),
+            u.local_output_tokens,
+            u.api_output_tokens,
+            pct(u.output_diff_pct),
+            u.cost_usd
+        )?;
+    }
+    for c in all.iter().filter(|c| !c.error.is_empty()).take(5) {
+        let at = if c.scenario.is_empty() {
+            "ahead of the replay".to_string()
+        } else {
+            format!("{} / {} at turn {}", c.scenario, c.strategy, c.turn)
+        };
+        writeln!(w, "FAILED {} call {at}: {}", c.kind, c.error)?;
+    }
+    if failed > 5 {
+        writeln!(w, "... and {} more failed call(s) in calls.csv", failed - 5)?;
+    }
+    Ok(())
+}
+
+/// Usage per kind of call (successful calls' tokens; failures counted).
+pub fn usage_by_kind<'a>(calls: impl Iterator<Item = &'a CallRow>) -> BTreeMap<String, KindUsage> {
+    let mut out: BTreeMap<String, KindUsage> = BTreeMap::new();
+    // Local counts of the calls the API reported on, for a like-for-like difference.
+    let mut paired: BTreeMap<String, (u64, u64)> = BTreeMap::new();
+    for c in calls {
+        let u = out.entry(c.kind.clone()).or_default();
+        u.calls += 1;
+        if !c.error.is_empty() {
+            u.failed += 1;
+            continue;
+        }
+        u.local_input_tokens += u64::from(c.local_input_tokens);
+        u.local_output_tokens += u64::from(c.local_output_tokens);
+        u.cost_usd += c.cost_usd;
+        let p = paired.entry(c.kind.clone()).or_default();
+        if let Some(x) = c.api_input_tokens {
+            u.api_input_tokens += u64::from(x);
+            p.0 += u64::from(c.local_input_tokens);
+        }
+        if let Some(x) = c.api_output_tokens {
+            u.api_output_tokens += u64::from(x);
+            p.1 += u64::from(c.local_output_tokens);
+        }
+    }
+    let diff = |api: u64, local: u64| {
+        (api > 0).then(|| round6((api as f64 - local as f64) / api as f64 * 100.0))
+    };
+    for (k, u) in &mut out {
+        let (li, lo) = paired[k];
+        u.input_diff_pct = diff(u.api_input_tokens, li);
+        u.output_diff_pct = diff(u.api_output_tokens, lo);
+        u.cost_usd = round6(u.cost_usd);
+    }
+    out
+}
+
+/// The header line a CSV of `T` rows starts with.
+fn csv_header<T: Serialize + Default>() -> std::io::Result<Vec<u8>> {
+    let mut w = csv::Writer::from_writer(Vec::new());
+    w.serialize(T::default()).map_err(std::io::Error::other)?;
+    let bytes = w
+        .into_inner()
+        .map_err(|e| std::io::Error::other(e.to_string()))?;
+    let end = bytes
+        .iter()
+        .position(|&b| b == b'\n')
+        .map_or(bytes.len(), |i| i + 1);
+    Ok(bytes[..end].to_vec())
 }
 
 fn write_csv<T: Serialize>(path: &Path, rows: impl Iterator<Item = T>) -> std::io::Result<()> {
@@ -408,10 +583,18 @@ pub fn registry_summary(jobs: &[JobResult], cap: usize) -> serde_json::Value {
 pub fn write_outputs<M: Serialize>(
     dir: &Path,
     jobs: &[JobResult],
+    ahead: &[CallRow],
     meta: &M,
     per_job: &[Aggregate],
     totals: &[Aggregate],
 ) -> std::io::Result<()> {
+    let calls = || ahead.iter().chain(jobs.iter().flat_map(|j| &j.calls));
+    if ahead.is_empty() && jobs.iter().all(|j| j.calls.is_empty()) {
+        // The header alone, so that readers find the columns.
+        std::fs::write(dir.join("calls.csv"), csv_header::<CallRow>()?)?;
+    } else {
+        write_csv(&dir.join("calls.csv"), calls())?;
+    }
     write_csv(&dir.join("turns.csv"), jobs.iter().flat_map(|j| &j.turns))?;
     write_csv(&dir.join("probes.csv"), jobs.iter().flat_map(|j| &j.probes))?;
     write_csv(
@@ -424,6 +607,7 @@ pub fn write_outputs<M: Serialize>(
             meta,
             results: per_job,
             totals,
+            usage: usage_by_kind(calls()),
         },
     )?;
     write_json(&dir.join("metadata.json"), meta)

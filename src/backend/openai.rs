@@ -1,0 +1,977 @@
+//! The `openai` backend: any OpenAI-compatible endpoint (OpenAI, a gateway,
+//! vLLM, llama.cpp's server, Ollama) through `async-openai`.
+//!
+//! - Every request goes through one [`Transport`] (a tower service under
+//!   async-openai's client): a semaphore bounds the requests in flight over
+//!   the whole run, and 429, 5xx, timeouts and lost connections are retried
+//!   with exponential backoff and jitter, honouring `Retry-After`.
+//! - Replies are cached in SQLite under a hash of the endpoint and the full
+//!   request (the model is part of it), so a rerun sends nothing and
+//!   replays exactly; embeddings are cached per input text.
+//! - Each call is reported as a [`CallRecord`]: the usage the API reports
+//!   beside memeval's own count, attempts, latency, cost.
+//! - The API key is held by async-openai as a secret, sent only in the
+//!   `Authorization` header, and scrubbed from every error message.
+
+use std::cell::Cell;
+use std::collections::{BTreeMap, HashMap};
+use std::future::Future;
+use std::path::Path;
+use std::pin::Pin;
+use std::sync::{Arc, Mutex, OnceLock};
+use std::time::{Duration, Instant};
+
+use async_openai::Client;
+use async_openai::config::OpenAIConfig;
+use async_openai::error::OpenAIError;
+use async_openai::middleware::{HttpRequestFactory, ReqwestService};
+use async_openai::types::chat::{
+    ChatCompletionRequestAssistantMessage, ChatCompletionRequestMessage,
+    ChatCompletionRequestSystemMessage, ChatCompletionRequestUserMessage,
+    CreateChatCompletionRequest, CreateChatCompletionResponse, ResponseFormat,
+};
+use async_openai::types::embeddings::{
+    CreateEmbeddingRequest, CreateEmbeddingResponse, EmbeddingInput,
+};
+use rand::RngExt;
+use sha2::{Digest, Sha256};
+use tokio::sync::Semaphore;
+
+use super::prices::{self, Price};
+use super::{
+    AnswerCheck, AnswerVerdict, Backend, BackendError, CallKind, CallRecord, Calls, ChatMessage,
+    ChatRole, Embedder, Judge, Responder, Summarizer, SummaryOutput, SummaryRequest,
+    SummaryTemplate, Verdict,
+};
+use crate::config::{Config, OpenAiConfig};
+use crate::scenario::Role;
+use crate::tokens::{REPLY_PRIMING, Tokenizer};
+
+/// Longest wait a `Retry-After` header is obeyed for.
+const MAX_RETRY_AFTER: Duration = Duration::from_secs(600);
+
+/// Builds the backend from the configuration. The key comes from the
+/// environment variable `openai.api_key_env`, else from the file
+/// `openai.api_key_file`; a local server may need none.
+pub fn backend(config: &Config, tok: Tokenizer) -> Result<Backend, String> {
+    let o = &config.openai;
+    let key = api_key(o)?;
+    let chat_model = o.chat_model.clone().unwrap_or(config.model.name.clone());
+    let judge_model = o.judge_model.clone().unwrap_or(chat_model.clone());
+    let template = match &o.summary_prompt_file {
+        None => SummaryTemplate::default(),
+        Some(p) => {
+            let text = std::fs::read_to_string(p)
+                .map_err(|e| format!("openai.summary_prompt_file {}: {e}", p.display()))?;
+            SummaryTemplate::parse(&text)
+                .map_err(|e| format!("openai.summary_prompt_file {}: {e}", p.display()))?
+        }
+    };
+    let api = Arc::new(Api::new(o, key, &config.prices, tok)?);
+    let chat = Chat {
+        api: api.clone(),
+        model: chat_model.clone(),
+    };
+    let judge = Chat {
+        api: api.clone(),
+        model: judge_model.clone(),
+    };
+    let (embedder, embedding_name, embedding_price): (Arc<dyn Embedder>, String, _) =
+        if o.embeddings == "offline" {
+            let dim = config.offline.embedding_dim as usize;
+            (
+                Arc::new(super::offline::HashingEmbedder { dim }),
+                format!("offline-hashing-{dim}"),
+                None,
+            )
+        } else {
+            (
+                Arc::new(ApiEmbedder::new(api.clone(), o)),
+                o.embedding_model.clone(),
+                prices::lookup(&config.prices, &o.embedding_model),
+            )
+        };
+    Ok(Backend {
+        name: "openai".into(),
+        summarizer: Arc::new(ChatSummarizer {
+            chat: chat.clone(),
+            template,
+        }),
+        embedder,
+        judge: Arc::new(ChatJudge { chat: judge }),
+        responder: Arc::new(ChatResponder {
+            chat: chat.clone(),
+            temperature: o.reply_temperature,
+            max_tokens: o.reply_max_tokens,
+        }),
+        models: vec![
+            ("summarizer", chat_model.clone()),
+            ("embedder", embedding_name),
+            ("judge", judge_model),
+            ("responder", chat_model.clone()),
+        ],
+        answer_probes: o.answer_probes,
+        chat_price: prices::lookup(&config.prices, &chat_model),
+        embedding_price,
+    })
+}
+
+fn api_key(o: &OpenAiConfig) -> Result<Option<String>, String> {
+    if let Ok(k) = std::env::var(&o.api_key_env)
+        && !k.trim().is_empty()
+    {
+        return Ok(Some(k.trim().to_string()));
+    }
+    match &o.api_key_file {
+        Some(p) => std::fs::read_to_string(p)
+            .map(|k| Some(k.trim().to_string()))
+            .map_err(|e| format!("openai.api_key_file {}: cannot read: {e}", p.display())),
+        None => Ok(None),
+    }
+}
+
+tokio::task_local! {
+    /// HTTP attempts made by the current call.
+    static ATTEMPTS: Cell<u32>;
+}
+
+/// The HTTP layer under async-openai: the run's concurrency limit, the
+/// request timeout, and retries.
+#[derive(Clone)]
+struct Transport {
+    http: ReqwestService,
+    permits: Arc<Semaphore>,
+    timeout: Duration,
+    max_retries: u32,
+    backoff: Duration,
+}
+
+#[derive(Debug, thiserror::Error)]
+#[error("no reply within {0:?} (after every retry)")]
+struct TimedOut(Duration);
+
+/// How long to wait before retrying, from a `Retry-After` header (seconds,
+/// as most APIs send it).
+fn retry_after(headers: &reqwest::header::HeaderMap) -> Option<Duration> {
+    let v = headers.get(reqwest::header::RETRY_AFTER)?.to_str().ok()?;
+    let secs: f64 = v.trim().parse().ok()?;
+    (secs.is_finite() && secs >= 0.0).then(|| Duration::from_secs_f64(secs).min(MAX_RETRY_AFTER))
+}
+
+impl Transport {
+    /// Exponential backoff with jitter: between half and all of
+    /// `backoff * 2^(attempt-1)`, at most a minute.
+    fn backoff(&self, attempt: u32) -> Duration {
+        let full = self
+            .backoff
+            .saturating_mul(1 << (attempt - 1).min(16))
+            .min(Duration::from_secs(60));
+        full.mul_f64(0.5 + 0.5 * rand::rng().random_range(0.0..1.0))
+    }
+
+    /// One attempt, holding a permit: the response read in full, so that a
+    /// body cut off mid-way is retried like any other lost reply.
+    async fn attempt(
+        &self,
+        request: &HttpRequestFactory,
+    ) -> Result<Result<reqwest::Response, OpenAIError>, tokio::time::error::Elapsed> {
+        let _permit = self.permits.acquire().await.expect("never closed");
+        let mut http = self.http.clone();
+        tokio::time::timeout(self.timeout, async move {
+            use tower::Service;
+            let resp = http.call(request.clone()).await?;
+            let status = resp.status();
+            let headers = resp.headers().clone();
+            let body = resp.bytes().await.map_err(OpenAIError::Reqwest)?;
+            let mut rebuilt = http::Response::new(body);
+            *rebuilt.status_mut() = status;
+            *rebuilt.headers_mut() = headers;
+            Ok(reqwest::Response::from(rebuilt))
+        })
+        .await
+    }
+}
+
+impl tower::Service<HttpRequestFactory> for Transport {
+    type Response = reqwest::Response;
+    type Error = OpenAIError;
+    type Future = Pin<Box<dyn Future<Output = Result<reqwest::Response, OpenAIError>> + Send>>;
+
+    fn poll_ready(
+        &mut self,
+        _: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Result<(), OpenAIError>> {
+        std::task::Poll::Ready(Ok(()))
+    }
+
+    fn call(&mut self, request: HttpRequestFactory) -> Self::Future {
+        let this = self.clone();
+        Box::pin(async move {
+            let mut attempt = 0;
+            loop {
+                attempt += 1;
+                let _ = ATTEMPTS.try_with(|a| a.set(attempt));
+                let last = attempt > this.max_retries;
+                let wait = match this.attempt(&request).await {
+                    Ok(Ok(resp)) => {
+                        let s = resp.status();
+                        let transient =
+                            s == reqwest::StatusCode::TOO_MANY_REQUESTS || s.is_server_error();
+                        if !transient || last {
+                            return Ok(resp);
+                        }
+                        retry_after(resp.headers()).unwrap_or_else(|| this.backoff(attempt))
+                    }
+                    Ok(Err(e)) => {
+                        let transient = match &e {
+                            OpenAIError::Reqwest(r) => {
+                                r.is_timeout() || r.is_connect() || r.is_request() || r.is_body()
+                            }
+                            _ => false,
+                        };
+                        if !transient || last {
+                            return Err(e);
+                        }
+                        this.backoff(attempt)
+                    }
+                    Err(_) if last => {
+                        return Err(OpenAIError::Boxed(Box::new(TimedOut(this.timeout))));
+                    }
+                    Err(_) => this.backoff(attempt),
+                };
+                tokio::time::sleep(wait).await;
+            }
+        })
+    }
+}
+
+/// Replies already paid for, by request.
+struct Cache {
+    db: Mutex<rusqlite::Connection>,
+    /// One lock per request in flight: the same request made twice at once
+    /// (two strategies writing the same summary) is sent once, and both get
+    /// the one reply the cache keeps, as a rerun will.
+    in_flight: Mutex<HashMap<String, Arc<Mutex<()>>>>,
+}
+
+impl Cache {
+    fn open(path: &Path) -> Result<Cache, String> {
+        let fail = |e: &dyn std::fmt::Display| format!("cache {}: {e}", path.display());
+        if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
+            std::fs::create_dir_all(dir).map_err(|e| fail(&e))?;
+        }
+        let db = rusqlite::Connection::open(path).map_err(|e| fail(&e))?;
+        db.execute_batch(
+            "PRAGMA journal_mode = WAL;
+             PRAGMA synchronous = NORMAL;
+             PRAGMA busy_timeout = 10000;
+             CREATE TABLE IF NOT EXISTS responses (
+                 key TEXT PRIMARY KEY, endpoint TEXT NOT NULL, model TEXT NOT NULL,
+                 request TEXT NOT NULL, response TEXT NOT NULL);
+             CREATE TABLE IF NOT EXISTS embeddings (
+                 key TEXT PRIMARY KEY, model TEXT NOT NULL, input TEXT NOT NULL,
+                 vector BLOB NOT NULL);",
+        )
+        .map_err(|e| fail(&e))?;
+        Ok(Cache {
+            db: Mutex::new(db),
+            in_flight: Mutex::new(HashMap::new()),
+        })
+    }
+
+    /// The lock of request `key`, held while it is looked up and fetched.
+    fn flight(&self, key: &str) -> Arc<Mutex<()>> {
+        let mut m = self.in_flight.lock().expect("no panic holds this lock");
+        m.entry(key.to_string()).or_default().clone()
+    }
+
+    fn get(&self, table: &str, column: &str, key: &str) -> Option<rusqlite::types::Value> {
+        let db = self.db.lock().expect("no panic holds the cache");
+        db.query_row(
+            &format!("SELECT {column} FROM {table} WHERE key = ?1"),
+            [key],
+            |r| r.get(0),
+        )
+        .ok()
+    }
+
+    /// Best effort: a cache that cannot be written costs a rerun, never a run.
+    fn put_response(&self, key: &str, endpoint: &str, model: &str, request: &str, response: &str) {
+        let db = self.db.lock().expect("no panic holds the cache");
+        let _ = db.execute(
+            "INSERT OR REPLACE INTO responses VALUES (?1, ?2, ?3, ?4, ?5)",
+            [key, endpoint, model, request, response],
+        );
+    }
+
+    fn put_embedding(&self, key: &str, model: &str, input: &str, v: &[f32]) {
+        let blob: Vec<u8> = v.iter().flat_map(|x| x.to_le_bytes()).collect();
+        let db = self.db.lock().expect("no panic holds the cache");
+        let _ = db.execute(
+            "INSERT OR REPLACE INTO embeddings VALUES (?1, ?2, ?3, ?4)",
+            rusqlite::params![key, model, input, blob],
+        );
+    }
+}
+
+fn hash_key(parts: &[&str]) -> String {
+    let mut h = Sha256::new();
+    for p in parts {
+        h.update(p.as_bytes());
+        h.update([0x1f]);
+    }
+    h.finalize().iter().map(|b| format!("{b:02x}")).collect()
+}
+
+/// What every call shares: the client, its runtime, the cache, prices.
+struct Api {
+    client: Client<OpenAIConfig>,
+    rt: tokio::runtime::Runtime,
+    cache: Option<Cache>,
+    base_url: String,
+    /// Only to scrub it from error messages.
+    key: Option<String>,
+    prices: BTreeMap<String, Price>,
+    tok: Tokenizer,
+    token_limit_field: String,
+}
+
+impl Api {
+    fn new(
+        o: &OpenAiConfig,
+        key: Option<String>,
+        prices: &BTreeMap<String, Price>,
+        tok: Tokenizer,
+    ) -> Result<Api, String> {
+        let timeout = Duration::from_secs_f64(o.timeout_secs);
+        let http = reqwest::Client::builder()
+            .timeout(timeout)
+            .build()
+            .map_err(|e| format!("openai: HTTP client: {e}"))?;
+        let transport = Transport {
+            http: ReqwestService::new(http),
+            permits: Arc::new(Semaphore::new(o.max_concurrency as usize)),
+            timeout,
+            max_retries: o.max_retries,
+            backoff: Duration::from_millis(u64::from(o.retry_backoff_ms)),
+        };
+        let mut cfg = OpenAIConfig::new().with_api_base(o.base_url.trim_end_matches('/'));
+        cfg = cfg.with_api_key(key.clone().unwrap_or_default());
+        let rt = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(2)
+            .enable_all()
+            .build()
+            .map_err(|e| format!("openai: runtime: {e}"))?;
+        Ok(Api {
+            client: Client::with_config(cfg).with_http_service(transport),
+            rt,
+            cache: if o.cache {
+                Some(Cache::open(&o.cache_path)?)
+            } else {
+                None
+            },
+            base_url: o.base_url.trim_end_matches('/').to_string(),
+            key,
+            prices: prices.clone(),
+            tok,
+            token_limit_field: o.token_limit_field.clone(),
+        })
+    }
+
+    /// An error's text, with the key (should it ever appear) scrubbed.
+    fn scrub(&self, e: &dyn std::fmt::Display) -> String {
+        let text = e.to_string();
+        match &self.key {
+            Some(k) if k.len() >= 4 => text.replace(k.as_str(), "[redacted]"),
+            _ => text,
+        }
+    }
+
+    fn price(&self, model: &str) -> Option<Price> {
+        prices::lookup(&self.prices, model)
+    }
+
+    /// Runs `fut` on the client's runtime, counting its HTTP attempts.
+    fn block<T>(&self, fut: impl Future<Output = T>) -> (T, u32) {
+        self.rt.block_on(ATTEMPTS.scope(Cell::new(0), async move {
+            let out = fut.await;
+            (out, ATTEMPTS.with(Cell::get))
+        }))
+    }
+}
+
+/// A chat model behind the API.
+#[derive(Clone)]
+struct Chat {
+    api: Arc<Api>,
+    model: String,
+}
+
+/// A chat reply with its usage.
+struct Reply {
+    text: String,
+    api_input: Option<u32>,
+    api_output: Option<u32>,
+}
+
+impl Chat {
+    fn request(
+        &self,
+        messages: &[(ChatRole, &str)],
+        temperature: f32,
+        max_tokens: u32,
+        json: bool,
+    ) -> CreateChatCompletionRequest {
+        let messages = messages
+            .iter()
+            .map(|&(role, content)| -> ChatCompletionRequestMessage {
+                match role {
+                    ChatRole::System => ChatCompletionRequestSystemMessage::from(content).into(),
+                    ChatRole::User => ChatCompletionRequestUserMessage::from(content).into(),
+                    ChatRole::Assistant => {
+                        ChatCompletionRequestAssistantMessage::from(content).into()
+                    }
+                }
+            })
+            .collect();
+        let mut req = CreateChatCompletionRequest {
+            model: self.model.clone(),
+            messages,
+            temperature: Some(temperature),
+            response_format: json.then_some(ResponseFormat::JsonObject),
+            ..Default::default()
+        };
+        if self.api.token_limit_field == "max_completion_tokens" {
+            req.max_completion_tokens = Some(max_tokens);
+        } else {
+            #[allow(deprecated)]
+            {
+                req.max_tokens = Some(max_tokens);
+            }
+        }
+        req
+    }
+
+    /// One chat completion, from the cache when it holds this request.
+    fn complete(
+        &self,
+        kind: CallKind,
+        messages: &[(ChatRole, &str)],
+        temperature: f32,
+        max_tokens: u32,
+        json: bool,
+        calls: &mut Calls,
+    ) -> Result<Reply, BackendError> {
+        let api = &self.api;
+        let req = self.request(messages, temperature, max_tokens, json);
+        let body = serde_json::to_string(&req).expect("requests serialize");
+        let key = hash_key(&[&api.base_url, "chat/completions", &body]);
+        let local_input = messages
+            .iter()
+            .map(|(_, c)| api.tok.count_message(c))
+            .sum::<u32>()
+            + REPLY_PRIMING;
+        let start = Instant::now();
+        let flight = api.cache.as_ref().map(|c| c.flight(&key));
+        let _guard = flight
+            .as_ref()
+            .map(|f| f.lock().unwrap_or_else(std::sync::PoisonError::into_inner));
+        let cached = api
+            .cache
+            .as_ref()
+            .and_then(|c| c.get("responses", "response", &key))
+            .and_then(|v| match v {
+                rusqlite::types::Value::Text(t) => {
+                    serde_json::from_str::<CreateChatCompletionResponse>(&t).ok()
+                }
+                _ => None,
+            });
+        let (result, attempts) = match cached {
+            Some(r) => (Ok(r), 0),
+            None => api.block(api.client.chat().create(req)),
+        };
+        let mut record = CallRecord {
+            kind,
+            model: self.model.clone(),
+            cached: attempts == 0 && result.is_ok(),
+            attempts,
+            latency_us: start.elapsed().as_micros() as u64,
+            inputs: 1,
+            local_input_tokens: local_input,
+            local_output_tokens: 0,
+            api_input_tokens: None,
+            api_output_tokens: None,
+            cost_usd: 0.0,
+            error: None,
+        };
+        let outcome = result.map_err(|e| api.scrub(&e)).and_then(|resp| {
+            let text = resp
+                .choices
+                .first()
+                .and_then(|c| c.message.content.clone())
+                .ok_or_else(|| "the reply has no message content".to_string())?;
+            if attempts > 0
+                && let Some(c) = &api.cache
+            {
+                let stored = serde_json::to_string(&resp).expect("responses serialize");
+                c.put_response(&key, "chat/completions", &self.model, &body, &stored);
+            }
+            Ok((text, resp.usage))
+        });
+        match outcome {
+            Ok((text, usage)) => {
+                record.local_output_tokens = api.tok.count(&text);
+                record.api_input_tokens = usage.as_ref().map(|u| u.prompt_tokens);
+                record.api_output_tokens = usage.as_ref().map(|u| u.completion_tokens);
+                record.cost_usd = api.price(&self.model).map_or(0.0, |p| {
+                    p.cost(
+                        u64::from(record.api_input_tokens.unwrap_or(local_input)),
+                        u64::from(
+                            record
+                                .api_output_tokens
+                                .unwrap_or(record.local_output_tokens),
+                        ),
+                    )
+                });
+                let reply = Reply {
+                    text,
+                    api_input: record.api_input_tokens,
+                    api_output: record.api_output_tokens,
+                };
+                calls.push(record);
+                Ok(reply)
+            }
+            Err(message) => {
+                record.error = Some(message.clone());
+                calls.push(record);
+                Err(BackendError {
+                    kind: "chat",
+                    message,
+                })
+            }
+        }
+    }
+}
+
+struct ChatSummarizer {
+    chat: Chat,
+    template: SummaryTemplate,
+}
+
+impl Summarizer for ChatSummarizer {
+    /// The tutorial's call: the prompt as one user message, temperature
+    /// 0.1, at most `summary.max_summary_tokens` tokens.
+    fn summarize(
+        &self,
+        req: &SummaryRequest<'_>,
+        tok: &Tokenizer,
+        calls: &mut Calls,
+    ) -> Result<SummaryOutput, BackendError> {
+        let prompt = self.template.render(req.prior, req.messages);
+        let r = self.chat.complete(
+            CallKind::Summarize,
+            &[(ChatRole::User, &prompt)],
+            0.1,
+            req.max_tokens,
+            false,
+            calls,
+        )?;
+        let text = r.text.trim().to_string();
+        Ok(SummaryOutput {
+            input_tokens: r
+                .api_input
+                .unwrap_or_else(|| tok.count_message(&prompt) + REPLY_PRIMING),
+            output_tokens: r.api_output.unwrap_or_else(|| tok.count(&text)),
+            text,
+        })
+    }
+}
+
+struct ChatResponder {
+    chat: Chat,
+    temperature: f32,
+    max_tokens: u32,
+}
+
+impl Responder for ChatResponder {
+    fn reply(
+        &self,
+        kind: CallKind,
+        call: &[ChatMessage],
+        _query: &str,
+        calls: &mut Calls,
+    ) -> Result<String, BackendError> {
+        let messages: Vec<(ChatRole, &str)> = call.iter().map(|m| (m.role, &*m.content)).collect();
+        let r = self.chat.complete(
+            kind,
+            &messages,
+            self.temperature,
+            self.max_tokens,
+            false,
+            calls,
+        )?;
+        Ok(r.text.trim().to_string())
+    }
+}
+
+struct ChatJudge {
+    chat: Chat,
+}
+
+impl ChatJudge {
+    /// Asks in JSON mode (temperature 0); a reply that `parse` rejects is
+    /// sent back once with the reason, then given up on.
+    fn ask<T>(
+        &self,
+        kind: CallKind,
+        prompt: &str,
+        parse: impl Fn(&str) -> Result<T, String>,
+        calls: &mut Calls,
+    ) -> Result<Result<T, String>, BackendError> {
+        let first = self
+            .chat
+            .complete(kind, &[(ChatRole::User, prompt)], 0.0, 300, true, calls)?;
+        let why = match parse(&first.text) {
+            Ok(v) => return Ok(Ok(v)),
+            Err(why) => why,
+        };
+        let again = format!(
+            "That reply was not usable: {why}. Reply again with the JSON object only, as asked."
+        );
+        let second = self.chat.complete(
+            kind,
+            &[
+                (ChatRole::User, prompt),
+                (ChatRole::Assistant, &first.text),
+                (ChatRole::User, &again),
+            ],
+            0.0,
+            300,
+            true,
+            calls,
+        )?;
+        Ok(parse(&second.text)
+            .map_err(|why2| format!("unjudged: twice an unusable reply ({why}; then {why2})")))
+    }
+}
+
+/// The JSON object of a reply (tolerating a fenced code block around it).
+fn json_object(text: &str) -> Result<serde_json::Map<String, serde_json::Value>, String> {
+    let t = text.trim();
+    let t = t
+        .strip_prefix("```json")
+        .or_else(|| t.strip_prefix("```"))
+        .and_then(|r| r.strip_suffix("```"))
+        .unwrap_or(t);
+    match serde_json::from_str::<serde_json::Value>(t.trim()) {
+        Ok(serde_json::Value::Object(m)) => Ok(m),
+        Ok(_) => Err("not a JSON object".into()),
+        Err(e) => Err(format!("not valid JSON ({e})")),
+    }
+}
+
+/// `{"score", "missing", "accurate"}`: the score is required, in 0..1.
+pub fn parse_verdict(text: &str) -> Result<Verdict, String> {
+    let m = json_object(text)?;
+    let score = match m.get("score") {
+        Some(serde_json::Value::Number(n)) => n.as_f64().unwrap_or(f64::NAN),
+        Some(other) => return Err(format!("score is {other}, not a number")),
+        None => return Err("no score".into()),
+    };
+    if !(0.0..=1.0).contains(&score) {
+        return Err(format!("score {score} is outside 0..1"));
+    }
+    let missing = match m.get("missing") {
+        Some(serde_json::Value::Array(a)) => a
+            .iter()
+            .map(|v| match v {
+                serde_json::Value::String(s) => s.clone(),
+                other => other.to_string(),
+            })
+            .collect(),
+        Some(serde_json::Value::String(s)) if !s.is_empty() => vec![s.clone()],
+        _ => Vec::new(),
+    };
+    Ok(Verdict {
+        score,
+        missing,
+        accurate: m.get("accurate").and_then(serde_json::Value::as_bool),
+    })
+}
+
+/// `{"correct": bool, "reason": "..."}`.
+pub fn parse_answer_verdict(text: &str) -> Result<AnswerVerdict, String> {
+    let m = json_object(text)?;
+    let correct = match m.get("correct") {
+        Some(serde_json::Value::Bool(b)) => *b,
+        Some(other) => return Err(format!("correct is {other}, not true or false")),
+        None => return Err("no \"correct\"".into()),
+    };
+    let reason = m
+        .get("reason")
+        .and_then(serde_json::Value::as_str)
+        .unwrap_or("")
+        .to_string();
+    Ok(AnswerVerdict {
+        correct: Some(correct),
+        reason,
+    })
+}
+
+impl Judge for ChatJudge {
+    /// The tutorial's Part 2 check, word for word.
+    fn score_summary(
+        &self,
+        summary: &str,
+        sampled: &[(Role, &str)],
+        calls: &mut Calls,
+    ) -> Result<Verdict, BackendError> {
+        let originals: Vec<String> = sampled
+            .iter()
+            .map(|(r, c)| format!("{}: {c}", r.as_str()))
+            .collect();
+        let prompt = format!(
+            "Given this summary:\n{summary}\n\nAnd these original messages it should cover:\n{}\n\n\
+             For each key fact or detail in the original messages, is it accurately\n\
+             represented in the summary?\n\n\
+             Respond with a JSON object: {{\"score\": 0.0-1.0, \"missing\": [\"list of missing details\"], \"accurate\": true/false}}",
+            originals.join("\n")
+        );
+        match self.ask(CallKind::JudgeSummary, &prompt, parse_verdict, calls)? {
+            Ok(v) => Ok(v),
+            Err(why) => Err(BackendError {
+                kind: "judge",
+                message: why,
+            }),
+        }
+    }
+
+    fn judge_answer(
+        &self,
+        check: &AnswerCheck<'_>,
+        calls: &mut Calls,
+    ) -> Result<AnswerVerdict, BackendError> {
+        let mut prompt = format!(
+            "You are grading a chatbot's answer to a question about what its user said earlier.\n\n\
+             Question: {}\n",
+            check.question
+        );
+        if check.abstention || check.facts.is_empty() {
+            prompt.push_str(
+                "\nThe user never told the chatbot this. A correct answer says it does not know \
+                 or was not told; an answer that makes something up is wrong.\n",
+            );
+        } else {
+            prompt.push_str("\nFacts a correct answer must reflect:\n");
+            for f in check.facts {
+                match f.statement {
+                    Some(s) => prompt.push_str(&format!("- {s}\n")),
+                    None => prompt.push_str(&format!("- it mentions {}\n", f.expect.join(" or "))),
+                }
+            }
+        }
+        if let Some(r) = check.reference {
+            prompt.push_str(&format!("\nReference answer: {r}\n"));
+        }
+        prompt.push_str(&format!(
+            "\nThe chatbot's answer: {}\n\n\
+             Is the answer correct? Wording may differ; what counts is that it states the facts \
+             and contradicts none.\n\
+             Respond with a JSON object: {{\"correct\": true/false, \"reason\": \"one sentence\"}}",
+            check.answer
+        ));
+        Ok(
+            match self.ask(CallKind::JudgeAnswer, &prompt, parse_answer_verdict, calls)? {
+                Ok(v) => v,
+                Err(why) => AnswerVerdict {
+                    correct: None,
+                    reason: why,
+                },
+            },
+        )
+    }
+}
+
+/// Embeddings through the API, batched and cached per text.
+struct ApiEmbedder {
+    api: Arc<Api>,
+    model: String,
+    dimensions: Option<u32>,
+    batch: usize,
+    /// Vectors fetched so far, by text.
+    ready: Mutex<HashMap<String, Arc<[f32]>>>,
+    /// Learned from the first vector when neither configured nor known.
+    seen_dim: OnceLock<usize>,
+}
+
+impl ApiEmbedder {
+    fn new(api: Arc<Api>, o: &OpenAiConfig) -> ApiEmbedder {
+        ApiEmbedder {
+            api,
+            model: o.embedding_model.clone(),
+            dimensions: o.embedding_dimensions,
+            batch: o.embed_batch as usize,
+            ready: Mutex::new(HashMap::new()),
+            seen_dim: OnceLock::new(),
+        }
+    }
+
+    fn key(&self, text: &str) -> String {
+        let dims = self.dimensions.map_or(String::new(), |d| d.to_string());
+        hash_key(&[&self.api.base_url, "embeddings", &self.model, &dims, text])
+    }
+
+    /// Fetches `texts` (none of them ready) in one request.
+    async fn fetch(&self, texts: Vec<String>) -> (Result<(), String>, CallRecord) {
+        let api = &self.api;
+        let start = Instant::now();
+        let local: u32 = texts.iter().map(|t| api.tok.count(t)).sum();
+        let req = CreateEmbeddingRequest {
+            model: self.model.clone(),
+            input: EmbeddingInput::StringArray(texts.clone()),
+            dimensions: self.dimensions,
+            ..Default::default()
+        };
+        let (result, attempts) = ATTEMPTS
+            .scope(Cell::new(0), async {
+                let r = api.client.embeddings().create(req).await;
+                (r, ATTEMPTS.with(Cell::get))
+            })
+            .await;
+        let mut record = CallRecord {
+            kind: CallKind::Embed,
+            model: self.model.clone(),
+            cached: false,
+            attempts,
+            latency_us: start.elapsed().as_micros() as u64,
+            inputs: texts.len() as u32,
+            local_input_tokens: local,
+            local_output_tokens: 0,
+            api_input_tokens: None,
+            api_output_tokens: None,
+            cost_usd: 0.0,
+            error: None,
+        };
+        let outcome = result
+            .map_err(|e| api.scrub(&e))
+            .and_then(|resp| self.accept(&texts, resp));
+        match outcome {
+            Ok(tokens) => {
+                record.api_input_tokens = Some(tokens);
+                record.cost_usd = api
+                    .price(&self.model)
+                    .map_or(0.0, |p| p.cost(u64::from(tokens), 0));
+                (Ok(()), record)
+            }
+            Err(e) => {
+                record.error = Some(e.clone());
+                (Err(e), record)
+            }
+        }
+    }
+
+    /// Stores a response's vectors (unit length) by text; the usage it reports.
+    fn accept(&self, texts: &[String], resp: CreateEmbeddingResponse) -> Result<u32, String> {
+        if resp.data.len() != texts.len() {
+            return Err(format!(
+                "{} vectors for {} inputs",
+                resp.data.len(),
+                texts.len()
+            ));
+        }
+        let mut ready = self.ready.lock().expect("no panic holds this lock");
+        for e in resp.data {
+            let text = texts
+                .get(e.index as usize)
+                .ok_or_else(|| format!("vector index {} out of range", e.index))?;
+            let mut v = e.embedding;
+            let norm = v.iter().map(|x| x * x).sum::<f32>().sqrt();
+            if norm > 0.0 {
+                v.iter_mut().for_each(|x| *x /= norm);
+            }
+            let _ = self.seen_dim.set(v.len());
+            if let Some(c) = &self.api.cache {
+                c.put_embedding(&self.key(text), &self.model, text, &v);
+            }
+            ready.insert(text.clone(), v.into());
+        }
+        Ok(resp.usage.prompt_tokens)
+    }
+
+    /// The texts not ready yet, after taking what the cache holds (in order,
+    /// without repeats).
+    fn missing(&self, texts: &[&str]) -> Vec<String> {
+        let mut ready = self.ready.lock().expect("no panic holds this lock");
+        let mut out = Vec::new();
+        let mut seen = std::collections::HashSet::new();
+        for &t in texts {
+            if ready.contains_key(t) || !seen.insert(t) {
+                continue;
+            }
+            let hit = self.api.cache.as_ref().and_then(|c| {
+                match c.get("embeddings", "vector", &self.key(t))? {
+                    rusqlite::types::Value::Blob(b) => Some(
+                        b.chunks_exact(4)
+                            .map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]]))
+                            .collect::<Vec<f32>>(),
+                    ),
+                    _ => None,
+                }
+            });
+            match hit {
+                Some(v) => {
+                    let _ = self.seen_dim.set(v.len());
+                    ready.insert(t.to_string(), v.into());
+                }
+                None => out.push(t.to_string()),
+            }
+        }
+        out
+    }
+}
+
+impl Embedder for ApiEmbedder {
+    fn embed(&self, texts: &[&str], calls: &mut Calls) -> Result<Vec<Vec<f32>>, BackendError> {
+        let missing = self.missing(texts);
+        for chunk in missing.chunks(self.batch) {
+            let (r, record) = self.api.rt.block_on(self.fetch(chunk.to_vec()));
+            calls.push(record);
+            r.map_err(|message| BackendError {
+                kind: "embeddings",
+                message,
+            })?;
+        }
+        let ready = self.ready.lock().expect("no panic holds this lock");
+        Ok(texts.iter().map(|t| ready[*t].to_vec()).collect())
+    }
+
+    /// All batches at once: the concurrency limit spreads them out.
+    fn prefetch(&self, texts: &[&str], calls: &mut Calls) {
+        let missing = self.missing(texts);
+        let batches: Vec<Vec<String>> = missing.chunks(self.batch).map(<[_]>::to_vec).collect();
+        let records = self.api.rt.block_on(futures::future::join_all(
+            batches
+                .into_iter()
+                .map(|b| async move { self.fetch(b).await.1 }),
+        ));
+        calls.extend(records);
+    }
+
+    fn dim(&self) -> usize {
+        if let Some(d) = self.seen_dim.get() {
+            return *d;
+        }
+        self.dimensions.map_or_else(
+            || match self.model.as_str() {
+                "text-embedding-3-large" => 3072,
+                _ => 1536,
+            },
+            |d| d as usize,
+        )
+    }
+
+    /// The tutorial's threshold for OpenAI embeddings.
+    fn default_min_score(&self) -> f32 {
+        0.75
+    }
+}
