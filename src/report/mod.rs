@@ -402,10 +402,6 @@ struct ResultsFile<'a, M> {
     meta: &'a M,
     results: &'a [Aggregate],
     totals: &'a [Aggregate],
-    /// Per kind of API call: counts, tokens by memeval's count and by the
-    /// API's, and cost; absent without API calls.
-    #[serde(skip_serializing_if = "BTreeMap::is_empty")]
-    usage: BTreeMap<String, KindUsage>,
 }
 
 /// The calls of one kind, over the run.
@@ -528,7 +524,7 @@ pub fn usage_by_kind<'a>(calls: impl Iterator<Item = &'a CallRow>) -> BTreeMap<S
         (api > 0).then(|| round6((api as f64 - local as f64) / api as f64 * 100.0))
     };
     for (k, u) in &mut out {
-        let (li, lo) = paired[k];
+        let (li, lo) = paired.get(k).copied().unwrap_or_default();
         u.input_diff_pct = diff(u.api_input_tokens, li);
         u.output_diff_pct = diff(u.api_output_tokens, lo);
         u.cost_usd = round6(u.cost_usd);
@@ -595,6 +591,9 @@ pub fn write_outputs<M: Serialize>(
     } else {
         write_csv(&dir.join("calls.csv"), calls())?;
     }
+    // How this invocation's calls were served: a rerun from the cache
+    // replays the chat calls (as cached) and needs no embedding call.
+    write_json(&dir.join("usage.json"), &usage_by_kind(calls()))?;
     write_csv(&dir.join("turns.csv"), jobs.iter().flat_map(|j| &j.turns))?;
     write_csv(&dir.join("probes.csv"), jobs.iter().flat_map(|j| &j.probes))?;
     write_csv(
@@ -607,7 +606,6 @@ pub fn write_outputs<M: Serialize>(
             meta,
             results: per_job,
             totals,
-            usage: usage_by_kind(calls()),
         },
     )?;
     write_json(&dir.join("metadata.json"), meta)

@@ -1,9 +1,12 @@
 //! Helpers shared by the integration tests.
 
+pub mod openai_server;
+
 use std::path::Path;
 use std::process::{Command, Output};
 
 /// Runs the real `memeval` binary in `cwd`.
+#[allow(dead_code)] // not every test crate uses it
 pub fn memeval(args: &[&str], cwd: &Path) -> Output {
     Command::new(env!("CARGO_BIN_EXE_memeval"))
         .args(args)

@@ -1,0 +1,387 @@
+//! The `openai` backend against a real HTTP server on 127.0.0.1 speaking
+//! the OpenAI API: requests go through async-openai and reqwest for real.
+
+mod common;
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+use std::sync::atomic::Ordering;
+use std::time::Duration;
+
+use common::openai_server::{Fault, Options, Server};
+use common::{output_files, shipped};
+use serde_json::Value;
+
+const KEY: &str = "sk-test-Zq8vX2mN4pL7rT1w";
+
+/// Writes a config for `server` into `dir` (cache inside `dir`); `extra`
+/// lines (`key = value`) override or extend its `[openai]` section.
+fn config(dir: &Path, server: &Server, extra: &str) -> PathBuf {
+    let path = dir.join("memeval.toml");
+    let mut text = format!(
+        r#"backend = "openai"
+strategies = ["window", "summary", "hybrid"]
+[model]
+name = "gpt-4o-mini"
+[summary]
+trigger_tokens = 300
+max_summary_tokens = 120
+[openai]
+base_url = "{}"
+api_key_env = "MEMEVAL_TEST_KEY"
+cache_path = "{}"
+retry_backoff_ms = 1
+max_concurrency = 4
+timeout_secs = 5
+"#,
+        server.url,
+        dir.join("cache.sqlite").display()
+    );
+    for line in extra.lines() {
+        let key = line.split('=').next().unwrap().trim();
+        text = text
+            .lines()
+            .filter(|l| l.split('=').next().unwrap().trim() != key)
+            .map(|l| format!("{l}\n"))
+            .collect();
+        text.push_str(line);
+        text.push('\n');
+    }
+    std::fs::write(&path, text).unwrap();
+    path
+}
+
+fn run(dir: &Path, cfg: &Path, out: &str, more: &[&str]) -> Output {
+    let mut args = vec![
+        "run".to_string(),
+        shipped("travel-multihop"),
+        shipped("cold-start-billing"),
+        "--config".into(),
+        cfg.display().to_string(),
+        "--out".into(),
+        dir.join(out).display().to_string(),
+        "--no-timings".into(),
+    ];
+    args.extend(more.iter().map(|s| s.to_string()));
+    Command::new(env!("CARGO_BIN_EXE_memeval"))
+        .args(&args)
+        .current_dir(dir)
+        .env("MEMEVAL_TEST_KEY", KEY)
+        .output()
+        .expect("run memeval")
+}
+
+fn ok(o: &Output) {
+    assert!(
+        o.status.success(),
+        "exit {:?}\n{}",
+        o.status.code(),
+        String::from_utf8_lossy(&o.stderr)
+    );
+}
+
+fn rows(path: &Path) -> Vec<BTreeMap<String, String>> {
+    csv::Reader::from_path(path)
+        .unwrap()
+        .deserialize()
+        .map(Result::unwrap)
+        .collect()
+}
+
+/// Asserts that the outputs that must not depend on how calls were served
+/// are identical in two runs: the tables byte for byte, results.json but
+/// for its metadata (which names each run's server and cache).
+fn same_results(a: &Path, b: &Path) {
+    let results = |d: &Path| {
+        let mut v: Value =
+            serde_json::from_slice(&std::fs::read(d.join("results.json")).unwrap()).unwrap();
+        v.as_object_mut().unwrap().remove("meta");
+        v
+    };
+    assert_eq!(results(a), results(b), "results.json differs");
+    for f in ["turns.csv", "probes.csv", "summaries.csv"] {
+        let (x, y) = (
+            std::fs::read(a.join(f)).unwrap(),
+            std::fs::read(b.join(f)).unwrap(),
+        );
+        if x != y {
+            let (x, y) = (String::from_utf8_lossy(&x), String::from_utf8_lossy(&y));
+            let first = x.lines().zip(y.lines()).find(|(p, q)| p != q);
+            panic!("{f} differs: {first:?}");
+        }
+    }
+}
+
+#[test]
+fn a_run_is_judged_and_its_rerun_sends_nothing() {
+    let server = Server::start(Options::default());
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = config(dir.path(), &server, "");
+    let first = run(dir.path(), &cfg, "a", &[]);
+    ok(&first);
+    let sent = server.requests();
+    assert!(sent > 20, "{sent} requests");
+    assert_eq!(
+        server.stats.auth.lock().unwrap()[0],
+        format!("Bearer {KEY}"),
+        "the key is sent where it belongs"
+    );
+
+    let out = dir.path().join("a");
+    // Summaries scored by the judge model.
+    let summaries = rows(&out.join("summaries.csv"));
+    assert!(!summaries.is_empty());
+    for s in &summaries {
+        assert_eq!(s["quality"], "0.75", "{s:?}");
+        assert_eq!(s["missing"], "a detail");
+        assert_eq!(s["accurate"], "1");
+        assert_eq!(s["judge_reason"], "");
+    }
+    // Probes answered by the chat model, then judged.
+    let probes = rows(&out.join("probes.csv"));
+    assert!(probes.iter().all(|p| p["answer"].starts_with("You said: ")));
+    assert!(probes.iter().all(|p| p["judge_reason"] == "fake judge"));
+    assert!(probes.iter().any(|p| p["answer_correct"] == "1"));
+    // Generated replies came from the chat model.
+    let turns = rows(&out.join("turns.csv"));
+    assert!(turns.iter().any(|t| t["generated"] == "1"));
+    // Usage: the API's figures beside the local ones, and a cost.
+    let calls = rows(&out.join("calls.csv"));
+    let kinds: std::collections::BTreeSet<&str> =
+        calls.iter().map(|c| c["kind"].as_str()).collect();
+    for k in [
+        "summarize",
+        "embed",
+        "reply",
+        "answer",
+        "judge_summary",
+        "judge_answer",
+    ] {
+        assert!(kinds.contains(k), "no {k} call in {kinds:?}");
+    }
+    assert!(
+        calls
+            .iter()
+            .all(|c| !c["api_input_tokens"].is_empty() && c["error"].is_empty())
+    );
+    let results: Value =
+        serde_json::from_slice(&std::fs::read(out.join("results.json")).unwrap()).unwrap();
+    let usage: Value =
+        serde_json::from_slice(&std::fs::read(out.join("usage.json")).unwrap()).unwrap();
+    let usage = &usage["summarize"];
+    assert!(usage["api_input_tokens"].as_u64().unwrap() > 0);
+    assert!(usage["input_diff_pct"].is_number());
+    assert!(results["totals"][0]["cost_usd"].as_f64().unwrap() > 0.0);
+    assert!(results["totals"][0]["eval_cost_usd"].as_f64().unwrap() > 0.0);
+    assert_eq!(results["totals"][0]["failed_calls"], 0);
+
+    // The rerun: nothing sent, the same results.
+    let second = run(dir.path(), &cfg, "b", &[]);
+    ok(&second);
+    assert_eq!(server.requests(), sent, "a rerun sent requests");
+    let stderr = String::from_utf8_lossy(&second.stderr);
+    assert!(stderr.contains("0 HTTP request(s) sent"), "{stderr}");
+    same_results(&out, &dir.path().join("b"));
+    assert!(
+        rows(&dir.path().join("b/calls.csv"))
+            .iter()
+            .all(|c| c["cached"] == "1")
+    );
+
+    // --no-cache sends again.
+    ok(&run(dir.path(), &cfg, "c", &["--no-cache"]));
+    assert!(server.requests() > sent);
+
+    // The key is in no file the runs wrote, nor in the cache.
+    for (name, bytes) in output_files(dir.path()) {
+        assert!(
+            !String::from_utf8_lossy(&bytes).contains(KEY),
+            "the key leaked into {name}"
+        );
+    }
+    for o in [&first, &second] {
+        assert!(!String::from_utf8_lossy(&o.stderr).contains(KEY));
+        assert!(!String::from_utf8_lossy(&o.stdout).contains(KEY));
+    }
+}
+
+#[test]
+fn faults_are_retried_and_change_nothing() {
+    let clean = Server::start(Options::default());
+    let dir = tempfile::tempdir().unwrap();
+    let clean_cfg = config(dir.path(), &clean, "");
+    ok(&run(dir.path(), &clean_cfg, "clean", &[]));
+
+    // Half the requests rate-limited at first (Retry-After: 0), a third of
+    // those a 500 when retried, and the seventh request hanging past the
+    // timeout.
+    let faulty = Server::start(Options {
+        faults: Some(Box::new(|n, times, body| {
+            let h = body
+                .to_string()
+                .bytes()
+                .fold(0u32, |h, b| h.wrapping_mul(31).wrapping_add(u32::from(b)));
+            match (n, times) {
+                (7, _) => Some(Fault::Hang(Duration::from_millis(1500))),
+                (_, 1) if h % 2 == 0 => Some(Fault::Status(429, Some(0))),
+                (_, 2) if h % 3 == 0 => Some(Fault::Status(500, None)),
+                _ => None,
+            }
+        })),
+        ..Options::default()
+    });
+    let other = tempfile::tempdir().unwrap();
+    let cfg = config(other.path(), &faulty, "timeout_secs = 0.5");
+    let o = run(other.path(), &cfg, "faulty", &[]);
+    ok(&o);
+    let calls = rows(&other.path().join("faulty/calls.csv"));
+    let retried = calls
+        .iter()
+        .filter(|c| c["attempts"].parse::<u32>().unwrap() > 1)
+        .count();
+    assert!(retried > 5, "{retried} calls retried");
+    assert!(calls.iter().all(|c| c["error"].is_empty()));
+    same_results(&dir.path().join("clean"), &other.path().join("faulty"));
+}
+
+#[test]
+fn calls_that_keep_failing_are_recorded_and_the_run_completes() {
+    // Every summarization fails; the rest works.
+    let server = Server::start(Options {
+        faults: Some(Box::new(|_, _, body| {
+            let prompt = body["messages"][0]["content"].as_str().unwrap_or("");
+            prompt
+                .contains("Please summarize")
+                .then_some(Fault::Status(503, None))
+        })),
+        error_echo: Some(KEY.into()),
+        ..Options::default()
+    });
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = config(dir.path(), &server, "max_retries = 2");
+    let o = run(dir.path(), &cfg, "out", &[]);
+    assert_eq!(
+        o.status.code(),
+        Some(4),
+        "{}",
+        String::from_utf8_lossy(&o.stderr)
+    );
+    let stderr = String::from_utf8_lossy(&o.stderr);
+    assert!(stderr.contains("completed with"), "{stderr}");
+    assert!(
+        stderr.contains("FAILED summarize call travel-multihop"),
+        "{stderr}"
+    );
+    let out = dir.path().join("out");
+    let calls = rows(&out.join("calls.csv"));
+    let failed: Vec<_> = calls.iter().filter(|c| !c["error"].is_empty()).collect();
+    assert!(!failed.is_empty());
+    for c in &failed {
+        assert_eq!(c["kind"], "summarize");
+        assert_eq!(c["attempts"], "3", "one try and two retries");
+        assert!(c["error"].contains("503"), "{c:?}");
+        assert!(c["turn"].parse::<u32>().unwrap() > 0);
+        assert!(!c["error"].contains(KEY), "the key reached calls.csv");
+        assert!(c["error"].contains("[redacted]"), "{c:?}");
+    }
+    // No summary was written, every output is complete otherwise, and the
+    // failures are counted where a gate reads them.
+    assert!(rows(&out.join("summaries.csv")).is_empty());
+    assert!(!rows(&out.join("probes.csv")).is_empty());
+    let results: Value =
+        serde_json::from_slice(&std::fs::read(out.join("results.json")).unwrap()).unwrap();
+    let failed_total: u64 = results["totals"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|t| t["failed_calls"].as_u64().unwrap())
+        .sum();
+    assert_eq!(failed_total, failed.len() as u64);
+    assert!(out.join("report.html").is_file());
+}
+
+#[test]
+fn a_judge_reply_that_is_not_usable_is_retried_once_then_left_unjudged() {
+    // First summary: bad JSON, then a good verdict. Second: a score out of
+    // range twice. Then normal verdicts.
+    let server = Server::start(Options {
+        judge_replies: vec![
+            "this is not json".into(),
+            r#"{"score": 0.5, "missing": [], "accurate": false}"#.into(),
+            r#"{"score": 7, "missing": [], "accurate": true}"#.into(),
+            r#"{"score": "high"}"#.into(),
+        ],
+        ..Options::default()
+    });
+    let dir = tempfile::tempdir().unwrap();
+    // One strategy and no probe answers, so the judge's calls come in order.
+    let cfg = config(
+        dir.path(),
+        &server,
+        "answer_probes = false\nmax_concurrency = 1",
+    );
+    let o = Command::new(env!("CARGO_BIN_EXE_memeval"))
+        .args([
+            "run",
+            &shipped("travel-multihop"),
+            "--config",
+            &cfg.display().to_string(),
+            "--out",
+            &dir.path().join("out").display().to_string(),
+            "--strategies",
+            "summary",
+            "--set",
+            "summary.trigger_tokens=200",
+            "--no-timings",
+        ])
+        .current_dir(dir.path())
+        .output()
+        .unwrap();
+    ok(&o);
+    let s = rows(&dir.path().join("out/summaries.csv"));
+    assert!(s.len() >= 3, "{s:?}");
+    assert_eq!(s[0]["quality"], "0.5");
+    assert_eq!(s[0]["accurate"], "0");
+    assert_eq!(s[1]["quality"], "", "{:?}", s[1]);
+    assert!(
+        s[1]["judge_reason"].starts_with("unjudged: twice an unusable reply (score 7 is outside 0..1; then score is \"high\", not a number)"),
+        "{:?}",
+        s[1]
+    );
+    assert_eq!(s[2]["quality"], "0.75");
+    let results: Value =
+        serde_json::from_slice(&std::fs::read(dir.path().join("out/results.json")).unwrap())
+            .unwrap();
+    assert_eq!(results["totals"][0]["unjudged_summaries"], 1);
+    let probes = rows(&dir.path().join("out/probes.csv"));
+    assert!(
+        probes
+            .iter()
+            .all(|p| p["answer"].is_empty() && p["judge_reason"] == "probe answers are off")
+    );
+}
+
+#[test]
+fn embeddings_are_batched_and_concurrency_is_bounded_and_filled() {
+    let server = Server::start(Options {
+        latency: Duration::from_millis(40),
+        ..Options::default()
+    });
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = config(dir.path(), &server, "embed_batch = 8\nmax_concurrency = 3");
+    ok(&run(
+        dir.path(),
+        &cfg,
+        "out",
+        &["--strategies", "hybrid,vector"],
+    ));
+    let sizes = server.stats.batch_sizes.lock().unwrap().clone();
+    assert!(sizes.iter().all(|&n| n <= 8), "{sizes:?}");
+    assert!(sizes.iter().filter(|&&n| n == 8).count() >= 4, "{sizes:?}");
+    assert_eq!(
+        server.stats.max_in_flight.load(Ordering::SeqCst),
+        3,
+        "the concurrency limit is reached, never passed"
+    );
+}
