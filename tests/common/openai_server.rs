@@ -124,6 +124,7 @@ fn serve(
     judged: &Mutex<usize>,
     seen: &Mutex<HashMap<String, u32>>,
 ) -> std::io::Result<()> {
+    conn.set_nodelay(true)?;
     let mut reader = BufReader::new(conn.try_clone()?);
     let mut conn = conn;
     // Keep-alive: serve requests on this connection until it closes.
@@ -202,8 +203,10 @@ fn serve(
             head.push_str(&format!("Retry-After: {a}\r\n"));
         }
         head.push_str("\r\n");
+        // One write: a head and a body sent apart would wait on Nagle's
+        // algorithm and the client's delayed ACK (40 ms a reply).
+        head.push_str(&text);
         conn.write_all(head.as_bytes())?;
-        conn.write_all(text.as_bytes())?;
         conn.flush()?;
     }
 }
