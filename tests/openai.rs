@@ -385,3 +385,47 @@ fn embeddings_are_batched_and_concurrency_is_bounded_and_filled() {
         "the concurrency limit is reached, never passed"
     );
 }
+
+#[test]
+fn a_custom_summary_prompt_and_a_key_from_a_file() {
+    let server = Server::start(Options::default());
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(
+        dir.path().join("prompt.txt"),
+        "Condense this support chat for a colleague.\n{prior_summary}{conversation}\nCondensed:",
+    )
+    .unwrap();
+    std::fs::write(dir.path().join("key.txt"), "sk-from-a-file-0042\n").unwrap();
+    let cfg = config(
+        dir.path(),
+        &server,
+        "summary_prompt_file = \"prompt.txt\"\napi_key_env = \"MEMEVAL_UNSET_VARIABLE\"\napi_key_file = \"key.txt\"",
+    );
+    ok(&run(dir.path(), &cfg, "out", &["--strategies", "summary"]));
+    let prompts = server.stats.prompts.lock().unwrap().clone();
+    let summaries: Vec<&String> = prompts
+        .iter()
+        .filter(|p| p.starts_with("Condense this support chat"))
+        .collect();
+    assert!(summaries.len() >= 2, "{prompts:?}");
+    assert!(summaries[1].contains("Prior summary:\n"), "{}", summaries[1]);
+    assert!(summaries[0].contains("USER: "), "{}", summaries[0]);
+    assert!(!prompts.iter().any(|p| p.contains("Please summarize")));
+    assert!(
+        server
+            .stats
+            .auth
+            .lock()
+            .unwrap()
+            .iter()
+            .all(|a| a == "Bearer sk-from-a-file-0042")
+    );
+
+    // A template that never places the conversation is refused up front.
+    std::fs::write(dir.path().join("prompt.txt"), "Summarize.").unwrap();
+    let o = run(dir.path(), &cfg, "bad", &[]);
+    assert_eq!(o.status.code(), Some(2));
+    let stderr = String::from_utf8_lossy(&o.stderr);
+    assert!(stderr.contains("prompt.txt") && stderr.contains("{conversation}"), "{stderr}");
+    assert!(!dir.path().join("bad").exists(), "nothing is written");
+}

@@ -310,3 +310,33 @@ impl SummaryTemplate {
         out
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_default_template_is_the_tutorials_prompt() {
+        let msgs = [(Role::User, "I'm Ana."), (Role::Assistant, "Hello Ana!")];
+        let want = "Prior summary:\nAna uses dbt.\n\nPlease summarize the following conversation segment.\n\
+                    Capture: the user's identity/role (if mentioned), their primary goals,\n\
+                    key facts they've shared, decisions made, and any open questions.\n\
+                    Be dense and specific \u{2014} this summary replaces the raw messages.\n\n\
+                    Conversation:\nUSER: I'm Ana.\nASSISTANT: Hello Ana!\n\nSummary:";
+        let t = SummaryTemplate::default();
+        assert_eq!(t.render(Some("Ana uses dbt."), &msgs), want);
+        assert!(t.render(None, &msgs).starts_with("Please summarize"));
+    }
+
+    #[test]
+    fn a_template_places_each_part_once() {
+        let t = SummaryTemplate::parse("[{summary}] {conversation} {unknown}").unwrap();
+        // A placeholder inside a message is left as written.
+        let msgs = [(Role::User, "say {summary} please")];
+        assert_eq!(
+            t.render(Some("S"), &msgs),
+            "[S] USER: say {summary} please {unknown}"
+        );
+        assert!(SummaryTemplate::parse("no conversation").is_err());
+    }
+}

@@ -282,3 +282,48 @@ fn a_fold_keeps_the_newest_keep_ratio_of_the_buffer_raw() {
         assert!(folds >= 2, "ratio {ratio}: {folds} folds");
     }
 }
+
+#[test]
+fn a_lagging_index_cannot_retrieve_the_newest_messages() {
+    // A buffer of 2 messages, so that retrieval reaches everything older.
+    for lag in [0usize, 3] {
+        let fx = Fixture::new(&[
+            "vector.buffer_message_limit=2",
+            &format!("vector.embed_lag={lag}"),
+        ]);
+        let mut env = fx.env();
+        let mut t = Transcript::new();
+        let mut v = create("vector", &fx.params, &t, None);
+        let texts = [
+            "Small talk about the weather today.",
+            "More small talk about lunch plans.",
+            "Chatting about a film we saw.",
+            "My locker code is Zanzibar 4471.",
+            "Talking about the weekend again.",
+            "And about the weather once more.",
+        ];
+        let mut found = Vec::new();
+        for (i, text) in texts.iter().enumerate() {
+            let e = fx.entry(&mut env, i as u32 + 1, text, true);
+            t.push(e);
+            v.observe(&t, &mut env).unwrap();
+            let q = Query {
+                text: "What is my locker code Zanzibar?",
+                embedding: None,
+            };
+            let ctx = v.build(&t, Some(&q), &mut env).unwrap();
+            found.push(ctx.retrieved.iter().any(|r| r.number == 4));
+        }
+        // Message 4 leaves the buffer after message 6 arrives; with a lag
+        // of 3 it is not indexed until message 7.
+        assert_eq!(found[5], lag == 0, "lag {lag}: {found:?}");
+        // A restart indexes everything stored: the queue has drained.
+        let restored = create("vector", &fx.params, &t, None);
+        let q = Query {
+            text: "What is my locker code Zanzibar?",
+            embedding: None,
+        };
+        let ctx = restored.build(&t, Some(&q), &mut env).unwrap();
+        assert!(ctx.retrieved.iter().any(|r| r.number == 4), "lag {lag}");
+    }
+}

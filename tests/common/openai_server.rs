@@ -43,6 +43,8 @@ pub struct Stats {
     pub batch_sizes: Mutex<Vec<usize>>,
     /// Authorization headers seen.
     pub auth: Mutex<Vec<String>>,
+    /// The first user message of every chat request.
+    pub prompts: Mutex<Vec<String>>,
 }
 
 pub struct Server {
@@ -275,6 +277,7 @@ fn answer(
         .and_then(|m| m["content"].as_str())
         .unwrap_or("")
         .to_string();
+    stats.prompts.lock().unwrap().push(first_user.clone());
     let json_mode = body["response_format"]["type"] == "json_object";
     let content = if json_mode {
         let scripted = {
