@@ -201,6 +201,8 @@ pub fn cmd_budget(args: &BudgetArgs) -> Result<(), Failure> {
         progress: false,
         repeats: 1,
     };
+    // Embeddings fetched ahead also tell the index their size.
+    runner::prefetch_embeddings(std::slice::from_ref(sc), &rt);
     let jobs = runner::run(std::slice::from_ref(sc), &rt);
     for suffix in ["", "-wal", "-shm", "-journal"] {
         let _ = std::fs::remove_file(format!("{}{suffix}", store.display()));

@@ -414,6 +414,8 @@ fn sweep_into(
                 progress: false,
                 repeats: 1,
             };
+            // Embeddings fetched ahead also tell the index their size.
+            runner::prefetch_embeddings(scenarios, &rt);
             let jobs = runner::run(scenarios, &rt)?;
             for suffix in ["", "-wal", "-shm"] {
                 let _ = std::fs::remove_file(dir.join(format!("combination-{i}.sqlite{suffix}")));

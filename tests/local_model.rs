@@ -9,20 +9,10 @@
 
 mod common;
 
-use std::collections::BTreeMap;
-use std::path::Path;
 use std::process::Command;
 
-use common::shipped;
+use common::{rows, shipped};
 use serde_json::Value;
-
-fn rows(path: &Path) -> Vec<BTreeMap<String, String>> {
-    csv::Reader::from_path(path)
-        .unwrap()
-        .deserialize()
-        .map(Result::unwrap)
-        .collect()
-}
 
 #[test]
 fn a_real_model_answers_summarizes_and_judges() {

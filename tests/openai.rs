@@ -3,14 +3,13 @@
 
 mod common;
 
-use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 use std::sync::atomic::Ordering;
 use std::time::Duration;
 
 use common::openai_server::{Fault, Options, Server};
-use common::{output_files, shipped};
+use common::{output_files, rows, shipped};
 use serde_json::Value;
 
 const KEY: &str = "sk-test-Zq8vX2mN4pL7rT1w";
@@ -79,14 +78,6 @@ fn ok(o: &Output) {
         o.status.code(),
         String::from_utf8_lossy(&o.stderr)
     );
-}
-
-fn rows(path: &Path) -> Vec<BTreeMap<String, String>> {
-    csv::Reader::from_path(path)
-        .unwrap()
-        .deserialize()
-        .map(Result::unwrap)
-        .collect()
 }
 
 /// Asserts that the outputs that must not depend on how calls were served
@@ -408,7 +399,11 @@ fn a_custom_summary_prompt_and_a_key_from_a_file() {
         .filter(|p| p.starts_with("Condense this support chat"))
         .collect();
     assert!(summaries.len() >= 2, "{prompts:?}");
-    assert!(summaries[1].contains("Prior summary:\n"), "{}", summaries[1]);
+    assert!(
+        summaries[1].contains("Prior summary:\n"),
+        "{}",
+        summaries[1]
+    );
     assert!(summaries[0].contains("USER: "), "{}", summaries[0]);
     assert!(!prompts.iter().any(|p| p.contains("Please summarize")));
     assert!(
@@ -426,6 +421,9 @@ fn a_custom_summary_prompt_and_a_key_from_a_file() {
     let o = run(dir.path(), &cfg, "bad", &[]);
     assert_eq!(o.status.code(), Some(2));
     let stderr = String::from_utf8_lossy(&o.stderr);
-    assert!(stderr.contains("prompt.txt") && stderr.contains("{conversation}"), "{stderr}");
+    assert!(
+        stderr.contains("prompt.txt") && stderr.contains("{conversation}"),
+        "{stderr}"
+    );
     assert!(!dir.path().join("bad").exists(), "nothing is written");
 }

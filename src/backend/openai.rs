@@ -942,7 +942,18 @@ impl Embedder for ApiEmbedder {
             })?;
         }
         let ready = self.ready.lock().expect("no panic holds this lock");
-        Ok(texts.iter().map(|t| ready[*t].to_vec()).collect())
+        texts
+            .iter()
+            .map(|t| {
+                ready
+                    .get(*t)
+                    .map(|v| v.to_vec())
+                    .ok_or_else(|| BackendError {
+                        kind: "embeddings",
+                        message: "the reply left an input without a vector".into(),
+                    })
+            })
+            .collect()
     }
 
     /// All batches at once: the concurrency limit spreads them out.

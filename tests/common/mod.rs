@@ -44,3 +44,13 @@ pub fn output_files(dir: &Path) -> std::collections::BTreeMap<String, Vec<u8>> {
     }
     out
 }
+
+/// A CSV file's records, by column name.
+#[allow(dead_code)] // not every test crate uses it
+pub fn rows(path: &Path) -> Vec<std::collections::BTreeMap<String, String>> {
+    csv::Reader::from_path(path)
+        .unwrap()
+        .deserialize()
+        .map(Result::unwrap)
+        .collect()
+}
