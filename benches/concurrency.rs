@@ -80,6 +80,7 @@ fn main() {
             timings: false,
             progress: false,
             repeats: 1,
+            journal: None,
         };
         let start = Instant::now();
         let jobs = runner::run(&scenarios, &rt).expect("run");

@@ -57,6 +57,7 @@ fn replay_one(
                 timings: false,
                 progress: false,
                 repeats: 1,
+                journal: None,
             };
             let out = runner::run(s, &rt).expect("replay");
             let _ = std::fs::remove_file(&store);

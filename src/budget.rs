@@ -200,6 +200,7 @@ pub fn cmd_budget(args: &BudgetArgs) -> Result<(), Failure> {
         timings: false,
         progress: false,
         repeats: 1,
+        journal: None,
     };
     // Embeddings fetched ahead also tell the index their size.
     runner::prefetch_embeddings(std::slice::from_ref(sc), &rt);

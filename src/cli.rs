@@ -16,6 +16,8 @@ use crate::memory::Params;
 use crate::report::{self, Metadata, ScenarioMeta};
 use crate::runner::{self, Runtime};
 use crate::scenario::{self, generate};
+use crate::store::Journal;
+use std::collections::BTreeMap;
 
 #[derive(Parser, Debug)]
 #[command(
@@ -143,11 +145,17 @@ pub struct SweepArgs {
 #[derive(Args, Debug)]
 pub struct RunArgs {
     /// Scenario files, or folders of *.json files
-    #[arg(required = true)]
+    #[arg(required_unless_present = "resume")]
     pub files: Vec<PathBuf>,
     /// Output folder [default: reports/<timestamp>, with reports/latest pointing at it]
     #[arg(long)]
     pub out: Option<PathBuf>,
+    /// Continue the interrupted run whose output folder is DIR (Ctrl-C, a
+    /// kill, a crash): the replays it finished are kept, the others run, and
+    /// the outputs are those of an uninterrupted run. Scenario files,
+    /// configuration, --repeat, --shard and --no-timings come from the run.
+    #[arg(long, value_name = "DIR", conflicts_with_all = ["files", "out", "config", "set", "seed", "model", "strategies", "repeat", "shard", "no_timings", "backend"])]
+    pub resume: Option<PathBuf>,
     /// Replace --out if it already holds files
     #[arg(long)]
     pub force: bool,
@@ -255,6 +263,8 @@ pub enum Failure {
     Input(String),
     /// Anything else: exit 3.
     Run(anyhow::Error),
+    /// Stopped by Ctrl-C, what was finished kept for `--resume`: exit 130.
+    Interrupted(String),
     /// The run completed, but some API calls failed after their retries:
     /// exit 4 (the outputs are written, the affected metrics incomplete).
     Incomplete(String),
@@ -298,6 +308,10 @@ pub fn main() -> ExitCode {
         Err(Failure::Incomplete(msg)) => {
             eprintln!("{msg}");
             ExitCode::from(4)
+        }
+        Err(Failure::Interrupted(msg)) => {
+            eprintln!("{msg}");
+            ExitCode::from(130)
         }
     }
 }
@@ -487,11 +501,46 @@ pub fn output_dir_named(
     }
 }
 
-fn cmd_run(args: &RunArgs) -> Result<(), Failure> {
-    // Everything is validated before anything runs or is written.
-    let config = resolve_config(&args.cfg, run_flags(args))?;
-    let mut scenarios = load_scenarios(&args.files)?;
-    if let Some((k, n)) = args.shard {
+/// What a run is, as its journal records it: everything that decides its
+/// outputs, so that `--resume` continues exactly the same run.
+#[derive(serde::Serialize, serde::Deserialize)]
+struct RunSpec {
+    /// The working folder the run started in, and the scenario files as
+    /// named there.
+    cwd: PathBuf,
+    files: Vec<PathBuf>,
+    /// SHA-256 of each scenario, by name: a file edited since cannot resume.
+    sha256: BTreeMap<String, String>,
+    config: Config,
+    shard: Option<(u32, u32)>,
+    repeat: u32,
+    timings: bool,
+}
+
+/// The journal of a run in progress, inside its staging folder.
+const JOURNAL: &str = "journal.sqlite";
+
+/// The folder a run works in until it is complete: beside `out`, named
+/// after it, the same on every attempt so that `--resume` finds it.
+fn staging_of(out: &Path) -> PathBuf {
+    let parent = out
+        .parent()
+        .filter(|p| !p.as_os_str().is_empty())
+        .unwrap_or(Path::new("."));
+    let name = out
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_else(|| "out".into());
+    parent.join(format!(".{name}.partial"))
+}
+
+/// The scenarios of a run, loaded from its files and sharded.
+fn run_scenarios(
+    files: &[PathBuf],
+    shard: Option<(u32, u32)>,
+) -> Result<Vec<scenario::Scenario>, Failure> {
+    let mut scenarios = load_scenarios(files)?;
+    if let Some((k, n)) = shard {
         let total = scenarios.len();
         scenarios = shard_of(scenarios, k, n);
         if scenarios.is_empty() {
@@ -500,28 +549,165 @@ fn cmd_run(args: &RunArgs) -> Result<(), Failure> {
             )));
         }
     }
+    Ok(scenarios)
+}
+
+/// Reads back the run that `out` was interrupted in.
+fn resumed_run(out: &Path) -> Result<(RunSpec, Vec<scenario::Scenario>, Journal), Failure> {
+    let staging = staging_of(out);
+    let path = staging.join(JOURNAL);
+    if !path.is_file() {
+        return Err(Failure::Input(format!(
+            "error: --resume {}: no interrupted run to continue (no {})",
+            out.display(),
+            path.display()
+        )));
+    }
+    let journal = Journal::open(&path).map_err(anyhow::Error::from)?;
+    let spec: RunSpec = journal
+        .spec()
+        .map_err(anyhow::Error::from)?
+        .and_then(|t| serde_json::from_str(&t).ok())
+        .ok_or_else(|| {
+            Failure::Input(format!(
+                "error: {}: the run's record is unreadable; start it again with --force",
+                path.display()
+            ))
+        })?;
+    let absolute: Vec<PathBuf> = spec.files.iter().map(|f| spec.cwd.join(f)).collect();
+    let mut scenarios = run_scenarios(&absolute, spec.shard)?;
+    for s in &mut scenarios {
+        // Named as when the run started, so that its outputs say the same.
+        if let Some(f) = spec.files.iter().find(|f| spec.cwd.join(f) == s.file) {
+            s.file = f.clone();
+        }
+        if spec.sha256.get(&s.name) != Some(&s.sha256) {
+            return Err(Failure::Input(format!(
+                "error: {}: scenario {:?} changed since the run started (SHA-256 differs): \
+                 resuming would mix two versions; run it again with --force",
+                s.file.display(),
+                s.name
+            )));
+        }
+    }
+    if scenarios.len() != spec.sha256.len() {
+        return Err(Failure::Input(
+            "error: the run's scenario files no longer hold the same scenarios; run it again with --force"
+                .into(),
+        ));
+    }
+    Ok((spec, scenarios, journal))
+}
+
+/// Stops the run at the next step on the first Ctrl-C (a second one kills
+/// it at once).
+fn stop_on_ctrl_c() {
+    #[cfg(unix)]
+    {
+        extern "C" fn on_sigint(_: libc::c_int) {
+            runner::STOP.store(true, std::sync::atomic::Ordering::SeqCst);
+            // SAFETY: signal() is async-signal-safe; back to the default action.
+            unsafe {
+                libc::signal(libc::SIGINT, libc::SIG_DFL);
+            }
+        }
+        // SAFETY: the handler only stores an atomic and resets the disposition.
+        unsafe {
+            libc::signal(
+                libc::SIGINT,
+                on_sigint as extern "C" fn(libc::c_int) as libc::sighandler_t,
+            );
+        }
+    }
+}
+
+fn cmd_run(args: &RunArgs) -> Result<(), Failure> {
+    // Everything is validated before anything runs or is written.
+    let (spec, scenarios, journal, out, update_latest) = match &args.resume {
+        Some(dir) => {
+            let (spec, scenarios, journal) = resumed_run(dir)?;
+            (spec, scenarios, journal, dir.clone(), false)
+        }
+        None => {
+            let config = resolve_config(&args.cfg, run_flags(args))?;
+            let files = expand_inputs(&args.files)?;
+            let scenarios = run_scenarios(&files, args.shard)?;
+            let (out, update_latest) = output_dir(&args.out, args.force)?;
+            let staging = staging_of(&out);
+            if staging.exists() {
+                if !args.force {
+                    return Err(Failure::Input(format!(
+                        "error: {} holds an interrupted run of {}: continue it with `memeval run --resume {}`, or pass --force to discard it",
+                        staging.display(),
+                        out.display(),
+                        out.display()
+                    )));
+                }
+                std::fs::remove_dir_all(&staging)
+                    .map_err(|e| anyhow::anyhow!("cannot remove {}: {e}", staging.display()))?;
+            }
+            let spec = RunSpec {
+                cwd: std::env::current_dir().map_err(anyhow::Error::from)?,
+                files,
+                sha256: scenarios
+                    .iter()
+                    .map(|s| (s.name.clone(), s.sha256.clone()))
+                    .collect(),
+                config,
+                shard: args.shard,
+                repeat: args.repeat,
+                timings: !args.no_timings,
+            };
+            std::fs::create_dir_all(&staging)
+                .map_err(|e| anyhow::anyhow!("cannot create {}: {e}", staging.display()))?;
+            let journal = Journal::open(&staging.join(JOURNAL)).map_err(anyhow::Error::from)?;
+            (spec, scenarios, journal, out, update_latest)
+        }
+    };
+    let config = &spec.config;
+    if args.resume.is_none() {
+        journal
+            .set_spec(&serde_json::to_string(&spec).map_err(anyhow::Error::from)?)
+            .map_err(anyhow::Error::from)?;
+    }
     let baseline = args
         .baseline
         .as_deref()
         .map(|p| gate::load_results(p).map_err(|e| Failure::Input(format!("error: {e}"))))
         .transpose()?;
-    let (out, update_latest) = output_dir(&args.out, args.force)?;
     let tok = config.tokenizer().map_err(|e| Failure::Input(e.0))?;
     let context_window = config.context_window().map_err(|e| Failure::Input(e.0))?;
     let backend =
-        backend::from_config(&config, tok).map_err(|e| Failure::Input(format!("error: {e}")))?;
+        backend::from_config(config, tok).map_err(|e| Failure::Input(format!("error: {e}")))?;
 
-    let (per_job, totals) = publish_staged(&out, |staging| {
-        run_into(
-            args,
-            &config,
-            &scenarios,
-            staging,
-            tok,
-            context_window,
-            &backend,
-        )
+    stop_on_ctrl_c();
+    let staging = staging_of(&out);
+    let (per_job, totals) = run_into(
+        args,
+        &spec,
+        &scenarios,
+        &staging,
+        &journal,
+        tok,
+        context_window,
+        &backend,
+    )
+    .map_err(|e| {
+        let resume = format!("continue with `memeval run --resume {}`", out.display());
+        match e {
+            Failure::Run(e) => {
+                Failure::Run(e.context(format!("the replays finished so far are kept: {resume}")))
+            }
+            Failure::Interrupted(m) => Failure::Interrupted(format!("{m}; {resume}")),
+            other => other,
+        }
     })?;
+    // Complete: the journal goes, and the outputs move into place.
+    drop(journal);
+    for suffix in ["", "-wal", "-shm"] {
+        let _ = std::fs::remove_file(staging.join(format!("{JOURNAL}{suffix}")));
+    }
+    publish(&staging, &out)?;
     if update_latest {
         point_latest(&out);
     }
@@ -643,15 +829,18 @@ fn run_gate(
 
 type Aggregates = (Vec<report::Aggregate>, Vec<report::Aggregate>);
 
+#[allow(clippy::too_many_arguments)]
 fn run_into(
     args: &RunArgs,
-    config: &Config,
+    spec: &RunSpec,
     scenarios: &[scenario::Scenario],
     dir: &Path,
+    journal: &Journal,
     tok: crate::tokens::Tokenizer,
     context_window: u32,
     backend: &crate::backend::Backend,
 ) -> Result<Aggregates, Failure> {
+    let config = &spec.config;
     let mut rt = Runtime {
         config,
         backend,
@@ -661,9 +850,10 @@ fn run_into(
         jobs: args.jobs.unwrap_or_else(|| {
             std::thread::available_parallelism().map_or(1, std::num::NonZeroUsize::get)
         }),
-        timings: !args.no_timings,
+        timings: spec.timings,
         progress: !args.quiet,
-        repeats: args.repeat,
+        repeats: spec.repeat,
+        journal: Some(journal),
     };
     if backend.name != "offline" && args.jobs.is_none() {
         // One request per user message at a time: enough workers to keep
@@ -671,7 +861,13 @@ fn run_into(
         rt.jobs = rt.jobs.max(config.openai.max_concurrency as usize);
     }
     let ahead = runner::prefetch_embeddings(scenarios, &rt);
-    let jobs = runner::run(scenarios, &rt).map_err(anyhow::Error::from)?;
+    let jobs = match runner::run(scenarios, &rt) {
+        Ok(jobs) => jobs,
+        Err(runner::RunError::Interrupted) => {
+            return Err(write_partial(spec, scenarios, dir, journal, &rt, &ahead));
+        }
+        Err(e) => return Err(anyhow::Error::from(e).into()),
+    };
     if !args.quiet {
         report::print_calls(
             &mut std::io::stderr().lock(),
@@ -680,6 +876,44 @@ fn run_into(
         .map_err(anyhow::Error::from)?;
     }
     let (per_job, totals) = report::aggregates(&jobs, &config.strategies);
+    let meta = run_metadata(spec, scenarios, backend, tok, context_window, false)?;
+    report::write_outputs(dir, &jobs, &ahead, &meta, &per_job, &totals)
+        .map_err(|e| anyhow::anyhow!("writing outputs: {e}"))?;
+    let cap = config.registry.max_active_users as usize;
+    if cap > 0 && cap < scenarios.len() {
+        let registry = report::registry_summary(&jobs, cap);
+        let mut bytes = serde_json::to_vec_pretty(&registry).map_err(anyhow::Error::from)?;
+        bytes.push(b'\n');
+        std::fs::write(dir.join("registry.json"), bytes).map_err(anyhow::Error::from)?;
+        if !args.quiet {
+            eprintln!(
+                "registry: {} users through {cap} live memories: {} evictions (p50 {} µs, p95 {} µs, p99 {} µs), {} reloads (p50 {} µs, p95 {} µs, p99 {} µs)",
+                scenarios.len(),
+                registry["evictions"],
+                registry["evict_p50_us"],
+                registry["evict_p95_us"],
+                registry["evict_p99_us"],
+                registry["reloads"],
+                registry["reload_p50_us"],
+                registry["reload_p95_us"],
+                registry["reload_p99_us"],
+            );
+        }
+    }
+    write_report(dir).map_err(|e| anyhow::anyhow!("writing the report: {e}"))?;
+    Ok((per_job, totals))
+}
+
+/// The metadata of a run's outputs.
+fn run_metadata(
+    spec: &RunSpec,
+    scenarios: &[scenario::Scenario],
+    backend: &crate::backend::Backend,
+    tok: crate::tokens::Tokenizer,
+    context_window: u32,
+    partial: bool,
+) -> Result<Metadata, Failure> {
+    let config = &spec.config;
     let params = Params::from_config(config, backend);
     let mut resolved = std::collections::BTreeMap::new();
     resolved.insert(
@@ -724,35 +958,55 @@ fn run_into(
                 probes: s.probe_asks(),
             })
             .collect(),
-        timings: rt.timings,
-        repeats: rt.repeats,
-        shard: args.shard.map(|(k, n)| format!("{k}/{n}")),
+        timings: spec.timings,
+        repeats: spec.repeat,
+        shard: spec.shard.map(|(k, n)| format!("{k}/{n}")),
+        partial,
     };
-    report::write_outputs(dir, &jobs, &ahead, &meta, &per_job, &totals)
-        .map_err(|e| anyhow::anyhow!("writing outputs: {e}"))?;
-    let cap = config.registry.max_active_users as usize;
-    if cap > 0 && cap < scenarios.len() {
-        let registry = report::registry_summary(&jobs, cap);
-        let mut bytes = serde_json::to_vec_pretty(&registry).map_err(anyhow::Error::from)?;
-        bytes.push(b'\n');
-        std::fs::write(dir.join("registry.json"), bytes).map_err(anyhow::Error::from)?;
-        if !args.quiet {
-            eprintln!(
-                "registry: {} users through {cap} live memories: {} evictions (p50 {} µs, p95 {} µs, p99 {} µs), {} reloads (p50 {} µs, p95 {} µs, p99 {} µs)",
-                scenarios.len(),
-                registry["evictions"],
-                registry["evict_p50_us"],
-                registry["evict_p95_us"],
-                registry["evict_p99_us"],
-                registry["reloads"],
-                registry["reload_p50_us"],
-                registry["reload_p95_us"],
-                registry["reload_p99_us"],
-            );
-        }
-    }
-    write_report(dir).map_err(|e| anyhow::anyhow!("writing the report: {e}"))?;
-    Ok((per_job, totals))
+    Ok(meta)
+}
+
+/// After a Ctrl-C: the replays finished so far, as outputs marked partial
+/// in the staging folder, beside the journal that `--resume` continues.
+fn write_partial(
+    spec: &RunSpec,
+    scenarios: &[scenario::Scenario],
+    dir: &Path,
+    journal: &Journal,
+    rt: &Runtime<'_>,
+    ahead: &[runner::CallRow],
+) -> Failure {
+    let strategies = &spec.config.strategies;
+    let written = (|| -> Result<(usize, usize), Failure> {
+        let mut jobs: Vec<runner::JobResult> = journal
+            .load()
+            .map_err(anyhow::Error::from)?
+            .into_values()
+            .collect();
+        let rank = |k: &str| strategies.iter().position(|x| x == k);
+        jobs.sort_by(|a, b| {
+            (&a.scenario, rank(&a.strategy), a.repeat).cmp(&(
+                &b.scenario,
+                rank(&b.strategy),
+                b.repeat,
+            ))
+        });
+        let (per_job, totals) = report::aggregates(&jobs, strategies);
+        let meta = run_metadata(spec, scenarios, rt.backend, rt.tok, rt.context_window, true)?;
+        report::write_outputs(dir, &jobs, ahead, &meta, &per_job, &totals)
+            .map_err(|e| anyhow::anyhow!("writing outputs: {e}"))?;
+        Ok((
+            jobs.len(),
+            scenarios.len() * strategies.len() * spec.repeat as usize,
+        ))
+    })();
+    Failure::Interrupted(match written {
+        Ok((n, total)) => format!(
+            "interrupted: {n} of {total} replays had finished; their outputs, marked partial, are in {}",
+            dir.display()
+        ),
+        Err(e) => format!("interrupted; the partial outputs could not be written: {e:?}"),
+    })
 }
 
 /// Runs `work` in a staging folder beside `out`, then moves the folder into
@@ -785,6 +1039,12 @@ pub fn publish_staged<T>(
             return Err(e);
         }
     };
+    publish(&staging, out)?;
+    Ok(value)
+}
+
+/// Moves a complete staging folder to `out`, replacing what was there.
+fn publish(staging: &Path, out: &Path) -> Result<(), Failure> {
     if out.exists() {
         if out.is_dir() {
             std::fs::remove_dir_all(out)
@@ -793,9 +1053,9 @@ pub fn publish_staged<T>(
         }
         .map_err(|e| anyhow::anyhow!("cannot replace {}: {e}", out.display()))?;
     }
-    std::fs::rename(&staging, out)
+    std::fs::rename(staging, out)
         .map_err(|e| anyhow::anyhow!("cannot move outputs to {}: {e}", out.display()))?;
-    Ok(value)
+    Ok(())
 }
 
 /// Points `reports/latest` at the run just written (a symlink where the

@@ -26,17 +26,23 @@ use crate::memory::{
 };
 use crate::metrics::{evaluate_probe, fact_retention, facts_planted_in, round6};
 use crate::scenario::{Role, Scenario, Step};
-use crate::store::{Store, StoreError};
+use crate::store::{JobKey, Journal, Store, StoreError};
 use crate::text::fold;
 use crate::tokens::Tokenizer;
 
 /// Messages kept unsaved at most before a flush to the store.
 const FLUSH_EVERY: usize = 512;
 
+/// Set to stop the run between two steps (Ctrl-C): every replay in
+/// progress returns [`RunError::Interrupted`]; finished ones are journaled.
+pub static STOP: AtomicBool = AtomicBool::new(false);
+
 #[derive(Debug, thiserror::Error)]
 pub enum RunError {
     #[error(transparent)]
     Store(#[from] StoreError),
+    #[error("interrupted")]
+    Interrupted,
     #[error("{scenario} / {strategy}: {source}")]
     Backend {
         scenario: String,
@@ -205,7 +211,7 @@ impl CallRow {
 }
 
 /// Everything one (scenario, strategy) replay produced.
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct JobResult {
     pub scenario: String,
     pub strategy: String,
@@ -237,6 +243,9 @@ pub struct Runtime<'a> {
     pub progress: bool,
     /// Replays of each (scenario, strategy), with seeds `seed`, `seed + 1`, ...
     pub repeats: u32,
+    /// Where finished replays are recorded, and those of an interrupted run
+    /// found (and not replayed again).
+    pub journal: Option<&'a Journal>,
 }
 
 /// A scripted message, tokenized and folded once for all strategies.
@@ -360,6 +369,29 @@ pub fn run(scenarios: &[Scenario], rt: &Runtime<'_>) -> Result<Vec<JobResult>, R
         );
         bar
     });
+    let done = Mutex::new(match rt.journal {
+        Some(j) => j.load()?,
+        None => Default::default(),
+    });
+    // A replay the journal holds is taken from it; any other starts from an
+    // empty memory (whatever an interrupted attempt stored is forgotten)
+    // and is journaled when it finishes.
+    let take = |keys: &[JobKey]| -> Option<Vec<JobResult>> {
+        let mut d = done.lock().expect("no panic holds this lock");
+        if !keys.iter().all(|k| d.contains_key(k)) {
+            return None;
+        }
+        Some(keys.iter().map(|k| d.remove(k).expect("checked")).collect())
+    };
+    let record = |results: &[JobResult]| -> Result<(), RunError> {
+        if let Some(j) = rt.journal {
+            for r in results {
+                j.save(r)?;
+            }
+        }
+        Ok(())
+    };
+    let key = |s: usize, k: &str, repeat: u32| (scenarios[s].name.clone(), k.to_string(), repeat);
     let cap = rt.config.registry.max_active_users as usize;
     let results = if cap == 0 || cap >= scenarios.len() {
         // Every memory stays live: users are independent, so each replays
@@ -370,9 +402,18 @@ pub fn run(scenarios: &[Scenario], rt: &Runtime<'_>) -> Result<Vec<JobResult>, R
             // The buffer strategy's contexts grow with the conversation.
             |&(s, k, _)| scenarios[s].messages.len() as u64 * if k == "buffer" { 4 } else { 1 },
             |&(s, k, repeat)| {
+                if let Some(mut r) = take(&[key(s, k, repeat)]) {
+                    if let Some(b) = &bar {
+                        b.inc(scenarios[s].messages.len() as u64);
+                    }
+                    return Ok(r.remove(0));
+                }
                 let mut store = Store::open(rt.store)?;
-                Job::new(&scenarios[s], &prepared[s], k, repeat, &params, rt)?
-                    .run(&mut store, bar.as_ref())
+                let job = Job::new(&scenarios[s], &prepared[s], k, repeat, &params, rt)?;
+                store.clear(&job.ns)?;
+                let r = job.run(&mut store, bar.as_ref())?;
+                record(std::slice::from_ref(&r))?;
+                Ok(r)
             },
         )
     } else {
@@ -390,11 +431,29 @@ pub fn run(scenarios: &[Scenario], rt: &Runtime<'_>) -> Result<Vec<JobResult>, R
             rt.jobs,
             |&(k, _)| if k == "buffer" { 4 } else { 1 },
             |&(k, repeat)| {
+                let keys: Vec<JobKey> = order.iter().map(|&s| key(s, k, repeat)).collect();
+                if let Some(r) = take(&keys) {
+                    if let Some(b) = &bar {
+                        b.inc(
+                            order
+                                .iter()
+                                .map(|&s| scenarios[s].messages.len() as u64)
+                                .sum(),
+                        );
+                    }
+                    return Ok(r);
+                }
                 let users: Vec<Job<'_>> = order
                     .iter()
                     .map(|&s| Job::new(&scenarios[s], &prepared[s], k, repeat, &params, rt))
                     .collect::<Result<_, _>>()?;
-                run_lane(users, &schedule, cap, rt, bar.as_ref())
+                let mut store = Store::open(rt.store)?;
+                for u in &users {
+                    store.clear(&u.ns)?;
+                }
+                let r = run_lane(users, &schedule, cap, rt, bar.as_ref())?;
+                record(&r)?;
+                Ok(r)
             },
         )
         .map(|lanes| {
@@ -670,6 +729,9 @@ impl<'a> Job<'a> {
         store: &mut Store,
         bar: Option<&ProgressBar>,
     ) -> Result<(), RunError> {
+        if STOP.load(Ordering::Relaxed) {
+            return Err(RunError::Interrupted);
+        }
         match step {
             Step::Session(i) => {
                 self.session = i;

@@ -230,6 +230,18 @@ impl Store {
         tx.commit().map_err(err)
     }
 
+    /// Forgets a memory: its messages and summaries (a replay started over).
+    pub fn clear(&mut self, ns: &str) -> Result<(), StoreError> {
+        self.conn
+            .execute("DELETE FROM messages WHERE ns = ?1", [ns])
+            .and_then(|_| {
+                self.conn
+                    .execute("DELETE FROM summaries WHERE ns = ?1", [ns])
+            })
+            .map(|_| ())
+            .map_err(|e| self.err(e))
+    }
+
     /// Loads a memory's transcript and latest summary.
     pub fn load(&self, ns: &str) -> Result<(Transcript, Option<Arc<SummaryState>>), StoreError> {
         let mut t = Transcript::new();
@@ -285,6 +297,106 @@ impl Store {
             .optional()
             .map_err(|e| self.err(e))?;
         Ok((t, summary.map(Arc::new)))
+    }
+}
+
+/// The journal of a run in progress: what it is (its configuration and
+/// scenario files) and every replay it finished, each written in its own
+/// transaction as it finishes, so that a run interrupted at any point (a
+/// Ctrl-C, a `kill -9`, a power cut) resumes with the rest.
+pub struct Journal {
+    conn: std::sync::Mutex<Connection>,
+    path: String,
+}
+
+/// A finished replay's key: scenario, strategy, replay number.
+pub type JobKey = (String, String, u32);
+
+impl Journal {
+    pub fn open(path: &Path) -> Result<Journal, StoreError> {
+        let p = path.display().to_string();
+        let wrap = |source| StoreError {
+            path: p.clone(),
+            source,
+        };
+        let conn = Connection::open(path).map_err(wrap)?;
+        conn.busy_timeout(std::time::Duration::from_secs(60))
+            .map_err(wrap)?;
+        conn.execute_batch(
+            "PRAGMA journal_mode = WAL;
+             PRAGMA synchronous = FULL;
+             CREATE TABLE IF NOT EXISTS run (id INTEGER PRIMARY KEY CHECK (id = 1), spec TEXT NOT NULL);
+             CREATE TABLE IF NOT EXISTS jobs (
+                 scenario TEXT NOT NULL, strategy TEXT NOT NULL, repeat INTEGER NOT NULL,
+                 result TEXT NOT NULL, PRIMARY KEY (scenario, strategy, repeat));",
+        )
+        .map_err(wrap)?;
+        Ok(Journal {
+            conn: std::sync::Mutex::new(conn),
+            path: p,
+        })
+    }
+
+    fn with<T>(&self, f: impl FnOnce(&Connection) -> rusqlite::Result<T>) -> Result<T, StoreError> {
+        let conn = self.conn.lock().expect("no panic holds the journal");
+        f(&conn).map_err(|source| StoreError {
+            path: self.path.clone(),
+            source,
+        })
+    }
+
+    /// Records what the run is (once, when it starts).
+    pub fn set_spec(&self, spec: &str) -> Result<(), StoreError> {
+        self.with(|c| {
+            c.execute(
+                "INSERT OR REPLACE INTO run (id, spec) VALUES (1, ?1)",
+                [spec],
+            )
+            .map(|_| ())
+        })
+    }
+
+    pub fn spec(&self) -> Result<Option<String>, StoreError> {
+        self.with(|c| {
+            c.query_row("SELECT spec FROM run WHERE id = 1", [], |r| r.get(0))
+                .optional()
+        })
+    }
+
+    /// Records a finished replay.
+    pub fn save(&self, job: &crate::runner::JobResult) -> Result<(), StoreError> {
+        let text = serde_json::to_string(job).expect("results serialize");
+        self.with(|c| {
+            c.execute(
+                "INSERT OR REPLACE INTO jobs (scenario, strategy, repeat, result) VALUES (?1, ?2, ?3, ?4)",
+                params![job.scenario, job.strategy, job.repeat, text],
+            )
+            .map(|_| ())
+        })
+    }
+
+    /// Every finished replay, by key.
+    pub fn load(
+        &self,
+    ) -> Result<std::collections::HashMap<JobKey, crate::runner::JobResult>, StoreError> {
+        let texts: Vec<String> = self.with(|c| {
+            let mut stmt = c.prepare("SELECT result FROM jobs")?;
+            let rows = stmt.query_map([], |r| r.get(0))?;
+            rows.collect()
+        })?;
+        let mut out = std::collections::HashMap::new();
+        for t in texts {
+            let job: crate::runner::JobResult =
+                serde_json::from_str(&t).map_err(|e| StoreError {
+                    path: self.path.clone(),
+                    source: rusqlite::Error::ToSqlConversionFailure(Box::new(e)),
+                })?;
+            out.insert(
+                (job.scenario.clone(), job.strategy.clone(), job.repeat),
+                job,
+            );
+        }
+        Ok(out)
     }
 }
 

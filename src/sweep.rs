@@ -413,6 +413,7 @@ fn sweep_into(
                 timings: false,
                 progress: false,
                 repeats: 1,
+                journal: None,
             };
             // Embeddings fetched ahead also tell the index their size.
             runner::prefetch_embeddings(scenarios, &rt);

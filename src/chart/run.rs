@@ -558,6 +558,18 @@ None,
     Ok(written)
 }
 
+/// A scenario name as a folder name. Names are `[A-Za-z0-9._-]`, so the
+/// only ones a file system reads specially are `.` and `..`: they become
+/// `%2E` and `%2E%2E` (no name holds a `%`), so that no chart lands outside
+/// its own folder.
+pub fn path_component(name: &str) -> std::borrow::Cow<'_, str> {
+    if name.bytes().all(|b| b == b'.') {
+        name.replace('.', "%2E").into()
+    } else {
+        name.into()
+    }
+}
+
 /// The charts of one scenario.
 fn scenario_charts(data: &RunData, sc: &str, charts: &Path) -> Result<Vec<Written>, String> {
     let mut written = Vec::new();
@@ -594,7 +606,7 @@ fn scenario_charts(data: &RunData, sc: &str, charts: &Path) -> Result<Vec<Writte
             ratio: false,
             x_ratio: false,
         },
-        format!("{sc}/context"),
+        format!("{}/context", path_component(sc)),
         "Tokens in the prompt of each call, with the context budget.".into(),
         Some(sc),
         charts,
@@ -633,7 +645,7 @@ fn scenario_charts(data: &RunData, sc: &str, charts: &Path) -> Result<Vec<Writte
             ratio: false,
             x_ratio: false,
         },
-        format!("{sc}/cumulative"),
+        format!("{}/cumulative", path_component(sc)),
         "Everything spent so far: calls, summaries and embeddings.".into(),
         Some(sc),
         charts,
@@ -689,7 +701,7 @@ fn scenario_charts(data: &RunData, sc: &str, charts: &Path) -> Result<Vec<Writte
                 ratio: true,
                 x_ratio: false,
             },
-            format!("{sc}/recall"),
+            format!("{}/recall", path_component(sc)),
             "Recall at each probe turn: when each strategy starts to forget.".into(),
             Some(sc),
             charts,
@@ -722,7 +734,7 @@ fn scenario_charts(data: &RunData, sc: &str, charts: &Path) -> Result<Vec<Writte
                     })
                     .collect(),
             },
-format!("{sc}/budget"),
+format!("{}/budget", path_component(sc)),
 "The token budget dashboard over time: system prompt, summary, retrieved messages and buffer in each call.".into(),
 Some(sc),
 charts,
@@ -750,7 +762,7 @@ charts,
                 ratio: true,
                 x_ratio: false,
             },
-            format!("{sc}/quality"),
+            format!("{}/quality", path_component(sc)),
             "The judge's score of each summary over its sampled messages.".into(),
             Some(sc),
             charts,

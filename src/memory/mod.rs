@@ -324,7 +324,7 @@ impl Stage {
 }
 
 /// Latencies in microseconds, per stage.
-#[derive(Debug, Clone, Default, PartialEq)]
+#[derive(Debug, Clone, Default, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct StageTimes {
     pub us: [Vec<u64>; 9],
     /// False for a run without timings: the counts stand, every time is 0.

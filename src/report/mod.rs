@@ -42,6 +42,10 @@ pub struct Metadata {
     /// `K/N` for a run of one shard of the scenarios (`--shard`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub shard: Option<String>,
+    /// True for the outputs of an interrupted run (Ctrl-C): only the
+    /// replays that had finished; `memeval run --resume` completes them.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub partial: bool,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]

@@ -1,0 +1,228 @@
+//! Interruption and resume: a run killed with SIGKILL at any point, or
+//! stopped with Ctrl-C, continues with `memeval run --resume DIR`, and its
+//! outputs are those of an uninterrupted run, byte for byte.
+
+mod common;
+
+use std::path::Path;
+use std::process::{Child, Command, Stdio};
+use std::time::Duration;
+
+use common::{memeval, output_files, shipped};
+
+const SCENARIOS: &[&str] = &[
+    "generated-1000",
+    "needle-cabin-wifi",
+    "knowledge-updates",
+    "travel-multihop",
+];
+
+fn args(out: &Path, extra: &[&str]) -> Vec<String> {
+    let mut a: Vec<String> = vec!["run".into()];
+    a.extend(SCENARIOS.iter().map(|s| shipped(s)));
+    a.extend(
+        [
+            "--out",
+            &out.display().to_string(),
+            "--no-timings",
+            "--quiet",
+        ]
+        .iter()
+        .map(|s| s.to_string()),
+    );
+    a.extend(extra.iter().map(|s| s.to_string()));
+    a
+}
+
+fn spawn(cwd: &Path, out: &Path, extra: &[&str]) -> Child {
+    Command::new(env!("CARGO_BIN_EXE_memeval"))
+        .args(args(out, extra))
+        .current_dir(cwd)
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("start memeval")
+}
+
+fn staging(out: &Path) -> std::path::PathBuf {
+    out.parent().unwrap().join(format!(
+        ".{}.partial",
+        out.file_name().unwrap().to_string_lossy()
+    ))
+}
+
+fn reference(cwd: &Path, extra: &[&str]) -> std::collections::BTreeMap<String, Vec<u8>> {
+    let out = cwd.join("reference");
+    let a = args(&out, extra);
+    let a: Vec<&str> = a.iter().map(String::as_str).collect();
+    let o = memeval(&a, cwd);
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    output_files(&out)
+}
+
+fn resume(cwd: &Path, out: &Path) {
+    let o = memeval(
+        &["run", "--resume", &out.display().to_string(), "--quiet"],
+        cwd,
+    );
+    assert!(
+        o.status.success(),
+        "resume failed: {}",
+        String::from_utf8_lossy(&o.stderr)
+    );
+    assert!(!staging(out).exists(), "the staging folder is left behind");
+}
+
+fn assert_same(a: &std::collections::BTreeMap<String, Vec<u8>>, out: &Path) {
+    let b = output_files(out);
+    assert_eq!(
+        a.keys().collect::<Vec<_>>(),
+        b.keys().collect::<Vec<_>>(),
+        "different files"
+    );
+    for (k, v) in a {
+        assert!(b[k] == *v, "{k} differs after the resume");
+    }
+}
+
+/// Kills runs at several points, resumes each, and compares with an
+/// uninterrupted run; at least two must be caught mid-run.
+fn kill_and_resume(extra: &[&str]) {
+    let dir = tempfile::tempdir().unwrap();
+    let want = reference(dir.path(), extra);
+    let mut interrupted = 0;
+    for (i, ms) in [150u64, 500, 1200, 2500].into_iter().enumerate() {
+        let out = dir.path().join(format!("killed-{i}"));
+        let mut child = spawn(dir.path(), &out, extra);
+        std::thread::sleep(Duration::from_millis(ms));
+        child.kill().unwrap(); // SIGKILL: no handler runs
+        let status = child.wait().unwrap();
+        if status.success() {
+            // Finished before the kill: nothing to resume.
+            assert_same(&want, &out);
+            continue;
+        }
+        assert!(!out.exists(), "a killed run published outputs");
+        if !staging(&out).exists() {
+            // Killed before it started (still reading its input): nothing
+            // to resume, nothing written.
+            continue;
+        }
+        interrupted += 1;
+        assert!(staging(&out).join("journal.sqlite").is_file());
+        resume(dir.path(), &out);
+        assert_same(&want, &out);
+    }
+    assert!(
+        interrupted >= 2,
+        "only {interrupted} runs were caught mid-run"
+    );
+}
+
+#[test]
+fn a_run_killed_at_any_point_resumes_to_the_same_outputs() {
+    kill_and_resume(&[]);
+}
+
+#[test]
+fn interleaved_users_resume_too() {
+    // Three live memories for four users: replays go through the registry.
+    kill_and_resume(&["--set", "registry.max_active_users=3"]);
+}
+
+#[cfg(unix)]
+#[test]
+fn ctrl_c_leaves_partial_outputs_and_resume_completes_them() {
+    let dir = tempfile::tempdir().unwrap();
+    let want = reference(dir.path(), &[]);
+    let out = dir.path().join("stopped");
+    let child = spawn(dir.path(), &out, &[]);
+    std::thread::sleep(Duration::from_millis(700));
+    // SAFETY: signalling our own child process.
+    unsafe {
+        libc::kill(child.id() as i32, libc::SIGINT);
+    }
+    let o = child.wait_with_output().unwrap();
+    let stderr = String::from_utf8_lossy(&o.stderr);
+    assert_eq!(o.status.code(), Some(130), "{stderr}");
+    assert!(stderr.contains("interrupted:"), "{stderr}");
+    assert!(
+        stderr.contains(&format!("memeval run --resume {}", out.display())),
+        "{stderr}"
+    );
+    let results: serde_json::Value = serde_json::from_slice(
+        &std::fs::read(staging(&out).join("results.json")).expect("partial results"),
+    )
+    .unwrap();
+    assert_eq!(results["meta"]["partial"], true);
+    assert!(!out.exists());
+    resume(dir.path(), &out);
+    assert_same(&want, &out);
+    let done: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(out.join("results.json")).unwrap()).unwrap();
+    assert!(done["meta"].get("partial").is_none());
+}
+
+#[test]
+fn an_interrupted_run_is_neither_overwritten_nor_resumed_with_other_files() {
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("needle.json");
+    std::fs::copy(shipped("generated-1000"), &file).unwrap();
+    let out = dir.path().join("out");
+    let start = |extra: &[&str]| {
+        let mut a = vec![
+            "run".to_string(),
+            "needle.json".into(),
+            "--out".into(),
+            "out".into(),
+        ];
+        a.extend(extra.iter().map(|s| s.to_string()));
+        Command::new(env!("CARGO_BIN_EXE_memeval"))
+            .args(a)
+            .current_dir(dir.path())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap()
+    };
+    let mut child = start(&[]);
+    std::thread::sleep(Duration::from_millis(700));
+    child.kill().unwrap();
+    child.wait().unwrap();
+    assert!(
+        staging(&out).is_dir() && !out.exists(),
+        "not caught mid-run"
+    );
+
+    // A new run into the same folder would lose the interrupted one.
+    let o = memeval(&["run", "needle.json", "--out", "out"], dir.path());
+    assert_eq!(o.status.code(), Some(2));
+    let e = String::from_utf8_lossy(&o.stderr);
+    assert!(
+        e.contains("holds an interrupted run") && e.contains("--resume"),
+        "{e}"
+    );
+
+    // A scenario edited since cannot be resumed.
+    let text = std::fs::read_to_string(&file).unwrap().replacen(
+        "\"content\": \"",
+        "\"content\": \"Edited. ",
+        1,
+    );
+    std::fs::write(&file, text).unwrap();
+    let o = memeval(&["run", "--resume", "out"], dir.path());
+    assert_eq!(o.status.code(), Some(2));
+    let e = String::from_utf8_lossy(&o.stderr);
+    assert!(e.contains("changed since the run started"), "{e}");
+
+    // Nothing to resume elsewhere; --force starts over.
+    let o = memeval(&["run", "--resume", "elsewhere"], dir.path());
+    assert_eq!(o.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&o.stderr).contains("no interrupted run"));
+    let o = memeval(
+        &["run", "needle.json", "--out", "out", "--force", "-q"],
+        dir.path(),
+    );
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    assert!(out.join("results.json").is_file() && !staging(&out).exists());
+}
