@@ -241,3 +241,78 @@ fn usage_errors_exit_2() {
     );
     assert_eq!(out.status.code(), Some(2));
 }
+
+#[test]
+fn huge_files_and_endless_streams_are_refused_without_reading_them_whole() {
+    let dir = tempfile::tempdir().unwrap();
+    // 300 MiB (sparse: nothing is written to disk), over the 64 MiB limit.
+    let huge = dir.path().join("huge.json");
+    std::fs::File::create(&huge)
+        .unwrap()
+        .set_len(300 << 20)
+        .unwrap();
+    let mut inputs = vec![huge.display().to_string()];
+    if Path::new("/dev/zero").exists() {
+        // Its size is 0 to the file system, its stream endless.
+        inputs.push("/dev/zero".into());
+    }
+    for input in inputs {
+        let o = memeval(&["run", &input, "--out", "out"], dir.path());
+        assert_eq!(o.status.code(), Some(2), "{input}");
+        let e = String::from_utf8_lossy(&o.stderr);
+        assert!(e.contains(&input) && e.contains("64 MiB"), "{e}");
+        assert!(!dir.path().join("out").exists());
+    }
+}
+
+#[test]
+fn bad_configurations_are_explained_and_nothing_runs() {
+    let dir = tempfile::tempdir().unwrap();
+    let good = write_case(
+        dir.path(),
+        "good",
+        &format!("{{\"name\": \"good\", {OK_TURNS}}}"),
+    );
+    let cases: &[(&str, &str)] = &[
+        ("strategies = [\"hybird\"]", "did you mean \"hybrid\""),
+        ("[memory]\nmax_context_tokens = -1", "max_context_tokens"),
+        (
+            "[window]\nmax_tokens = 0",
+            "window.max_tokens must be at least 1",
+        ),
+        (
+            "[summary]\ntrigger_tokens = 500000",
+            "below the model's context window",
+        ),
+        (
+            "[summary]\ntrigger_tokns = 100",
+            "did you mean \"trigger_tokens\"",
+        ),
+        ("[vectr]\ntop_k = 3", "did you mean \"vector\""),
+        ("backend = \"opena\"", "did you mean \"openai\""),
+        (
+            "[openai]\ntimeout_secs = 0",
+            "openai.timeout_secs must be above 0",
+        ),
+        (
+            "[openai]\nmax_concurrency = 0",
+            "openai.max_concurrency must be at least 1",
+        ),
+        (
+            "[prices]\n\"gpt-4o\" = { input = -1.0, output = 2.0 }",
+            "cannot be negative",
+        ),
+        ("[prices]\n\"gpt-4o\" = { inputs = 1.0 }", "unknown field"),
+        ("seed = \"forty-two\"", "seed"),
+        ("[summary\ntrigger_tokens = 1", "memeval.toml"),
+    ];
+    for (text, want) in cases {
+        std::fs::write(dir.path().join("memeval.toml"), text).unwrap();
+        let o = memeval(&["run", good.to_str().unwrap(), "--out", "out"], dir.path());
+        let e = String::from_utf8_lossy(&o.stderr);
+        assert_eq!(o.status.code(), Some(2), "{text}: {e}");
+        assert!(e.contains(want), "{text}: {e}");
+        assert!(!e.contains("panicked"), "{text}: {e}");
+        assert!(!dir.path().join("out").exists(), "{text}");
+    }
+}

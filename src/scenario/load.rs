@@ -102,7 +102,22 @@ pub fn load_file(path: &Path) -> Result<Scenario, InputErrors> {
             MAX_FILE_BYTES >> 20
         )));
     }
-    let bytes = std::fs::read(path).map_err(|e| fail(format!("cannot read: {e}")))?;
+    // Read at most one byte past the limit: a device or a pipe (whose size
+    // the metadata does not tell) cannot make memeval read without end.
+    let mut bytes = Vec::new();
+    std::fs::File::open(path)
+        .and_then(|f| {
+            use std::io::Read;
+            f.take(MAX_FILE_BYTES + 1).read_to_end(&mut bytes)
+        })
+        .map_err(|e| fail(format!("cannot read: {e}")))?;
+    if bytes.len() as u64 > MAX_FILE_BYTES {
+        return Err(fail(format!(
+            "holds more than {} MiB; scenario files are limited to {} MiB",
+            MAX_FILE_BYTES >> 20,
+            MAX_FILE_BYTES >> 20
+        )));
+    }
     let text = match std::str::from_utf8(&bytes) {
         Ok(t) => t,
         Err(e) => {
