@@ -995,6 +995,7 @@ fn write_partial(
         let meta = run_metadata(spec, scenarios, rt.backend, rt.tok, rt.context_window, true)?;
         report::write_outputs(dir, &jobs, ahead, &meta, &per_job, &totals)
             .map_err(|e| anyhow::anyhow!("writing outputs: {e}"))?;
+        write_report(dir).map_err(|e| anyhow::anyhow!("writing the report: {e}"))?;
         Ok((
             jobs.len(),
             scenarios.len() * strategies.len() * spec.repeat as usize,

@@ -296,7 +296,11 @@ fn calls_that_keep_failing_are_recorded_and_the_run_completes() {
         .map(|t| t["failed_calls"].as_u64().unwrap())
         .sum();
     assert_eq!(failed_total, failed.len() as u64);
-    assert!(out.join("report.html").is_file());
+    let html = std::fs::read_to_string(out.join("report.html")).unwrap();
+    assert!(
+        html.contains("<strong>Incomplete:</strong> "),
+        "no warning in the report"
+    );
 }
 
 #[test]

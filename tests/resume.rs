@@ -155,6 +155,8 @@ fn ctrl_c_leaves_partial_outputs_and_resume_completes_them() {
     )
     .unwrap();
     assert_eq!(results["meta"]["partial"], true);
+    let html = std::fs::read_to_string(staging(&out).join("report.html")).unwrap();
+    assert!(html.contains("<strong>Partial run:</strong>"));
     assert!(!out.exists());
     resume(dir.path(), &out);
     assert_same(&want, &out);

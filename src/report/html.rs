@@ -39,6 +39,7 @@ const STYLE: &str = r#"
 body{font-family:system-ui,-apple-system,"Segoe UI",Roboto,"DejaVu Sans",sans-serif;margin:0 auto;max-width:1240px;padding:0 20px 60px;color:#222;line-height:1.45}
 h1{margin:24px 0 4px}h2{margin-top:36px;border-bottom:1px solid #ddd;padding-bottom:4px}
 .sub{color:#666;margin:0 0 16px}
+.warn{background:#fff4e0;border-left:4px solid #e69f00;padding:8px 12px}
 table{border-collapse:collapse;margin:10px 0;font-size:14px}
 th,td{padding:4px 10px;border-bottom:1px solid #e6e6e6;text-align:right;white-space:nowrap}
 th:first-child,td:first-child,th.t,td.t{text-align:left}
@@ -329,6 +330,17 @@ pub fn render(data: &RunData, charts: &[Written]) -> Result<String, String> {
         },
         esc(&data.strategies.join(", "))
     );
+    // What makes these numbers incomplete, said before any of them.
+    if data.meta["partial"] == true {
+        out.push_str("<p class=\"warn\"><strong>Partial run:</strong> it was interrupted; only the replays that had finished are here. <code>memeval run --resume</code> completes it.</p>\n");
+    }
+    let failed: u64 = data.results.iter().map(|a| a.failed_calls).sum();
+    if failed > 0 {
+        let _ = writeln!(
+            out,
+            "<p class=\"warn\"><strong>Incomplete:</strong> {failed} API call(s) failed after their retries (listed in calls.csv); the figures they feed are incomplete.</p>"
+        );
+    }
     out.push_str("<h2>Results</h2>\n<p>Per strategy, over every scenario:</p>\n");
     results_table(&mut out, data, true);
     let kinds = super::kind_table(&data.totals);
