@@ -82,6 +82,10 @@ pub struct TurnRow {
     pub over_budget: u8,
     pub over_window: u8,
     pub build_us: u64,
+    /// API calls made at this message that failed after their retries: where
+    /// not 0, this row's figures are incomplete (see calls.csv).
+    #[serde(default)]
+    pub failed_calls: u32,
 }
 
 /// One row of probes.csv.
@@ -750,9 +754,10 @@ impl<'a> Job<'a> {
         Ok(())
     }
 
-    /// Files the API calls made at `turn` under this replay.
-    fn take_calls(&mut self, turn: u32) {
+    /// Files the API calls made at `turn` under this replay; how many failed.
+    fn take_calls(&mut self, turn: u32) -> u32 {
         let (scenario, strategy) = (&self.scenario.name, self.strategy_name);
+        let failed = self.env.calls.iter().filter(|c| c.error.is_some()).count() as u32;
         for r in self.env.calls.drain(..) {
             self.out.calls.push(CallRow::new(
                 scenario,
@@ -763,6 +768,7 @@ impl<'a> Job<'a> {
                 self.rt.timings,
             ));
         }
+        failed
     }
 
     fn flush(&mut self, store: &mut Store) -> Result<(), RunError> {
@@ -828,11 +834,12 @@ impl<'a> Job<'a> {
     fn message(&mut self, n: u32, store: &mut Store) -> Result<(), RunError> {
         let m = self.scenario.message(n);
         self.env.usage = Usage::default();
+        let mut reply_failed = 0;
         let (content, folded, tokens, generated) = match &self.prepared.messages[n as usize - 1] {
             Some(s) => (s.content.clone(), s.folded.clone(), s.tokens, false),
             None => {
                 let reply = self.generate_reply()?;
-                self.take_calls(n);
+                reply_failed = self.take_calls(n);
                 let tokens = self.rt.tok.count(&reply);
                 let folded: Arc<str> = fold(&reply).into();
                 (Arc::from(reply), folded, tokens, true)
@@ -911,6 +918,7 @@ impl<'a> Job<'a> {
             over_budget: u8::from(total > self.rt.config.memory.max_context_tokens),
             over_window: u8::from(total > self.rt.context_window),
             build_us,
+            failed_calls: 0,
         });
         if is_call {
             self.last_call = Some(ctx);
@@ -920,7 +928,10 @@ impl<'a> Job<'a> {
             self.score_summary(&s);
             self.unsaved_summaries.push(s);
         }
-        self.take_calls(n);
+        let failed = reply_failed + self.take_calls(n);
+        if let Some(row) = self.out.turns.last_mut() {
+            row.failed_calls = failed;
+        }
         if self.transcript.len() - self.unsaved_from >= FLUSH_EVERY {
             self.flush(store)?;
         }
@@ -996,6 +1007,7 @@ impl<'a> Job<'a> {
         } else {
             self.answer(p, &ctx)
         };
+        // Its failures are in its verdict's reason (and calls.csv).
         self.take_calls(turn);
         self.out.probes.push(ProbeRow {
             scenario: self.scenario.name.clone(),

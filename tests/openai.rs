@@ -283,6 +283,13 @@ fn calls_that_keep_failing_are_recorded_and_the_run_completes() {
         assert!(!c["error"].contains(KEY), "the key reached calls.csv");
         assert!(c["error"].contains("[redacted]"), "{c:?}");
     }
+    // The rows of the messages whose summary failed say so.
+    let turns = rows(&out.join("turns.csv"));
+    let marked: u32 = turns
+        .iter()
+        .map(|t| t["failed_calls"].parse::<u32>().unwrap())
+        .sum();
+    assert_eq!(marked as usize, failed.len());
     // No summary was written, every output is complete otherwise, and the
     // failures are counted where a gate reads them.
     assert!(rows(&out.join("summaries.csv")).is_empty());
