@@ -198,31 +198,33 @@ impl VectorIndex {
                 top_k(scored, k)
             }
             Layout::Sparse { postings } => {
-                let mut scores = vec![0f32; self.len];
-                let mut touched = vec![false; self.len];
+                // Scores of the vectors the query touches only: no buffer
+                // the size of the index, so a search costs what its
+                // postings hold, not the length of the history.
+                let mut scores: std::collections::HashMap<u32, f32> =
+                    std::collections::HashMap::new();
                 let mut hits: Vec<u32> = Vec::new();
                 for (d, &x) in q.iter().enumerate() {
                     if x == 0.0 {
                         continue;
                     }
                     for &(pos, v) in &postings[d] {
-                        let p = pos as usize;
-                        if !touched[p] {
-                            touched[p] = true;
+                        let s = scores.entry(pos).or_insert_with(|| {
                             hits.push(pos);
-                        }
-                        scores[p] += x * v;
+                            0.0
+                        });
+                        *s += x * v;
                     }
                 }
                 // Vectors the query does not touch score exactly 0; the
                 // earliest of them compete too, as in a full scan.
                 let untouched = (0..self.len as u32)
-                    .filter(|&p| !touched[p as usize])
+                    .filter(|p| !scores.contains_key(p))
                     .take(k)
                     .map(|pos| Hit { pos, score: 0.0 });
                 let touched_hits = hits.into_iter().map(|pos| Hit {
                     pos,
-                    score: scores[pos as usize],
+                    score: scores[&pos],
                 });
                 top_k(touched_hits.chain(untouched), k)
             }
