@@ -454,7 +454,22 @@ fn emit(
 
 /// Writes every chart of a run under `dir/charts/`, returning what it wrote;
 /// the scenarios' charts are drawn in parallel.
+/// Scenarios drawn one by one, at most: a population of thousands of users
+/// would make thousands of charts nobody reads, and a report too big to
+/// open. The first by name are drawn; the tables keep every scenario.
+pub const MAX_SCENARIO_CHARTS: usize = 24;
+
 pub fn write_all(data: &RunData, dir: &Path) -> Result<Vec<Written>, String> {
+    let drawn = &data.scenarios[..data.scenarios.len().min(MAX_SCENARIO_CHARTS)];
+    let of_all = if drawn.len() < data.scenarios.len() {
+        format!(
+            " (the first {} of {} scenarios)",
+            drawn.len(),
+            data.scenarios.len()
+        )
+    } else {
+        String::new()
+    };
     // Drawn afresh: a chart of an earlier drawing must not linger.
     let charts = dir.join("charts");
     if charts.exists() {
@@ -468,8 +483,7 @@ pub fn write_all(data: &RunData, dir: &Path) -> Result<Vec<Written>, String> {
             data.strategies
                 .iter()
                 .map(|k| {
-                    let v = data
-                        .scenarios
+                    let v = drawn
                         .iter()
                         .map(|s| data.result(s, k).and_then(f))
                         .collect();
@@ -479,9 +493,9 @@ pub fn write_all(data: &RunData, dir: &Path) -> Result<Vec<Written>, String> {
         };
     written.push(emit(
         &Bars {
-            title: "Mean recall per scenario".into(),
+            title: format!("Mean recall per scenario{of_all}"),
             x_desc: "mean recall over the probes asked (0-1)".into(),
-            groups: data.scenarios.clone(),
+            groups: drawn.to_vec(),
             series: value(&|a| a.mean_recall),
             log_x: false,
             ratio: true,
@@ -493,9 +507,9 @@ pub fn write_all(data: &RunData, dir: &Path) -> Result<Vec<Written>, String> {
     )?);
     written.push(emit(
         &Bars {
-            title: "Total tokens per scenario".into(),
+            title: format!("Total tokens per scenario{of_all}"),
             x_desc: "tokens spent: calls, summaries and embeddings (log scale)".into(),
-            groups: data.scenarios.clone(),
+            groups: drawn.to_vec(),
             series: value(&|a| Some(a.total_tokens as f64)),
             log_x: true,
             ratio: false,
@@ -549,7 +563,7 @@ None,
 
     let jobs = std::thread::available_parallelism().map_or(1, std::num::NonZeroUsize::get);
     let per_scenario = crate::runner::par_map(
-        &data.scenarios,
+        drawn,
         jobs,
         |sc| data.in_scenario(&data.turns, sc).len() as u64,
         |sc| scenario_charts(data, sc, &charts),

@@ -373,6 +373,14 @@ pub fn render(data: &RunData, charts: &[Written]) -> Result<String, String> {
         figure(&mut out, data, w)?;
     }
     out.push_str("<h2>Per scenario</h2>\n");
+    let max = crate::chart::run::MAX_SCENARIO_CHARTS;
+    if data.scenarios.len() > max {
+        let _ = writeln!(
+            out,
+            "<p class=\"sub\">Charts for the first {max} of {} scenarios (by name); the tables above hold them all.</p>",
+            data.scenarios.len()
+        );
+    }
     for (i, sc) in data.scenarios.iter().enumerate() {
         let _ = writeln!(
             out,
