@@ -75,6 +75,7 @@ pub fn parse(text: &str) -> Result<Node, SyntaxError> {
         i: 0,
         line: 1,
         line_start: 0,
+        col_at: std::cell::Cell::new((0, 1)),
     };
     p.skip_ws();
     if p.i >= p.bytes.len() {
@@ -94,12 +95,21 @@ struct Parser<'a> {
     i: usize,
     line: u32,
     line_start: usize,
+    /// The column of a byte offset on the current line, computed last:
+    /// positions are asked for in order, so each is counted from the one
+    /// before (a file on one line would otherwise cost quadratic time).
+    col_at: std::cell::Cell<(usize, u32)>,
 }
 
 impl Parser<'_> {
     fn pos(&self) -> Pos {
         // Columns count characters, not bytes, so editors agree with us.
-        let col = self.text[self.line_start..self.i].chars().count() as u32 + 1;
+        let (mut from, mut col) = self.col_at.get();
+        if from < self.line_start || from > self.i {
+            (from, col) = (self.line_start, 1);
+        }
+        col += self.text[from..self.i].chars().count() as u32;
+        self.col_at.set((self.i, col));
         Pos {
             line: self.line,
             col,
@@ -396,6 +406,27 @@ mod tests {
         };
         assert_eq!(items[1].pos, Pos { line: 2, col: 12 });
         assert_eq!(m[1].value.pos, Pos { line: 3, col: 8 });
+    }
+
+    #[test]
+    fn columns_on_one_long_line_count_characters() {
+        // Counted incrementally: each position from the one before.
+        let doc = parse("{\"é\": [\"ü😀\", 2], \"b\": {\"c\": 3}}").unwrap();
+        let Json::Object(m) = &doc.value else {
+            panic!()
+        };
+        let Json::Array(items) = &m[0].value.value else {
+            panic!()
+        };
+        assert_eq!(items[1].pos, Pos { line: 1, col: 14 });
+        assert_eq!(m[1].key_pos, Pos { line: 1, col: 18 });
+        let Json::Object(inner) = &m[1].value.value else {
+            panic!()
+        };
+        assert_eq!(inner[0].value.pos, Pos { line: 1, col: 29 });
+        // And an error after them is placed from the start of its line.
+        let e = parse("{\"é\": 1,\n \"ü\": tru}").unwrap_err();
+        assert_eq!(e.pos, Pos { line: 2, col: 7 });
     }
 
     #[test]
