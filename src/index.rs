@@ -197,39 +197,64 @@ impl VectorIndex {
                 });
                 top_k(scored, k)
             }
-            Layout::Sparse { postings } => {
-                // Scores of the vectors the query touches only: no buffer
-                // the size of the index, so a search costs what its
+            Layout::Sparse { postings } => SCRATCH.with(|scratch| {
+                // Scores of the vectors the query touches only, in a
+                // buffer kept per thread: a slot counts for this query when
+                // its stamp is this query's, so nothing is cleared or
+                // allocated per search, and a search costs what its
                 // postings hold, not the length of the history.
-                let mut scores: std::collections::HashMap<u32, f32> =
-                    std::collections::HashMap::new();
+                let mut sc = scratch.borrow_mut();
+                let sc = &mut *sc;
+                sc.query = sc.query.wrapping_add(1);
+                if sc.query == 0 {
+                    sc.stamp.fill(0);
+                    sc.query = 1;
+                }
+                if sc.score.len() < self.len {
+                    sc.score.resize(self.len, 0.0);
+                    sc.stamp.resize(self.len, 0);
+                }
                 let mut hits: Vec<u32> = Vec::new();
                 for (d, &x) in q.iter().enumerate() {
                     if x == 0.0 {
                         continue;
                     }
                     for &(pos, v) in &postings[d] {
-                        let s = scores.entry(pos).or_insert_with(|| {
+                        let p = pos as usize;
+                        if sc.stamp[p] != sc.query {
+                            sc.stamp[p] = sc.query;
+                            sc.score[p] = 0.0;
                             hits.push(pos);
-                            0.0
-                        });
-                        *s += x * v;
+                        }
+                        sc.score[p] += x * v;
                     }
                 }
                 // Vectors the query does not touch score exactly 0; the
                 // earliest of them compete too, as in a full scan.
                 let untouched = (0..self.len as u32)
-                    .filter(|p| !scores.contains_key(p))
+                    .filter(|&p| sc.stamp[p as usize] != sc.query)
                     .take(k)
                     .map(|pos| Hit { pos, score: 0.0 });
                 let touched_hits = hits.into_iter().map(|pos| Hit {
                     pos,
-                    score: scores[&pos],
+                    score: sc.score[pos as usize],
                 });
                 top_k(touched_hits.chain(untouched), k)
-            }
+            }),
         }
     }
+}
+
+/// Per-thread buffers of sparse search.
+#[derive(Default)]
+struct Scratch {
+    score: Vec<f32>,
+    stamp: Vec<u32>,
+    query: u32,
+}
+
+thread_local! {
+    static SCRATCH: std::cell::RefCell<Scratch> = std::cell::RefCell::default();
 }
 
 fn sort_hits(hits: &mut [Hit]) {
