@@ -143,17 +143,13 @@ impl Store {
     /// Connects to a store made by [`Store::create`]. Several connections
     /// may share one file from several threads.
     pub fn open(path: &Path) -> Result<Store, StoreError> {
-        let p = path.display().to_string();
-        let wrap = |source| StoreError {
-            path: p.clone(),
-            source,
-        };
-        let conn = Connection::open(path).map_err(wrap)?;
-        conn.busy_timeout(std::time::Duration::from_secs(60))
-            .map_err(wrap)?;
+        let (conn, path) = connect(path)?;
         conn.pragma_update(None, "synchronous", "NORMAL")
-            .map_err(wrap)?;
-        Ok(Store { conn, path: p })
+            .map_err(|source| StoreError {
+                path: path.clone(),
+                source,
+            })?;
+        Ok(Store { conn, path })
     }
 
     fn err(&self, source: rusqlite::Error) -> StoreError {
@@ -309,19 +305,32 @@ pub struct Journal {
     path: String,
 }
 
+/// A connection to a SQLite file shared by several connections and threads,
+/// with the path its errors name.
+fn connect(path: &Path) -> Result<(Connection, String), StoreError> {
+    let p = path.display().to_string();
+    let conn = Connection::open(path)
+        .and_then(|c| {
+            c.busy_timeout(std::time::Duration::from_secs(60))
+                .map(|()| c)
+        })
+        .map_err(|source| StoreError {
+            path: p.clone(),
+            source,
+        })?;
+    Ok((conn, p))
+}
+
 /// A finished replay's key: scenario, strategy, replay number.
 pub type JobKey = (String, String, u32);
 
 impl Journal {
     pub fn open(path: &Path) -> Result<Journal, StoreError> {
-        let p = path.display().to_string();
+        let (conn, p) = connect(path)?;
         let wrap = |source| StoreError {
             path: p.clone(),
             source,
         };
-        let conn = Connection::open(path).map_err(wrap)?;
-        conn.busy_timeout(std::time::Duration::from_secs(60))
-            .map_err(wrap)?;
         conn.execute_batch(
             "PRAGMA journal_mode = WAL;
              PRAGMA synchronous = FULL;
@@ -389,7 +398,11 @@ impl Journal {
             let job: crate::runner::JobResult =
                 serde_json::from_str(&t).map_err(|e| StoreError {
                     path: self.path.clone(),
-                    source: rusqlite::Error::ToSqlConversionFailure(Box::new(e)),
+                    source: rusqlite::Error::FromSqlConversionFailure(
+                        0,
+                        rusqlite::types::Type::Text,
+                        Box::new(e),
+                    ),
                 })?;
             out.insert(
                 (job.scenario.clone(), job.strategy.clone(), job.repeat),
