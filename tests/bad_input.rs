@@ -316,3 +316,53 @@ fn bad_configurations_are_explained_and_nothing_runs() {
         assert!(!dir.path().join("out").exists(), "{text}");
     }
 }
+
+#[test]
+fn scenario_names_cannot_write_outside_the_output_folder() {
+    let dir = tempfile::tempdir().unwrap();
+    let root = dir.path().join("work");
+    std::fs::create_dir_all(&root).unwrap();
+    // "." and ".." are valid names ([A-Za-z0-9._-]{1,128}) that a file
+    // system reads specially.
+    let dot = write_case(&root, "dot", &format!("{{\"name\": \".\", {OK_TURNS}}}"));
+    let dotdot = write_case(
+        &root,
+        "dotdot",
+        &format!("{{\"name\": \"..\", \"user\": \"u2\", {OK_TURNS}}}"),
+    );
+    let o = memeval(
+        &[
+            "run",
+            dot.to_str().unwrap(),
+            dotdot.to_str().unwrap(),
+            "--out",
+            "out",
+            "-q",
+        ],
+        &root,
+    );
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    // The work folder holds the inputs and the run's folder, nothing else;
+    // the charts of each scenario are in a folder of their own.
+    let mut names: Vec<String> = std::fs::read_dir(&root)
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .collect();
+    names.sort();
+    assert_eq!(names, ["dot.json", "dotdot.json", "out"]);
+    for d in ["%2E", "%2E%2E"] {
+        assert!(
+            root.join("out/charts")
+                .join(d)
+                .join("context.svg")
+                .is_file(),
+            "{d}"
+        );
+    }
+    let top: Vec<String> = std::fs::read_dir(root.join("out"))
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .collect();
+    assert!(!top.iter().any(|n| n.ends_with(".svg")), "{top:?}");
+    assert_eq!(std::fs::read_dir(dir.path()).unwrap().count(), 1);
+}
