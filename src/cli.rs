@@ -153,8 +153,9 @@ pub struct RunArgs {
     /// Continue the interrupted run whose output folder is DIR (Ctrl-C, a
     /// kill, a crash): the replays it finished are kept, the others run, and
     /// the outputs are those of an uninterrupted run. Scenario files,
-    /// configuration, --repeat, --shard and --no-timings come from the run.
-    #[arg(long, value_name = "DIR", conflicts_with_all = ["files", "out", "config", "set", "seed", "model", "strategies", "repeat", "shard", "no_timings", "backend"])]
+    /// configuration, --repeat, --shard and --no-timings come from the run
+    /// (settings from MEMEVAL_* variables are ignored).
+    #[arg(long, value_name = "DIR", conflicts_with_all = ["files", "out", "set", "repeat", "shard", "no_timings"])]
     pub resume: Option<PathBuf>,
     /// Replace --out if it already holds files
     #[arg(long)]

@@ -217,6 +217,18 @@ fn an_interrupted_run_is_neither_overwritten_nor_resumed_with_other_files() {
     let e = String::from_utf8_lossy(&o.stderr);
     assert!(e.contains("changed since the run started"), "{e}");
 
+    // Settings from the environment do not stand in the way (the run's own
+    // configuration applies).
+    let o = Command::new(env!("CARGO_BIN_EXE_memeval"))
+        .args(["run", "--resume", "out"])
+        .env("MEMEVAL_SEED", "7")
+        .env("MEMEVAL_STRATEGIES", "window")
+        .current_dir(dir.path())
+        .output()
+        .unwrap();
+    let e = String::from_utf8_lossy(&o.stderr);
+    assert!(e.contains("changed since the run started"), "{e}");
+
     // Nothing to resume elsewhere; --force starts over.
     let o = memeval(&["run", "--resume", "elsewhere"], dir.path());
     assert_eq!(o.status.code(), Some(2));
