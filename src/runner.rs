@@ -17,7 +17,7 @@ use rand_chacha::ChaCha8Rng;
 
 use crate::backend::offline::fnv1a;
 use crate::backend::{
-    AnswerCheck, Backend, BackendError, CallKind, CallRecord, ChatMessage, ChatRole, ExpectedFact,
+    AnswerCheck, Backend, CallKind, CallRecord, ChatMessage, ChatRole, ExpectedFact,
 };
 use crate::config::Config;
 use crate::memory::{
@@ -43,13 +43,6 @@ pub enum RunError {
     Store(#[from] StoreError),
     #[error("interrupted")]
     Interrupted,
-    #[error("{scenario} / {strategy}: {source}")]
-    Backend {
-        scenario: String,
-        strategy: String,
-        #[source]
-        source: BackendError,
-    },
 }
 
 /// One row of turns.csv.
@@ -697,14 +690,6 @@ impl<'a> Job<'a> {
         })
     }
 
-    fn backend_err(&self, source: BackendError) -> RunError {
-        RunError::Backend {
-            scenario: self.scenario.name.clone(),
-            strategy: self.strategy_name.to_string(),
-            source,
-        }
-    }
-
     /// Replays the whole scenario, alone.
     fn run(mut self, store: &mut Store, bar: Option<&ProgressBar>) -> Result<JobResult, RunError> {
         for &step in &self.scenario.steps {
@@ -816,19 +801,16 @@ impl<'a> Job<'a> {
             .find(|e| e.role == Role::User)
     }
 
-    fn timed_build(&mut self, query: Option<&Query<'_>>) -> Result<(Context, u64), RunError> {
+    fn timed_build(&mut self, query: Option<&Query<'_>>) -> (Context, u64) {
         let start = Instant::now();
-        let ctx = self
-            .strategy
-            .build(&self.transcript, query, &mut self.env)
-            .map_err(|e| self.backend_err(e))?;
+        let ctx = self.strategy.build(&self.transcript, query, &mut self.env);
         self.env.times.record(Stage::Build, start);
         let us = if self.rt.timings {
             start.elapsed().as_micros() as u64
         } else {
             0
         };
-        Ok((ctx, us))
+        (ctx, us)
     }
 
     fn message(&mut self, n: u32, store: &mut Store) -> Result<(), RunError> {
@@ -838,7 +820,7 @@ impl<'a> Job<'a> {
         let (content, folded, tokens, generated) = match &self.prepared.messages[n as usize - 1] {
             Some(s) => (s.content.clone(), s.folded.clone(), s.tokens, false),
             None => {
-                let reply = self.generate_reply()?;
+                let reply = self.generate_reply();
                 reply_failed = self.take_calls(n);
                 let tokens = self.rt.tok.count(&reply);
                 let folded: Arc<str> = fold(&reply).into();
@@ -860,18 +842,16 @@ impl<'a> Job<'a> {
             at: m.at,
         });
         self.last_call = None;
-        self.strategy
-            .observe(&self.transcript, &mut self.env)
-            .map_err(|e| self.backend_err(e))?;
+        self.strategy.observe(&self.transcript, &mut self.env);
         let is_call = m.role == Role::User;
         let (ctx, build_us) = if is_call {
             let q = Query {
                 text: &content,
                 embedding,
             };
-            self.timed_build(Some(&q))?
+            self.timed_build(Some(&q))
         } else {
-            self.timed_build(None)?
+            self.timed_build(None)
         };
         let usage = self.env.usage;
         // A call costs its whole prompt; a reply costs its own tokens as output.
@@ -940,7 +920,7 @@ impl<'a> Job<'a> {
 
     /// The reply a live chatbot would give now, from the context the
     /// strategy builds for the last user message.
-    fn generate_reply(&mut self) -> Result<String, RunError> {
+    fn generate_reply(&mut self) -> String {
         let last = self.last_user().cloned();
         let ctx = match self.last_call.take() {
             Some(c) => c,
@@ -949,18 +929,17 @@ impl<'a> Job<'a> {
                     text: &e.content,
                     embedding: e.embedding.clone(),
                 });
-                self.timed_build(q.as_ref())?.0
+                self.timed_build(q.as_ref()).0
             }
         };
         let call = ctx.call_messages(&self.scenario.system_prompt);
         let text = last.as_ref().map_or("", |e| &*e.content);
         // A failed call (recorded) leaves an empty reply in its place.
-        Ok(self
-            .rt
+        self.rt
             .backend
             .responder
             .reply(CallKind::Reply, &call, text, &mut self.env.calls)
-            .unwrap_or_default())
+            .unwrap_or_default()
     }
 
     fn probe(&mut self, index: usize, turn: u32) -> Result<(), RunError> {
@@ -978,8 +957,7 @@ impl<'a> Job<'a> {
         };
         let ctx = self
             .strategy
-            .build(&self.transcript, Some(&q), &mut self.env)
-            .map_err(|e| self.backend_err(e))?;
+            .build(&self.transcript, Some(&q), &mut self.env);
         // Probes measure the memory; their spend is not the chatbot's.
         self.env.usage = saved;
         let o = evaluate_probe(

@@ -3,7 +3,6 @@
 //! where it outgrows the model's context window.
 
 use super::{Context, Env, Query, Strategy, Transcript};
-use crate::backend::BackendError;
 
 pub struct Buffer;
 
@@ -12,16 +11,9 @@ impl Strategy for Buffer {
         "buffer"
     }
 
-    fn observe(&mut self, _t: &Transcript, _env: &mut Env<'_>) -> Result<(), BackendError> {
-        Ok(())
-    }
+    fn observe(&mut self, _t: &Transcript, _env: &mut Env<'_>) {}
 
-    fn build(
-        &self,
-        t: &Transcript,
-        _query: Option<&Query<'_>>,
-        env: &mut Env<'_>,
-    ) -> Result<Context, BackendError> {
-        Ok(env.context(t, 0, None, Vec::new()))
+    fn build(&self, t: &Transcript, _query: Option<&Query<'_>>, env: &mut Env<'_>) -> Context {
+        env.context(t, 0, None, Vec::new())
     }
 }

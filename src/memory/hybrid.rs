@@ -7,7 +7,6 @@ use std::sync::Arc;
 
 use super::parts::{Retrieval, Summarizing, SummaryState};
 use super::{Context, Env, Params, Query, Strategy, Transcript};
-use crate::backend::BackendError;
 
 pub struct Hybrid {
     s: Summarizing,
@@ -32,25 +31,20 @@ impl Strategy for Hybrid {
         true
     }
 
-    fn observe(&mut self, t: &Transcript, env: &mut Env<'_>) -> Result<(), BackendError> {
+    fn observe(&mut self, t: &Transcript, env: &mut Env<'_>) {
         let start = std::time::Instant::now();
         self.r.observe(t);
         env.times.record(super::Stage::IndexInsert, start);
         self.s.after_observe(t, env)
     }
 
-    fn build(
-        &self,
-        t: &Transcript,
-        query: Option<&Query<'_>>,
-        env: &mut Env<'_>,
-    ) -> Result<Context, BackendError> {
+    fn build(&self, t: &Transcript, query: Option<&Query<'_>>, env: &mut Env<'_>) -> Context {
         let from = self.s.buffer_from();
         let retrieved = match query {
-            Some(q) => self.r.retrieve(t, q, from, env)?,
+            Some(q) => self.r.retrieve(t, q, from, env),
             None => Vec::new(),
         };
-        Ok(env.context(t, from, self.s.latest.as_ref(), retrieved))
+        env.context(t, from, self.s.latest.as_ref(), retrieved)
     }
 
     fn summary(&self) -> Option<&Arc<SummaryState>> {

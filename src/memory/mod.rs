@@ -15,7 +15,7 @@ mod window;
 
 use std::sync::Arc;
 
-use crate::backend::{Backend, BackendError, Calls, ChatMessage, ChatRole};
+use crate::backend::{Backend, Calls, ChatMessage, ChatRole};
 use crate::clock::Millis;
 use crate::config::Config;
 use crate::scenario::Role;
@@ -412,16 +412,11 @@ pub trait Strategy: Send {
 
     /// The transcript just grew by one message: update the state (this is
     /// where a summary may be written).
-    fn observe(&mut self, t: &Transcript, env: &mut Env<'_>) -> Result<(), BackendError>;
+    fn observe(&mut self, t: &Transcript, env: &mut Env<'_>);
 
     /// The context of a call. `query` is `None` for the state between calls
     /// (no retrieval happens then).
-    fn build(
-        &self,
-        t: &Transcript,
-        query: Option<&Query<'_>>,
-        env: &mut Env<'_>,
-    ) -> Result<Context, BackendError>;
+    fn build(&self, t: &Transcript, query: Option<&Query<'_>>, env: &mut Env<'_>) -> Context;
 
     /// The latest summary, if the strategy keeps one.
     fn summary(&self) -> Option<&Arc<SummaryState>> {

@@ -5,7 +5,7 @@
 use std::sync::Arc;
 
 use super::{Env, Item, Query, Section, Transcript, Via};
-use crate::backend::{BackendError, SummaryRequest};
+use crate::backend::SummaryRequest;
 use crate::index::{KeywordIndex, VectorIndex};
 use crate::scenario::Role;
 use crate::tokens::REPLY_PRIMING;
@@ -48,16 +48,16 @@ impl Summarizing {
     /// After a new message: when the buffer exceeds the trigger, fold its
     /// older messages (with the prior summary) into a new summary, keeping
     /// the newest `keep_ratio` of them raw (the tutorial's newer half).
-    pub fn after_observe(&mut self, t: &Transcript, env: &mut Env<'_>) -> Result<(), BackendError> {
+    pub fn after_observe(&mut self, t: &Transcript, env: &mut Env<'_>) {
         let from = self.buffer_from();
         let buffer_tokens = t.suffix_tokens(from) + u64::from(REPLY_PRIMING);
         if buffer_tokens <= u64::from(env.params.trigger_tokens) {
-            return Ok(());
+            return;
         }
         let n = t.len() - from;
         let split = n - ((n as f64 * env.params.keep_ratio).ceil() as usize).min(n);
         if split == 0 {
-            return Ok(());
+            return;
         }
         let to = from + split;
         let folded: Vec<(Role, &str)> = t.entries()[from..to]
@@ -77,7 +77,7 @@ impl Summarizing {
         env.times.record(super::Stage::Summarize, start);
         // A failed call is recorded in `env.calls`; the buffer stays as it
         // is, and the next message tries again.
-        let Ok(out) = out else { return Ok(()) };
+        let Ok(out) = out else { return };
         env.usage.summarizer_tokens += u64::from(out.input_tokens + out.output_tokens);
         env.usage.summarizer_output_tokens += u64::from(out.output_tokens);
         let system_message_tokens = env.tok.count(&format!(
@@ -100,7 +100,6 @@ impl Summarizing {
         });
         env.summaries.push(state.clone());
         self.latest = Some(state);
-        Ok(())
     }
 }
 
@@ -175,10 +174,10 @@ impl Retrieval {
         query: &Query<'_>,
         buffer_from: usize,
         env: &mut Env<'_>,
-    ) -> Result<Vec<Item>, BackendError> {
+    ) -> Vec<Item> {
         let p = env.params;
         if t.len() <= p.buffer_message_limit as usize || buffer_from == 0 {
-            return Ok(Vec::new());
+            return Vec::new();
         }
         let q = match &query.embedding {
             Some(e) => e.clone(),
@@ -214,6 +213,6 @@ impl Retrieval {
                 .map(|h| item(h, Via::Keyword))
                 .collect();
         }
-        Ok(items)
+        items
     }
 }

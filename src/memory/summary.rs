@@ -7,7 +7,6 @@ use std::sync::Arc;
 
 use super::parts::{Summarizing, SummaryState};
 use super::{Context, Env, Query, Strategy, Transcript};
-use crate::backend::BackendError;
 
 pub struct Summary {
     s: Summarizing,
@@ -26,17 +25,12 @@ impl Strategy for Summary {
         "summary"
     }
 
-    fn observe(&mut self, t: &Transcript, env: &mut Env<'_>) -> Result<(), BackendError> {
+    fn observe(&mut self, t: &Transcript, env: &mut Env<'_>) {
         self.s.after_observe(t, env)
     }
 
-    fn build(
-        &self,
-        t: &Transcript,
-        _query: Option<&Query<'_>>,
-        env: &mut Env<'_>,
-    ) -> Result<Context, BackendError> {
-        Ok(env.context(t, self.s.buffer_from(), self.s.latest.as_ref(), Vec::new()))
+    fn build(&self, t: &Transcript, _query: Option<&Query<'_>>, env: &mut Env<'_>) -> Context {
+        env.context(t, self.s.buffer_from(), self.s.latest.as_ref(), Vec::new())
     }
 
     fn summary(&self) -> Option<&Arc<SummaryState>> {

@@ -109,9 +109,9 @@ fn a_restored_memory_builds_exactly_the_same_contexts() {
             let text = message(&mut rng, i);
             let e = fx.entry(&mut live_env, i, &text, live.needs_embeddings());
             live_t.push(e.clone());
-            live.observe(&live_t, &mut live_env).unwrap();
+            live.observe(&live_t, &mut live_env);
             t.push(e);
-            restored.observe(&t, &mut env).unwrap();
+            restored.observe(&t, &mut env);
             summaries.append(&mut env.summaries);
             if i % 23 == 0 {
                 // Persist, drop everything, and come back from the file.
@@ -134,8 +134,8 @@ fn a_restored_memory_builds_exactly_the_same_contexts() {
                     text: q,
                     embedding: None,
                 };
-                let a = live.build(&live_t, Some(&query), &mut live_env).unwrap();
-                let b = restored.build(&t, Some(&query), &mut env).unwrap();
+                let a = live.build(&live_t, Some(&query), &mut live_env);
+                let b = restored.build(&t, Some(&query), &mut env);
                 assert_eq!(a, b, "{name}: contexts differ after message {i} for {q:?}");
             }
         }
@@ -155,7 +155,7 @@ fn cold_start_builds_an_empty_context() {
             text: "Who am I?",
             embedding: None,
         };
-        let ctx = s.build(&t, Some(&q), &mut env).unwrap();
+        let ctx = s.build(&t, Some(&q), &mut env);
         assert!(ctx.buffer.is_empty() && ctx.retrieved.is_empty() && ctx.summary.is_none());
         assert_eq!(
             ctx.total(),
@@ -186,12 +186,12 @@ fn invariants_hold_on_random_conversations() {
                 let e = fx.entry(&mut env, i, &text, s.needs_embeddings());
                 longest = longest.max(e.tokens + MESSAGE_OVERHEAD);
                 t.push(e);
-                s.observe(&t, &mut env).unwrap();
+                s.observe(&t, &mut env);
                 let q = Query {
                     text: "code word W3",
                     embedding: None,
                 };
-                let ctx = s.build(&t, Some(&q), &mut env).unwrap();
+                let ctx = s.build(&t, Some(&q), &mut env);
                 // Sections add up to the exact count of the call as sent.
                 let call = ctx.call_messages(SYSTEM);
                 let exact: u32 = call
@@ -270,7 +270,7 @@ fn a_fold_keeps_the_newest_keep_ratio_of_the_buffer_raw() {
             let raw_before = t.len() - s.summary().map_or(0, |x| x.covered_to as usize);
             let before = s.summary().map(|x| x.index);
             t.push(fx.entry(&mut env, i, &message(&mut rng, i), false));
-            s.observe(&t, &mut env).unwrap();
+            s.observe(&t, &mut env);
             let after = s.summary().cloned();
             if after.as_ref().map(|x| x.index) != before {
                 let n = raw_before + 1;
@@ -306,12 +306,12 @@ fn a_lagging_index_cannot_retrieve_the_newest_messages() {
         for (i, text) in texts.iter().enumerate() {
             let e = fx.entry(&mut env, i as u32 + 1, text, true);
             t.push(e);
-            v.observe(&t, &mut env).unwrap();
+            v.observe(&t, &mut env);
             let q = Query {
                 text: "What is my locker code Zanzibar?",
                 embedding: None,
             };
-            let ctx = v.build(&t, Some(&q), &mut env).unwrap();
+            let ctx = v.build(&t, Some(&q), &mut env);
             found.push(ctx.retrieved.iter().any(|r| r.number == 4));
         }
         // Message 4 leaves the buffer after message 6 arrives; with a lag
@@ -323,7 +323,7 @@ fn a_lagging_index_cannot_retrieve_the_newest_messages() {
             text: "What is my locker code Zanzibar?",
             embedding: None,
         };
-        let ctx = restored.build(&t, Some(&q), &mut env).unwrap();
+        let ctx = restored.build(&t, Some(&q), &mut env);
         assert!(ctx.retrieved.iter().any(|r| r.number == 4), "lag {lag}");
     }
 }

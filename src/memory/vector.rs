@@ -4,7 +4,6 @@
 
 use super::parts::Retrieval;
 use super::{Context, Env, Params, Query, Strategy, Transcript};
-use crate::backend::BackendError;
 
 pub struct Vector {
     r: Retrieval,
@@ -33,24 +32,18 @@ impl Strategy for Vector {
         true
     }
 
-    fn observe(&mut self, t: &Transcript, env: &mut Env<'_>) -> Result<(), BackendError> {
+    fn observe(&mut self, t: &Transcript, env: &mut Env<'_>) {
         let start = std::time::Instant::now();
         self.r.observe(t);
         env.times.record(super::Stage::IndexInsert, start);
-        Ok(())
     }
 
-    fn build(
-        &self,
-        t: &Transcript,
-        query: Option<&Query<'_>>,
-        env: &mut Env<'_>,
-    ) -> Result<Context, BackendError> {
+    fn build(&self, t: &Transcript, query: Option<&Query<'_>>, env: &mut Env<'_>) -> Context {
         let from = self.buffer_from(t);
         let retrieved = match query {
-            Some(q) => self.r.retrieve(t, q, from, env)?,
+            Some(q) => self.r.retrieve(t, q, from, env),
             None => Vec::new(),
         };
-        Ok(env.context(t, from, None, retrieved))
+        env.context(t, from, None, retrieved)
     }
 }

@@ -2,7 +2,6 @@
 //! ones are forgotten, not compressed.
 
 use super::{Context, Env, Params, Query, Strategy, Transcript};
-use crate::backend::BackendError;
 
 pub struct Window {
     budget: u64,
@@ -28,19 +27,13 @@ impl Strategy for Window {
         "window"
     }
 
-    fn observe(&mut self, t: &Transcript, _env: &mut Env<'_>) -> Result<(), BackendError> {
+    fn observe(&mut self, t: &Transcript, _env: &mut Env<'_>) {
         while self.from + 1 < t.len() && t.suffix_tokens(self.from) > self.budget {
             self.from += 1;
         }
-        Ok(())
     }
 
-    fn build(
-        &self,
-        t: &Transcript,
-        _query: Option<&Query<'_>>,
-        env: &mut Env<'_>,
-    ) -> Result<Context, BackendError> {
-        Ok(env.context(t, self.from, None, Vec::new()))
+    fn build(&self, t: &Transcript, _query: Option<&Query<'_>>, env: &mut Env<'_>) -> Context {
+        env.context(t, self.from, None, Vec::new())
     }
 }
