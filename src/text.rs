@@ -298,6 +298,11 @@ pub fn suggestion(given: &str, known: &[&str]) -> String {
         .unwrap_or_default()
 }
 
+/// Lower-case hexadecimal of bytes (a digest, as files and caches name it).
+pub fn hex(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

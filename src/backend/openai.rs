@@ -14,7 +14,7 @@
 //!   `Authorization` header, and scrubbed from every error message.
 
 use std::cell::Cell;
-use std::collections::{BTreeMap, HashMap};
+use std::collections::HashMap;
 use std::future::Future;
 use std::path::Path;
 use std::pin::Pin;
@@ -67,13 +67,16 @@ pub fn backend(config: &Config, tok: Tokenizer) -> Result<Backend, String> {
                 .map_err(|e| format!("openai.summary_prompt_file {}: {e}", p.display()))?
         }
     };
-    let api = Arc::new(Api::new(o, key, &config.prices, tok)?);
+    let api = Arc::new(Api::new(o, key, tok)?);
+    let chat_price = prices::lookup(&config.prices, &chat_model);
     let chat = Chat {
         api: api.clone(),
         model: chat_model.clone(),
+        price: chat_price,
     };
     let judge = Chat {
         api: api.clone(),
+        price: prices::lookup(&config.prices, &judge_model),
         model: judge_model.clone(),
     };
     let (embedder, embedding_name, embedding_price): (Arc<dyn Embedder>, String, _) =
@@ -85,10 +88,11 @@ pub fn backend(config: &Config, tok: Tokenizer) -> Result<Backend, String> {
                 None,
             )
         } else {
+            let price = prices::lookup(&config.prices, &o.embedding_model);
             (
-                Arc::new(ApiEmbedder::new(api.clone(), o)),
+                Arc::new(ApiEmbedder::new(api.clone(), o, price)),
                 o.embedding_model.clone(),
-                prices::lookup(&config.prices, &o.embedding_model),
+                price,
             )
         };
     Ok(Backend {
@@ -111,7 +115,7 @@ pub fn backend(config: &Config, tok: Tokenizer) -> Result<Backend, String> {
             ("responder", chat_model.clone()),
         ],
         answer_probes: o.answer_probes,
-        chat_price: prices::lookup(&config.prices, &chat_model),
+        chat_price,
         embedding_price,
     })
 }
@@ -320,10 +324,10 @@ fn hash_key(parts: &[&str]) -> String {
         h.update(p.as_bytes());
         h.update([0x1f]);
     }
-    h.finalize().iter().map(|b| format!("{b:02x}")).collect()
+    crate::text::hex(&h.finalize())
 }
 
-/// What every call shares: the client, its runtime, the cache, prices.
+/// What every call shares: the client, its runtime, the cache.
 struct Api {
     client: Client<OpenAIConfig>,
     rt: tokio::runtime::Runtime,
@@ -331,18 +335,12 @@ struct Api {
     base_url: String,
     /// Only to scrub it from error messages.
     key: Option<String>,
-    prices: BTreeMap<String, Price>,
     tok: Tokenizer,
     token_limit_field: String,
 }
 
 impl Api {
-    fn new(
-        o: &OpenAiConfig,
-        key: Option<String>,
-        prices: &BTreeMap<String, Price>,
-        tok: Tokenizer,
-    ) -> Result<Api, String> {
+    fn new(o: &OpenAiConfig, key: Option<String>, tok: Tokenizer) -> Result<Api, String> {
         let timeout = Duration::from_secs_f64(o.timeout_secs);
         let http = reqwest::Client::builder()
             .timeout(timeout)
@@ -355,8 +353,10 @@ impl Api {
             max_retries: o.max_retries,
             backoff: Duration::from_millis(u64::from(o.retry_backoff_ms)),
         };
-        let mut cfg = OpenAIConfig::new().with_api_base(o.base_url.trim_end_matches('/'));
-        cfg = cfg.with_api_key(key.clone().unwrap_or_default());
+        let base_url = o.base_url.trim_end_matches('/').to_string();
+        let cfg = OpenAIConfig::new()
+            .with_api_base(&base_url)
+            .with_api_key(key.clone().unwrap_or_default());
         let rt = tokio::runtime::Builder::new_multi_thread()
             .worker_threads(2)
             .enable_all()
@@ -370,9 +370,8 @@ impl Api {
             } else {
                 None
             },
-            base_url: o.base_url.trim_end_matches('/').to_string(),
+            base_url,
             key,
-            prices: prices.clone(),
             tok,
             token_limit_field: o.token_limit_field.clone(),
         })
@@ -387,16 +386,40 @@ impl Api {
         }
     }
 
-    fn price(&self, model: &str) -> Option<Price> {
-        prices::lookup(&self.prices, model)
-    }
-
     /// Runs `fut` on the client's runtime, counting its HTTP attempts.
     fn block<T>(&self, fut: impl Future<Output = T>) -> (T, u32) {
-        self.rt.block_on(ATTEMPTS.scope(Cell::new(0), async move {
+        self.rt.block_on(counted(fut))
+    }
+}
+
+/// `fut`'s output and the HTTP attempts the transport made for it.
+async fn counted<T>(fut: impl Future<Output = T>) -> (T, u32) {
+    ATTEMPTS
+        .scope(Cell::new(0), async move {
             let out = fut.await;
             (out, ATTEMPTS.with(Cell::get))
-        }))
+        })
+        .await
+}
+
+impl CallRecord {
+    /// A call about to be made: what memeval counts of its input; the rest
+    /// is filled in as it is served.
+    fn new(kind: CallKind, model: &str, inputs: u32, local_input_tokens: u32) -> CallRecord {
+        CallRecord {
+            kind,
+            model: model.to_string(),
+            cached: false,
+            attempts: 0,
+            latency_us: 0,
+            inputs,
+            local_input_tokens,
+            local_output_tokens: 0,
+            api_input_tokens: None,
+            api_output_tokens: None,
+            cost_usd: 0.0,
+            error: None,
+        }
     }
 }
 
@@ -405,6 +428,7 @@ impl Api {
 struct Chat {
     api: Arc<Api>,
     model: String,
+    price: Option<Price>,
 }
 
 /// A chat reply with its usage.
@@ -490,20 +514,10 @@ impl Chat {
             Some(r) => (Ok(r), 0),
             None => api.block(api.client.chat().create(req)),
         };
-        let mut record = CallRecord {
-            kind,
-            model: self.model.clone(),
-            cached: attempts == 0 && result.is_ok(),
-            attempts,
-            latency_us: start.elapsed().as_micros() as u64,
-            inputs: 1,
-            local_input_tokens: local_input,
-            local_output_tokens: 0,
-            api_input_tokens: None,
-            api_output_tokens: None,
-            cost_usd: 0.0,
-            error: None,
-        };
+        let mut record = CallRecord::new(kind, &self.model, 1, local_input);
+        record.cached = attempts == 0 && result.is_ok();
+        record.attempts = attempts;
+        record.latency_us = start.elapsed().as_micros() as u64;
         let outcome = result.map_err(|e| api.scrub(&e)).and_then(|resp| {
             let text = resp
                 .choices
@@ -523,7 +537,7 @@ impl Chat {
                 record.local_output_tokens = api.tok.count(&text);
                 record.api_input_tokens = usage.as_ref().map(|u| u.prompt_tokens);
                 record.api_output_tokens = usage.as_ref().map(|u| u.completion_tokens);
-                record.cost_usd = api.price(&self.model).map_or(0.0, |p| {
+                record.cost_usd = self.price.map_or(0.0, |p| {
                     p.cost(
                         u64::from(record.api_input_tokens.unwrap_or(local_input)),
                         u64::from(
@@ -798,6 +812,7 @@ struct ApiEmbedder {
     model: String,
     dimensions: Option<u32>,
     batch: usize,
+    price: Option<Price>,
     /// Vectors fetched so far, by text.
     ready: Mutex<HashMap<String, Arc<[f32]>>>,
     /// Learned from the first vector when neither configured nor known.
@@ -805,12 +820,13 @@ struct ApiEmbedder {
 }
 
 impl ApiEmbedder {
-    fn new(api: Arc<Api>, o: &OpenAiConfig) -> ApiEmbedder {
+    fn new(api: Arc<Api>, o: &OpenAiConfig, price: Option<Price>) -> ApiEmbedder {
         ApiEmbedder {
             api,
             model: o.embedding_model.clone(),
             dimensions: o.embedding_dimensions,
             batch: o.embed_batch as usize,
+            price,
             ready: Mutex::new(HashMap::new()),
             seen_dim: OnceLock::new(),
         }
@@ -832,35 +848,17 @@ impl ApiEmbedder {
             dimensions: self.dimensions,
             ..Default::default()
         };
-        let (result, attempts) = ATTEMPTS
-            .scope(Cell::new(0), async {
-                let r = api.client.embeddings().create(req).await;
-                (r, ATTEMPTS.with(Cell::get))
-            })
-            .await;
-        let mut record = CallRecord {
-            kind: CallKind::Embed,
-            model: self.model.clone(),
-            cached: false,
-            attempts,
-            latency_us: start.elapsed().as_micros() as u64,
-            inputs: texts.len() as u32,
-            local_input_tokens: local,
-            local_output_tokens: 0,
-            api_input_tokens: None,
-            api_output_tokens: None,
-            cost_usd: 0.0,
-            error: None,
-        };
+        let (result, attempts) = counted(api.client.embeddings().create(req)).await;
+        let mut record = CallRecord::new(CallKind::Embed, &self.model, texts.len() as u32, local);
+        record.attempts = attempts;
+        record.latency_us = start.elapsed().as_micros() as u64;
         let outcome = result
             .map_err(|e| api.scrub(&e))
             .and_then(|resp| self.accept(&texts, resp));
         match outcome {
             Ok(tokens) => {
                 record.api_input_tokens = Some(tokens);
-                record.cost_usd = api
-                    .price(&self.model)
-                    .map_or(0.0, |p| p.cost(u64::from(tokens), 0));
+                record.cost_usd = self.price.map_or(0.0, |p| p.cost(u64::from(tokens), 0));
                 (Ok(()), record)
             }
             Err(e) => {

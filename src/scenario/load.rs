@@ -137,12 +137,8 @@ pub fn load_file(path: &Path) -> Result<Scenario, InputErrors> {
         }
     };
     let mut scenario = load_str(text, path)?;
-    scenario.sha256 = hex(&Sha256::digest(&bytes));
+    scenario.sha256 = crate::text::hex(&Sha256::digest(&bytes));
     Ok(scenario)
-}
-
-fn hex(bytes: &[u8]) -> String {
-    bytes.iter().map(|b| format!("{b:02x}")).collect()
 }
 
 /// Validates a scenario given as text; `file` is only used in messages.
