@@ -1018,17 +1018,10 @@ pub fn publish_staged<T>(
     out: &Path,
     work: impl FnOnce(&Path) -> Result<T, Failure>,
 ) -> Result<T, Failure> {
-    let parent = out
-        .parent()
-        .filter(|p| !p.as_os_str().is_empty())
-        .unwrap_or(Path::new("."));
-    std::fs::create_dir_all(parent)
-        .map_err(|e| anyhow::anyhow!("cannot create {}: {e}", parent.display()))?;
-    let name = out
-        .file_name()
-        .map(|n| n.to_string_lossy().into_owned())
-        .unwrap_or_else(|| "out".into());
-    let staging = parent.join(format!(".{name}.partial-{}", std::process::id()));
+    // One per process: such a command cannot be resumed, only redone.
+    let mut staging = staging_of(out).into_os_string();
+    staging.push(format!("-{}", std::process::id()));
+    let staging = PathBuf::from(staging);
     if staging.exists() {
         std::fs::remove_dir_all(&staging).map_err(anyhow::Error::from)?;
     }

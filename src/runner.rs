@@ -378,7 +378,20 @@ pub fn run(scenarios: &[Scenario], rt: &Runtime<'_>) -> Result<Vec<JobResult>, R
         if !keys.iter().all(|k| d.contains_key(k)) {
             return None;
         }
-        Some(keys.iter().map(|k| d.remove(k).expect("checked")).collect())
+        let found: Vec<JobResult> = keys.iter().map(|k| d.remove(k).expect("checked")).collect();
+        if let Some(b) = &bar {
+            // One row per message: the progress those replays made before.
+            b.inc(found.iter().map(|r| r.turns.len() as u64).sum());
+        }
+        Some(found)
+    };
+    // Starts `ns` afresh: whatever an interrupted attempt stored is forgotten.
+    let clear = |namespaces: &[&str]| -> Result<(), RunError> {
+        let mut store = Store::open(rt.store)?;
+        for ns in namespaces {
+            store.clear(ns)?;
+        }
+        Ok(())
     };
     let record = |results: &[JobResult]| -> Result<(), RunError> {
         if let Some(j) = rt.journal {
@@ -400,15 +413,11 @@ pub fn run(scenarios: &[Scenario], rt: &Runtime<'_>) -> Result<Vec<JobResult>, R
             |&(s, k, _)| scenarios[s].messages.len() as u64 * if k == "buffer" { 4 } else { 1 },
             |&(s, k, repeat)| {
                 if let Some(mut r) = take(&[key(s, k, repeat)]) {
-                    if let Some(b) = &bar {
-                        b.inc(scenarios[s].messages.len() as u64);
-                    }
                     return Ok(r.remove(0));
                 }
-                let mut store = Store::open(rt.store)?;
                 let job = Job::new(&scenarios[s], &prepared[s], k, repeat, &params, rt)?;
-                store.clear(&job.ns)?;
-                let r = job.run(&mut store, bar.as_ref())?;
+                clear(&[&job.ns])?;
+                let r = job.run(&mut Store::open(rt.store)?, bar.as_ref())?;
                 record(std::slice::from_ref(&r))?;
                 Ok(r)
             },
@@ -430,24 +439,13 @@ pub fn run(scenarios: &[Scenario], rt: &Runtime<'_>) -> Result<Vec<JobResult>, R
             |&(k, repeat)| {
                 let keys: Vec<JobKey> = order.iter().map(|&s| key(s, k, repeat)).collect();
                 if let Some(r) = take(&keys) {
-                    if let Some(b) = &bar {
-                        b.inc(
-                            order
-                                .iter()
-                                .map(|&s| scenarios[s].messages.len() as u64)
-                                .sum(),
-                        );
-                    }
                     return Ok(r);
                 }
                 let users: Vec<Job<'_>> = order
                     .iter()
                     .map(|&s| Job::new(&scenarios[s], &prepared[s], k, repeat, &params, rt))
                     .collect::<Result<_, _>>()?;
-                let mut store = Store::open(rt.store)?;
-                for u in &users {
-                    store.clear(&u.ns)?;
-                }
+                clear(&users.iter().map(|u| u.ns.as_str()).collect::<Vec<_>>())?;
                 let r = run_lane(users, &schedule, cap, rt, bar.as_ref())?;
                 record(&r)?;
                 Ok(r)

@@ -444,12 +444,12 @@ pub fn print_calls<'a>(
         .map(|c| u64::from(c.attempts.saturating_sub(1)))
         .sum();
     let failed = all.iter().filter(|c| !c.error.is_empty()).count();
-    let spent: f64 = all
-        .iter()
-        .filter(|c| c.cached == 0 && c.error.is_empty())
-        .map(|c| c.cost_usd)
-        .sum::<f64>()
-        + 0.0;
+    let spent = round6(
+        all.iter()
+            .filter(|c| c.cached == 0 && c.error.is_empty())
+            .map(|c| c.cost_usd)
+            .sum(),
+    );
     writeln!(
         w,
         "API calls: {} ({cached} from the cache), {sent} HTTP request(s) sent ({retries} retried), {failed} failed; ${spent:.4} spent by this run",
