@@ -7,13 +7,12 @@
 //! Run: `cargo bench --bench alloc` (a table; not criterion: counts, not times).
 
 use std::alloc::{GlobalAlloc, Layout, System};
-use std::path::Path;
 use std::sync::atomic::{AtomicU64, Ordering};
 
 use memeval::backend::offline;
 use memeval::config;
 use memeval::runner::{self, Runtime};
-use memeval::scenario::{Scenario, generate, load_str};
+use memeval::scenario::{Scenario, generate};
 
 struct Counting;
 
@@ -44,7 +43,7 @@ unsafe impl GlobalAlloc for Counting {
 static GLOBAL: Counting = Counting;
 
 fn scenario(messages: u32) -> Scenario {
-    let value = generate::generate(&generate::GenerateOptions {
+    generate::scenario(&generate::GenerateOptions {
         name: format!("alloc-{messages}"),
         messages,
         facts: 8,
@@ -52,8 +51,7 @@ fn scenario(messages: u32) -> Scenario {
         every: 250,
         seed: 1,
     })
-    .expect("valid options");
-    load_str(&value.to_string(), Path::new("alloc.json")).expect("valid")
+    .expect("valid options")
 }
 
 fn main() {
@@ -70,18 +68,7 @@ fn main() {
         let mut first = 0.0;
         for (s, &n) in scenarios.iter().zip(&lengths) {
             let store = dir.path().join(format!("{strategy}-{n}.sqlite"));
-            let rt = Runtime {
-                config: &cfg,
-                backend: &backend,
-                tok: cfg.tokenizer().expect("tokenizer"),
-                context_window: cfg.context_window().expect("window"),
-                store: &store,
-                jobs: 1,
-                timings: false,
-                progress: false,
-                repeats: 1,
-                journal: None,
-            };
+            let rt = Runtime::plain(&cfg, &backend, &store).expect("runtime");
             let (a0, b0) = (ALLOCS.load(Ordering::SeqCst), BYTES.load(Ordering::SeqCst));
             PEAK.store(LIVE.load(Ordering::SeqCst), Ordering::SeqCst);
             let base = LIVE.load(Ordering::SeqCst);

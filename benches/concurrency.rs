@@ -71,16 +71,8 @@ fn main() {
         let backend = memeval::backend::from_config(&cfg, tok).expect("backend");
         let store = dir.path().join("memory.sqlite");
         let rt = Runtime {
-            config: &cfg,
-            backend: &backend,
-            tok,
-            context_window: cfg.context_window().expect("window"),
-            store: &store,
             jobs: n as usize,
-            timings: false,
-            progress: false,
-            repeats: 1,
-            journal: None,
+            ..Runtime::plain(&cfg, &backend, &store).expect("runtime")
         };
         let start = Instant::now();
         let jobs = runner::run(&scenarios, &rt).expect("run");

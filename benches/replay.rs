@@ -17,10 +17,10 @@ use criterion::{BenchmarkId, Criterion, Throughput, criterion_group, criterion_m
 use memeval::backend::offline;
 use memeval::config;
 use memeval::runner::{self, Runtime};
-use memeval::scenario::{Scenario, generate, load_str};
+use memeval::scenario::{Scenario, generate};
 
 fn scenario(messages: u32, sessions: u32, every: u32) -> Scenario {
-    let value = generate::generate(&generate::GenerateOptions {
+    generate::scenario(&generate::GenerateOptions {
         name: format!("bench-{messages}"),
         messages,
         facts: 8,
@@ -28,8 +28,7 @@ fn scenario(messages: u32, sessions: u32, every: u32) -> Scenario {
         every,
         seed: 1,
     })
-    .expect("valid options");
-    load_str(&value.to_string(), Path::new("bench.json")).expect("generated scenarios are valid")
+    .expect("valid options")
 }
 
 fn replay_one(
@@ -47,18 +46,7 @@ fn replay_one(
             // A fresh store per replay, as in a real run.
             round += 1;
             let store = dir.join(format!("{strategy}-{n}-{round}.sqlite"));
-            let rt = Runtime {
-                config: &cfg,
-                backend: &backend,
-                tok: cfg.tokenizer().expect("tokenizer"),
-                context_window: cfg.context_window().expect("window"),
-                store: &store,
-                jobs: 1,
-                timings: false,
-                progress: false,
-                repeats: 1,
-                journal: None,
-            };
+            let rt = Runtime::plain(&cfg, &backend, &store).expect("runtime");
             let out = runner::run(s, &rt).expect("replay");
             let _ = std::fs::remove_file(&store);
             out

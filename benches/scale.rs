@@ -7,13 +7,12 @@
 //! 100 live memories); `MEMEVAL_SCALE=USERS,MESSAGES,CAP,STRATEGY` changes
 //! the population, e.g. `MEMEVAL_SCALE=2000,100,100,window`.
 
-use std::path::Path;
 use std::time::Instant;
 
 use memeval::backend::offline;
 use memeval::config;
 use memeval::runner::{self, Runtime};
-use memeval::scenario::{Scenario, generate, load_str};
+use memeval::scenario::{Scenario, generate};
 
 /// Peak resident set size of this process so far, in MiB.
 fn peak_rss_mib() -> f64 {
@@ -35,7 +34,7 @@ fn main() {
     );
     let population: Vec<Scenario> = (0..users)
         .map(|u| {
-            let value = generate::generate(&generate::GenerateOptions {
+            generate::scenario(&generate::GenerateOptions {
                 name: format!("user-{u:05}"),
                 messages,
                 facts: 8,
@@ -43,8 +42,7 @@ fn main() {
                 every: 50,
                 seed: 42 + u,
             })
-            .expect("valid options");
-            load_str(&value.to_string(), Path::new("scale.json")).expect("valid")
+            .expect("valid options")
         })
         .collect();
     let before = peak_rss_mib();
@@ -60,16 +58,9 @@ fn main() {
     let dir = tempfile::tempdir().expect("temp dir");
     let store = dir.path().join("memory.sqlite");
     let rt = Runtime {
-        config: &cfg,
-        backend: &backend,
-        tok: cfg.tokenizer().expect("tokenizer"),
-        context_window: cfg.context_window().expect("window"),
-        store: &store,
         jobs: std::thread::available_parallelism().map_or(1, std::num::NonZeroUsize::get),
         timings: true,
-        progress: false,
-        repeats: 1,
-        journal: None,
+        ..Runtime::plain(&cfg, &backend, &store).expect("runtime")
     };
     let start = Instant::now();
     let jobs = runner::run(&population, &rt).expect("replay");

@@ -5,16 +5,15 @@
 //!
 //! Run: `cargo bench --bench tokens`.
 
-use std::path::Path;
 use std::sync::Arc;
 
 use criterion::{BenchmarkId, Criterion, Throughput, criterion_group, criterion_main};
 use memeval::config;
 use memeval::memory::{Entry, Transcript};
-use memeval::scenario::{Role, generate, load_str};
+use memeval::scenario::{Role, generate};
 
 fn messages(n: u32) -> Vec<String> {
-    let value = generate::generate(&generate::GenerateOptions {
+    let s = generate::scenario(&generate::GenerateOptions {
         name: "bench".into(),
         messages: n,
         facts: 8,
@@ -23,7 +22,6 @@ fn messages(n: u32) -> Vec<String> {
         seed: 1,
     })
     .expect("valid options");
-    let s = load_str(&value.to_string(), Path::new("bench.json")).expect("valid scenario");
     s.messages
         .iter()
         .filter_map(|m| m.content.clone())

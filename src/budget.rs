@@ -190,18 +190,7 @@ pub fn cmd_budget(args: &BudgetArgs) -> Result<(), Failure> {
     let backend = crate::backend::from_config(&config, tok)
         .map_err(|e| Failure::Input(format!("error: {e}")))?;
     let store = std::env::temp_dir().join(format!("memeval-budget-{}.sqlite", std::process::id()));
-    let rt = Runtime {
-        config: &config,
-        backend: &backend,
-        tok,
-        context_window: config.context_window().map_err(|e| Failure::Input(e.0))?,
-        store: &store,
-        jobs: 1,
-        timings: false,
-        progress: false,
-        repeats: 1,
-        journal: None,
-    };
+    let rt = Runtime::plain(&config, &backend, &store).map_err(|e| Failure::Input(e.0))?;
     // Embeddings fetched ahead also tell the index their size.
     runner::prefetch_embeddings(std::slice::from_ref(sc), &rt);
     let jobs = runner::run(std::slice::from_ref(sc), &rt);

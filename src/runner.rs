@@ -245,6 +245,30 @@ pub struct Runtime<'a> {
     pub journal: Option<&'a Journal>,
 }
 
+impl<'a> Runtime<'a> {
+    /// A replay on one thread, without timings, progress or journal (the
+    /// budget dashboard, sweeps, benches); the tokenizer and context window
+    /// are the configuration's.
+    pub fn plain(
+        config: &'a Config,
+        backend: &'a Backend,
+        store: &'a Path,
+    ) -> Result<Runtime<'a>, crate::config::ConfigError> {
+        Ok(Runtime {
+            config,
+            backend,
+            tok: config.tokenizer()?,
+            context_window: config.context_window()?,
+            store,
+            jobs: 1,
+            timings: false,
+            progress: false,
+            repeats: 1,
+            journal: None,
+        })
+    }
+}
+
 /// A scripted message, tokenized and folded once for all strategies.
 struct Scripted {
     content: Arc<str>,

@@ -403,18 +403,7 @@ fn sweep_into(
             let tok = cfg.tokenizer().map_err(|e| anyhow::anyhow!(e.0))?;
             let backend = crate::backend::from_config(cfg, tok).map_err(|e| anyhow::anyhow!(e))?;
             let store = dir.join(format!("combination-{i}.sqlite"));
-            let rt = Runtime {
-                config: cfg,
-                backend: &backend,
-                tok,
-                context_window: cfg.context_window().map_err(|e| anyhow::anyhow!(e.0))?,
-                store: &store,
-                jobs: 1,
-                timings: false,
-                progress: false,
-                repeats: 1,
-                journal: None,
-            };
+            let rt = Runtime::plain(cfg, &backend, &store).map_err(|e| anyhow::anyhow!(e.0))?;
             // Embeddings fetched ahead also tell the index their size.
             runner::prefetch_embeddings(scenarios, &rt);
             let jobs = runner::run(scenarios, &rt)?;

@@ -286,6 +286,17 @@ fn chit_chat(rng: &mut ChaCha8Rng, topic: usize) -> (String, String) {
     (user, assistant)
 }
 
+/// Builds the scenario, loaded as a file of it would be (for benches and
+/// tests that replay generated conversations without writing them).
+pub fn scenario(o: &GenerateOptions) -> Result<super::Scenario, String> {
+    let value = generate(o)?;
+    super::load_str(
+        &value.to_string(),
+        std::path::Path::new(&format!("{}.json", o.name)),
+    )
+    .map_err(|e| format!("a generated scenario is invalid: {e}"))
+}
+
 /// Builds the scenario as JSON, ready to write.
 pub fn generate(o: &GenerateOptions) -> Result<Value, String> {
     if o.messages < 20 {
