@@ -160,8 +160,7 @@ pub struct CallRow {
     pub repeat: u32,
     /// The message (or probe's turn) it was made at; 0 when fetched ahead.
     pub turn: u32,
-    /// summarize, embed, reply, answer, judge_summary or judge_answer.
-    pub kind: String,
+    pub kind: CallKind,
     pub model: String,
     /// 1: served from the response cache, nothing sent.
     pub cached: u8,
@@ -191,7 +190,7 @@ impl CallRow {
             strategy: strategy.into(),
             repeat,
             turn,
-            kind: r.kind.as_str().into(),
+            kind: r.kind,
             model: r.model,
             cached: u8::from(r.cached),
             attempts: r.attempts,

@@ -42,10 +42,25 @@ pub struct BackendError {
     pub message: String,
 }
 
-/// What a model call was for.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+/// What a model call was for; written as its snake_case name.
+#[derive(
+    Debug,
+    Clone,
+    Copy,
+    Default,
+    PartialEq,
+    Eq,
+    PartialOrd,
+    Ord,
+    Hash,
+    serde::Serialize,
+    serde::Deserialize,
+)]
+#[serde(rename_all = "snake_case")]
 pub enum CallKind {
-    /// Folding messages into a summary (the chat model).
+    /// Folding messages into a summary (the chat model). (The default only
+    /// so that an empty calls.csv can be given its header.)
+    #[default]
     Summarize,
     /// Embedding messages or queries.
     Embed,
@@ -60,15 +75,6 @@ pub enum CallKind {
 }
 
 impl CallKind {
-    pub const ALL: [CallKind; 6] = [
-        CallKind::Summarize,
-        CallKind::Embed,
-        CallKind::Reply,
-        CallKind::Answer,
-        CallKind::JudgeSummary,
-        CallKind::JudgeAnswer,
-    ];
-
     pub fn as_str(self) -> &'static str {
         match self {
             CallKind::Summarize => "summarize",

@@ -267,7 +267,7 @@ pub fn aggregate(scenario: &str, strategy: &str, jobs: &[&JobResult]) -> Aggrega
         ),
         eval_cost_usd: round6(
             api_calls()
-                .filter(|c| !is_chatbot_call(&c.kind))
+                .filter(|c| !c.kind.is_chatbot())
                 .map(|c| c.cost_usd)
                 .sum(),
         ),
@@ -395,12 +395,6 @@ pub fn aggregates(jobs: &[JobResult], strategies: &[String]) -> (Vec<Aggregate>,
     (per_pair, totals)
 }
 
-fn is_chatbot_call(kind: &str) -> bool {
-    crate::backend::CallKind::ALL
-        .iter()
-        .any(|k| k.as_str() == kind && k.is_chatbot())
-}
-
 #[derive(Serialize)]
 struct ResultsFile<'a, M> {
     meta: &'a M,
@@ -491,7 +485,7 @@ pub fn print_calls<'a>(
         } else {
             format!("{} / {} at turn {}", c.scenario, c.strategy, c.turn)
         };
-        writeln!(w, "FAILED {} call {at}: {}", c.kind, c.error)?;
+        writeln!(w, "FAILED {} call {at}: {}", c.kind.as_str(), c.error)?;
     }
     if failed > 5 {
         writeln!(w, "... and {} more failed call(s) in calls.csv", failed - 5)?;
@@ -505,7 +499,7 @@ pub fn usage_by_kind<'a>(calls: impl Iterator<Item = &'a CallRow>) -> BTreeMap<S
     // Local counts of the calls the API reported on, for a like-for-like difference.
     let mut paired: BTreeMap<String, (u64, u64)> = BTreeMap::new();
     for c in calls {
-        let u = out.entry(c.kind.clone()).or_default();
+        let u = out.entry(c.kind.as_str().to_string()).or_default();
         u.calls += 1;
         if !c.error.is_empty() {
             u.failed += 1;
@@ -514,7 +508,7 @@ pub fn usage_by_kind<'a>(calls: impl Iterator<Item = &'a CallRow>) -> BTreeMap<S
         u.local_input_tokens += u64::from(c.local_input_tokens);
         u.local_output_tokens += u64::from(c.local_output_tokens);
         u.cost_usd += c.cost_usd;
-        let p = paired.entry(c.kind.clone()).or_default();
+        let p = paired.entry(c.kind.as_str().to_string()).or_default();
         if let Some(x) = c.api_input_tokens {
             u.api_input_tokens += u64::from(x);
             p.0 += u64::from(c.local_input_tokens);
