@@ -3,6 +3,7 @@
 
 pub mod data;
 pub mod html;
+pub mod pool;
 
 use std::borrow::Cow;
 use std::collections::BTreeMap;
@@ -13,7 +14,8 @@ use serde::{Deserialize, Serialize};
 
 use crate::memory::Stage;
 use crate::metrics::{mean, percentile, round6};
-use crate::runner::{CallRow, JobResult, ProbeRow};
+use crate::runner::{CallRow, JobResult};
+pub use pool::{Aggregator, Counts, Pool};
 
 /// Version of the output files' layout.
 pub const OUTPUT_FORMAT: u32 = 1;
@@ -122,64 +124,12 @@ pub struct StageLatency {
     pub p99_us: u64,
 }
 
-/// Percentiles per stage, pooled over `jobs`; empty for a run without
-/// timings.
-fn stage_latencies(jobs: &[&JobResult]) -> BTreeMap<String, StageLatency> {
-    let mut out = BTreeMap::new();
-    if !jobs.iter().any(|j| j.times.timed) {
-        return out;
-    }
-    for stage in Stage::ALL {
-        let v: Vec<u64> = jobs
-            .iter()
-            .flat_map(|j| j.times.of(stage).iter().copied())
-            .collect();
-        if v.is_empty() {
-            continue;
-        }
-        out.insert(
-            stage.name().to_string(),
-            StageLatency {
-                count: v.len() as u64,
-                p50_us: percentile(&v, 50.0),
-                p95_us: percentile(&v, 95.0),
-                p99_us: percentile(&v, 99.0),
-            },
-        );
-    }
-    out
-}
-
 /// The probes of one kind (`single-hop`, `temporal`, ...).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct KindAggregate {
     pub probes: u64,
     pub mean_recall: Option<f64>,
     pub answer_accuracy: Option<f64>,
-}
-
-/// Per kind, pooled over the probes of `probes`.
-fn by_kind<'a>(probes: impl Iterator<Item = &'a ProbeRow>) -> BTreeMap<String, KindAggregate> {
-    let mut groups: BTreeMap<&str, Vec<&ProbeRow>> = BTreeMap::new();
-    for p in probes.filter(|p| !p.kind.is_empty()) {
-        groups.entry(&p.kind).or_default().push(p);
-    }
-    groups
-        .into_iter()
-        .map(|(k, ps)| {
-            (
-                k.to_string(),
-                KindAggregate {
-                    probes: ps.len() as u64,
-                    mean_recall: mean(ps.iter().filter_map(|p| p.recall)).map(round6),
-                    answer_accuracy: mean(
-                        ps.iter().filter_map(|p| p.answer_correct.map(f64::from)),
-                    )
-                    .map(round6),
-                },
-            )
-        })
-        .collect()
 }
 
 fn one() -> u32 {
@@ -197,100 +147,15 @@ pub struct Samples {
     pub leaked: Vec<u64>,
 }
 
-fn is_final(job: &JobResult, p: &ProbeRow) -> bool {
-    job.turns.last().is_some_and(|t| t.turn == p.turn)
-}
-
-/// Mean recall over the turns at which probes were asked (each turn weighs
-/// the same, however many probes it had).
-fn recall_auc(job: &JobResult) -> Option<f64> {
-    let mut by_turn: BTreeMap<u32, Vec<f64>> = BTreeMap::new();
-    for p in &job.probes {
-        if let Some(r) = p.recall {
-            by_turn.entry(p.turn).or_default().push(r);
-        }
-    }
-    mean(by_turn.values().filter_map(|v| mean(v.iter().copied())))
-}
-
-/// Aggregates one or more jobs (pooled over their turns, probes and summaries).
+/// Aggregates one or more replays, pooled over their rows.
 pub fn aggregate(scenario: &str, strategy: &str, jobs: &[&JobResult]) -> Aggregate {
-    let calls: Vec<u64> = jobs
-        .iter()
-        .flat_map(|j| j.turns.iter().filter(|t| t.call == 1))
-        .map(|t| u64::from(t.context_tokens))
-        .collect();
-    let builds: Vec<u64> = jobs
-        .iter()
-        .flat_map(|j| j.turns.iter().filter(|t| t.call == 1))
-        .map(|t| t.build_us)
-        .collect();
-    let probes = || jobs.iter().flat_map(|j| j.probes.iter());
-    let summaries = || jobs.iter().flat_map(|j| j.summaries.iter());
-    let turns = || jobs.iter().flat_map(|j| j.turns.iter());
-    let api_calls = || jobs.iter().flat_map(|j| j.calls.iter());
-    let opt = |x: Option<f64>| x.map(round6);
-    Aggregate {
-        scenario: scenario.to_string(),
-        strategy: strategy.to_string(),
-        repeats: 1,
-        messages: jobs.iter().map(|j| j.turns.len() as u64).sum(),
-        probes: probes().count() as u64,
-        mean_recall: opt(mean(probes().filter_map(|p| p.recall))),
-        final_recall: opt(mean(
-            jobs.iter()
-                .flat_map(|j| j.probes.iter().filter(|p| is_final(j, p)))
-                .filter_map(|p| p.recall),
-        )),
-        recall_auc: opt(mean(jobs.iter().filter_map(|j| recall_auc(j)))),
-        stale: probes().map(|p| u64::from(p.stale)).sum(),
-        leaked: probes().map(|p| u64::from(p.leaked)).sum(),
-        duplicated: probes().map(|p| u64::from(p.duplicated)).sum(),
-        total_tokens: jobs
-            .iter()
-            .map(|j| j.turns.last().map_or(0, |t| t.cumulative_tokens))
-            .sum(),
-        mean_context_tokens: round6(mean(calls.iter().map(|&c| c as f64)).unwrap_or(0.0)),
-        p95_context_tokens: percentile(&calls, 95.0),
-        max_context_tokens: calls.iter().copied().max().unwrap_or(0),
-        summaries: summaries().count() as u64,
-        mean_quality: opt(mean(summaries().filter_map(|s| s.quality))),
-        mean_fact_retention: opt(mean(summaries().filter_map(|s| s.fact_retention))),
-        answer_accuracy: opt(mean(
-            probes().filter_map(|p| p.answer_correct.map(f64::from)),
-        )),
-        mean_fact_position: opt(mean(probes().filter_map(|p| p.fact_position))),
-        cost_usd: round6(
-            jobs.iter()
-                .map(|j| j.turns.last().map_or(0.0, |t| t.cost_usd))
-                .sum(),
-        ),
-        eval_cost_usd: round6(
-            api_calls()
-                .filter(|c| !c.kind.is_chatbot())
-                .map(|c| c.cost_usd)
-                .sum(),
-        ),
-        failed_calls: api_calls().filter(|c| !c.error.is_empty()).count() as u64,
-        unjudged_summaries: summaries().filter(|s| s.quality.is_none()).count() as u64,
-        over_budget_turns: turns().filter(|t| t.over_budget == 1).count() as u64,
-        over_window_turns: turns().filter(|t| t.over_window == 1).count() as u64,
-        first_over_window_turn: if jobs.len() == 1 {
-            turns().find(|t| t.over_window == 1).map(|t| t.turn)
-        } else {
-            None
-        },
-        build_p50_us: percentile(&builds, 50.0),
-        build_p95_us: percentile(&builds, 95.0),
-        build_p99_us: percentile(&builds, 99.0),
-        by_kind: by_kind(probes()),
-        stages: stage_latencies(jobs),
-        samples: None,
-    }
+    let mut pool = Pool::default();
+    jobs.iter().for_each(|j| pool.add(j));
+    pool.finish(scenario, strategy)
 }
 
 /// The mean of replays' aggregates, with their per-replay samples.
-fn combine(reps: Vec<Aggregate>) -> Aggregate {
+pub(crate) fn combine(reps: Vec<Aggregate>) -> Aggregate {
     if reps.len() <= 1 {
         return reps.into_iter().next().expect("at least one replay");
     }
@@ -362,37 +227,12 @@ fn combine(reps: Vec<Aggregate>) -> Aggregate {
 }
 
 /// Aggregates per (scenario, strategy) in job order, and per-strategy
-/// totals in `strategies` order; replays of one pair are combined.
+/// totals in `strategies` order; replays of one pair are combined. `jobs`
+/// are in output order (see [`Aggregator`]).
 pub fn aggregates(jobs: &[JobResult], strategies: &[String]) -> (Vec<Aggregate>, Vec<Aggregate>) {
-    let mut per_pair: Vec<Aggregate> = Vec::new();
-    let mut i = 0;
-    while i < jobs.len() {
-        let same = |j: &JobResult| j.scenario == jobs[i].scenario && j.strategy == jobs[i].strategy;
-        let n = jobs[i..].iter().take_while(|j| same(j)).count();
-        let reps = jobs[i..i + n]
-            .iter()
-            .map(|j| aggregate(&j.scenario, &j.strategy, &[j]))
-            .collect();
-        per_pair.push(combine(reps));
-        i += n;
-    }
-    let repeats = jobs.iter().map(|j| j.repeat).max().unwrap_or(1);
-    let totals = strategies
-        .iter()
-        .map(|s| {
-            let reps = (1..=repeats)
-                .map(|r| {
-                    let js: Vec<&JobResult> = jobs
-                        .iter()
-                        .filter(|j| &j.strategy == s && j.repeat == r)
-                        .collect();
-                    aggregate("*", s, &js)
-                })
-                .collect();
-            combine(reps)
-        })
-        .collect();
-    (per_pair, totals)
+    let mut agg = Aggregator::new(strategies);
+    jobs.iter().for_each(|j| agg.add(j));
+    agg.finish()
 }
 
 #[derive(Serialize)]
