@@ -24,7 +24,7 @@ fn messages(n: u32) -> Vec<String> {
     .expect("valid options");
     s.messages
         .iter()
-        .filter_map(|m| m.content.clone())
+        .filter_map(|m| m.content.as_deref().map(String::from))
         .collect()
 }
 

@@ -16,7 +16,7 @@ use crate::memory::Params;
 use crate::report::{self, Metadata, ScenarioMeta};
 use crate::runner::{self, Runtime};
 use crate::scenario::{self, generate};
-use crate::store::Journal;
+use crate::store::{JobKey, Journal};
 use std::collections::BTreeMap;
 
 #[derive(Parser, Debug)]
@@ -854,7 +854,6 @@ fn run_into(
         timings: spec.timings,
         progress: !args.quiet,
         repeats: spec.repeat,
-        journal: Some(journal),
     };
     if backend.name != "offline" && args.jobs.is_none() {
         // One request per user message at a time: enough workers to keep
@@ -862,27 +861,25 @@ fn run_into(
         rt.jobs = rt.jobs.max(config.openai.max_concurrency as usize);
     }
     let ahead = runner::prefetch_embeddings(scenarios, &rt);
-    let jobs = match runner::run(scenarios, &rt) {
-        Ok(jobs) => jobs,
+    match runner::run_journaled(scenarios, &rt, journal) {
+        Ok(()) => {}
         Err(runner::RunError::Interrupted) => {
             return Err(write_partial(spec, scenarios, dir, journal, &rt, &ahead));
         }
         Err(e) => return Err(anyhow::Error::from(e).into()),
-    };
-    if !args.quiet {
-        report::print_calls(
-            &mut std::io::stderr().lock(),
-            ahead.iter().chain(jobs.iter().flat_map(|j| &j.calls)),
-        )
-        .map_err(anyhow::Error::from)?;
     }
-    let (per_job, totals) = report::aggregates(&jobs, &config.strategies);
     let meta = run_metadata(spec, scenarios, backend, tok, context_window, false)?;
-    report::write_outputs(dir, &jobs, &ahead, &meta, &per_job, &totals)
-        .map_err(|e| anyhow::anyhow!("writing outputs: {e}"))?;
+    let keys = runner::job_keys(scenarios, config, spec.repeat);
+    let written = write_from_journal(dir, journal, &keys, &ahead, &meta)?;
+    if !args.quiet {
+        written
+            .calls
+            .print(&mut std::io::stderr().lock())
+            .map_err(anyhow::Error::from)?;
+    }
     let cap = config.registry.max_active_users as usize;
     if cap > 0 && cap < scenarios.len() {
-        let registry = report::registry_summary(&jobs, cap);
+        let registry = written.registry_summary(cap);
         let mut bytes = serde_json::to_vec_pretty(&registry).map_err(anyhow::Error::from)?;
         bytes.push(b'\n');
         std::fs::write(dir.join("registry.json"), bytes).map_err(anyhow::Error::from)?;
@@ -902,7 +899,23 @@ fn run_into(
         }
     }
     write_report(dir).map_err(|e| anyhow::anyhow!("writing the report: {e}"))?;
-    Ok((per_job, totals))
+    Ok((written.per_job, written.totals))
+}
+
+/// The outputs of the replays `keys` (in output order), read from the
+/// journal one at a time.
+fn write_from_journal(
+    dir: &Path,
+    journal: &Journal,
+    keys: &[JobKey],
+    ahead: &[runner::CallRow],
+    meta: &Metadata,
+) -> Result<report::Written, Failure> {
+    let jobs = keys
+        .iter()
+        .map(|k| journal.get(k).map_err(std::io::Error::other));
+    report::write_outputs(dir, jobs, ahead, meta, &meta.strategies)
+        .map_err(|e| anyhow::anyhow!("writing outputs: {e}").into())
 }
 
 /// The metadata of a run's outputs.
@@ -979,26 +992,16 @@ fn write_partial(
 ) -> Failure {
     let strategies = &spec.config.strategies;
     let written = (|| -> Result<(usize, usize), Failure> {
-        let mut jobs: Vec<runner::JobResult> = journal
-            .load()
-            .map_err(anyhow::Error::from)?
-            .into_values()
+        let done = journal.done().map_err(anyhow::Error::from)?;
+        let keys: Vec<JobKey> = runner::job_keys(scenarios, &spec.config, spec.repeat)
+            .into_iter()
+            .filter(|k| done.contains(k))
             .collect();
-        let rank = |k: &str| strategies.iter().position(|x| x == k);
-        jobs.sort_by(|a, b| {
-            (&a.scenario, rank(&a.strategy), a.repeat).cmp(&(
-                &b.scenario,
-                rank(&b.strategy),
-                b.repeat,
-            ))
-        });
-        let (per_job, totals) = report::aggregates(&jobs, strategies);
         let meta = run_metadata(spec, scenarios, rt.backend, rt.tok, rt.context_window, true)?;
-        report::write_outputs(dir, &jobs, ahead, &meta, &per_job, &totals)
-            .map_err(|e| anyhow::anyhow!("writing outputs: {e}"))?;
+        write_from_journal(dir, journal, &keys, ahead, &meta)?;
         write_report(dir).map_err(|e| anyhow::anyhow!("writing the report: {e}"))?;
         Ok((
-            jobs.len(),
+            keys.len(),
             scenarios.len() * strategies.len() * spec.repeat as usize,
         ))
     })();

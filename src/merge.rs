@@ -242,14 +242,15 @@ pub fn cmd_merge(runs: &[PathBuf], out: &Path, force: bool) -> Result<(), Failur
     let strategies = meta.strategies.clone();
     let stores: Vec<PathBuf> = shards.iter().map(|s| s.dir.join("memory.sqlite")).collect();
     let (jobs, ahead) = jobs_of(shards, &strategies);
-    let (per_job, totals) = report::aggregates(&jobs, &strategies);
-    publish_staged(&out, |dir| {
-        report::write_outputs(dir, &jobs, &ahead, &meta, &per_job, &totals)
-            .map_err(|e| anyhow::anyhow!("writing outputs: {e}"))?;
+    let written = publish_staged(&out, |dir| {
+        let written =
+            report::write_outputs(dir, jobs.into_iter().map(Ok), &ahead, &meta, &strategies)
+                .map_err(|e| anyhow::anyhow!("writing outputs: {e}"))?;
         store::merge(&dir.join("memory.sqlite"), &stores).map_err(anyhow::Error::from)?;
         write_report(dir).map_err(|e| anyhow::anyhow!("writing the report: {e}"))?;
-        Ok(())
+        Ok(written)
     })?;
+    let (per_job, totals) = (written.per_job, written.totals);
     let mut stdout = std::io::stdout().lock();
     report::print_table(&mut stdout, &per_job, &totals).map_err(anyhow::Error::from)?;
     println!(

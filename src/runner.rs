@@ -222,6 +222,73 @@ pub struct JobResult {
     pub times: StageTimes,
 }
 
+impl JobResult {
+    /// Appends a later part of the same replay.
+    pub fn extend(&mut self, part: JobResult) {
+        self.turns.extend(part.turns);
+        self.probes.extend(part.probes);
+        self.summaries.extend(part.summaries);
+        self.calls.extend(part.calls);
+        for (all, more) in self.times.us.iter_mut().zip(part.times.us) {
+            all.extend(more);
+        }
+        self.times.timed |= part.times.timed;
+    }
+
+    /// Its key in a run's journal.
+    pub fn key(&self) -> JobKey {
+        (self.scenario.clone(), self.strategy.clone(), self.repeat)
+    }
+}
+
+/// Where finished replays go.
+enum Sink<'a> {
+    /// Kept, to be returned.
+    Memory(Mutex<Vec<JobResult>>),
+    /// Written to the journal, in parts: the rows of a user evicted from the
+    /// registry leave memory with its memory.
+    Journal(&'a Journal),
+}
+
+impl Sink<'_> {
+    fn finished(&self, r: JobResult) -> Result<(), RunError> {
+        match self {
+            Sink::Memory(v) => v.lock().expect("no panic holds this lock").push(r),
+            Sink::Journal(j) => j.append(&r, true)?,
+        }
+        Ok(())
+    }
+
+    /// Whether rows leave memory before their replay finishes.
+    fn spills(&self) -> bool {
+        matches!(self, Sink::Journal(_))
+    }
+
+    fn spill(&self, part: JobResult) -> Result<(), RunError> {
+        match self {
+            Sink::Memory(_) => unreachable!("rows are spilled to a journal only"),
+            Sink::Journal(j) => j.append(&part, false)?,
+        }
+        Ok(())
+    }
+}
+
+/// The replays of a run in output order: scenario by name, strategy as
+/// configured, replay number.
+pub fn job_keys(scenarios: &[Scenario], config: &Config, repeats: u32) -> Vec<JobKey> {
+    let mut names: Vec<&str> = scenarios.iter().map(|s| s.name.as_str()).collect();
+    names.sort_unstable();
+    names
+        .iter()
+        .flat_map(|s| {
+            config
+                .strategies
+                .iter()
+                .flat_map(move |k| (1..=repeats.max(1)).map(move |r| (s.to_string(), k.clone(), r)))
+        })
+        .collect()
+}
+
 /// What a run needs besides the scenarios.
 pub struct Runtime<'a> {
     pub config: &'a Config,
@@ -239,13 +306,10 @@ pub struct Runtime<'a> {
     pub progress: bool,
     /// Replays of each (scenario, strategy), with seeds `seed`, `seed + 1`, ...
     pub repeats: u32,
-    /// Where finished replays are recorded, and those of an interrupted run
-    /// found (and not replayed again).
-    pub journal: Option<&'a Journal>,
 }
 
 impl<'a> Runtime<'a> {
-    /// A replay on one thread, without timings, progress or journal (the
+    /// A replay on one thread, without timings or progress (the
     /// budget dashboard, sweeps, benches); the tokenizer and context window
     /// are the configuration's.
     pub fn plain(
@@ -263,45 +327,36 @@ impl<'a> Runtime<'a> {
             timings: false,
             progress: false,
             repeats: 1,
-            journal: None,
         })
     }
 }
 
-/// A scripted message, tokenized and folded once for all strategies.
-struct Scripted {
-    content: Arc<str>,
-    folded: Arc<str>,
-    tokens: u32,
-}
-
-/// A scenario's messages; `None` where the reply is generated.
+/// A scenario's scripted messages tokenized once for all strategies (only
+/// their counts are kept: a population of users holds its messages once,
+/// in the scenarios).
 struct Prepared {
-    messages: Vec<Option<Scripted>>,
+    /// Per message; 0 where the reply is generated.
+    tokens: Vec<u32>,
     /// Time to tokenize each scripted message.
     tokenize_us: Vec<u64>,
 }
 
 fn prepare(s: &Scenario, tok: &Tokenizer) -> Prepared {
     let mut tokenize_us = Vec::new();
-    let messages = s
+    let tokens = s
         .messages
         .iter()
         .map(|m| {
-            m.content.as_deref().map(|c| {
+            m.content.as_ref().map_or(0, |c| {
                 let start = Instant::now();
                 let tokens = tok.count(c);
                 tokenize_us.push(start.elapsed().as_micros() as u64);
-                Scripted {
-                    content: Arc::from(c),
-                    folded: Arc::from(fold(c)),
-                    tokens,
-                }
+                tokens
             })
         })
         .collect();
     Prepared {
-        messages,
+        tokens,
         tokenize_us,
     }
 }
@@ -355,6 +410,35 @@ pub(crate) fn par_map<T: Sync, R: Send, E: Send>(
 /// Replays every scenario through every configured strategy. Results come
 /// back ordered by scenario name, then strategy in configuration order.
 pub fn run(scenarios: &[Scenario], rt: &Runtime<'_>) -> Result<Vec<JobResult>, RunError> {
+    let sink = Sink::Memory(Mutex::new(Vec::new()));
+    replay(scenarios, rt, &sink)?;
+    let Sink::Memory(v) = sink else {
+        unreachable!("made above")
+    };
+    let mut all = v.into_inner().expect("no panic holds this lock");
+    let at: std::collections::HashMap<JobKey, usize> = job_keys(scenarios, rt.config, rt.repeats)
+        .into_iter()
+        .enumerate()
+        .map(|(i, k)| (k, i))
+        .collect();
+    all.sort_by_cached_key(|j| at[&j.key()]);
+    Ok(all)
+}
+
+/// Replays every scenario through every configured strategy into
+/// `journal`, so that no replay's rows stay in memory once it finishes (or
+/// its user is evicted from the registry). The replays the journal holds
+/// as finished (those of an interrupted run) are not replayed; any other
+/// starts from an empty memory.
+pub fn run_journaled(
+    scenarios: &[Scenario],
+    rt: &Runtime<'_>,
+    journal: &Journal,
+) -> Result<(), RunError> {
+    replay(scenarios, rt, &Sink::Journal(journal))
+}
+
+fn replay(scenarios: &[Scenario], rt: &Runtime<'_>, sink: &Sink<'_>) -> Result<(), RunError> {
     drop(Store::create(rt.store)?);
     let prepared: Vec<Prepared> = par_map(
         scenarios,
@@ -389,44 +473,39 @@ pub fn run(scenarios: &[Scenario], rt: &Runtime<'_>) -> Result<Vec<JobResult>, R
         );
         bar
     });
-    let done = Mutex::new(match rt.journal {
-        Some(j) => j.load()?,
-        None => Default::default(),
-    });
-    // A replay the journal holds is taken from it; any other starts from an
-    // empty memory (whatever an interrupted attempt stored is forgotten)
-    // and is journaled when it finishes.
-    let take = |keys: &[JobKey]| -> Option<Vec<JobResult>> {
-        let mut d = done.lock().expect("no panic holds this lock");
-        if !keys.iter().all(|k| d.contains_key(k)) {
-            return None;
-        }
-        let found: Vec<JobResult> = keys.iter().map(|k| d.remove(k).expect("checked")).collect();
-        if let Some(b) = &bar {
-            // One row per message: the progress those replays made before.
-            b.inc(found.iter().map(|r| r.turns.len() as u64).sum());
-        }
-        Some(found)
-    };
-    // Starts `ns` afresh: whatever an interrupted attempt stored is forgotten.
-    let clear = |namespaces: &[&str]| -> Result<(), RunError> {
-        let mut store = Store::open(rt.store)?;
-        for ns in namespaces {
-            store.clear(ns)?;
-        }
-        Ok(())
-    };
-    let record = |results: &[JobResult]| -> Result<(), RunError> {
-        if let Some(j) = rt.journal {
-            for r in results {
-                j.save(r)?;
-            }
-        }
-        Ok(())
+    let done = match sink {
+        Sink::Journal(j) => j.done()?,
+        Sink::Memory(_) => Default::default(),
     };
     let key = |s: usize, k: &str, repeat: u32| (scenarios[s].name.clone(), k.to_string(), repeat);
+    // Replays the journal holds as finished are skipped; any other starts
+    // afresh: whatever an interrupted attempt stored (its memories, its
+    // rows) is forgotten.
+    let skip = |users: &[usize], k: &str, repeat: u32| -> Result<bool, RunError> {
+        let keys: Vec<JobKey> = users.iter().map(|&s| key(s, k, repeat)).collect();
+        if !keys.is_empty() && keys.iter().all(|k| done.contains(k)) {
+            if let Some(b) = &bar {
+                // The progress those replays made before.
+                b.inc(
+                    users
+                        .iter()
+                        .map(|&s| scenarios[s].messages.len() as u64)
+                        .sum(),
+                );
+            }
+            return Ok(true);
+        }
+        let mut store = Store::open(rt.store)?;
+        for k in &keys {
+            store.clear(&namespace(&k.0, &k.1, k.2))?;
+            if let Sink::Journal(j) = sink {
+                j.clear(k)?;
+            }
+        }
+        Ok(false)
+    };
     let cap = rt.config.registry.max_active_users as usize;
-    let results = if cap == 0 || cap >= scenarios.len() {
+    if cap == 0 || cap >= scenarios.len() {
         // Every memory stays live: users are independent, so each replays
         // alone, in parallel (the same results as interleaved, sooner).
         par_map(
@@ -435,16 +514,13 @@ pub fn run(scenarios: &[Scenario], rt: &Runtime<'_>) -> Result<Vec<JobResult>, R
             // The buffer strategy's contexts grow with the conversation.
             |&(s, k, _)| scenarios[s].messages.len() as u64 * if k == "buffer" { 4 } else { 1 },
             |&(s, k, repeat)| {
-                if let Some(mut r) = take(&[key(s, k, repeat)]) {
-                    return Ok(r.remove(0));
+                if skip(&[s], k, repeat)? {
+                    return Ok(());
                 }
                 let job = Job::new(&scenarios[s], &prepared[s], k, repeat, &params, rt)?;
-                clear(&[&job.ns])?;
-                let r = job.run(&mut Store::open(rt.store)?, bar.as_ref())?;
-                record(std::slice::from_ref(&r))?;
-                Ok(r)
+                sink.finished(job.run(&mut Store::open(rt.store)?, bar.as_ref())?)
             },
-        )
+        )?;
     } else {
         // One lane per strategy and replay: all users interleaved through a
         // registry of `cap` live memories.
@@ -460,37 +536,27 @@ pub fn run(scenarios: &[Scenario], rt: &Runtime<'_>) -> Result<Vec<JobResult>, R
             rt.jobs,
             |&(k, _)| if k == "buffer" { 4 } else { 1 },
             |&(k, repeat)| {
-                let keys: Vec<JobKey> = order.iter().map(|&s| key(s, k, repeat)).collect();
-                if let Some(r) = take(&keys) {
-                    return Ok(r);
+                // A lane is resumed whole: its evictions are the registry's record.
+                if skip(&order, k, repeat)? {
+                    return Ok(());
                 }
                 let users: Vec<Job<'_>> = order
                     .iter()
                     .map(|&s| Job::new(&scenarios[s], &prepared[s], k, repeat, &params, rt))
                     .collect::<Result<_, _>>()?;
-                clear(&users.iter().map(|u| u.ns.as_str()).collect::<Vec<_>>())?;
-                let r = run_lane(users, &schedule, cap, rt, bar.as_ref())?;
-                record(&r)?;
-                Ok(r)
+                run_lane(users, &schedule, cap, rt, sink, bar.as_ref())
             },
-        )
-        .map(|lanes| {
-            // Back into the order of independent replays: scenario, strategy, replay.
-            let mut all: Vec<JobResult> = lanes.into_iter().flatten().collect();
-            let rank = |k: &str| rt.config.strategies.iter().position(|x| x == k);
-            let at: std::collections::HashMap<&str, usize> = order
-                .iter()
-                .enumerate()
-                .map(|(i, &s)| (scenarios[s].name.as_str(), i))
-                .collect();
-            all.sort_by_key(|j| (at[j.scenario.as_str()], rank(&j.strategy), j.repeat));
-            all
-        })
-    };
+        )?;
+    }
     if let Some(b) = bar {
         b.finish_and_clear();
     }
-    results
+    Ok(())
+}
+
+/// The store namespace of one replay's memory.
+fn namespace(scenario: &str, strategy: &str, repeat: u32) -> String {
+    format!("{scenario}/{strategy}/{repeat}")
 }
 
 /// Embeds every scripted message and probe question ahead of the replay,
@@ -570,20 +636,29 @@ pub fn interleave(scenarios: &[Scenario], order: &[usize]) -> Vec<(usize, usize)
 
 /// Replays interleaved users through a registry of at most `cap` live
 /// memories: the least recently used one is persisted and dropped to make
-/// room, and reloaded from the store on its user's next step.
+/// room, and reloaded from the store on its user's next step. Where the
+/// sink spills, a user's rows leave memory when it is evicted and after its
+/// last step (it stays live, as on a server that cannot know it was the
+/// last), so that memory is bounded by the registry, not the population.
 fn run_lane(
     mut users: Vec<Job<'_>>,
     schedule: &[(usize, usize)],
     cap: usize,
     rt: &Runtime<'_>,
+    sink: &Sink<'_>,
     bar: Option<&ProgressBar>,
-) -> Result<Vec<JobResult>, RunError> {
+) -> Result<(), RunError> {
     let mut store = Store::open(rt.store)?;
+    let mut last_step = vec![0usize; users.len()];
+    for (at, &(u, _)) in schedule.iter().enumerate() {
+        last_step[u] = at;
+    }
     // Live users by last use (tick), and each user's tick (0: not live).
     let mut lru: std::collections::BTreeMap<u64, usize> = std::collections::BTreeMap::new();
     let mut last = vec![0u64; users.len()];
     let mut started = vec![false; users.len()];
-    for (tick, &(u, i)) in (1u64..).zip(schedule) {
+    for (at, &(u, i)) in schedule.iter().enumerate() {
+        let tick = at as u64 + 1;
         if last[u] == 0 {
             if lru.len() >= cap
                 && let Some((_, v)) = lru.pop_first()
@@ -592,6 +667,9 @@ fn run_lane(
                 users[v].evict(&mut store)?;
                 last[v] = 0;
                 users[v].env.times.record(Stage::Evict, t);
+                if sink.spills() {
+                    sink.spill(users[v].take_part())?;
+                }
             }
             if started[u] {
                 let t = Instant::now();
@@ -606,8 +684,14 @@ fn run_lane(
         lru.insert(tick, u);
         let step = users[u].scenario.steps[i];
         users[u].step(step, &mut store, bar)?;
+        if at == last_step[u] && sink.spills() {
+            sink.spill(users[u].take_part())?;
+        }
     }
-    users.into_iter().map(|j| j.finish(&mut store)).collect()
+    for user in users {
+        sink.finished(user.finish(&mut store)?)?;
+    }
+    Ok(())
 }
 
 /// The seed of one summary's quality sample: independent of thread order,
@@ -674,7 +758,7 @@ impl<'a> Job<'a> {
             strategy_name,
             repeat,
             seed: rt.config.seed.wrapping_add(u64::from(repeat) - 1),
-            ns: format!("{}/{strategy_name}/{repeat}", scenario.name),
+            ns: namespace(&scenario.name, strategy_name, repeat),
             owner: Arc::from(scenario.user.as_str()),
             rt,
             params,
@@ -719,17 +803,31 @@ impl<'a> Job<'a> {
         self.finish(store)
     }
 
-    /// Persists what is left and hands over the results.
+    /// Persists what is left and hands over the results (those since the
+    /// last part taken).
     fn finish(mut self, store: &mut Store) -> Result<JobResult, RunError> {
         self.flush(store)?;
+        self.env.times.us[Stage::Tokenize as usize] = self.prepared.tokenize_us.clone();
+        Ok(self.take_part())
+    }
+
+    /// The rows and latencies recorded since the last part taken.
+    fn take_part(&mut self) -> JobResult {
         let mut times = std::mem::take(&mut self.env.times);
-        times.us[Stage::Tokenize as usize] = self.prepared.tokenize_us.clone();
         times.timed = self.rt.timings;
         if !times.timed {
             times.us.iter_mut().flatten().for_each(|x| *x = 0);
         }
-        self.out.times = times;
-        Ok(self.out)
+        JobResult {
+            scenario: self.out.scenario.clone(),
+            strategy: self.out.strategy.clone(),
+            repeat: self.repeat,
+            turns: std::mem::take(&mut self.out.turns),
+            probes: std::mem::take(&mut self.out.probes),
+            summaries: std::mem::take(&mut self.out.summaries),
+            calls: std::mem::take(&mut self.out.calls),
+            times,
+        }
     }
 
     /// One step of the scenario.
@@ -838,16 +936,16 @@ impl<'a> Job<'a> {
         let m = self.scenario.message(n);
         self.env.usage = Usage::default();
         let mut reply_failed = 0;
-        let (content, folded, tokens, generated) = match &self.prepared.messages[n as usize - 1] {
-            Some(s) => (s.content.clone(), s.folded.clone(), s.tokens, false),
+        let (content, tokens, generated) = match &m.content {
+            Some(c) => (c.clone(), self.prepared.tokens[n as usize - 1], false),
             None => {
                 let reply = self.generate_reply();
                 reply_failed = self.take_calls(n);
                 let tokens = self.rt.tok.count(&reply);
-                let folded: Arc<str> = fold(&reply).into();
-                (Arc::from(reply), folded, tokens, true)
+                (Arc::from(reply), tokens, true)
             }
         };
+        let folded: Arc<str> = fold(&content).into();
         let embedding = self
             .strategy
             .needs_embeddings()

@@ -297,9 +297,11 @@ impl Store {
 }
 
 /// The journal of a run in progress: what it is (its configuration and
-/// scenario files) and every replay it finished, each written in its own
-/// transaction as it finishes, so that a run interrupted at any point (a
-/// Ctrl-C, a `kill -9`, a power cut) resumes with the rest.
+/// scenario files) and the rows of its replays, written in parts as they
+/// leave memory (a replay's user evicted, or its replay finished), each in
+/// its own transaction, so that a run interrupted at any point (a Ctrl-C, a
+/// `kill -9`, a power cut) resumes with the replays it finished. It is also
+/// where a run's outputs are written from, one replay at a time.
 pub struct Journal {
     conn: std::sync::Mutex<Connection>,
     path: String,
@@ -321,7 +323,7 @@ fn connect(path: &Path) -> Result<(Connection, String), StoreError> {
     Ok((conn, p))
 }
 
-/// A finished replay's key: scenario, strategy, replay number.
+/// A replay's key: scenario, strategy, replay number.
 pub type JobKey = (String, String, u32);
 
 impl Journal {
@@ -331,13 +333,20 @@ impl Journal {
             path: p.clone(),
             source,
         };
+        // NORMAL: a power cut may lose the last replays recorded (they are
+        // replayed on resume), never the journal's consistency; FULL would
+        // cost an fsync at every eviction of a many-user run.
         conn.execute_batch(
             "PRAGMA journal_mode = WAL;
-             PRAGMA synchronous = FULL;
+             PRAGMA synchronous = NORMAL;
              CREATE TABLE IF NOT EXISTS run (id INTEGER PRIMARY KEY CHECK (id = 1), spec TEXT NOT NULL);
-             CREATE TABLE IF NOT EXISTS jobs (
+             CREATE TABLE IF NOT EXISTS parts (
                  scenario TEXT NOT NULL, strategy TEXT NOT NULL, repeat INTEGER NOT NULL,
-                 result TEXT NOT NULL, PRIMARY KEY (scenario, strategy, repeat));",
+                 seq INTEGER NOT NULL, result TEXT NOT NULL,
+                 PRIMARY KEY (scenario, strategy, repeat, seq));
+             CREATE TABLE IF NOT EXISTS done (
+                 scenario TEXT NOT NULL, strategy TEXT NOT NULL, repeat INTEGER NOT NULL,
+                 PRIMARY KEY (scenario, strategy, repeat));",
         )
         .map_err(wrap)?;
         Ok(Journal {
@@ -346,9 +355,12 @@ impl Journal {
         })
     }
 
-    fn with<T>(&self, f: impl FnOnce(&Connection) -> rusqlite::Result<T>) -> Result<T, StoreError> {
-        let conn = self.conn.lock().expect("no panic holds the journal");
-        f(&conn).map_err(|source| StoreError {
+    fn with<T>(
+        &self,
+        f: impl FnOnce(&mut Connection) -> rusqlite::Result<T>,
+    ) -> Result<T, StoreError> {
+        let mut conn = self.conn.lock().expect("no panic holds the journal");
+        f(&mut conn).map_err(|source| StoreError {
             path: self.path.clone(),
             source,
         })
@@ -372,30 +384,75 @@ impl Journal {
         })
     }
 
-    /// Records a finished replay.
-    pub fn save(&self, job: &crate::runner::JobResult) -> Result<(), StoreError> {
-        let text = serde_json::to_string(job).expect("results serialize");
+    /// Appends rows of a replay (those since its previous part), and marks
+    /// it finished when `finished`: a replay's rows can leave memory while
+    /// it still runs (its user evicted from the registry).
+    pub fn append(
+        &self,
+        part: &crate::runner::JobResult,
+        finished: bool,
+    ) -> Result<(), StoreError> {
+        let text = serde_json::to_string(part).expect("results serialize");
+        let key = params![part.scenario, part.strategy, part.repeat];
         self.with(|c| {
-            c.execute(
-                "INSERT OR REPLACE INTO jobs (scenario, strategy, repeat, result) VALUES (?1, ?2, ?3, ?4)",
-                params![job.scenario, job.strategy, job.repeat, text],
-            )
-            .map(|_| ())
+            let tx = c.transaction()?;
+            let seq: i64 = tx.query_row(
+                "SELECT COALESCE(MAX(seq) + 1, 0) FROM parts WHERE scenario = ?1 AND strategy = ?2 AND repeat = ?3",
+                key,
+                |r| r.get(0),
+            )?;
+            tx.execute(
+                "INSERT INTO parts (scenario, strategy, repeat, seq, result) VALUES (?1, ?2, ?3, ?4, ?5)",
+                params![part.scenario, part.strategy, part.repeat, seq, text],
+            )?;
+            if finished {
+                tx.execute(
+                    "INSERT OR REPLACE INTO done (scenario, strategy, repeat) VALUES (?1, ?2, ?3)",
+                    key,
+                )?;
+            }
+            tx.commit()
         })
     }
 
-    /// Every finished replay, by key.
-    pub fn load(
-        &self,
-    ) -> Result<std::collections::HashMap<JobKey, crate::runner::JobResult>, StoreError> {
+    /// Forgets a replay (before it is replayed from the start).
+    pub fn clear(&self, key: &JobKey) -> Result<(), StoreError> {
+        self.with(|c| {
+            let tx = c.transaction()?;
+            let k = params![key.0, key.1, key.2];
+            tx.execute(
+                "DELETE FROM parts WHERE scenario = ?1 AND strategy = ?2 AND repeat = ?3",
+                k,
+            )?;
+            tx.execute(
+                "DELETE FROM done WHERE scenario = ?1 AND strategy = ?2 AND repeat = ?3",
+                k,
+            )?;
+            tx.commit()
+        })
+    }
+
+    /// The finished replays.
+    pub fn done(&self) -> Result<std::collections::HashSet<JobKey>, StoreError> {
+        self.with(|c| {
+            let mut stmt = c.prepare("SELECT scenario, strategy, repeat FROM done")?;
+            let rows = stmt.query_map([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))?;
+            rows.collect()
+        })
+    }
+
+    /// One replay, its parts joined.
+    pub fn get(&self, key: &JobKey) -> Result<crate::runner::JobResult, StoreError> {
         let texts: Vec<String> = self.with(|c| {
-            let mut stmt = c.prepare("SELECT result FROM jobs")?;
-            let rows = stmt.query_map([], |r| r.get(0))?;
+            let mut stmt = c.prepare_cached(
+                "SELECT result FROM parts WHERE scenario = ?1 AND strategy = ?2 AND repeat = ?3 ORDER BY seq",
+            )?;
+            let rows = stmt.query_map(params![key.0, key.1, key.2], |r| r.get(0))?;
             rows.collect()
         })?;
-        let mut out = std::collections::HashMap::new();
+        let mut job: Option<crate::runner::JobResult> = None;
         for t in texts {
-            let job: crate::runner::JobResult =
+            let part: crate::runner::JobResult =
                 serde_json::from_str(&t).map_err(|e| StoreError {
                     path: self.path.clone(),
                     source: rusqlite::Error::FromSqlConversionFailure(
@@ -404,12 +461,15 @@ impl Journal {
                         Box::new(e),
                     ),
                 })?;
-            out.insert(
-                (job.scenario.clone(), job.strategy.clone(), job.repeat),
-                job,
-            );
+            match &mut job {
+                Some(j) => j.extend(part),
+                None => job = Some(part),
+            }
         }
-        Ok(out)
+        job.ok_or_else(|| StoreError {
+            path: self.path.clone(),
+            source: rusqlite::Error::QueryReturnedNoRows,
+        })
     }
 }
 

@@ -15,7 +15,7 @@ use super::{FONT, Figure, Key, PALETTE, Swatch, err, header, save, strategy_colo
 
 /// The colour of reference lines (budgets, windows).
 const REFERENCE: RGBColor = RGBColor(70, 70, 70);
-use crate::report::data::RunData;
+use crate::report::data::{POSITION_BINS, RunData};
 
 /// Longest series drawn point by point; longer ones are thinned to the
 /// largest value of each stretch, so that peaks survive.
@@ -460,7 +460,7 @@ fn emit(
 pub const MAX_SCENARIO_CHARTS: usize = 24;
 
 pub fn write_all(data: &RunData, dir: &Path) -> Result<Vec<Written>, String> {
-    let drawn = &data.scenarios[..data.scenarios.len().min(MAX_SCENARIO_CHARTS)];
+    let drawn = &data.drawn;
     let of_all = if drawn.len() < data.scenarios.len() {
         format!(
             " (the first {} of {} scenarios)",
@@ -519,7 +519,6 @@ pub fn write_all(data: &RunData, dir: &Path) -> Result<Vec<Written>, String> {
         None,
         &charts,
     )?);
-    let bins = 10usize;
     written.push(emit(
 &Lines {
             title: "Where recalled facts sit in the context".into(),
@@ -528,23 +527,16 @@ pub fn write_all(data: &RunData, dir: &Path) -> Result<Vec<Written>, String> {
             series: series_per_strategy(
                 data,
                 |k| {
-                    let pos: Vec<f64> = data
-                        .probes
-                        .iter()
-                        .filter(|p| p.strategy == k)
-                        .filter_map(|p| p.fact_position)
-                        .collect();
-                    if pos.is_empty() {
+                    let Some(bins) = data.positions.get(k) else {
                         return Vec::new();
-                    }
-                    let mut counts = vec![0usize; bins];
-                    for p in &pos {
-                        counts[((p * bins as f64) as usize).min(bins - 1)] += 1;
-                    }
-                    counts
-                        .iter()
+                    };
+                    let n: u64 = bins.iter().sum();
+                    bins.iter()
                         .enumerate()
-                        .map(|(i, &c)| ((i as f64 + 0.5) / bins as f64, c as f64 / pos.len() as f64))
+                        .map(|(i, &c)| {
+                            let mid = (i as f64 + 0.5) / POSITION_BINS as f64;
+                            (mid, c as f64 / n as f64)
+                        })
                         .collect()
                 },
                 true,

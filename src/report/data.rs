@@ -2,9 +2,11 @@
 //! summaries.csv, results.json), so that charts and the HTML report are made
 //! the same way after `memeval run` and by `memeval report DIR`.
 
+use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
 
 use super::Aggregate;
+use crate::chart::run::MAX_SCENARIO_CHARTS;
 use crate::gate;
 use crate::runner::{ProbeRow as Probe, SummaryRow as Summary, TurnRow as Turn};
 
@@ -28,8 +30,13 @@ macro_rules! row {
 }
 row!(Turn, Probe, Summary);
 
-/// Everything a report needs. Only the first replay of each (scenario,
-/// strategy) is kept row by row; the aggregates cover every replay.
+/// Bins of the fact-position histogram (over the context's length).
+pub const POSITION_BINS: usize = 10;
+
+/// Everything a report needs. Rows are kept only for the scenarios drawn
+/// one by one (the first [`MAX_SCENARIO_CHARTS`] by name) and only for the
+/// first replay, so a report of any number of users is made in bounded
+/// memory; the aggregates cover every scenario and replay.
 #[derive(Debug, Clone)]
 pub struct RunData {
     pub dir: PathBuf,
@@ -41,46 +48,84 @@ pub struct RunData {
     pub summaries: Vec<Summary>,
     /// In the order of the run's configuration.
     pub strategies: Vec<String>,
-    /// Sorted by name.
+    /// Sorted by name: every scenario of the run.
     pub scenarios: Vec<String>,
+    /// The first of `scenarios`, whose rows are kept and drawn.
+    pub drawn: Vec<String>,
+    /// Per strategy, how many first-replay probes of every scenario found
+    /// their facts in each tenth of the context.
+    pub positions: BTreeMap<String, [u64; POSITION_BINS]>,
     /// `memory.max_context_tokens` of the run.
     pub budget: u64,
 }
 
 /// Rows of a CSV output; errors name the file and line.
 pub(crate) fn read_csv<T: serde::de::DeserializeOwned>(path: &Path) -> Result<Vec<T>, String> {
+    let mut out = Vec::new();
+    for_each_row(path, |r| out.push(r))?;
+    Ok(out)
+}
+
+/// Each row of a CSV output in turn, none kept; errors name the file and line.
+fn for_each_row<T: serde::de::DeserializeOwned>(
+    path: &Path,
+    mut f: impl FnMut(T),
+) -> Result<(), String> {
     let mut r = csv::Reader::from_path(path)
         .map_err(|e| format!("{}: cannot read: {e}", path.display()))?;
-    r.deserialize()
-        .map(|row| {
-            row.map_err(|e| {
-                let at = e
-                    .position()
-                    .map(|p| format!(":{}", p.line()))
-                    .unwrap_or_default();
-                format!("{}{at}: not a memeval output: {e}", path.display())
-            })
-        })
-        .collect()
+    for row in r.deserialize() {
+        let row = row.map_err(|e| {
+            let at = e
+                .position()
+                .map(|p| format!(":{}", p.line()))
+                .unwrap_or_default();
+            format!("{}{at}: not a memeval output: {e}", path.display())
+        })?;
+        f(row);
+    }
+    Ok(())
 }
 
 impl RunData {
-    /// Reads a run's output folder.
+    /// Reads a run's output folder, row by row.
     pub fn load(dir: &Path) -> Result<RunData, String> {
         let results = gate::load_results(&dir.join("results.json"))?;
-        let first = |r: u32| r == 1;
-        let turns: Vec<Turn> = read_csv::<Turn>(&dir.join("turns.csv"))?
+        let scenarios: Vec<String> = results
+            .results
+            .iter()
+            .map(|r| r.scenario.clone())
+            .collect::<BTreeSet<_>>()
             .into_iter()
-            .filter(|t| first(t.repeat))
             .collect();
-        let probes: Vec<Probe> = read_csv::<Probe>(&dir.join("probes.csv"))?
-            .into_iter()
-            .filter(|p| first(p.repeat))
-            .collect();
-        let summaries: Vec<Summary> = read_csv::<Summary>(&dir.join("summaries.csv"))?
-            .into_iter()
-            .filter(|s| first(s.repeat))
-            .collect();
+        let drawn = scenarios[..scenarios.len().min(MAX_SCENARIO_CHARTS)].to_vec();
+        let kept: BTreeSet<&str> = drawn.iter().map(String::as_str).collect();
+        let keep = |scenario: &str, repeat: u32| repeat == 1 && kept.contains(scenario);
+        let mut turns: Vec<Turn> = Vec::new();
+        for_each_row(&dir.join("turns.csv"), |t: Turn| {
+            if keep(&t.scenario, t.repeat) {
+                turns.push(t);
+            }
+        })?;
+        let mut probes: Vec<Probe> = Vec::new();
+        let mut positions: BTreeMap<String, [u64; POSITION_BINS]> = BTreeMap::new();
+        for_each_row(&dir.join("probes.csv"), |p: Probe| {
+            if p.repeat != 1 {
+                return;
+            }
+            if let Some(x) = p.fact_position {
+                let bins = positions.entry(p.strategy.clone()).or_default();
+                bins[((x * POSITION_BINS as f64) as usize).min(POSITION_BINS - 1)] += 1;
+            }
+            if kept.contains(p.scenario.as_str()) {
+                probes.push(p);
+            }
+        })?;
+        let mut summaries: Vec<Summary> = Vec::new();
+        for_each_row(&dir.join("summaries.csv"), |s: Summary| {
+            if keep(&s.scenario, s.repeat) {
+                summaries.push(s);
+            }
+        })?;
         let meta = results.meta;
         let budget = meta["config"]["memory"]["max_context_tokens"]
             .as_u64()
@@ -98,26 +143,21 @@ impl RunData {
             meta,
             results: results.results,
             totals: results.totals,
-            turns,
-            probes,
-            summaries,
+            turns: Vec::new(),
+            probes: Vec::new(),
+            summaries: Vec::new(),
             strategies,
-            scenarios: Vec::new(),
+            scenarios,
+            drawn,
+            positions,
             budget,
         };
         // Rows by scenario, then strategy as configured (stable: each
         // replay's rows keep their order), for the binary searches below.
-        let mut turns = std::mem::take(&mut data.turns);
-        let mut probes = std::mem::take(&mut data.probes);
-        let mut summaries = std::mem::take(&mut data.summaries);
         turns.sort_by(|a, b| data.cmp_rows(a, b));
         probes.sort_by(|a, b| data.cmp_rows(a, b));
         summaries.sort_by(|a, b| data.cmp_rows(a, b));
         (data.turns, data.probes, data.summaries) = (turns, probes, summaries);
-        let mut scenarios: Vec<String> = data.results.iter().map(|r| r.scenario.clone()).collect();
-        scenarios.sort();
-        scenarios.dedup();
-        data.scenarios = scenarios;
         Ok(data)
     }
 

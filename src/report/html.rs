@@ -373,15 +373,15 @@ pub fn render(data: &RunData, charts: &[Written]) -> Result<String, String> {
         figure(&mut out, data, w)?;
     }
     out.push_str("<h2>Per scenario</h2>\n");
-    let max = crate::chart::run::MAX_SCENARIO_CHARTS;
-    if data.scenarios.len() > max {
+    if data.drawn.len() < data.scenarios.len() {
         let _ = writeln!(
             out,
-            "<p class=\"sub\">Charts for the first {max} of {} scenarios (by name); the tables above hold them all.</p>",
+            "<p class=\"sub\">Missed facts and charts for the first {} of {} scenarios (by name); the tables above hold every scenario, probes.csv every probe.</p>",
+            data.drawn.len(),
             data.scenarios.len()
         );
     }
-    for (i, sc) in data.scenarios.iter().enumerate() {
+    for (i, sc) in data.drawn.iter().enumerate() {
         let _ = writeln!(
             out,
             "<details{} id=\"scenario-{}\"><summary>{}</summary>\n<h3>Missed facts</h3>",

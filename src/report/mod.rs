@@ -13,7 +13,7 @@ use std::path::Path;
 use serde::{Deserialize, Serialize};
 
 use crate::memory::Stage;
-use crate::metrics::{mean, percentile, round6};
+use crate::metrics::{mean, round6};
 use crate::runner::{CallRow, JobResult};
 pub use pool::{Aggregator, Counts, Pool};
 
@@ -260,95 +260,49 @@ pub struct KindUsage {
     pub cost_usd: f64,
 }
 
-/// The API calls of a run on the terminal: how they were served (cache,
-/// requests, retries, failures), and per kind the API's token counts
-/// against memeval's own. Nothing without calls.
-pub fn print_calls<'a>(
-    w: &mut impl Write,
-    calls: impl Iterator<Item = &'a CallRow> + Clone,
-) -> std::io::Result<()> {
-    let all: Vec<&CallRow> = calls.clone().collect();
-    if all.is_empty() {
-        return Ok(());
-    }
-    let cached = all.iter().filter(|c| c.cached == 1).count();
-    let sent: u64 = all.iter().map(|c| u64::from(c.attempts)).sum();
-    let retries: u64 = all
-        .iter()
-        .map(|c| u64::from(c.attempts.saturating_sub(1)))
-        .sum();
-    let failed = all.iter().filter(|c| !c.error.is_empty()).count();
-    let spent = round6(
-        all.iter()
-            .filter(|c| c.cached == 0 && c.error.is_empty())
-            .map(|c| c.cost_usd)
-            .sum(),
-    );
-    writeln!(
-        w,
-        "API calls: {} ({cached} from the cache), {sent} HTTP request(s) sent ({retries} retried), {failed} failed; ${spent:.4} spent by this run",
-        all.len()
-    )?;
-    writeln!(
-        w,
-        "{:<14} {:>6} {:>6} {:>12} {:>12} {:>8} {:>12} {:>12} {:>8} {:>10}",
-        "kind",
-        "calls",
-        "failed",
-        "in (local)",
-        "in (API)",
-        "diff",
-        "out (local)",
-        "out (API)",
-        "diff",
-        "cost $"
-    )?;
-    let pct = |x: Option<f64>| x.map_or("-".to_string(), |v| format!("{v:+.1}%"));
-    for (kind, u) in usage_by_kind(calls) {
-        writeln!(
-            w,
-            "{kind:<14} {:>6} {:>6} {:>12} {:>12} {:>8} {:>12} {:>12} {:>8} {:>10.4}",
-            u.calls,
-            u.failed,
-            u.local_input_tokens,
-            u.api_input_tokens,
-            pct(u.input_diff_pct),
-            u.local_output_tokens,
-            u.api_output_tokens,
-            pct(u.output_diff_pct),
-            u.cost_usd
-        )?;
-    }
-    for c in all.iter().filter(|c| !c.error.is_empty()).take(5) {
-        let at = if c.scenario.is_empty() {
-            "ahead of the replay".to_string()
-        } else {
-            format!("{} / {} at turn {}", c.scenario, c.strategy, c.turn)
-        };
-        writeln!(w, "FAILED {} call {at}: {}", c.kind.as_str(), c.error)?;
-    }
-    if failed > 5 {
-        writeln!(w, "... and {} more failed call(s) in calls.csv", failed - 5)?;
-    }
-    Ok(())
+/// A run's API calls, tallied one at a time: how they were served (cache,
+/// requests, retries, failures), usage per kind, and the first failures.
+#[derive(Debug, Clone, Default)]
+pub struct CallTally {
+    calls: u64,
+    cached: u64,
+    sent: u64,
+    retries: u64,
+    failed: u64,
+    spent: f64,
+    usage: BTreeMap<String, KindUsage>,
+    /// Local counts of the calls the API reported on, for a like-for-like difference.
+    paired: BTreeMap<String, (u64, u64)>,
+    first_failures: Vec<CallRow>,
 }
 
-/// Usage per kind of call (successful calls' tokens; failures counted).
-pub fn usage_by_kind<'a>(calls: impl Iterator<Item = &'a CallRow>) -> BTreeMap<String, KindUsage> {
-    let mut out: BTreeMap<String, KindUsage> = BTreeMap::new();
-    // Local counts of the calls the API reported on, for a like-for-like difference.
-    let mut paired: BTreeMap<String, (u64, u64)> = BTreeMap::new();
-    for c in calls {
-        let u = out.entry(c.kind.as_str().to_string()).or_default();
+/// Failed calls listed on the terminal, at most.
+const FAILURES_SHOWN: usize = 5;
+
+impl CallTally {
+    pub fn add(&mut self, c: &CallRow) {
+        self.calls += 1;
+        self.cached += u64::from(c.cached);
+        self.sent += u64::from(c.attempts);
+        self.retries += u64::from(c.attempts.saturating_sub(1));
+        let kind = c.kind.as_str();
+        let u = self.usage.entry(kind.to_string()).or_default();
         u.calls += 1;
         if !c.error.is_empty() {
+            self.failed += 1;
             u.failed += 1;
-            continue;
+            if self.first_failures.len() < FAILURES_SHOWN {
+                self.first_failures.push(c.clone());
+            }
+            return;
+        }
+        if c.cached == 0 {
+            self.spent += c.cost_usd;
         }
         u.local_input_tokens += u64::from(c.local_input_tokens);
         u.local_output_tokens += u64::from(c.local_output_tokens);
         u.cost_usd += c.cost_usd;
-        let p = paired.entry(c.kind.as_str().to_string()).or_default();
+        let p = self.paired.entry(kind.to_string()).or_default();
         if let Some(x) = c.api_input_tokens {
             u.api_input_tokens += u64::from(x);
             p.0 += u64::from(c.local_input_tokens);
@@ -358,16 +312,89 @@ pub fn usage_by_kind<'a>(calls: impl Iterator<Item = &'a CallRow>) -> BTreeMap<S
             p.1 += u64::from(c.local_output_tokens);
         }
     }
-    let diff = |api: u64, local: u64| {
-        (api > 0).then(|| round6((api as f64 - local as f64) / api as f64 * 100.0))
-    };
-    for (k, u) in &mut out {
-        let (li, lo) = paired.get(k).copied().unwrap_or_default();
-        u.input_diff_pct = diff(u.api_input_tokens, li);
-        u.output_diff_pct = diff(u.api_output_tokens, lo);
-        u.cost_usd = round6(u.cost_usd);
+
+    pub fn failed(&self) -> u64 {
+        self.failed
     }
-    out
+
+    /// Usage per kind of call (successful calls' tokens; failures counted).
+    pub fn usage(&self) -> BTreeMap<String, KindUsage> {
+        let diff = |api: u64, local: u64| {
+            (api > 0).then(|| round6((api as f64 - local as f64) / api as f64 * 100.0))
+        };
+        let mut out = self.usage.clone();
+        for (k, u) in &mut out {
+            let (li, lo) = self.paired.get(k).copied().unwrap_or_default();
+            u.input_diff_pct = diff(u.api_input_tokens, li);
+            u.output_diff_pct = diff(u.api_output_tokens, lo);
+            u.cost_usd = round6(u.cost_usd);
+        }
+        out
+    }
+
+    /// The calls on the terminal, and per kind the API's token counts
+    /// against memeval's own. Nothing without calls.
+    pub fn print(&self, w: &mut impl Write) -> std::io::Result<()> {
+        if self.calls == 0 {
+            return Ok(());
+        }
+        writeln!(
+            w,
+            "API calls: {} ({} from the cache), {} HTTP request(s) sent ({} retried), {} failed; ${:.4} spent by this run",
+            self.calls,
+            self.cached,
+            self.sent,
+            self.retries,
+            self.failed,
+            round6(self.spent)
+        )?;
+        writeln!(
+            w,
+            "{:<14} {:>6} {:>6} {:>12} {:>12} {:>8} {:>12} {:>12} {:>8} {:>10}",
+            "kind",
+            "calls",
+            "failed",
+            "in (local)",
+            "in (API)",
+            "diff",
+            "out (local)",
+            "out (API)",
+            "diff",
+            "cost $"
+        )?;
+        let pct = |x: Option<f64>| x.map_or("-".to_string(), |v| format!("{v:+.1}%"));
+        for (kind, u) in self.usage() {
+            writeln!(
+                w,
+                "{kind:<14} {:>6} {:>6} {:>12} {:>12} {:>8} {:>12} {:>12} {:>8} {:>10.4}",
+                u.calls,
+                u.failed,
+                u.local_input_tokens,
+                u.api_input_tokens,
+                pct(u.input_diff_pct),
+                u.local_output_tokens,
+                u.api_output_tokens,
+                pct(u.output_diff_pct),
+                u.cost_usd
+            )?;
+        }
+        for c in &self.first_failures {
+            let at = if c.scenario.is_empty() {
+                "ahead of the replay".to_string()
+            } else {
+                format!("{} / {} at turn {}", c.scenario, c.strategy, c.turn)
+            };
+            writeln!(w, "FAILED {} call {at}: {}", c.kind.as_str(), c.error)?;
+        }
+        if self.failed > FAILURES_SHOWN as u64 {
+            writeln!(
+                w,
+                "... and {} more failed call(s) in calls.csv",
+                self.failed - FAILURES_SHOWN as u64
+            )?;
+        }
+        Ok(())
+    }
 }
 
 /// The header line a CSV of `T` rows starts with.
@@ -384,69 +411,113 @@ fn csv_header<T: Serialize + Default>() -> std::io::Result<Vec<u8>> {
     Ok(bytes[..end].to_vec())
 }
 
-fn write_csv<T: Serialize>(path: &Path, rows: impl Iterator<Item = T>) -> std::io::Result<()> {
-    let mut w = csv::Writer::from_path(path)?;
-    for r in rows {
-        w.serialize(r).map_err(std::io::Error::other)?;
+/// What writing a run's outputs gathered on the way.
+pub struct Written {
+    /// Per (scenario, strategy), in output order.
+    pub per_job: Vec<Aggregate>,
+    /// Per strategy, in configuration order.
+    pub totals: Vec<Aggregate>,
+    pub calls: CallTally,
+    /// The registry's evictions and reloads, over every replay.
+    pub evict: Counts,
+    pub reload: Counts,
+}
+
+impl Written {
+    /// registry.json: what the memory registry did, over every replay.
+    pub fn registry_summary(&self, cap: usize) -> serde_json::Value {
+        let (evict, reload) = (&self.evict, &self.reload);
+        serde_json::json!({
+            "max_active_users": cap,
+            "evictions": evict.len(),
+            "reloads": reload.len(),
+            "evict_p50_us": evict.percentile(50.0),
+            "evict_p95_us": evict.percentile(95.0),
+            "evict_p99_us": evict.percentile(99.0),
+            "reload_p50_us": reload.percentile(50.0),
+            "reload_p95_us": reload.percentile(95.0),
+            "reload_p99_us": reload.percentile(99.0),
+        })
     }
-    w.flush()
 }
 
-/// registry.json: what the memory registry did, over every replay.
-pub fn registry_summary(jobs: &[JobResult], cap: usize) -> serde_json::Value {
-    let pooled = |stage: Stage| -> Vec<u64> {
-        jobs.iter()
-            .flat_map(|j| j.times.of(stage).iter().copied())
-            .collect()
-    };
-    let (evict, reload) = (pooled(Stage::Evict), pooled(Stage::Reload));
-    serde_json::json!({
-        "max_active_users": cap,
-        "evictions": evict.len(),
-        "reloads": reload.len(),
-        "evict_p50_us": percentile(&evict, 50.0),
-        "evict_p95_us": percentile(&evict, 95.0),
-        "evict_p99_us": percentile(&evict, 99.0),
-        "reload_p50_us": percentile(&reload, 50.0),
-        "reload_p95_us": percentile(&reload, 95.0),
-        "reload_p99_us": percentile(&reload, 99.0),
-    })
-}
-
-/// Writes every output file into `dir`.
+/// Writes every output file into `dir` from the replays, given one at a
+/// time in output order (scenario, strategy as configured, replay), so
+/// that a run of any size is written without holding its rows: the tables
+/// row by row, the aggregates folded as they pass.
 pub fn write_outputs<M: Serialize>(
     dir: &Path,
-    jobs: &[JobResult],
+    jobs: impl Iterator<Item = std::io::Result<JobResult>>,
     ahead: &[CallRow],
     meta: &M,
-    per_job: &[Aggregate],
-    totals: &[Aggregate],
-) -> std::io::Result<()> {
-    let calls = || ahead.iter().chain(jobs.iter().flat_map(|j| &j.calls));
-    if ahead.is_empty() && jobs.iter().all(|j| j.calls.is_empty()) {
+    strategies: &[String],
+) -> std::io::Result<Written> {
+    let csv = |name: &str| csv::Writer::from_path(dir.join(name));
+    let (mut turns, mut probes) = (csv("turns.csv")?, csv("probes.csv")?);
+    let (mut summaries, mut calls) = (csv("summaries.csv")?, csv("calls.csv")?);
+    let mut tally = CallTally::default();
+    let mut aggregator = Aggregator::new(strategies);
+    let (mut evict, mut reload) = (Counts::default(), Counts::default());
+    for c in ahead {
+        tally.add(c);
+        row(&mut calls, c)?;
+    }
+    for job in jobs {
+        let job = job?;
+        for t in &job.turns {
+            row(&mut turns, t)?;
+        }
+        for p in &job.probes {
+            row(&mut probes, p)?;
+        }
+        for s in &job.summaries {
+            row(&mut summaries, s)?;
+        }
+        for c in &job.calls {
+            tally.add(c);
+            row(&mut calls, c)?;
+        }
+        job.times
+            .of(Stage::Evict)
+            .iter()
+            .for_each(|&v| evict.add(v));
+        job.times
+            .of(Stage::Reload)
+            .iter()
+            .for_each(|&v| reload.add(v));
+        aggregator.add(&job);
+    }
+    for mut w in [turns, probes, summaries, calls] {
+        w.flush()?;
+    }
+    if tally.calls == 0 {
         // The header alone, so that readers find the columns.
         std::fs::write(dir.join("calls.csv"), csv_header::<CallRow>()?)?;
-    } else {
-        write_csv(&dir.join("calls.csv"), calls())?;
     }
     // How this invocation's calls were served: a rerun from the cache
     // replays the chat calls (as cached) and needs no embedding call.
-    write_json(&dir.join("usage.json"), &usage_by_kind(calls()))?;
-    write_csv(&dir.join("turns.csv"), jobs.iter().flat_map(|j| &j.turns))?;
-    write_csv(&dir.join("probes.csv"), jobs.iter().flat_map(|j| &j.probes))?;
-    write_csv(
-        &dir.join("summaries.csv"),
-        jobs.iter().flat_map(|j| &j.summaries),
-    )?;
+    write_json(&dir.join("usage.json"), &tally.usage())?;
+    let (per_job, totals) = aggregator.finish();
     write_json(
         &dir.join("results.json"),
         &ResultsFile {
             meta,
-            results: per_job,
-            totals,
+            results: &per_job,
+            totals: &totals,
         },
     )?;
-    write_json(&dir.join("metadata.json"), meta)
+    write_json(&dir.join("metadata.json"), meta)?;
+    Ok(Written {
+        per_job,
+        totals,
+        calls: tally,
+        evict,
+        reload,
+    })
+}
+
+fn row<T: Serialize>(w: &mut csv::Writer<std::fs::File>, r: &T) -> std::io::Result<()> {
+    w.serialize(r).map_err(std::io::Error::other)
 }
 
 fn write_json<T: Serialize>(path: &Path, value: &T) -> std::io::Result<()> {
@@ -572,7 +643,16 @@ pub fn print_table(
             fmt_ratio(a.mean_quality),
         ]
     };
-    let mut rows: Vec<Vec<String>> = per_job.iter().map(row).collect();
+    // The first scenarios by name, one row per strategy: a population of
+    // thousands of users is in results.json, not on the terminal.
+    let mut scenarios: Vec<&str> = per_job.iter().map(|a| a.scenario.as_str()).collect();
+    scenarios.dedup();
+    let shown = &scenarios[..scenarios.len().min(crate::chart::run::MAX_SCENARIO_CHARTS)];
+    let mut rows: Vec<Vec<String>> = per_job
+        .iter()
+        .filter(|a| shown.contains(&a.scenario.as_str()))
+        .map(row)
+        .collect();
     let split = rows.len();
     // In the totals, the best strategy of each column is starred.
     let best = best_values(&totals.iter().collect::<Vec<_>>());
@@ -622,6 +702,14 @@ pub fn print_table(
             line(out, &rule)?;
         }
         line(out, r)?;
+    }
+    if shown.len() < scenarios.len() {
+        writeln!(
+            out,
+            "the first {} of {} scenarios are listed; results.json holds them all, and the totals cover them all",
+            shown.len(),
+            scenarios.len()
+        )?;
     }
     if totals.len() > 1 {
         writeln!(out, "* the best strategy of the column, over all scenarios")?;

@@ -710,7 +710,7 @@ impl Checker {
             number: count as u32 + 1,
             session,
             role: role?,
-            content,
+            content: content.map(Into::into),
             plants,
             at,
         })

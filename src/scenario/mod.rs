@@ -67,7 +67,7 @@ pub struct Message {
     pub session: usize,
     pub role: Role,
     /// `None` for an assistant reply the chat backend must generate.
-    pub content: Option<String>,
+    pub content: Option<std::sync::Arc<str>>,
     /// Indexes into `Scenario::facts`.
     pub plants: Vec<usize>,
     pub at: Option<Millis>,
