@@ -179,3 +179,75 @@ fn latencies_per_stage_with_timings() {
         assert!(p50 <= p99, "{stage}: {stages}");
     }
 }
+
+/// A population larger than the report draws: every scenario is in the
+/// tables and results.json, the report's sections, charts and the terminal
+/// table hold the first 24 by name, and the fact-position chart still
+/// counts every probe; the journal the rows were written through is gone.
+#[test]
+fn a_population_is_summarized_whole_and_drawn_in_part() {
+    let tmp = tempfile::tempdir().unwrap();
+    let d = tmp.path();
+    ok(memeval(
+        &[
+            "generate",
+            "--users",
+            "30",
+            "--messages",
+            "40",
+            "--every",
+            "10",
+            "--out",
+            "pop",
+        ],
+        d,
+    ));
+    let o = memeval(
+        &[
+            "run",
+            "pop",
+            "--out",
+            "out",
+            "--no-timings",
+            "--strategies",
+            "window,vector",
+            "--set",
+            "registry.max_active_users=4",
+        ],
+        d,
+    );
+    ok(o.clone());
+    let stdout = String::from_utf8_lossy(&o.stdout);
+    assert!(
+        stdout.contains("the first 24 of 30 scenarios are listed"),
+        "{stdout}"
+    );
+    let out = d.join("out");
+    let v: Value =
+        serde_json::from_slice(&std::fs::read(out.join("results.json")).unwrap()).unwrap();
+    assert_eq!(v["results"].as_array().unwrap().len(), 60);
+    let probes: u64 = v["results"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|r| r["strategy"] == "vector")
+        .map(|r| r["probes"].as_u64().unwrap())
+        .sum();
+    assert_eq!(v["totals"][1]["probes"].as_u64().unwrap(), probes);
+    let turns = csv::Reader::from_path(out.join("turns.csv"))
+        .unwrap()
+        .records()
+        .count();
+    assert_eq!(turns, 30 * 40 * 2);
+    let html = std::fs::read_to_string(out.join("report.html")).unwrap();
+    assert_eq!(html.matches("<details id=\"scenario-").count() + 1, 24);
+    assert!(html.contains("for the first 24 of 30 scenarios"));
+    let drawn = std::fs::read_dir(out.join("charts"))
+        .unwrap()
+        .filter(|e| e.as_ref().unwrap().path().is_dir())
+        .count();
+    assert_eq!(drawn, 24);
+    assert!(out.join("charts/overview-position.svg").is_file());
+    assert!(!d.join(".out.partial").exists());
+    assert!(!out.join("journal.sqlite").exists());
+}
