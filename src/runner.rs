@@ -254,21 +254,59 @@ impl Sink<'_> {
     fn finished(&self, r: JobResult) -> Result<(), RunError> {
         match self {
             Sink::Memory(v) => v.lock().expect("no panic holds this lock").push(r),
-            Sink::Journal(j) => j.append(&r, true)?,
+            Sink::Journal(j) => j.append(std::slice::from_ref(&r), true)?,
+        }
+        Ok(())
+    }
+}
+
+/// Rows on their way from a lane's users to the journal: held until they
+/// number [`SPILL_ROWS`], then written in one transaction, so memory stays
+/// bounded without a transaction per eviction. Without a journal, nothing
+/// is spilled (the rows stay with their replays).
+struct Spill<'a> {
+    journal: Option<&'a Journal>,
+    parts: Vec<JobResult>,
+    rows: usize,
+}
+
+/// Rows held for the journal at most, per lane.
+const SPILL_ROWS: usize = 4096;
+
+impl<'a> Spill<'a> {
+    fn new(sink: &Sink<'a>) -> Spill<'a> {
+        Spill {
+            journal: match sink {
+                Sink::Journal(j) => Some(j),
+                Sink::Memory(_) => None,
+            },
+            parts: Vec::new(),
+            rows: 0,
+        }
+    }
+
+    /// The rows `user` recorded since its last part, where they spill.
+    fn take(&mut self, user: &mut Job<'_>) -> Result<(), RunError> {
+        if self.journal.is_none() {
+            return Ok(());
+        }
+        let part = user.take_part();
+        self.rows += part.turns.len() + part.probes.len() + part.summaries.len() + part.calls.len();
+        self.parts.push(part);
+        if self.rows >= SPILL_ROWS {
+            self.flush()?;
         }
         Ok(())
     }
 
-    /// Whether rows leave memory before their replay finishes.
-    fn spills(&self) -> bool {
-        matches!(self, Sink::Journal(_))
-    }
-
-    fn spill(&self, part: JobResult) -> Result<(), RunError> {
-        match self {
-            Sink::Memory(_) => unreachable!("rows are spilled to a journal only"),
-            Sink::Journal(j) => j.append(&part, false)?,
+    fn flush(&mut self) -> Result<(), RunError> {
+        if let Some(j) = self.journal
+            && !self.parts.is_empty()
+        {
+            j.append(&self.parts, false)?;
         }
+        self.parts.clear();
+        self.rows = 0;
         Ok(())
     }
 }
@@ -636,10 +674,11 @@ pub fn interleave(scenarios: &[Scenario], order: &[usize]) -> Vec<(usize, usize)
 
 /// Replays interleaved users through a registry of at most `cap` live
 /// memories: the least recently used one is persisted and dropped to make
-/// room, and reloaded from the store on its user's next step. Where the
-/// sink spills, a user's rows leave memory when it is evicted and after its
-/// last step (it stays live, as on a server that cannot know it was the
-/// last), so that memory is bounded by the registry, not the population.
+/// room, and reloaded from the store on its user's next step. Into a
+/// journal, a user's rows leave memory (see [`Spill`]) when it is evicted
+/// and after its last step (it stays live, as on a server that cannot know
+/// it was the last), so that memory is bounded by the registry, not the
+/// population.
 fn run_lane(
     mut users: Vec<Job<'_>>,
     schedule: &[(usize, usize)],
@@ -649,6 +688,7 @@ fn run_lane(
     bar: Option<&ProgressBar>,
 ) -> Result<(), RunError> {
     let mut store = Store::open(rt.store)?;
+    let mut spill = Spill::new(sink);
     let mut last_step = vec![0usize; users.len()];
     for (at, &(u, _)) in schedule.iter().enumerate() {
         last_step[u] = at;
@@ -667,9 +707,7 @@ fn run_lane(
                 users[v].evict(&mut store)?;
                 last[v] = 0;
                 users[v].env.times.record(Stage::Evict, t);
-                if sink.spills() {
-                    sink.spill(users[v].take_part())?;
-                }
+                spill.take(&mut users[v])?;
             }
             if started[u] {
                 let t = Instant::now();
@@ -684,10 +722,11 @@ fn run_lane(
         lru.insert(tick, u);
         let step = users[u].scenario.steps[i];
         users[u].step(step, &mut store, bar)?;
-        if at == last_step[u] && sink.spills() {
-            sink.spill(users[u].take_part())?;
+        if at == last_step[u] {
+            spill.take(&mut users[u])?;
         }
     }
+    spill.flush()?;
     for user in users {
         sink.finished(user.finish(&mut store)?)?;
     }

@@ -384,32 +384,45 @@ impl Journal {
         })
     }
 
-    /// Appends rows of a replay (those since its previous part), and marks
-    /// it finished when `finished`: a replay's rows can leave memory while
-    /// it still runs (its user evicted from the registry).
+    /// Appends parts of replays (each holding the rows since its replay's
+    /// previous part), in one transaction; with `finished`, marks the
+    /// replays finished. A replay's rows can leave memory while it still
+    /// runs (its user evicted from the registry).
     pub fn append(
         &self,
-        part: &crate::runner::JobResult,
+        parts: &[crate::runner::JobResult],
         finished: bool,
     ) -> Result<(), StoreError> {
-        let text = serde_json::to_string(part).expect("results serialize");
-        let key = params![part.scenario, part.strategy, part.repeat];
+        let texts: Vec<String> = parts
+            .iter()
+            .map(|p| serde_json::to_string(p).expect("results serialize"))
+            .collect();
         self.with(|c| {
             let tx = c.transaction()?;
-            let seq: i64 = tx.query_row(
-                "SELECT COALESCE(MAX(seq) + 1, 0) FROM parts WHERE scenario = ?1 AND strategy = ?2 AND repeat = ?3",
-                key,
-                |r| r.get(0),
-            )?;
-            tx.execute(
-                "INSERT INTO parts (scenario, strategy, repeat, seq, result) VALUES (?1, ?2, ?3, ?4, ?5)",
-                params![part.scenario, part.strategy, part.repeat, seq, text],
-            )?;
-            if finished {
-                tx.execute(
-                    "INSERT OR REPLACE INTO done (scenario, strategy, repeat) VALUES (?1, ?2, ?3)",
-                    key,
+            {
+                let mut next = tx.prepare_cached(
+                    "SELECT COALESCE(MAX(seq) + 1, 0) FROM parts WHERE scenario = ?1 AND strategy = ?2 AND repeat = ?3",
                 )?;
+                let mut insert = tx.prepare_cached(
+                    "INSERT INTO parts (scenario, strategy, repeat, seq, result) VALUES (?1, ?2, ?3, ?4, ?5)",
+                )?;
+                let mut done = tx.prepare_cached(
+                    "INSERT OR REPLACE INTO done (scenario, strategy, repeat) VALUES (?1, ?2, ?3)",
+                )?;
+                for (part, text) in parts.iter().zip(&texts) {
+                    let key = params![part.scenario, part.strategy, part.repeat];
+                    let seq: i64 = next.query_row(key, |r| r.get(0))?;
+                    insert.execute(params![
+                        part.scenario,
+                        part.strategy,
+                        part.repeat,
+                        seq,
+                        text
+                    ])?;
+                    if finished {
+                        done.execute(key)?;
+                    }
+                }
             }
             tx.commit()
         })
