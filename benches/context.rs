@@ -45,6 +45,7 @@ fn contexts(c: &mut Criterion) {
                 params: &params,
                 system_prompt: SYSTEM,
                 system_prompt_tokens: tok.count(SYSTEM),
+                retrieved_header_tokens: tok.count(memeval::memory::RETRIEVED_HEADER),
                 usage: Usage::default(),
                 summaries: Vec::new(),
                 times: Default::default(),

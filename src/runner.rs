@@ -807,6 +807,7 @@ impl<'a> Job<'a> {
                 params,
                 system_prompt: &scenario.system_prompt,
                 system_prompt_tokens: rt.tok.count(&scenario.system_prompt),
+                retrieved_header_tokens: rt.tok.count(memory::RETRIEVED_HEADER),
                 usage: Usage::default(),
                 summaries: Vec::new(),
                 times: StageTimes::default(),

@@ -132,6 +132,10 @@ pub struct Item {
     /// Similarity (or keyword score) for retrieved items.
     pub score: Option<f32>,
     pub via: Option<Via>,
+    /// Tokens of its line in the retrieved block (see [`retrieved_line`]);
+    /// 0 where not counted apart (buffered items, or a line whose count
+    /// might depend on the next).
+    pub line_tokens: u32,
 }
 
 impl Item {
@@ -145,6 +149,7 @@ impl Item {
             folded: e.folded.clone(),
             score,
             via,
+            line_tokens: 0,
         }
     }
 }
@@ -204,17 +209,36 @@ impl Context {
     }
 }
 
-/// The tutorial's retrieved-context block.
+/// The tutorial's retrieved-context block: the header, then one line per
+/// item.
 pub fn retrieved_block(items: &[Item]) -> String {
     let mut block = String::from(RETRIEVED_HEADER);
     for i in items {
-        block.push('[');
-        block.push_str(i.role.as_str());
-        block.push_str("]: ");
-        block.push_str(&i.content);
-        block.push('\n');
+        retrieved_line(i.role, &i.content, &mut block);
     }
     block
+}
+
+/// One item's line of the retrieved block, `[role]: content` and a newline.
+///
+/// Every line ends with a newline and the next starts with `[`, and no
+/// tokenizer's pre-split lets a piece run from a newline into a `[`: so
+/// the block's tokens are the header's plus each line's, and a line is
+/// counted once, however often it is retrieved. The one exception is a
+/// content ending in whitespace (r50k's `\s+(?!\S)` then splits by what
+/// follows): such a line is not counted apart ([`line_counts_apart`]).
+pub fn retrieved_line(role: Role, content: &str, out: &mut String) {
+    out.push('[');
+    out.push_str(role.as_str());
+    out.push_str("]: ");
+    out.push_str(content);
+    out.push('\n');
+}
+
+/// Whether a content's line in the retrieved block has the same tokens
+/// alone as within the block.
+pub fn line_counts_apart(content: &str) -> bool {
+    !content.ends_with(char::is_whitespace)
 }
 
 /// What a context is built for.
@@ -348,6 +372,8 @@ pub struct Env<'a> {
     /// Tokens of the bare system prompt.
     pub system_prompt: &'a str,
     pub system_prompt_tokens: u32,
+    /// Tokens of [`RETRIEVED_HEADER`].
+    pub retrieved_header_tokens: u32,
     pub usage: Usage,
     /// Summaries written since last taken.
     pub summaries: Vec<Arc<SummaryState>>,
@@ -381,6 +407,10 @@ impl Env<'_> {
     ) -> Context {
         let tokens_retrieved = if retrieved.is_empty() {
             0
+        } else if retrieved.iter().all(|i| i.line_tokens > 0) {
+            self.retrieved_header_tokens
+                + retrieved.iter().map(|i| i.line_tokens).sum::<u32>()
+                + MESSAGE_OVERHEAD
         } else {
             self.tok.count(&retrieved_block(&retrieved)) + MESSAGE_OVERHEAD
         };

@@ -111,6 +111,9 @@ pub struct Retrieval {
     /// Transcript positions `..indexed` are in the indexes.
     indexed: usize,
     lag: usize,
+    /// Per position, the tokens of its line in the retrieved block, counted
+    /// the first time it is retrieved (0: not yet, or not counted apart).
+    line_tokens: Vec<std::cell::Cell<u32>>,
 }
 
 impl Retrieval {
@@ -129,6 +132,7 @@ impl Retrieval {
             keywords: params.keyword_fallback.then(KeywordIndex::default),
             indexed: 0,
             lag: params.embed_lag,
+            line_tokens: Vec::new(),
         };
         // Embeddings queued before a restart have landed by now.
         for pos in 0..t.len() {
@@ -148,6 +152,7 @@ impl Retrieval {
     fn add(&mut self, t: &Transcript, pos: usize) {
         debug_assert_eq!(pos, self.indexed);
         self.indexed += 1;
+        self.line_tokens.push(std::cell::Cell::new(0));
         let e = t.get(pos);
         let v = e
             .embedding
@@ -183,13 +188,18 @@ impl Retrieval {
             Some(e) => e.clone(),
             None => env.embed(query.text, env.tok.count(query.text)),
         };
-        let item = |h: crate::index::Hit, via| {
-            Item::from_entry(
-                t.get(h.pos as usize),
-                Section::Retrieved,
-                Some(h.score),
-                Some(via),
-            )
+        let mut line = String::new();
+        let mut item = |h: crate::index::Hit, via| {
+            let e = t.get(h.pos as usize);
+            let mut i = Item::from_entry(e, Section::Retrieved, Some(h.score), Some(via));
+            let cached = &self.line_tokens[h.pos as usize];
+            if cached.get() == 0 && super::line_counts_apart(&e.content) {
+                line.clear();
+                super::retrieved_line(e.role, &e.content, &mut line);
+                cached.set(env.tok.count(&line));
+            }
+            i.line_tokens = cached.get();
+            i
         };
         let start = std::time::Instant::now();
         let hits = if q.len() == self.vectors.dim() {

@@ -32,6 +32,7 @@ impl Fixture {
             params: &self.params,
             system_prompt: SYSTEM,
             system_prompt_tokens: self.tok.count(SYSTEM),
+            retrieved_header_tokens: self.tok.count(RETRIEVED_HEADER),
             usage: Usage::default(),
             summaries: Vec::new(),
             times: Default::default(),
@@ -325,5 +326,67 @@ fn a_lagging_index_cannot_retrieve_the_newest_messages() {
         };
         let ctx = restored.build(&t, Some(&q), &mut env);
         assert!(ctx.retrieved.iter().any(|r| r.number == 4), "lag {lag}");
+    }
+}
+
+/// The retrieved block's tokens are the header's plus each line's (what
+/// lets a line be counted once), in every encoding, over the shipped
+/// scenarios' messages and contents made to strain a tokenizer's pre-split:
+/// lines ending in punctuation, digits, newlines, quotes, other scripts.
+#[test]
+fn the_retrieved_block_counts_as_the_sum_of_its_lines() {
+    let mut contents: Vec<String> = [
+        "Done.",
+        "ok!!!",
+        "line one\nline two",
+        "ends with a newline\n",
+        "ends with newlines\n\n\r\n",
+        " leading space",
+        "\tleading tab",
+        "1234567",
+        "price: $1,299.99",
+        "quote: \"it's\"",
+        "it's",
+        "[user]: nested",
+        "日本語のテキスト",
+        "emoji 🎉🎉",
+        "ALLCAPS",
+        "mixedCASEWords",
+        "a/b/c",
+        "---",
+        "'ll",
+        "x",
+    ]
+    .map(String::from)
+    .to_vec();
+    for f in std::fs::read_dir(concat!(env!("CARGO_MANIFEST_DIR"), "/scenarios")).unwrap() {
+        let path = f.unwrap().path();
+        if let Ok(s) = crate::scenario::load_file(&path) {
+            contents.extend(
+                s.messages
+                    .iter()
+                    .filter_map(|m| m.content.as_deref().map(String::from))
+                    .take(300),
+            );
+        }
+    }
+    let roles = [Role::User, Role::Assistant];
+    for enc in crate::tokens::ENCODINGS {
+        let tok = crate::tokens::Tokenizer::by_encoding(enc).unwrap();
+        let apart: Vec<&String> = contents.iter().filter(|c| line_counts_apart(c)).collect();
+        assert!(apart.len() > 500, "{}", apart.len());
+        // Blocks of 1 to 5 lines, every content in several neighbourhoods.
+        for (i, window) in apart.windows(5).enumerate() {
+            let lines = &window[..1 + i % 5];
+            let mut block = String::from(RETRIEVED_HEADER);
+            let mut sum = tok.count(RETRIEVED_HEADER);
+            for (j, c) in lines.iter().enumerate() {
+                let mut line = String::new();
+                retrieved_line(roles[(i + j) % 2], c, &mut line);
+                sum += tok.count(&line);
+                block.push_str(&line);
+            }
+            assert_eq!(tok.count(&block), sum, "{enc}: {block:?}");
+        }
     }
 }
