@@ -97,8 +97,10 @@ impl VectorIndex {
         VectorIndex {
             dim,
             len: 0,
+            // Allocated at the first vector: a registry's evicted users
+            // each hold an empty index.
             layout: Layout::Sparse {
-                postings: vec![Vec::new(); dim],
+                postings: Vec::new(),
             },
         }
     }
@@ -128,6 +130,9 @@ impl VectorIndex {
         let dim = self.dim;
         match &mut self.layout {
             Layout::Sparse { postings } => {
+                if postings.is_empty() {
+                    postings.resize(dim, Vec::new());
+                }
                 for (d, &x) in v.iter().enumerate() {
                     if x != 0.0 {
                         postings[d].push((pos as u32, x));
@@ -219,7 +224,7 @@ impl VectorIndex {
                     if x == 0.0 {
                         continue;
                     }
-                    for &(pos, v) in &postings[d] {
+                    for &(pos, v) in postings.get(d).map_or(&[][..], Vec::as_slice) {
                         let p = pos as usize;
                         if sc.stamp[p] != sc.query {
                             sc.stamp[p] = sc.query;

@@ -946,6 +946,9 @@ impl<'a> Job<'a> {
     fn evict(&mut self, store: &mut Store) -> Result<(), RunError> {
         self.flush(store)?;
         self.last_call = None;
+        // Embedded again at their next ask (the same vectors: the embedder
+        // is deterministic, and an API's are fetched ahead).
+        self.probe_embeddings.fill(None);
         self.transcript = Transcript::new();
         self.unsaved_from = 0;
         self.strategy = memory::create(self.strategy_name, self.params, &self.transcript, None);
