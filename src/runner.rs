@@ -477,7 +477,10 @@ pub fn run_journaled(
 }
 
 fn replay(scenarios: &[Scenario], rt: &Runtime<'_>, sink: &Sink<'_>) -> Result<(), RunError> {
-    drop(Store::create(rt.store)?);
+    // Held open to the end: SQLite checkpoints and deletes the write-ahead
+    // log whenever its last connection closes, which would otherwise
+    // happen after every replay.
+    let _open = Store::create(rt.store)?;
     let prepared: Vec<Prepared> = par_map(
         scenarios,
         rt.jobs,
@@ -533,10 +536,12 @@ fn replay(scenarios: &[Scenario], rt: &Runtime<'_>, sink: &Sink<'_>) -> Result<(
             }
             return Ok(true);
         }
-        let mut store = Store::open(rt.store)?;
-        for k in &keys {
-            store.clear(&namespace(&k.0, &k.1, k.2))?;
-            if let Sink::Journal(j) = sink {
+        // Only a journaled run can be a resumed one: a replay in memory
+        // starts from a store just created.
+        if let Sink::Journal(j) = sink {
+            let mut store = Store::open(rt.store)?;
+            for k in &keys {
+                store.clear(&namespace(&k.0, &k.1, k.2))?;
                 j.clear(k)?;
             }
         }

@@ -20,7 +20,7 @@ pub fn fold(text: &str) -> String {
     out
 }
 
-/// Words that carry no content; kept sorted for binary search.
+/// Words that carry no content (kept sorted and distinct).
 const STOPWORDS: &[&str] = &[
     "a",
     "about",
@@ -166,7 +166,40 @@ const STOPWORDS: &[&str] = &[
 ];
 
 pub fn is_stopword(word: &str) -> bool {
-    STOPWORDS.binary_search(&word).is_ok()
+    // Hashed: this runs for every word the offline models read, and a
+    // binary search costs eight string comparisons.
+    static SET: std::sync::LazyLock<std::collections::HashSet<&str, Fnv>> =
+        std::sync::LazyLock::new(|| STOPWORDS.iter().copied().collect());
+    word.len() <= MAX_STOPWORD_LEN && SET.contains(word)
+}
+
+/// The longest stopword, in bytes.
+const MAX_STOPWORD_LEN: usize = 10;
+
+/// FNV-1a as a `std` hasher, for short keys.
+#[derive(Default, Clone, Copy)]
+struct Fnv;
+
+struct FnvHasher(u64);
+
+impl std::hash::BuildHasher for Fnv {
+    type Hasher = FnvHasher;
+    fn build_hasher(&self) -> FnvHasher {
+        FnvHasher(0xcbf2_9ce4_8422_2325)
+    }
+}
+
+impl std::hash::Hasher for FnvHasher {
+    fn write(&mut self, bytes: &[u8]) {
+        for &b in bytes {
+            self.0 ^= u64::from(b);
+            self.0 = self.0.wrapping_mul(0x0100_0000_01b3);
+        }
+    }
+
+    fn finish(&self) -> u64 {
+        self.0
+    }
 }
 
 /// A crude English stemmer: enough for "dogs"/"dog" and "deploying"/"deploy"
@@ -310,6 +343,14 @@ mod tests {
     #[test]
     fn stopwords_are_sorted() {
         assert!(STOPWORDS.windows(2).all(|w| w[0] < w[1]));
+        assert_eq!(
+            STOPWORDS.iter().map(|w| w.len()).max(),
+            Some(MAX_STOPWORD_LEN)
+        );
+        assert!(STOPWORDS.iter().all(|w| is_stopword(w)));
+        for w in ["", "dog", "biscuit", "abouts", "themselvesx", "The"] {
+            assert!(!is_stopword(w), "{w}");
+        }
     }
 
     #[test]

@@ -207,17 +207,19 @@ impl Summarizer for ExtractiveSummarizer {
         let mut text = render(&cands, &keep);
         // The estimate above is close; the exact count decides.
         let mut dropped = order.iter().rev();
-        while tok.count(&text) > req.max_tokens {
+        let mut tokens = tok.count(&text);
+        while tokens > req.max_tokens {
             match dropped.find(|&&i| keep[i]) {
                 Some(&i) => keep[i] = false,
                 None => break,
             }
             text = render(&cands, &keep);
+            tokens = tok.count(&text);
         }
         let prompt = self.template.render(req.prior, req.messages);
         Ok(SummaryOutput {
             input_tokens: tok.count(&prompt) + MESSAGE_OVERHEAD + REPLY_PRIMING,
-            output_tokens: tok.count(&text),
+            output_tokens: tokens,
             text,
         })
     }

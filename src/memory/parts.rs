@@ -80,16 +80,20 @@ impl Summarizing {
         let Ok(out) = out else { return };
         env.usage.summarizer_tokens += u64::from(out.input_tokens + out.output_tokens);
         env.usage.summarizer_output_tokens += u64::from(out.output_tokens);
-        let system_message_tokens = env.tok.count(&format!(
-            "{}{}{}",
-            env.system_prompt,
-            super::SUMMARY_HEADER,
-            out.text
-        ));
+        let tokens = env.tok.count(&out.text);
+        // The header ends with a newline; a summary that starts with no
+        // whitespace cannot share a token with it (as for the lines of the
+        // retrieved block), so its tokens add to the prompt and header's.
+        let head = format!("{}{}", env.system_prompt, super::SUMMARY_HEADER);
+        let system_message_tokens = if out.text.starts_with(char::is_whitespace) {
+            env.tok.count(&format!("{head}{}", out.text))
+        } else {
+            env.tok.count(&head) + tokens
+        };
         let state = Arc::new(SummaryState {
             index: self.latest.as_ref().map_or(1, |s| s.index + 1),
             turn: t.last().map_or(0, |e| e.number),
-            tokens: env.tok.count(&out.text),
+            tokens,
             text: out.text.into(),
             system_message_tokens,
             covered_from: from as u32,

@@ -330,7 +330,8 @@ fn a_lagging_index_cannot_retrieve_the_newest_messages() {
 }
 
 /// The retrieved block's tokens are the header's plus each line's (what
-/// lets a line be counted once), in every encoding, over the shipped
+/// lets a line be counted once), and a summary's system message's the
+/// prompt and header's plus the summary's, in every encoding, over the shipped
 /// scenarios' messages and contents made to strain a tokenizer's pre-split:
 /// lines ending in punctuation, digits, newlines, quotes, other scripts.
 #[test]
@@ -387,6 +388,15 @@ fn the_retrieved_block_counts_as_the_sum_of_its_lines() {
                 block.push_str(&line);
             }
             assert_eq!(tok.count(&block), sum, "{enc}: {block:?}");
+        }
+        // Likewise a summary after the system prompt and its header.
+        let head = format!("{SYSTEM}{SUMMARY_HEADER}");
+        for c in contents
+            .iter()
+            .filter(|c| !c.starts_with(char::is_whitespace))
+        {
+            let whole = tok.count(&format!("{head}{c}"));
+            assert_eq!(whole, tok.count(&head) + tok.count(c), "{enc}: {c:?}");
         }
     }
 }
