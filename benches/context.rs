@@ -46,6 +46,7 @@ fn contexts(c: &mut Criterion) {
                 system_prompt: SYSTEM,
                 system_prompt_tokens: tok.count(SYSTEM),
                 retrieved_header_tokens: tok.count(memeval::memory::RETRIEVED_HEADER),
+                list_buffer: true,
                 usage: Usage::default(),
                 summaries: Vec::new(),
                 times: Default::default(),

@@ -813,6 +813,7 @@ impl<'a> Job<'a> {
                 system_prompt: &scenario.system_prompt,
                 system_prompt_tokens: rt.tok.count(&scenario.system_prompt),
                 retrieved_header_tokens: rt.tok.count(memory::RETRIEVED_HEADER),
+                list_buffer: true,
                 usage: Usage::default(),
                 summaries: Vec::new(),
                 times: StageTimes::default(),
@@ -1011,6 +1012,10 @@ impl<'a> Job<'a> {
         self.last_call = None;
         self.strategy.observe(&self.transcript, &mut self.env);
         let is_call = m.role == Role::User;
+        // The context is read only where the next message is a reply to
+        // generate from it; else it is counted, not listed.
+        self.env.list_buffer = is_call
+            && (self.scenario.messages.get(n as usize)).is_some_and(|m| m.content.is_none());
         let (ctx, build_us) = if is_call {
             let q = Query {
                 text: &content,
@@ -1020,6 +1025,7 @@ impl<'a> Job<'a> {
         } else {
             self.timed_build(None)
         };
+        self.env.list_buffer = true;
         let usage = self.env.usage;
         // A call costs its whole prompt; a reply costs its own tokens as output.
         let spent = if is_call {
@@ -1056,7 +1062,7 @@ impl<'a> Job<'a> {
             tokens_retrieved: ctx.tokens_retrieved,
             tokens_buffer: ctx.tokens_buffer,
             context_tokens: total,
-            buffer_messages: ctx.buffer.len() as u32,
+            buffer_messages: ctx.buffer_messages,
             retrieved_messages: ctx.retrieved.len() as u32,
             summarizer_tokens: usage.summarizer_tokens,
             embedding_tokens: usage.embedding_tokens,

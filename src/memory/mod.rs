@@ -169,8 +169,11 @@ pub struct Context {
     pub summary: Option<Arc<SummaryState>>,
     /// Retrieved messages, best first.
     pub retrieved: Vec<Item>,
-    /// Buffered messages, oldest first.
+    /// Buffered messages, oldest first (empty where not listed: see
+    /// [`Env::list_buffer`]).
     pub buffer: Vec<Item>,
+    /// How many messages the buffer holds, listed or not.
+    pub buffer_messages: u32,
 }
 
 impl Context {
@@ -374,6 +377,10 @@ pub struct Env<'a> {
     pub system_prompt_tokens: u32,
     /// Tokens of [`RETRIEVED_HEADER`].
     pub retrieved_header_tokens: u32,
+    /// Whether contexts list their buffered messages as items. Only a
+    /// context that is read (a probe's, a generated reply's) needs them; a
+    /// plain call's is counted, and its list would be built for nothing.
+    pub list_buffer: bool,
     pub usage: Usage,
     /// Summaries written since last taken.
     pub summaries: Vec<Arc<SummaryState>>,
@@ -422,10 +429,15 @@ impl Env<'_> {
             tokens_buffer: t.suffix_tokens(buffer_from) as u32,
             summary: summary.cloned(),
             retrieved,
-            buffer: t.entries()[buffer_from..]
-                .iter()
-                .map(|e| Item::from_entry(e, Section::Buffer, None, None))
-                .collect(),
+            buffer: if self.list_buffer {
+                t.entries()[buffer_from..]
+                    .iter()
+                    .map(|e| Item::from_entry(e, Section::Buffer, None, None))
+                    .collect()
+            } else {
+                Vec::new()
+            },
+            buffer_messages: (t.len() - buffer_from.min(t.len())) as u32,
         }
     }
 }

@@ -33,6 +33,7 @@ impl Fixture {
             system_prompt: SYSTEM,
             system_prompt_tokens: self.tok.count(SYSTEM),
             retrieved_header_tokens: self.tok.count(RETRIEVED_HEADER),
+            list_buffer: true,
             usage: Usage::default(),
             summaries: Vec::new(),
             times: Default::default(),
