@@ -132,10 +132,13 @@ impl Store {
     /// by racing connections can fail with "database is locked".
     pub fn create(path: &Path) -> Result<Store, StoreError> {
         let store = Store::open(path)?;
-        store
-            .conn
-            .pragma_update(None, "journal_mode", "WAL")
-            .and_then(|()| store.conn.execute_batch(SCHEMA))
+        // An empty schema needs no fsync: a store cut off while being made
+        // is made again. What is stored later is synced as usual.
+        let c = &store.conn;
+        c.pragma_update(None, "synchronous", "OFF")
+            .and_then(|()| c.pragma_update(None, "journal_mode", "WAL"))
+            .and_then(|()| c.execute_batch(&format!("BEGIN;{SCHEMA}COMMIT;")))
+            .and_then(|()| c.pragma_update(None, "synchronous", "NORMAL"))
             .map_err(|e| store.err(e))?;
         Ok(store)
     }
