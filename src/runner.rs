@@ -410,11 +410,25 @@ pub(crate) fn par_map<T: Sync, R: Send, E: Send>(
 ) -> Result<Vec<R>, E> {
     let mut order: Vec<usize> = (0..items.len()).collect();
     order.sort_by_key(|&i| (std::cmp::Reverse(cost(&items[i])), i));
+    let workers = jobs.clamp(1, items.len().max(1));
+    if workers == 1 {
+        // On this thread: no thread to start, and the tokenizer's regex
+        // keeps the fast path of the thread that owns its scratch space (a
+        // new thread per replay would take its slow, locked one).
+        let mut out: Vec<Option<R>> = items.iter().map(|_| None).collect();
+        for i in order {
+            out[i] = Some(f(&items[i])?);
+        }
+        return Ok(out
+            .into_iter()
+            .map(|r| r.expect("every item ran"))
+            .collect());
+    }
     let next = AtomicUsize::new(0);
     let failed = AtomicBool::new(false);
     let slots: Vec<Mutex<Option<Result<R, E>>>> = items.iter().map(|_| Mutex::new(None)).collect();
     std::thread::scope(|scope| {
-        for _ in 0..jobs.clamp(1, items.len().max(1)) {
+        for _ in 0..workers {
             scope.spawn(|| {
                 while !failed.load(Ordering::Relaxed) {
                     let k = next.fetch_add(1, Ordering::Relaxed);
