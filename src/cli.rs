@@ -600,6 +600,28 @@ fn resumed_run(out: &Path) -> Result<(RunSpec, Vec<scenario::Scenario>, Journal)
     Ok((spec, scenarios, journal))
 }
 
+/// The journal of a new run, in its staging folder. The folder appears
+/// with the run's record already in it (made under another name, then
+/// renamed), so that a run killed at any moment leaves either nothing or a
+/// run that `--resume` can continue.
+fn new_journal(staging: &Path, spec: &RunSpec) -> Result<Journal, Failure> {
+    let mut fresh = staging.as_os_str().to_owned();
+    fresh.push(".new");
+    let fresh = PathBuf::from(fresh);
+    let made = (|| -> anyhow::Result<()> {
+        if fresh.exists() {
+            std::fs::remove_dir_all(&fresh)?;
+        }
+        std::fs::create_dir_all(&fresh)?;
+        // Closed before the rename: SQLite reopens its log by path.
+        Journal::open(&fresh.join(JOURNAL))?.set_spec(&serde_json::to_string(spec)?)?;
+        std::fs::rename(&fresh, staging)?;
+        Ok(())
+    })();
+    made.map_err(|e| anyhow::anyhow!("cannot create {}: {e}", staging.display()))?;
+    Ok(Journal::open(&staging.join(JOURNAL)).map_err(anyhow::Error::from)?)
+}
+
 /// Stops the run at the next step on the first Ctrl-C (a second one kills
 /// it at once).
 fn stop_on_ctrl_c() {
@@ -659,18 +681,11 @@ fn cmd_run(args: &RunArgs) -> Result<(), Failure> {
                 repeat: args.repeat,
                 timings: !args.no_timings,
             };
-            std::fs::create_dir_all(&staging)
-                .map_err(|e| anyhow::anyhow!("cannot create {}: {e}", staging.display()))?;
-            let journal = Journal::open(&staging.join(JOURNAL)).map_err(anyhow::Error::from)?;
+            let journal = new_journal(&staging, &spec)?;
             (spec, scenarios, journal, out, update_latest)
         }
     };
     let config = &spec.config;
-    if args.resume.is_none() {
-        journal
-            .set_spec(&serde_json::to_string(&spec).map_err(anyhow::Error::from)?)
-            .map_err(anyhow::Error::from)?;
-    }
     let baseline = args
         .baseline
         .as_deref()
