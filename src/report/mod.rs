@@ -313,10 +313,6 @@ impl CallTally {
         }
     }
 
-    pub fn failed(&self) -> u64 {
-        self.failed
-    }
-
     /// Usage per kind of call (successful calls' tokens; failures counted).
     pub fn usage(&self) -> BTreeMap<String, KindUsage> {
         let diff = |api: u64, local: u64| {
