@@ -12,7 +12,6 @@ use memeval::backend::offline;
 use memeval::config;
 use memeval::memory::{Entry, Env, Params, Query, Transcript, Usage, create};
 use memeval::scenario::Role;
-use memeval::text::fold;
 
 const SYSTEM: &str = "You are a helpful assistant.";
 
@@ -57,21 +56,16 @@ fn contexts(c: &mut Criterion) {
             for i in 1..=n {
                 let content = text(i);
                 let tokens = tok.count(&content);
-                let embedding = s.needs_embeddings().then(|| env.embed(&content, tokens));
-                t.push(Entry {
-                    number: i,
-                    role: if i % 2 == 1 {
-                        Role::User
-                    } else {
-                        Role::Assistant
-                    },
-                    folded: fold(&content).into(),
-                    content: content.into(),
-                    tokens,
-                    owner: Arc::from("bench"),
-                    embedding,
-                    at: None,
-                });
+                let role = if i % 2 == 1 {
+                    Role::User
+                } else {
+                    Role::Assistant
+                };
+                let mut e = Entry::new(i, role, content.into(), tokens, Arc::from("bench"), None);
+                if s.needs_embeddings() {
+                    e.embedding = Some(env.embed(&e.content, Some(&e.analysis), tokens));
+                }
+                t.push(e);
                 s.observe(&t, &mut env);
             }
             let question = "What was the Zephyr42 code again?";
@@ -79,7 +73,7 @@ fn contexts(c: &mut Criterion) {
                 text: question,
                 embedding: s
                     .needs_embeddings()
-                    .then(|| env.embed(question, tok.count(question))),
+                    .then(|| env.embed(question, None, tok.count(question))),
             };
             group.bench_with_input(BenchmarkId::new(strategy, n), &n, |b, _| {
                 b.iter(|| s.build(&t, Some(&q), &mut env));

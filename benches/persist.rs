@@ -18,20 +18,14 @@ fn entries(n: u32, from: u32) -> Vec<Entry> {
                 "Message {i}: the staging cluster runs in eu-west-{}.",
                 i % 3
             );
-            Entry {
-                number: i,
-                role: if i % 2 == 1 {
-                    Role::User
-                } else {
-                    Role::Assistant
-                },
-                folded: content.to_lowercase().into(),
-                content: content.into(),
-                tokens: 14,
-                owner: Arc::from("bench"),
-                embedding: Some(vec![0.0625f32; 256].into()),
-                at: None,
-            }
+            let role = if i % 2 == 1 {
+                Role::User
+            } else {
+                Role::Assistant
+            };
+            let mut e = Entry::new(i, role, content.into(), 14, Arc::from("bench"), None);
+            e.embedding = Some(vec![0.0625f32; 256].into());
+            e
         })
         .collect()
 }

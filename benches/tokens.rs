@@ -52,16 +52,14 @@ fn tokens(c: &mut Criterion) {
     for size in [20usize, 200] {
         let mut t = Transcript::new();
         for (i, m) in all.iter().take(size).enumerate() {
-            t.push(Entry {
-                number: i as u32 + 1,
-                role: Role::User,
-                content: m.as_str().into(),
-                folded: Arc::from(""),
-                tokens: tok.count(m),
-                owner: Arc::from("bench"),
-                embedding: None,
-                at: None,
-            });
+            t.push(Entry::new(
+                i as u32 + 1,
+                Role::User,
+                m.as_str().into(),
+                tok.count(m),
+                Arc::from("bench"),
+                None,
+            ));
         }
         group.bench_with_input(
             BenchmarkId::new("buffer total/incremental", size),

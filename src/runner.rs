@@ -27,7 +27,6 @@ use crate::memory::{
 use crate::metrics::{evaluate_probe, fact_retention, facts_planted_in, round6};
 use crate::scenario::{Role, Scenario, Step};
 use crate::store::{JobKey, Journal, Store, StoreError};
-use crate::text::fold;
 use crate::tokens::Tokenizer;
 
 /// Messages kept unsaved at most before a flush to the store.
@@ -1008,21 +1007,13 @@ impl<'a> Job<'a> {
                 (Arc::from(reply), tokens, true)
             }
         };
-        let folded: Arc<str> = fold(&content).into();
+        let mut entry = Entry::new(n, m.role, content.clone(), tokens, self.owner.clone(), m.at);
         let embedding = self
             .strategy
             .needs_embeddings()
-            .then(|| self.env.embed(&content, tokens));
-        self.transcript.push(Entry {
-            number: n,
-            role: m.role,
-            content: content.clone(),
-            folded,
-            tokens,
-            owner: self.owner.clone(),
-            embedding: embedding.clone(),
-            at: m.at,
-        });
+            .then(|| self.env.embed(&content, Some(&entry.analysis), tokens));
+        entry.embedding = embedding.clone();
+        self.transcript.push(entry);
         self.last_call = None;
         self.strategy.observe(&self.transcript, &mut self.env);
         let is_call = m.role == Role::User;
@@ -1134,7 +1125,7 @@ impl<'a> Job<'a> {
         let saved = self.env.usage;
         if self.strategy.needs_embeddings() && self.probe_embeddings[index].is_none() {
             let tokens = self.rt.tok.count(&p.question);
-            let e = self.env.embed(&p.question, tokens);
+            let e = self.env.embed(&p.question, None, tokens);
             // A failed call is tried again at the probe's next ask.
             self.probe_embeddings[index] = (!e.is_empty()).then_some(e);
         }
@@ -1228,10 +1219,7 @@ impl<'a> Job<'a> {
     ) -> (String, Option<u8>, String) {
         let b = self.rt.backend;
         let mut call = ctx.call_messages(&self.scenario.system_prompt);
-        call.push(ChatMessage {
-            role: ChatRole::User,
-            content: p.question.as_str().into(),
-        });
+        call.push(ChatMessage::new(ChatRole::User, p.question.as_str()));
         let answer =
             match b
                 .responder

@@ -256,16 +256,16 @@ impl Store {
                 let role: String = r.get(2)?;
                 let content: String = r.get(3)?;
                 let blob: Option<Vec<u8>> = r.get(6)?;
-                Ok(Entry {
-                    owner: Arc::from(r.get::<_, String>(0)?),
-                    number: r.get(1)?,
-                    role: Role::parse(&role).unwrap_or(Role::User),
-                    folded: crate::text::fold(&content).into(),
-                    content: content.into(),
-                    tokens: r.get(4)?,
-                    at: r.get(5)?,
-                    embedding: blob.map(|b| decode_vector(&b)),
-                })
+                let mut e = Entry::new(
+                    r.get(1)?,
+                    Role::parse(&role).unwrap_or(Role::User),
+                    content.into(),
+                    r.get(4)?,
+                    Arc::from(r.get::<_, String>(0)?),
+                    r.get(5)?,
+                );
+                e.embedding = blob.map(|b| decode_vector(&b));
+                Ok(e)
             })
             .map_err(|e| self.err(e))?;
         for row in rows {

@@ -5,10 +5,35 @@
 /// form in which `expect` phrases are matched against a context.
 pub fn fold(text: &str) -> String {
     let mut out = String::with_capacity(text.len());
+    fold_into(text, &mut out);
+    out
+}
+
+/// [`fold`], appended to `out` (which must be empty or end in a folded text).
+pub fn fold_into(text: &str, out: &mut String) {
+    let base = out.len();
     let mut space = false;
+    if text.is_ascii() {
+        // Bytes, not chars: most text is ASCII, and this runs for every
+        // message and every phrase matched.
+        let mut bytes = std::mem::take(out).into_bytes();
+        for &b in text.as_bytes() {
+            if matches!(b, b' ' | b'\t'..=b'\r') {
+                space = bytes.len() > base;
+            } else {
+                if space {
+                    bytes.push(b' ');
+                    space = false;
+                }
+                bytes.push(b.to_ascii_lowercase());
+            }
+        }
+        *out = String::from_utf8(bytes).expect("ASCII stays ASCII");
+        return;
+    }
     for c in text.chars() {
         if c.is_whitespace() {
-            space = !out.is_empty();
+            space = out.len() > base;
         } else {
             if space {
                 out.push(' ');
@@ -17,7 +42,6 @@ pub fn fold(text: &str) -> String {
             out.extend(c.to_lowercase());
         }
     }
-    out
 }
 
 /// Words that carry no content (kept sorted and distinct).
@@ -224,20 +248,57 @@ pub fn for_each_content_word(text: &str, mut f: impl FnMut(&str)) {
 /// written, for messages meant for people.
 pub fn for_each_content_word_as_written(text: &str, mut f: impl FnMut(&str, &str)) {
     let mut buf = String::new();
-    for raw in text.split(|c: char| !c.is_alphanumeric()) {
-        if raw.is_empty() {
-            continue;
+    for_each_raw_word(text, |raw| {
+        if let Some(w) = content_word(raw, &mut buf) {
+            f(stem(w), w);
         }
-        buf.clear();
-        buf.extend(raw.chars().flat_map(char::to_lowercase));
-        if buf.chars().count() < 2 && !buf.chars().all(|c| c.is_ascii_digit()) {
-            continue;
+    });
+}
+
+/// Calls `f` with each maximal run of alphanumeric characters of `text`.
+pub fn for_each_raw_word<'t>(text: &'t str, mut f: impl FnMut(&'t str)) {
+    if text.is_ascii() {
+        // Bytes, not chars: most text is ASCII.
+        let bytes = text.as_bytes();
+        let mut start = None;
+        for (i, b) in bytes.iter().enumerate() {
+            match (b.is_ascii_alphanumeric(), start) {
+                (true, None) => start = Some(i),
+                (false, Some(s)) => {
+                    f(&text[s..i]);
+                    start = None;
+                }
+                _ => {}
+            }
         }
-        if is_stopword(&buf) {
-            continue;
+        if let Some(s) = start {
+            f(&text[s..]);
         }
-        f(stem(&buf), &buf);
+        return;
     }
+    for raw in text.split(|c: char| !c.is_alphanumeric()) {
+        if !raw.is_empty() {
+            f(raw);
+        }
+    }
+}
+
+/// The lowercased form of a raw word (in `buf`) where it carries content:
+/// at least two characters (or a digit) and no stopword.
+fn content_word<'b>(raw: &str, buf: &'b mut String) -> Option<&'b str> {
+    buf.clear();
+    let short = if raw.is_ascii() {
+        buf.push_str(raw);
+        buf.make_ascii_lowercase();
+        buf.len() < 2
+    } else {
+        buf.extend(raw.chars().flat_map(char::to_lowercase));
+        buf.chars().count() < 2
+    };
+    if short && !buf.chars().all(|c| c.is_ascii_digit()) || is_stopword(buf) {
+        return None;
+    }
+    Some(buf)
 }
 
 /// The distinct content words of `text`, in order of first appearance.
@@ -294,6 +355,74 @@ pub fn sentences(text: &str) -> Vec<&str> {
         out.push(s);
     }
     out
+}
+
+/// A content word of a text as the offline models compare words: its
+/// stemmed form hashed (FNV-1a; collisions among the few thousand words of
+/// a conversation are vanishingly unlikely), where its raw word starts, and
+/// whether that raw word looks like an entity in its sentence.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Word {
+    pub hash: u64,
+    /// Byte offset of its raw word in the text.
+    pub at: u32,
+    /// [`looks_like_entity`], with the sentence-initial word of each of
+    /// [`sentences`] as initial.
+    pub entity: bool,
+}
+
+/// A text read once for the offline models (embedder, keyword index,
+/// summarizer, responder): its content words and sentences, so that a
+/// message is never read again however often it is embedded, summarized
+/// or cited.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Analysis {
+    /// Every content word, in order of appearance.
+    pub words: Vec<Word>,
+    /// [`sentences`] of the text, as byte ranges.
+    pub sentences: Vec<std::ops::Range<u32>>,
+    /// The sentences a reply can cite: [`sentences`] of each line once its
+    /// leading `- ` list marks are dropped.
+    pub cited: Vec<std::ops::Range<u32>>,
+}
+
+impl Analysis {
+    pub fn new(text: &str) -> Analysis {
+        let offset = |s: &str| (s.as_ptr() as usize - text.as_ptr() as usize) as u32;
+        let range = |s: &str| offset(s)..offset(s) + s.len() as u32;
+        let mut a = Analysis::default();
+        let mut buf = String::new();
+        for s in sentences(text) {
+            a.sentences.push(range(s));
+            let mut initial = true;
+            for_each_raw_word(s, |raw| {
+                let entity = looks_like_entity(raw, initial);
+                initial = false;
+                if let Some(w) = content_word(raw, &mut buf) {
+                    a.words.push(Word {
+                        hash: crate::backend::offline::fnv1a(stem(w).as_bytes()),
+                        at: offset(raw),
+                        entity,
+                    });
+                }
+            });
+        }
+        for line in text.lines() {
+            a.cited.extend(
+                sentences(line.trim_start_matches("- "))
+                    .into_iter()
+                    .map(range),
+            );
+        }
+        a
+    }
+
+    /// The words whose raw word starts within `r`.
+    pub fn words_in(&self, r: &std::ops::Range<u32>) -> &[Word] {
+        let from = self.words.partition_point(|w| w.at < r.start);
+        let to = self.words.partition_point(|w| w.at < r.end);
+        &self.words[from..to]
+    }
 }
 
 /// Edit distance between two short strings (for suggestions only).

@@ -33,6 +33,20 @@ impl From<Role> for ChatRole {
 pub struct ChatMessage {
     pub role: ChatRole,
     pub content: Arc<str>,
+    /// The content as the offline models read it, where it was read
+    /// already (a transcript message's): not read again for every call
+    /// that cites it.
+    pub analysis: Option<Arc<crate::text::Analysis>>,
+}
+
+impl ChatMessage {
+    pub fn new(role: ChatRole, content: impl Into<Arc<str>>) -> ChatMessage {
+        ChatMessage {
+            role,
+            content: content.into(),
+            analysis: None,
+        }
+    }
 }
 
 #[derive(Debug, Clone, thiserror::Error)]
@@ -127,8 +141,32 @@ pub type Calls = Vec<CallRecord>;
 /// What to fold into a new summary.
 pub struct SummaryRequest<'a> {
     pub prior: Option<&'a str>,
-    pub messages: &'a [(Role, &'a str)],
+    pub messages: &'a [Covered<'a>],
     pub max_tokens: u32,
+}
+
+/// A message folded into a summary, as the transcript holds it.
+#[derive(Debug, Clone, Copy)]
+pub struct Covered<'a> {
+    pub role: Role,
+    pub content: &'a str,
+    /// Tokens of the content alone.
+    pub tokens: u32,
+    /// The content as the offline models read it (where already read).
+    pub analysis: Option<&'a crate::text::Analysis>,
+}
+
+impl<'a> Covered<'a> {
+    /// A message not read yet: its content is tokenized here, and the
+    /// offline models read it when they need it.
+    pub fn new(role: Role, content: &'a str, tok: &Tokenizer) -> Covered<'a> {
+        Covered {
+            role,
+            content,
+            tokens: tok.count(content),
+            analysis: None,
+        }
+    }
 }
 
 pub struct SummaryOutput {
@@ -150,6 +188,19 @@ pub trait Summarizer: Send + Sync {
 pub trait Embedder: Send + Sync {
     /// One unit-length vector per text.
     fn embed(&self, texts: &[&str], calls: &mut Calls) -> Result<Vec<Vec<f32>>, BackendError>;
+    /// Embeds one text already read into `analysis` (a transcript
+    /// message): by default as [`Embedder::embed`] does; an embedder that
+    /// reads words itself takes them from the analysis.
+    fn embed_read(
+        &self,
+        text: &str,
+        analysis: &crate::text::Analysis,
+        calls: &mut Calls,
+    ) -> Result<Vec<f32>, BackendError> {
+        let _ = analysis;
+        self.embed(&[text], calls)
+            .map(|mut v| v.pop().unwrap_or_default())
+    }
     /// Embeds `texts` ahead of need, in batches, so that later calls to
     /// [`Embedder::embed`] find them ready. Failures are left for those
     /// calls to meet (and record) again.
@@ -283,37 +334,152 @@ impl SummaryTemplate {
         Ok(SummaryTemplate(text.into()))
     }
 
-    pub fn render(&self, prior: Option<&str>, messages: &[(Role, &str)]) -> String {
+    pub fn render(&self, prior: Option<&str>, messages: &[Covered<'_>]) -> String {
         let mut conversation = String::new();
-        for (i, (role, content)) in messages.iter().enumerate() {
+        for (i, m) in messages.iter().enumerate() {
             if i > 0 {
                 conversation.push('\n');
             }
-            conversation.push_str(&role.as_str().to_uppercase());
+            conversation.push_str(role_label(m.role));
             conversation.push_str(": ");
-            conversation.push_str(content);
+            conversation.push_str(m.content);
         }
+        let mut out = String::new();
+        self.fill(prior, &mut |part| match part {
+            Part::Text(t) => out.push_str(t),
+            Part::Conversation => out.push_str(&conversation),
+        });
+        out
+    }
+
+    /// Tokens of the rendered prompt, `tok.count(&self.render(prior,
+    /// messages))`, without tokenizing the covered messages again.
+    ///
+    /// The prompt's conversation is one `ROLE: content` line per message. A
+    /// space that follows a non-space character always starts a new piece
+    /// of every encoding's pre-split (a piece holds a space only as its
+    /// first character), and so does a letter after a newline; the BPE
+    /// merges only within pieces. So where the text before the
+    /// conversation ends in one newline after a non-space (as the
+    /// tutorial's does), the prompt's tokens are that text's plus each
+    /// line's, and a line's are its content's (known) plus what the role
+    /// label, the leading space and the trailing newline change at its two
+    /// ends, which only its first and last words decide. A content with no
+    /// inner space is counted whole, one ending in whitespace together
+    /// with the line after it (what follows can change how its end
+    /// splits), and another template's prompt whole. A test checks this
+    /// against the rendered prompt in every encoding.
+    pub fn count(&self, prior: Option<&str>, messages: &[Covered<'_>], tok: &Tokenizer) -> u32 {
+        let mut parts: Vec<String> = vec![String::new()];
+        self.fill(prior, &mut |part| match part {
+            Part::Text(t) => parts.last_mut().expect("one part at least").push_str(t),
+            Part::Conversation => parts.push(String::new()),
+        });
+        let whole = || tok.count(&self.render(prior, messages));
+        let [before, after] = &parts[..] else {
+            return whole();
+        };
+        if messages.is_empty() {
+            return whole();
+        }
+        let ends_cleanly = before
+            .strip_suffix('\n')
+            .is_some_and(|b| b.chars().next_back().is_some_and(|c| !c.is_whitespace()));
+        if !before.is_empty() && !ends_cleanly {
+            return whole();
+        }
+        let mut total = tok.count(before);
+        // Lines whose content ends in whitespace, with the line after them:
+        // what follows can change how such an end splits, so they are
+        // counted together.
+        let mut group = String::new();
+        for (i, m) in messages.iter().enumerate() {
+            let suffix = if i + 1 == messages.len() { after } else { "\n" };
+            let clean = !m.content.ends_with(char::is_whitespace);
+            if group.is_empty() && clean {
+                total += line_tokens(m, suffix, tok);
+                continue;
+            }
+            group.push_str(role_label(m.role));
+            group.push_str(": ");
+            group.push_str(m.content);
+            group.push_str(suffix);
+            if clean || i + 1 == messages.len() {
+                total += tok.count(&group);
+                group.clear();
+            }
+        }
+        total
+    }
+
+    /// Walks the template, handing out its text with the prior summary in
+    /// place, and where the conversation goes. One pass, so that a
+    /// placeholder inside a value is left as written.
+    fn fill(&self, prior: Option<&str>, out: &mut dyn FnMut(Part<'_>)) {
         let block = prior.map_or(String::new(), |p| format!("Prior summary:\n{p}\n\n"));
-        // One pass, so that a placeholder inside a message is left as written.
-        let mut out = String::with_capacity(self.0.len() + conversation.len() + block.len());
         let mut rest = &*self.0;
         while let Some(i) = rest.find('{') {
-            out.push_str(&rest[..i]);
+            out(Part::Text(&rest[..i]));
             rest = &rest[i..];
-            let (value, len) = if rest.starts_with("{prior_summary}") {
-                (block.as_str(), "{prior_summary}".len())
+            let len = if rest.starts_with("{prior_summary}") {
+                out(Part::Text(&block));
+                "{prior_summary}".len()
             } else if rest.starts_with("{summary}") {
-                (prior.unwrap_or(""), "{summary}".len())
+                out(Part::Text(prior.unwrap_or("")));
+                "{summary}".len()
             } else if rest.starts_with("{conversation}") {
-                (conversation.as_str(), "{conversation}".len())
+                out(Part::Conversation);
+                "{conversation}".len()
             } else {
-                ("{", 1)
+                out(Part::Text("{"));
+                1
             };
-            out.push_str(value);
             rest = &rest[len..];
         }
-        out.push_str(rest);
-        out
+        out(Part::Text(rest));
+    }
+}
+
+enum Part<'a> {
+    Text(&'a str),
+    Conversation,
+}
+
+/// A role as the summarization prompt labels it.
+fn role_label(role: Role) -> &'static str {
+    match role {
+        Role::User => "USER",
+        Role::Assistant => "ASSISTANT",
+    }
+}
+
+/// Tokens of `ROLE: content` followed by `suffix`, at the end of a text
+/// or, for a content that does not end in whitespace, before a letter
+/// (see [`SummaryTemplate::count`]).
+fn line_tokens(m: &Covered<'_>, suffix: &str, tok: &Tokenizer) -> u32 {
+    let c = m.content;
+    let label = role_label(m.role);
+    // Where a space follows a non-space: a piece starts there.
+    let starts = |i: &usize| {
+        c.as_bytes()[*i] == b' '
+            && c[..*i]
+                .chars()
+                .next_back()
+                .is_some_and(|p| !p.is_whitespace())
+    };
+    let first = (1..c.len()).find(starts);
+    let last = (1..c.len()).rev().find(starts);
+    match (first, last) {
+        (Some(first), Some(last)) => {
+            let (head, tail) = (&c[..first], &c[last..]);
+            // The content's own pieces, with the first one after a space
+            // and the last one before the suffix.
+            let with = tok.count(&format!("{label}:"))
+                + tok.count(&format!(" {head}"))
+                + tok.count(&format!("{tail}{suffix}"));
+            with + m.tokens - tok.count(head) - tok.count(tail)
+        }
+        _ => tok.count(&format!("{label}: {c}{suffix}")),
     }
 }
 
@@ -323,7 +489,11 @@ mod tests {
 
     #[test]
     fn the_default_template_is_the_tutorials_prompt() {
-        let msgs = [(Role::User, "I'm Ana."), (Role::Assistant, "Hello Ana!")];
+        let tok = Tokenizer::by_encoding("o200k_base").unwrap();
+        let msgs = [
+            Covered::new(Role::User, "I'm Ana.", &tok),
+            Covered::new(Role::Assistant, "Hello Ana!", &tok),
+        ];
         let want = "Prior summary:\nAna uses dbt.\n\nPlease summarize the following conversation segment.\n\
                     Capture: the user's identity/role (if mentioned), their primary goals,\n\
                     key facts they've shared, decisions made, and any open questions.\n\
@@ -338,11 +508,97 @@ mod tests {
     fn a_template_places_each_part_once() {
         let t = SummaryTemplate::parse("[{summary}] {conversation} {unknown}").unwrap();
         // A placeholder inside a message is left as written.
-        let msgs = [(Role::User, "say {summary} please")];
+        let tok = Tokenizer::by_encoding("o200k_base").unwrap();
+        let msgs = [Covered::new(Role::User, "say {summary} please", &tok)];
         assert_eq!(
             t.render(Some("S"), &msgs),
             "[S] USER: say {summary} please {unknown}"
         );
         assert!(SummaryTemplate::parse("no conversation").is_err());
+    }
+    #[test]
+    fn the_prompt_is_counted_exactly_without_tokenizing_it_whole() {
+        let s = crate::scenario::generate::scenario(&crate::scenario::generate::GenerateOptions {
+            name: "count".into(),
+            messages: 300,
+            facts: 8,
+            sessions: 2,
+            every: 50,
+            seed: 7,
+        })
+        .unwrap();
+        let mut texts: Vec<&str> = s
+            .messages
+            .iter()
+            .filter_map(|m| m.content.as_deref())
+            .collect();
+        // Every shape of edge a content can have.
+        texts.extend([
+            "",
+            " ",
+            "a",
+            "word",
+            "ends with a space ",
+            "ends with a newline\n",
+            " leading space",
+            "\nleading newline",
+            "two  spaces  inside",
+            "tab\tinside and at the end\t",
+            "A question?",
+            "Ellipsis...",
+            "numbers 123 4567 89",
+            "12345",
+            "emoji \u{1f389} party \u{1f389}",
+            "\u{65e5}\u{672c}\u{8a9e}\u{306e}\u{30c6}\u{30ad}\u{30b9}\u{30c8}",
+            "mixed \u{65e5}\u{672c} \u{8a9e} text",
+            "line one.\nline two.",
+            "trailing dot. ",
+            "CAPS LOCK TEXT",
+            "x  ",
+            "- list item\n- another",
+            "quote \"here\"",
+            "it's 'quoted'",
+            "multiple\n\nnewlines here",
+            "ends with a colon:",
+            "a b",
+            "url https://x.y/z?q=1 end",
+            "  ",
+            "\u{a0}non-breaking\u{a0}space end",
+            "ends with nbsp\u{a0}",
+            "'s 're 've",
+            "punctuation !!! ??? ... end!!!",
+            "\r\nwindows\r\nlines\r\n",
+        ]);
+        let prior = "- user: Ana uses dbt.\n- assistant: Noted, Ana.";
+        let odd = SummaryTemplate::parse("Summarize: {conversation} -- {summary}").unwrap();
+        let spaced = SummaryTemplate::parse("Conversation: \n{conversation}\n").unwrap();
+        for enc in crate::tokens::ENCODINGS {
+            let tok = Tokenizer::by_encoding(enc).unwrap();
+            for size in [1, 2, 7] {
+                for (i, chunk) in texts.chunks(size).enumerate() {
+                    let covered: Vec<Covered<'_>> = chunk
+                        .iter()
+                        .enumerate()
+                        .map(|(j, c)| {
+                            let role = if (i + j) % 2 == 0 {
+                                Role::User
+                            } else {
+                                Role::Assistant
+                            };
+                            Covered::new(role, c, &tok)
+                        })
+                        .collect();
+                    let prior = (i % 2 == 1).then_some(prior);
+                    for t in [&SummaryTemplate::default(), &odd, &spaced] {
+                        assert_eq!(
+                            t.count(prior, &covered, &tok),
+                            tok.count(&t.render(prior, &covered)),
+                            "{enc}, template {:?}: {chunk:?}",
+                            t.0
+                        );
+                    }
+                }
+            }
+        }
     }
 }

@@ -17,8 +17,8 @@ use super::{
 };
 use crate::scenario::Role;
 use crate::text::{
-    content_words, for_each_content_word, for_each_content_word_as_written, looks_like_entity,
-    sentences,
+    Analysis, content_words, for_each_content_word, for_each_content_word_as_written,
+    looks_like_entity,
 };
 use crate::tokens::{MESSAGE_OVERHEAD, REPLY_PRIMING, Tokenizer};
 
@@ -51,6 +51,17 @@ struct Candidate<'a> {
     /// Prior-summary sentences weigh a little less than fresh ones, so that
     /// under a fixed budget the oldest material gives way first.
     weight: f64,
+    /// Its distinct content words, by hash, and whether each is an entity.
+    words: Vec<(u64, bool)>,
+}
+
+/// Adds a content word to a candidate's distinct words.
+fn add_word(words: &mut Vec<(u64, bool)>, hash: u64, entity: bool) {
+    if let Some(e) = words.iter_mut().find(|(x, _)| *x == hash) {
+        e.1 |= entity;
+    } else {
+        words.push((hash, entity));
+    }
 }
 
 pub struct ExtractiveSummarizer {
@@ -73,21 +84,46 @@ impl ExtractiveSummarizer {
                 };
                 if !text.is_empty() {
                     let base = if role == "assistant" { 0.6 } else { 1.0 };
+                    // Its words, read here: a summary's lines are no
+                    // message's sentences.
+                    let mut words = Vec::new();
+                    let mut initial = true;
+                    crate::text::for_each_raw_word(text, |raw| {
+                        let entity = looks_like_entity(raw, initial);
+                        initial = false;
+                        for_each_content_word(raw, |w| {
+                            add_word(&mut words, fnv1a(w.as_bytes()), entity)
+                        });
+                    });
                     out.push(Candidate {
                         role,
                         text,
                         weight: 0.9 * base,
+                        words,
                     });
                 }
             }
         }
-        for (role, content) in req.messages {
-            for s in sentences(content) {
+        for m in req.messages {
+            let read;
+            let a = match m.analysis {
+                Some(a) => a,
+                None => {
+                    read = Analysis::new(m.content);
+                    &read
+                }
+            };
+            for r in &a.sentences {
+                let mut words = Vec::new();
+                for w in a.words_in(r) {
+                    add_word(&mut words, w.hash, w.entity);
+                }
                 out.push(Candidate {
-                    role: role.as_str(),
-                    text: s,
+                    role: m.role.as_str(),
+                    text: &m.content[r.start as usize..r.end as usize],
                     // Users state the facts; assistants mostly restate them.
-                    weight: if *role == Role::User { 1.0 } else { 0.6 },
+                    weight: if m.role == Role::User { 1.0 } else { 0.6 },
+                    words,
                 });
             }
         }
@@ -99,42 +135,17 @@ impl ExtractiveSummarizer {
 /// and numbers twice, normalized by length so dense sentences win; 0 for
 /// filler.
 fn scores(cands: &[Candidate<'_>]) -> Vec<f64> {
-    // Words by their 64-bit hash: no string per word (collisions between a
-    // few hundred words are vanishingly unlikely).
-    let words: Vec<Vec<(u64, bool)>> = cands
-        .iter()
-        .map(|c| {
-            let mut ws: Vec<(u64, bool)> = Vec::new();
-            let mut initial = true;
-            for raw in c.text.split(|ch: char| !ch.is_alphanumeric()) {
-                if raw.is_empty() {
-                    continue;
-                }
-                let entity = looks_like_entity(raw, initial);
-                initial = false;
-                for_each_content_word(raw, |w| {
-                    let h = fnv1a(w.as_bytes());
-                    if let Some(e) = ws.iter_mut().find(|(x, _)| *x == h) {
-                        e.1 |= entity;
-                    } else {
-                        ws.push((h, entity));
-                    }
-                });
-            }
-            ws
-        })
-        .collect();
     let mut df: HashMap<u64, u32> = HashMap::new();
-    for ws in &words {
-        for (w, _) in ws {
+    for c in cands {
+        for (w, _) in &c.words {
             *df.entry(*w).or_default() += 1;
         }
     }
     let n = cands.len() as f64;
     cands
         .iter()
-        .zip(&words)
-        .map(|(c, ws)| {
+        .map(|c| {
+            let ws = &c.words;
             // Filler ("Okay.", "How can I help?") is never worth a place.
             if ws.len() < 2 && !ws.iter().any(|(_, entity)| *entity) {
                 return 0.0;
@@ -216,9 +227,10 @@ impl Summarizer for ExtractiveSummarizer {
             text = render(&cands, &keep);
             tokens = tok.count(&text);
         }
-        let prompt = self.template.render(req.prior, req.messages);
         Ok(SummaryOutput {
-            input_tokens: tok.count(&prompt) + MESSAGE_OVERHEAD + REPLY_PRIMING,
+            input_tokens: self.template.count(req.prior, req.messages, tok)
+                + MESSAGE_OVERHEAD
+                + REPLY_PRIMING,
             output_tokens: tokens,
             text,
         })
@@ -243,14 +255,20 @@ pub fn fnv1a(bytes: &[u8]) -> u64 {
 
 impl HashingEmbedder {
     pub fn embed_one(&self, text: &str) -> Vec<f32> {
+        let mut hashes = Vec::new();
+        for_each_content_word(text, |w| hashes.push(fnv1a(w.as_bytes())));
+        self.embed_words(hashes)
+    }
+
+    /// The vector of a text's content words (their hashes, in order).
+    fn embed_words(&self, hashes: impl IntoIterator<Item = u64>) -> Vec<f32> {
         let mut tf: Vec<(u64, u32)> = Vec::new();
-        for_each_content_word(text, |w| {
-            let h = fnv1a(w.as_bytes());
+        for h in hashes {
             match tf.iter_mut().find(|(x, _)| *x == h) {
                 Some(e) => e.1 += 1,
                 None => tf.push((h, 1)),
             }
-        });
+        }
         let mut v = vec![0f32; self.dim];
         for (h, n) in tf {
             let sign = if h >> 63 == 1 { -1.0 } else { 1.0 };
@@ -267,6 +285,15 @@ impl HashingEmbedder {
 impl Embedder for HashingEmbedder {
     fn embed(&self, texts: &[&str], _: &mut Calls) -> Result<Vec<Vec<f32>>, BackendError> {
         Ok(texts.iter().map(|t| self.embed_one(t)).collect())
+    }
+
+    fn embed_read(
+        &self,
+        _: &str,
+        analysis: &Analysis,
+        _: &mut Calls,
+    ) -> Result<Vec<f32>, BackendError> {
+        Ok(self.embed_words(analysis.words.iter().map(|w| w.hash)))
     }
 
     fn dim(&self) -> usize {
@@ -367,6 +394,7 @@ impl Responder for ExtractiveResponder {
         _: &mut Calls,
     ) -> Result<String, BackendError> {
         let q = content_words(query);
+        let q_hashes: Vec<u64> = q.iter().map(|w| fnv1a(w.as_bytes())).collect();
         let mut best: Option<(usize, &str)> = None;
         // Skip the system prompt and the question itself; prefer the latest
         // sentence on ties, as a chatbot refers to the freshest statement.
@@ -376,25 +404,32 @@ impl Responder for ExtractiveResponder {
             if i == 0 && m.role == ChatRole::System || i == last && m.role == ChatRole::User {
                 continue;
             }
-            for line in m.content.lines() {
-                let line = line.trim_start_matches("- ");
+            // A transcript message was read on arrival; anything else (the
+            // retrieved block) is read here.
+            let read;
+            let a = match &m.analysis {
+                Some(a) => &**a,
+                None => {
+                    read = Analysis::new(&m.content);
+                    &read
+                }
+            };
+            for r in &a.cited {
+                let s = &m.content[r.start as usize..r.end as usize];
                 // Questions state nothing: an answer cites statements.
-                for s in sentences(line)
-                    .into_iter()
-                    .filter(|s| !s.trim_end().ends_with('?'))
-                {
-                    // Distinct question words the sentence holds (no allocation
-                    // per sentence: this runs over every sentence of a context).
-                    hit.fill(false);
-                    for_each_content_word(s, |w| {
-                        if let Some(i) = q.iter().position(|x| x == w) {
-                            hit[i] = true;
-                        }
-                    });
-                    let overlap = hit.iter().filter(|h| **h).count();
-                    if overlap > 0 && best.is_none_or(|(b, _)| overlap >= b) {
-                        best = Some((overlap, s));
+                if s.ends_with('?') {
+                    continue;
+                }
+                // Distinct question words the sentence holds.
+                hit.fill(false);
+                for w in a.words_in(r) {
+                    if let Some(i) = q_hashes.iter().position(|&x| x == w.hash) {
+                        hit[i] = true;
                     }
+                }
+                let overlap = hit.iter().filter(|h| **h).count();
+                if overlap > 0 && best.is_none_or(|(b, _)| overlap >= b) {
+                    best = Some((overlap, s));
                 }
             }
         }
@@ -415,6 +450,7 @@ impl Responder for ExtractiveResponder {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::backend::Covered;
 
     fn tok() -> Tokenizer {
         Tokenizer::by_encoding("o200k_base").unwrap()
@@ -422,17 +458,20 @@ mod tests {
 
     #[test]
     fn summary_fits_budget_and_keeps_informative_sentences_verbatim() {
+        let t = tok();
         let msgs = [
-            (
+            Covered::new(
                 Role::User,
                 "Hi there. I'm Ana Torres and our warehouse is Redshift.",
+                &t,
             ),
-            (Role::Assistant, "Hello! How can I help?"),
-            (
+            Covered::new(Role::Assistant, "Hello! How can I help?", &t),
+            Covered::new(
                 Role::User,
                 "Okay. Our dbt model fct_orders fans out after the join on customer_id.",
+                &t,
             ),
-            (Role::Assistant, "Thanks, that makes sense."),
+            Covered::new(Role::Assistant, "Thanks, that makes sense.", &t),
         ];
         let out = ExtractiveSummarizer {
             template: Default::default(),
@@ -462,7 +501,7 @@ mod tests {
         let mut summary: Option<String> = None;
         for i in 0..30 {
             let text = format!("Fact number {i}: project Z{i} ships on day {i} in Berlin{i}.");
-            let msgs = [(Role::User, text.as_str())];
+            let msgs = [Covered::new(Role::User, text.as_str(), &t)];
             let out = ExtractiveSummarizer {
                 template: Default::default(),
             }
@@ -513,18 +552,9 @@ mod tests {
     #[test]
     fn responder_cites_the_closest_sentence() {
         let call = [
-            ChatMessage {
-                role: ChatRole::System,
-                content: "You are helpful.".into(),
-            },
-            ChatMessage {
-                role: ChatRole::User,
-                content: "My dog is called Biscuit. I like tea.".into(),
-            },
-            ChatMessage {
-                role: ChatRole::User,
-                content: "What is my dog called?".into(),
-            },
+            ChatMessage::new(ChatRole::System, "You are helpful."),
+            ChatMessage::new(ChatRole::User, "My dog is called Biscuit. I like tea."),
+            ChatMessage::new(ChatRole::User, "What is my dog called?"),
         ];
         let r = ExtractiveResponder
             .reply(

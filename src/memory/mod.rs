@@ -19,6 +19,7 @@ use crate::backend::{Backend, Calls, ChatMessage, ChatRole};
 use crate::clock::Millis;
 use crate::config::Config;
 use crate::scenario::Role;
+use crate::text::{Analysis, fold};
 use crate::tokens::{MESSAGE_OVERHEAD, REPLY_PRIMING, Tokenizer};
 
 pub use parts::SummaryState;
@@ -42,6 +43,33 @@ pub struct Entry {
     pub owner: Arc<str>,
     pub embedding: Option<Arc<[f32]>>,
     pub at: Option<Millis>,
+    /// The content as the offline models read it (read once, on arrival).
+    pub analysis: Arc<Analysis>,
+}
+
+impl Entry {
+    /// A message read once: folded for recall matching and analysed for the
+    /// offline models. Not embedded yet.
+    pub fn new(
+        number: u32,
+        role: Role,
+        content: Arc<str>,
+        tokens: u32,
+        owner: Arc<str>,
+        at: Option<Millis>,
+    ) -> Entry {
+        Entry {
+            number,
+            role,
+            folded: fold(&content).into(),
+            analysis: Arc::new(Analysis::new(&content)),
+            content,
+            tokens,
+            owner,
+            embedding: None,
+            at,
+        }
+    }
 }
 
 /// A user's messages with running token sums, so that the tokens of any
@@ -129,6 +157,7 @@ pub struct Item {
     pub owner: Arc<str>,
     pub content: Arc<str>,
     pub folded: Arc<str>,
+    pub analysis: Arc<Analysis>,
     /// Similarity (or keyword score) for retrieved items.
     pub score: Option<f32>,
     pub via: Option<Via>,
@@ -147,6 +176,7 @@ impl Item {
             owner: e.owner.clone(),
             content: e.content.clone(),
             folded: e.folded.clone(),
+            analysis: e.analysis.clone(),
             score,
             via,
             line_tokens: 0,
@@ -194,19 +224,17 @@ impl Context {
             Some(s) => format!("{system_prompt}{SUMMARY_HEADER}{}", s.text),
             None => system_prompt.to_string(),
         };
-        out.push(ChatMessage {
-            role: ChatRole::System,
-            content: system.into(),
-        });
+        out.push(ChatMessage::new(ChatRole::System, system));
         if !self.retrieved.is_empty() {
-            out.push(ChatMessage {
-                role: ChatRole::System,
-                content: retrieved_block(&self.retrieved).into(),
-            });
+            out.push(ChatMessage::new(
+                ChatRole::System,
+                retrieved_block(&self.retrieved),
+            ));
         }
         out.extend(self.buffer.iter().map(|i| ChatMessage {
             role: i.role.into(),
             content: i.content.clone(),
+            analysis: Some(i.analysis.clone()),
         }));
         out
     }
@@ -393,13 +421,20 @@ pub struct Env<'a> {
 impl Env<'_> {
     /// Embeds one text, counting its tokens. A failed call (recorded in
     /// `calls`) gives an empty vector, which matches nothing.
-    pub fn embed(&mut self, text: &str, tokens: u32) -> Arc<[f32]> {
+    pub fn embed(&mut self, text: &str, analysis: Option<&Analysis>, tokens: u32) -> Arc<[f32]> {
         let start = std::time::Instant::now();
         self.usage.embedding_tokens += u64::from(tokens);
-        let v = self.backend.embedder.embed(&[text], &mut self.calls);
+        let v = match analysis {
+            Some(a) => self.backend.embedder.embed_read(text, a, &mut self.calls),
+            None => self
+                .backend
+                .embedder
+                .embed(&[text], &mut self.calls)
+                .map(|mut v| v.pop().unwrap_or_default()),
+        };
         self.times.record(Stage::Embed, start);
         match v {
-            Ok(mut v) => v.pop().unwrap_or_default().into(),
+            Ok(v) => v.into(),
             Err(_) => Arc::from([]),
         }
     }

@@ -5,9 +5,8 @@
 use std::sync::Arc;
 
 use super::{Env, Item, Query, Section, Transcript, Via};
-use crate::backend::SummaryRequest;
+use crate::backend::{Covered, SummaryRequest};
 use crate::index::{KeywordIndex, VectorIndex};
-use crate::scenario::Role;
 use crate::tokens::REPLY_PRIMING;
 
 /// A summary written by a strategy.
@@ -60,9 +59,14 @@ impl Summarizing {
             return;
         }
         let to = from + split;
-        let folded: Vec<(Role, &str)> = t.entries()[from..to]
+        let folded: Vec<Covered<'_>> = t.entries()[from..to]
             .iter()
-            .map(|e| (e.role, &*e.content))
+            .map(|e| Covered {
+                role: e.role,
+                content: &e.content,
+                tokens: e.tokens,
+                analysis: Some(&e.analysis),
+            })
             .collect();
         let start = std::time::Instant::now();
         let out = env.backend.summarizer.summarize(
@@ -190,7 +194,7 @@ impl Retrieval {
         }
         let q = match &query.embedding {
             Some(e) => e.clone(),
-            None => env.embed(query.text, env.tok.count(query.text)),
+            None => env.embed(query.text, None, env.tok.count(query.text)),
         };
         let mut line = String::new();
         let mut item = |h: crate::index::Hit, via| {

@@ -2,7 +2,6 @@ use super::*;
 use crate::backend::offline;
 use crate::config;
 use crate::store::Store;
-use crate::text::fold;
 use rand::{RngExt, SeedableRng};
 
 struct Fixture {
@@ -43,20 +42,14 @@ impl Fixture {
 
     fn entry(&self, env: &mut Env<'_>, number: u32, text: &str, embed: bool) -> Entry {
         let tokens = self.tok.count(text);
-        Entry {
-            number,
-            role: if number % 2 == 1 {
-                Role::User
-            } else {
-                Role::Assistant
-            },
-            content: text.into(),
-            folded: fold(text).into(),
-            tokens,
-            owner: "u".into(),
-            embedding: embed.then(|| env.embed(text, tokens)),
-            at: None,
-        }
+        let role = if number % 2 == 1 {
+            Role::User
+        } else {
+            Role::Assistant
+        };
+        let mut e = Entry::new(number, role, text.into(), tokens, "u".into(), None);
+        e.embedding = embed.then(|| env.embed(text, Some(&e.analysis), tokens));
+        e
     }
 }
 
@@ -237,16 +230,14 @@ fn invariants_hold_on_random_conversations() {
 fn fitting_suffix_matches_the_sliding_rule() {
     let mut t = Transcript::new();
     for (i, tokens) in [5u32, 40, 7, 100, 3, 3, 60].into_iter().enumerate() {
-        t.push(Entry {
-            number: i as u32 + 1,
-            role: Role::User,
-            content: "x".into(),
-            folded: "x".into(),
+        t.push(Entry::new(
+            i as u32 + 1,
+            Role::User,
+            "x".into(),
             tokens,
-            owner: "u".into(),
-            embedding: None,
-            at: None,
-        });
+            "u".into(),
+            None,
+        ));
     }
     assert_eq!(t.suffix_tokens(4), 6 + 6 + 63);
     assert_eq!(t.fitting_suffix(75), 4);
