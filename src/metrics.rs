@@ -9,50 +9,68 @@ use crate::scenario::{Fact, Scenario};
 use crate::text::fold;
 
 /// The text a strategy adds to a call (summary, retrieved, buffered), each
-/// part folded and kept apart by newlines so no phrase matches across two.
-pub struct ContextText {
-    text: String,
-    /// (start offset, message number) of each retrieved or buffered item.
-    spans: Vec<(usize, u32)>,
+/// part folded and kept apart by newlines so no phrase matches across two:
+/// offsets are those of the parts laid end to end, each followed by a
+/// newline, but the parts are searched where they are, not copied.
+pub struct ContextText<'a> {
+    summary: Option<String>,
+    /// Each retrieved or buffered item's folded text and message number.
+    items: Vec<(&'a str, u32)>,
+    len: usize,
 }
 
-impl ContextText {
-    pub fn new(ctx: &Context) -> ContextText {
-        let mut text = String::new();
-        let mut spans = Vec::with_capacity(ctx.retrieved.len() + ctx.buffer.len());
-        if let Some(s) = &ctx.summary {
-            text.push_str(&fold(&s.text));
-            text.push('\n');
+impl<'a> ContextText<'a> {
+    pub fn new(ctx: &'a Context) -> ContextText<'a> {
+        let summary = ctx.summary.as_ref().map(|s| fold(&s.text));
+        let items: Vec<(&str, u32)> = ctx.items().map(|i| (i.read.folded(), i.number)).collect();
+        let len = summary.as_ref().map_or(0, |s| s.len() + 1)
+            + items.iter().map(|(t, _)| t.len() + 1).sum::<usize>();
+        ContextText {
+            summary,
+            items,
+            len,
         }
-        for item in ctx.items() {
-            spans.push((text.len(), item.number));
-            text.push_str(&item.folded);
-            text.push('\n');
-        }
-        ContextText { text, spans }
+    }
+
+    /// The parts with their offsets, and the message number of each item.
+    fn parts(&self) -> impl Iterator<Item = (usize, &str, Option<u32>)> {
+        let summary = self.summary.as_deref().map(|s| (s, None));
+        let items = self.items.iter().map(|&(t, n)| (t, Some(n)));
+        summary.into_iter().chain(items).scan(0, |at, (t, n)| {
+            let start = *at;
+            *at += t.len() + 1;
+            Some((start, t, n))
+        })
     }
 
     /// Offset of the first evidence of `fact`, if the context holds it.
     pub fn find(&self, fact: &Fact) -> Option<usize> {
         if fact.expect.is_empty() {
-            self.spans
-                .iter()
-                .find(|(_, n)| fact.planted_by.contains(n))
-                .map(|&(off, _)| off)
+            self.parts()
+                .find(|(_, _, n)| n.is_some_and(|n| fact.planted_by.contains(&n)))
+                .map(|(off, _, _)| off)
         } else {
             fact.expect
                 .iter()
-                .filter_map(|p| self.text.find(&fold(p)))
+                .filter_map(|p| {
+                    let p = fold(p);
+                    if p.is_empty() {
+                        return Some(0);
+                    }
+                    // A folded phrase holds no newline: it lies within one part.
+                    self.parts()
+                        .find_map(|(off, t, _)| t.find(&p).map(|i| off + i))
+                })
                 .min()
         }
     }
 
     pub fn len(&self) -> usize {
-        self.text.len()
+        self.len
     }
 
     pub fn is_empty(&self) -> bool {
-        self.text.is_empty()
+        self.len == 0
     }
 }
 

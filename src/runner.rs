@@ -1011,7 +1011,7 @@ impl<'a> Job<'a> {
         let embedding = self
             .strategy
             .needs_embeddings()
-            .then(|| self.env.embed(&content, Some(&entry.analysis), tokens));
+            .then(|| self.env.embed(&content, Some(entry.read.analysis()), tokens));
         entry.embedding = embedding.clone();
         self.transcript.push(entry);
         self.last_call = None;

@@ -425,6 +425,48 @@ impl Analysis {
     }
 }
 
+/// A message's content with what recall matching and the offline models
+/// read from it, each read at its first need and kept: a message nobody
+/// asks about is never read, and one cited in a hundred contexts is read
+/// once.
+#[derive(Debug)]
+pub struct Reading {
+    content: std::sync::Arc<str>,
+    folded: std::sync::OnceLock<Box<str>>,
+    analysis: std::sync::OnceLock<Analysis>,
+}
+
+/// What is read follows from the content alone.
+impl PartialEq for Reading {
+    fn eq(&self, other: &Reading) -> bool {
+        self.content == other.content
+    }
+}
+
+impl Reading {
+    pub fn new(content: std::sync::Arc<str>) -> Reading {
+        Reading {
+            content,
+            folded: Default::default(),
+            analysis: Default::default(),
+        }
+    }
+
+    pub fn content(&self) -> &str {
+        &self.content
+    }
+
+    /// [`fold`] of the content.
+    pub fn folded(&self) -> &str {
+        self.folded.get_or_init(|| fold(&self.content).into())
+    }
+
+    /// [`Analysis`] of the content.
+    pub fn analysis(&self) -> &Analysis {
+        self.analysis.get_or_init(|| Analysis::new(&self.content))
+    }
+}
+
 /// Edit distance between two short strings (for suggestions only).
 fn levenshtein(a: &str, b: &str) -> usize {
     let b: Vec<char> = b.chars().collect();

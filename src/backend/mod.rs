@@ -33,10 +33,9 @@ impl From<Role> for ChatRole {
 pub struct ChatMessage {
     pub role: ChatRole,
     pub content: Arc<str>,
-    /// The content as the offline models read it, where it was read
-    /// already (a transcript message's): not read again for every call
-    /// that cites it.
-    pub analysis: Option<Arc<crate::text::Analysis>>,
+    /// What is read from the content, where the content is a transcript
+    /// message's: read once however many calls cite it.
+    pub read: Option<Arc<crate::text::Reading>>,
 }
 
 impl ChatMessage {
@@ -44,7 +43,7 @@ impl ChatMessage {
         ChatMessage {
             role,
             content: content.into(),
-            analysis: None,
+            read: None,
         }
     }
 }

@@ -406,12 +406,12 @@ impl Responder for ExtractiveResponder {
             }
             // A transcript message was read on arrival; anything else (the
             // retrieved block) is read here.
-            let read;
-            let a = match &m.analysis {
-                Some(a) => &**a,
+            let here;
+            let a = match &m.read {
+                Some(r) => r.analysis(),
                 None => {
-                    read = Analysis::new(&m.content);
-                    &read
+                    here = Analysis::new(&m.content);
+                    &here
                 }
             };
             for r in &a.cited {

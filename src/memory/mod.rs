@@ -19,7 +19,7 @@ use crate::backend::{Backend, Calls, ChatMessage, ChatRole};
 use crate::clock::Millis;
 use crate::config::Config;
 use crate::scenario::Role;
-use crate::text::{Analysis, fold};
+use crate::text::{Analysis, Reading};
 use crate::tokens::{MESSAGE_OVERHEAD, REPLY_PRIMING, Tokenizer};
 
 pub use parts::SummaryState;
@@ -35,21 +35,18 @@ pub struct Entry {
     pub number: u32,
     pub role: Role,
     pub content: Arc<str>,
-    /// `text::fold(content)`, kept for recall matching.
-    pub folded: Arc<str>,
     /// Tokens of the content alone (no overhead).
     pub tokens: u32,
     /// The user whose memory this message belongs to (from storage).
     pub owner: Arc<str>,
     pub embedding: Option<Arc<[f32]>>,
     pub at: Option<Millis>,
-    /// The content as the offline models read it (read once, on arrival).
-    pub analysis: Arc<Analysis>,
+    /// What is read from the content (folded, analysed), at first need.
+    pub read: Arc<Reading>,
 }
 
 impl Entry {
-    /// A message read once: folded for recall matching and analysed for the
-    /// offline models. Not embedded yet.
+    /// A message, not read nor embedded yet.
     pub fn new(
         number: u32,
         role: Role,
@@ -61,8 +58,7 @@ impl Entry {
         Entry {
             number,
             role,
-            folded: fold(&content).into(),
-            analysis: Arc::new(Analysis::new(&content)),
+            read: Arc::new(Reading::new(content.clone())),
             content,
             tokens,
             owner,
@@ -156,8 +152,7 @@ pub struct Item {
     pub role: Role,
     pub owner: Arc<str>,
     pub content: Arc<str>,
-    pub folded: Arc<str>,
-    pub analysis: Arc<Analysis>,
+    pub read: Arc<Reading>,
     /// Similarity (or keyword score) for retrieved items.
     pub score: Option<f32>,
     pub via: Option<Via>,
@@ -175,8 +170,7 @@ impl Item {
             role: e.role,
             owner: e.owner.clone(),
             content: e.content.clone(),
-            folded: e.folded.clone(),
-            analysis: e.analysis.clone(),
+            read: e.read.clone(),
             score,
             via,
             line_tokens: 0,
@@ -234,7 +228,7 @@ impl Context {
         out.extend(self.buffer.iter().map(|i| ChatMessage {
             role: i.role.into(),
             content: i.content.clone(),
-            analysis: Some(i.analysis.clone()),
+            read: Some(i.read.clone()),
         }));
         out
     }

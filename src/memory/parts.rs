@@ -65,7 +65,7 @@ impl Summarizing {
                 role: e.role,
                 content: &e.content,
                 tokens: e.tokens,
-                analysis: Some(&e.analysis),
+                analysis: Some(e.read.analysis()),
             })
             .collect();
         let start = std::time::Instant::now();

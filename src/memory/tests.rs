@@ -48,7 +48,7 @@ impl Fixture {
             Role::Assistant
         };
         let mut e = Entry::new(number, role, text.into(), tokens, "u".into(), None);
-        e.embedding = embed.then(|| env.embed(text, Some(&e.analysis), tokens));
+        e.embedding = embed.then(|| env.embed(text, Some(e.read.analysis()), tokens));
         e
     }
 }
