@@ -11,6 +11,7 @@ use criterion::{BenchmarkId, Criterion, Throughput, criterion_group, criterion_m
 use memeval::config;
 use memeval::memory::{Entry, Transcript};
 use memeval::scenario::{Role, generate};
+use memeval::text::{Analysis, fold};
 
 fn messages(n: u32) -> Vec<String> {
     let s = generate::scenario(&generate::GenerateOptions {
@@ -44,6 +45,15 @@ fn tokens(c: &mut Criterion) {
     group.sample_size(10);
     group.bench_function("tokenize every message once/10000", |b| {
         b.iter(|| all.iter().map(|m| u64::from(tok.count(m))).sum::<u64>())
+    });
+    // What the offline models and recall matching read of each message,
+    // once: its analysis (content words, sentences) and its folded form.
+    group.bench_function("read every message once/10000", |b| {
+        b.iter(|| {
+            all.iter()
+                .map(|m| Analysis::new(m).words.len() + fold(m).len())
+                .sum::<usize>()
+        })
     });
 
     // The buffer's total after a new message, for buffers of 20 and 200.

@@ -2,11 +2,9 @@
 //! recall, staleness, leakage, duplication and fact position at probes;
 //! fact retention of summaries; percentiles and aggregates.
 
-use std::collections::HashSet;
-
 use crate::memory::Context;
 use crate::scenario::{Fact, Scenario};
-use crate::text::fold;
+use crate::text::{Phrases, Reading, fold};
 
 /// The text a strategy adds to a call (summary, retrieved, buffered), each
 /// part folded and kept apart by newlines so no phrase matches across two:
@@ -14,55 +12,64 @@ use crate::text::fold;
 /// newline, but the parts are searched where they are, not copied.
 pub struct ContextText<'a> {
     summary: Option<String>,
-    /// Each retrieved or buffered item's folded text and message number.
-    items: Vec<(&'a str, u32)>,
+    /// Each retrieved or buffered item's read and message number.
+    items: Vec<(&'a Reading, u32)>,
+    /// The scenario's folded `expect` phrases.
+    phrases: &'a Phrases,
     len: usize,
 }
 
 impl<'a> ContextText<'a> {
-    pub fn new(ctx: &'a Context) -> ContextText<'a> {
+    pub fn new(ctx: &'a Context, scenario: &'a Scenario) -> ContextText<'a> {
         let summary = ctx.summary.as_ref().map(|s| fold(&s.text));
-        let items: Vec<(&str, u32)> = ctx.items().map(|i| (i.read.folded(), i.number)).collect();
+        let items: Vec<(&Reading, u32)> = ctx.items().map(|i| (&*i.read, i.number)).collect();
         let len = summary.as_ref().map_or(0, |s| s.len() + 1)
-            + items.iter().map(|(t, _)| t.len() + 1).sum::<usize>();
+            + items
+                .iter()
+                .map(|(r, _)| r.folded().len() + 1)
+                .sum::<usize>();
         ContextText {
             summary,
             items,
+            phrases: &scenario.phrases,
             len,
         }
     }
 
-    /// The parts with their offsets, and the message number of each item.
-    fn parts(&self) -> impl Iterator<Item = (usize, &str, Option<u32>)> {
-        let summary = self.summary.as_deref().map(|s| (s, None));
-        let items = self.items.iter().map(|&(t, n)| (t, Some(n)));
-        summary.into_iter().chain(items).scan(0, |at, (t, n)| {
-            let start = *at;
-            *at += t.len() + 1;
-            Some((start, t, n))
-        })
-    }
-
     /// Offset of the first evidence of `fact`, if the context holds it.
     pub fn find(&self, fact: &Fact) -> Option<usize> {
-        if fact.expect.is_empty() {
-            self.parts()
-                .find(|(_, _, n)| n.is_some_and(|n| fact.planted_by.contains(&n)))
-                .map(|(off, _, _)| off)
-        } else {
-            fact.expect
-                .iter()
-                .filter_map(|p| {
-                    let p = fold(p);
-                    if p.is_empty() {
-                        return Some(0);
-                    }
-                    // A folded phrase holds no newline: it lies within one part.
-                    self.parts()
-                        .find_map(|(off, t, _)| t.find(&p).map(|i| off + i))
-                })
-                .min()
+        let summary_len = self.summary.as_ref().map_or(0, |s| s.len() + 1);
+        // Each item's offset, were the parts laid end to end.
+        let items = self.items.iter().scan(summary_len, |at, &(r, n)| {
+            let start = *at;
+            *at += r.folded().len() + 1;
+            Some((start, r, n))
+        });
+        if fact.phrases.is_empty() {
+            return items
+                .into_iter()
+                .find(|(_, _, n)| fact.planted_by.contains(n))
+                .map(|(off, _, _)| off);
         }
+        fact.phrases
+            .iter()
+            .filter_map(|&p| {
+                let phrase = self.phrases.get(p);
+                if phrase.is_empty() {
+                    return Some(0);
+                }
+                // A folded phrase holds no newline: it lies within one part.
+                if let Some(at) = self.summary.as_ref().and_then(|s| s.find(phrase)) {
+                    return Some(at);
+                }
+                items.clone().find_map(|(off, r, _)| {
+                    let hits = r.phrases(self.phrases);
+                    hits.iter()
+                        .find(|(q, _)| *q == p)
+                        .map(|&(_, at)| off + at as usize)
+                })
+            })
+            .min()
     }
 
     pub fn len(&self) -> usize {
@@ -102,8 +109,9 @@ pub fn evaluate_probe(
             .summary
             .as_ref()
             .map_or(0, |s| u32::from(&*s.owner != user));
-    let mut seen = HashSet::new();
-    let duplicated = ctx.items().filter(|i| !seen.insert(i.number)).count() as u32;
+    let mut numbers: Vec<u32> = ctx.items().map(|i| i.number).collect();
+    numbers.sort_unstable();
+    let duplicated = numbers.windows(2).filter(|w| w[0] == w[1]).count() as u32;
     let over_window = ctx.total() > context_window;
     if over_window {
         return ProbeOutcome {
@@ -115,7 +123,7 @@ pub fn evaluate_probe(
             over_window,
         };
     }
-    let text = ContextText::new(ctx);
+    let text = ContextText::new(ctx, scenario);
     let mut recalled = Vec::new();
     let mut positions = Vec::new();
     let mut stale = 0;

@@ -47,12 +47,13 @@ pub enum RunError {
 /// One row of turns.csv.
 #[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct TurnRow {
-    pub scenario: String,
-    pub user: String,
-    pub strategy: String,
+    // Shared, not copied, by the thousands of rows of a replay.
+    pub scenario: Arc<str>,
+    pub user: Arc<str>,
+    pub strategy: Arc<str>,
     /// 1-based replay number (see `--repeat`).
     pub repeat: u32,
-    pub session: String,
+    pub session: Arc<str>,
     pub turn: u32,
     /// `user` or `assistant` (borrowed while replaying, owned when read back).
     pub role: std::borrow::Cow<'static, str>,
@@ -772,6 +773,13 @@ fn sample_positions(rng: &mut ChaCha8Rng, n: usize, k: usize) -> Vec<usize> {
     out
 }
 
+/// The names every turn row of a replay carries, shared.
+struct Labels {
+    scenario: Arc<str>,
+    strategy: Arc<str>,
+    sessions: Vec<Arc<str>>,
+}
+
 struct Job<'a> {
     scenario: &'a Scenario,
     prepared: &'a Prepared,
@@ -780,7 +788,9 @@ struct Job<'a> {
     /// The seed of this replay: the run's seed plus `repeat - 1`.
     seed: u64,
     ns: String,
+    /// The user, whose memory this is.
     owner: Arc<str>,
+    labels: Labels,
     rt: &'a Runtime<'a>,
     params: &'a Params,
     env: Env<'a>,
@@ -817,6 +827,15 @@ impl<'a> Job<'a> {
             seed: rt.config.seed.wrapping_add(u64::from(repeat) - 1),
             ns: namespace(&scenario.name, strategy_name, repeat),
             owner: Arc::from(scenario.user.as_str()),
+            labels: Labels {
+                scenario: scenario.name.as_str().into(),
+                strategy: strategy_name.into(),
+                sessions: scenario
+                    .sessions
+                    .iter()
+                    .map(|s| s.id.as_str().into())
+                    .collect(),
+            },
             rt,
             params,
             env: Env {
@@ -1008,10 +1027,10 @@ impl<'a> Job<'a> {
             }
         };
         let mut entry = Entry::new(n, m.role, content.clone(), tokens, self.owner.clone(), m.at);
-        let embedding = self
-            .strategy
-            .needs_embeddings()
-            .then(|| self.env.embed(&content, Some(entry.read.analysis()), tokens));
+        let embedding = self.strategy.needs_embeddings().then(|| {
+            self.env
+                .embed(&content, Some(entry.read.analysis()), tokens)
+        });
         entry.embedding = embedding.clone();
         self.transcript.push(entry);
         self.last_call = None;
@@ -1053,11 +1072,11 @@ impl<'a> Job<'a> {
         }
         let total = ctx.total();
         self.out.turns.push(TurnRow {
-            scenario: self.scenario.name.clone(),
-            user: self.scenario.user.clone(),
-            strategy: self.strategy_name.to_string(),
+            scenario: self.labels.scenario.clone(),
+            user: self.owner.clone(),
+            strategy: self.labels.strategy.clone(),
             repeat: self.repeat,
-            session: self.scenario.sessions[self.session].id.clone(),
+            session: self.labels.sessions[self.session].clone(),
             turn: n,
             role: m.role.as_str().into(),
             call: u8::from(is_call),

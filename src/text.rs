@@ -434,6 +434,49 @@ pub struct Reading {
     content: std::sync::Arc<str>,
     folded: std::sync::OnceLock<Box<str>>,
     analysis: std::sync::OnceLock<Analysis>,
+    phrases: std::sync::OnceLock<Box<[(u32, u32)]>>,
+}
+
+/// The folded `expect` phrases of a scenario's facts, found in a text in
+/// one pass.
+#[derive(Debug, Clone)]
+pub struct Phrases {
+    list: Vec<String>,
+    finder: aho_corasick::AhoCorasick,
+}
+
+impl Phrases {
+    /// `list` as folded phrases.
+    pub fn new(list: Vec<String>) -> Phrases {
+        // A folded text holds no newline: an empty phrase (which the
+        // format forbids) is searched as one, and matches nowhere.
+        let patterns = list
+            .iter()
+            .map(|p| if p.is_empty() { "\n" } else { p.as_str() });
+        Phrases {
+            finder: aho_corasick::AhoCorasick::new(patterns).expect("phrases of bounded size"),
+            list,
+        }
+    }
+
+    pub fn get(&self, i: u32) -> &str {
+        &self.list[i as usize]
+    }
+
+    /// Where `folded` first holds each phrase it holds: (phrase index,
+    /// byte offset), by offset.
+    pub fn first_in(&self, folded: &str) -> Vec<(u32, u32)> {
+        let mut out: Vec<(u32, u32)> = Vec::new();
+        // Matches come by end; a phrase's all have one length, so its
+        // first reported is its first.
+        for m in self.finder.find_overlapping_iter(folded) {
+            let p = m.pattern().as_u32();
+            if !out.iter().any(|&(q, _)| q == p) {
+                out.push((p, m.start() as u32));
+            }
+        }
+        out
+    }
 }
 
 /// What is read follows from the content alone.
@@ -449,6 +492,7 @@ impl Reading {
             content,
             folded: Default::default(),
             analysis: Default::default(),
+            phrases: Default::default(),
         }
     }
 
@@ -459,6 +503,15 @@ impl Reading {
     /// [`fold`] of the content.
     pub fn folded(&self) -> &str {
         self.folded.get_or_init(|| fold(&self.content).into())
+    }
+
+    /// Where the folded content first holds each of `phrases` that it
+    /// holds: (phrase index, byte offset). Found at
+    /// the first ask and kept, so every ask must pass the same phrases
+    /// (those of the message's scenario).
+    pub fn phrases(&self, phrases: &Phrases) -> &[(u32, u32)] {
+        self.phrases
+            .get_or_init(|| phrases.first_in(self.folded()).into())
     }
 
     /// [`Analysis`] of the content.

@@ -450,6 +450,18 @@ impl Checker {
         let probes = self.assign_probe_ids(&mut drafts, &facts);
         let steps = schedule(&plan, &messages, &probes, &drafts, &facts);
         let name = name?;
+        let mut facts = facts;
+        let mut phrases: Vec<String> = Vec::new();
+        for f in &mut facts {
+            for p in &f.expect {
+                let p = crate::text::fold(p);
+                let at = phrases.iter().position(|q| *q == p).unwrap_or_else(|| {
+                    phrases.push(p);
+                    phrases.len() - 1
+                });
+                f.phrases.push(at as u32);
+            }
+        }
         Some(Scenario {
             user: user.unwrap_or_else(|| name.clone()),
             name,
@@ -460,6 +472,7 @@ impl Checker {
             messages,
             probes,
             steps,
+            phrases: crate::text::Phrases::new(phrases),
             file: self.file.clone(),
             sha256: String::new(),
         })
@@ -530,6 +543,7 @@ impl Checker {
                 expect,
                 supersedes: None,
                 planted_by: Vec::new(),
+                phrases: Vec::new(),
             });
         }
         for (idx, target, pos, path) in supersedes {

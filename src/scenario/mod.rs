@@ -58,6 +58,8 @@ pub struct Fact {
     pub supersedes: Option<usize>,
     /// Numbers of the messages that plant it, ascending (never empty).
     pub planted_by: Vec<u32>,
+    /// Its `expect` phrases folded, as indexes into `Scenario::phrases`.
+    pub phrases: Vec<u32>,
 }
 
 #[derive(Debug, Clone)]
@@ -115,6 +117,9 @@ pub struct Scenario {
     pub messages: Vec<Message>,
     pub probes: Vec<Probe>,
     pub steps: Vec<Step>,
+    /// Every distinct `expect` phrase of the facts, folded (as recall
+    /// matches them).
+    pub phrases: crate::text::Phrases,
     pub file: PathBuf,
     /// SHA-256 of the file's bytes, hex.
     pub sha256: String,
