@@ -65,6 +65,49 @@ impl Tokenizer {
         self.bpe.encode_ordinary(text).len() as u32
     }
 
+    /// Tokens of a text of up to a few hundred bytes, remembered per
+    /// thread: the pieces that exact counting puts together (a line's first
+    /// and last words, a sentence offered to a summary again and again)
+    /// repeat across a conversation, and a lookup costs a fraction of a
+    /// count. Two generations of at most 8,192 texts each are kept (a
+    /// text used in the last two is kept); longer texts are counted.
+    pub fn count_remembered(&self, text: &str) -> u32 {
+        const LONGEST: usize = 400;
+        const KEPT: usize = 1 << 13;
+        type Known = std::collections::HashMap<Box<str>, u32>;
+        if text.len() > LONGEST {
+            return self.count(text);
+        }
+        thread_local! {
+            // Per encoding: this generation's texts and the last one's.
+            static KNOWN: std::cell::RefCell<Vec<(&'static str, Known, Known)>> =
+                Default::default();
+        }
+        KNOWN.with(|known| {
+            let mut known = known.borrow_mut();
+            let at = match known.iter().position(|(name, _, _)| *name == self.name) {
+                Some(at) => at,
+                None => {
+                    known.push((self.name, Known::new(), Known::new()));
+                    known.len() - 1
+                }
+            };
+            let (_, now, before) = &mut known[at];
+            if let Some(&n) = now.get(text) {
+                return n;
+            }
+            let n = before
+                .get(text)
+                .copied()
+                .unwrap_or_else(|| self.count(text));
+            if now.len() >= KEPT {
+                *before = std::mem::take(now);
+            }
+            now.insert(text.into(), n);
+            n
+        })
+    }
+
     /// Tokens of a text sent as one chat message, overhead included.
     pub fn count_message(&self, text: &str) -> u32 {
         self.count(text) + MESSAGE_OVERHEAD

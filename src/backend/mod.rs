@@ -170,6 +170,8 @@ impl<'a> Covered<'a> {
 
 pub struct SummaryOutput {
     pub text: String,
+    /// Tokens of the text alone, as the chat model's tokenizer counts it.
+    pub text_tokens: u32,
     /// Tokens billed for the request and the reply.
     pub input_tokens: u32,
     pub output_tokens: u32,
@@ -392,11 +394,12 @@ impl SummaryTemplate {
         // what follows can change how such an end splits, so they are
         // counted together.
         let mut group = String::new();
+        let mut buf = String::new();
         for (i, m) in messages.iter().enumerate() {
             let suffix = if i + 1 == messages.len() { after } else { "\n" };
             let clean = !m.content.ends_with(char::is_whitespace);
             if group.is_empty() && clean {
-                total += line_tokens(m, suffix, tok);
+                total += line_tokens(m, suffix, tok, &mut buf);
                 continue;
             }
             group.push_str(role_label(m.role));
@@ -455,7 +458,7 @@ fn role_label(role: Role) -> &'static str {
 /// Tokens of `ROLE: content` followed by `suffix`, at the end of a text
 /// or, for a content that does not end in whitespace, before a letter
 /// (see [`SummaryTemplate::count`]).
-fn line_tokens(m: &Covered<'_>, suffix: &str, tok: &Tokenizer) -> u32 {
+fn line_tokens(m: &Covered<'_>, suffix: &str, tok: &Tokenizer, buf: &mut String) -> u32 {
     let c = m.content;
     let label = role_label(m.role);
     // Where a space follows a non-space: a piece starts there.
@@ -472,11 +475,15 @@ fn line_tokens(m: &Covered<'_>, suffix: &str, tok: &Tokenizer) -> u32 {
         (Some(first), Some(last)) => {
             let (head, tail) = (&c[..first], &c[last..]);
             // The content's own pieces, with the first one after a space
-            // and the last one before the suffix.
-            let with = tok.count(&format!("{label}:"))
-                + tok.count(&format!(" {head}"))
-                + tok.count(&format!("{tail}{suffix}"));
-            with + m.tokens - tok.count(head) - tok.count(tail)
+            // and the last one before the suffix (short, and repeated
+            // across a conversation: remembered).
+            let mut piece = |parts: &[&str]| {
+                buf.clear();
+                parts.iter().for_each(|p| buf.push_str(p));
+                tok.count_remembered(buf)
+            };
+            let with = piece(&[label, ":"]) + piece(&[" ", head]) + piece(&[tail, suffix]);
+            with + m.tokens - piece(&[head]) - piece(&[tail])
         }
         _ => tok.count(&format!("{label}: {c}{suffix}")),
     }

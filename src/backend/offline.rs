@@ -162,8 +162,15 @@ fn scores(cands: &[Candidate<'_>]) -> Vec<f64> {
         .collect()
 }
 
-fn render(cands: &[Candidate<'_>], keep: &[bool]) -> String {
+/// The summary of the kept candidates, one `- role: text` line each (a
+/// text kept twice, once), and its tokens. Every line starts with `-` and
+/// ends with no whitespace, and no encoding's pre-split runs a piece from
+/// a newline into a `-`: so the summary's tokens are each line's with its
+/// newline, counted (and remembered) line by line.
+fn render(cands: &[Candidate<'_>], keep: &[bool], tok: &Tokenizer) -> (String, u32) {
     let mut out = String::new();
+    let mut tokens = 0;
+    let mut line = String::new();
     let mut seen: Vec<String> = Vec::new();
     for (c, &k) in cands.iter().zip(keep) {
         if !k {
@@ -175,14 +182,21 @@ fn render(cands: &[Candidate<'_>], keep: &[bool]) -> String {
         }
         seen.push(key);
         if !out.is_empty() {
+            line.push('\n');
+            tokens += tok.count_remembered(&line);
             out.push('\n');
         }
-        out.push_str("- ");
-        out.push_str(c.role);
-        out.push_str(": ");
-        out.push_str(c.text);
+        line.clear();
+        line.push_str("- ");
+        line.push_str(c.role);
+        line.push_str(": ");
+        line.push_str(c.text);
+        out.push_str(&line);
     }
-    out
+    if !out.is_empty() {
+        tokens += tok.count_remembered(&line);
+    }
+    (out, tokens)
 }
 
 impl Summarizer for ExtractiveSummarizer {
@@ -209,29 +223,28 @@ impl Summarizer for ExtractiveSummarizer {
             if used + words + 4 > req.max_tokens {
                 continue;
             }
-            let cost = tok.count(cands[i].text) + 4;
+            let cost = tok.count_remembered(cands[i].text) + 4;
             if used + cost <= req.max_tokens {
                 keep[i] = true;
                 used += cost;
             }
         }
-        let mut text = render(&cands, &keep);
+        let (mut text, mut tokens) = render(&cands, &keep, tok);
         // The estimate above is close; the exact count decides.
         let mut dropped = order.iter().rev();
-        let mut tokens = tok.count(&text);
         while tokens > req.max_tokens {
             match dropped.find(|&&i| keep[i]) {
                 Some(&i) => keep[i] = false,
                 None => break,
             }
-            text = render(&cands, &keep);
-            tokens = tok.count(&text);
+            (text, tokens) = render(&cands, &keep, tok);
         }
         Ok(SummaryOutput {
             input_tokens: self.template.count(req.prior, req.messages, tok)
                 + MESSAGE_OVERHEAD
                 + REPLY_PRIMING,
             output_tokens: tokens,
+            text_tokens: tokens,
             text,
         })
     }
@@ -487,12 +500,55 @@ mod tests {
         )
         .unwrap();
         assert!(tok().count(&out.text) <= 40, "{}", out.text);
+        assert_eq!(out.text_tokens, tok().count(&out.text));
         assert!(
             out.text
                 .contains("I'm Ana Torres and our warehouse is Redshift.")
         );
         assert!(!out.text.contains("Okay."));
         assert!(out.input_tokens > out.output_tokens);
+    }
+
+    #[test]
+    fn a_summary_is_counted_exactly_line_by_line_in_every_encoding() {
+        let s = crate::scenario::generate::scenario(&crate::scenario::generate::GenerateOptions {
+            name: "count".into(),
+            messages: 400,
+            facts: 8,
+            sessions: 2,
+            every: 50,
+            seed: 3,
+        })
+        .unwrap();
+        let texts: Vec<(Role, &str)> = s
+            .messages
+            .iter()
+            .filter_map(|m| m.content.as_deref().map(|c| (m.role, c)))
+            .collect();
+        for enc in crate::tokens::ENCODINGS {
+            let t = Tokenizer::by_encoding(enc).unwrap();
+            let mut prior: Option<String> = None;
+            for chunk in texts.chunks(40) {
+                let msgs: Vec<Covered<'_>> =
+                    chunk.iter().map(|&(r, c)| Covered::new(r, c, &t)).collect();
+                let out = ExtractiveSummarizer {
+                    template: Default::default(),
+                }
+                .summarize(
+                    &SummaryRequest {
+                        prior: prior.as_deref(),
+                        messages: &msgs,
+                        max_tokens: 300,
+                    },
+                    &t,
+                    &mut Vec::new(),
+                )
+                .unwrap();
+                assert_eq!(out.text_tokens, t.count(&out.text), "{enc}: {}", out.text);
+                assert!(out.text_tokens <= 300);
+                prior = Some(out.text);
+            }
+        }
     }
 
     #[test]

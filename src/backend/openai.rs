@@ -591,11 +591,13 @@ impl Summarizer for ChatSummarizer {
             calls,
         )?;
         let text = r.text.trim().to_string();
+        let text_tokens = tok.count(&text);
         Ok(SummaryOutput {
             input_tokens: r
                 .api_input
                 .unwrap_or_else(|| tok.count_message(&prompt) + REPLY_PRIMING),
-            output_tokens: r.api_output.unwrap_or_else(|| tok.count(&text)),
+            output_tokens: r.api_output.unwrap_or(text_tokens),
+            text_tokens,
             text,
         })
     }

@@ -84,7 +84,7 @@ impl Summarizing {
         let Ok(out) = out else { return };
         env.usage.summarizer_tokens += u64::from(out.input_tokens + out.output_tokens);
         env.usage.summarizer_output_tokens += u64::from(out.output_tokens);
-        let tokens = env.tok.count(&out.text);
+        let tokens = out.text_tokens;
         // The header ends with a newline; a summary that starts with no
         // whitespace cannot share a token with it (as for the lines of the
         // retrieved block), so its tokens add to the prompt and header's.
@@ -92,7 +92,7 @@ impl Summarizing {
         let system_message_tokens = if out.text.starts_with(char::is_whitespace) {
             env.tok.count(&format!("{head}{}", out.text))
         } else {
-            env.tok.count(&head) + tokens
+            env.tok.count_remembered(&head) + tokens
         };
         let state = Arc::new(SummaryState {
             index: self.latest.as_ref().map_or(1, |s| s.index + 1),
