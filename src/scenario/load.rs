@@ -450,7 +450,6 @@ impl Checker {
         let probes = self.assign_probe_ids(&mut drafts, &facts);
         let steps = schedule(&plan, &messages, &probes, &drafts, &facts);
         let name = name?;
-        let mut facts = facts;
         let mut phrases: Vec<String> = Vec::new();
         for f in &mut facts {
             for p in &f.expect {
