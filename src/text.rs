@@ -326,11 +326,15 @@ pub fn looks_like_entity(raw: &str, sentence_initial: bool) -> bool {
 /// phrases inside a sentence survive extraction verbatim.
 pub fn sentences(text: &str) -> Vec<&str> {
     let mut out = Vec::new();
+    for_each_sentence(text, |s| out.push(s));
+    out
+}
+
+/// Calls `f` with each of [`sentences`], without collecting them.
+pub fn for_each_sentence<'t>(text: &'t str, mut f: impl FnMut(&'t str)) {
     let bytes = text.as_bytes();
     let mut start = 0;
-    let mut i = 0;
-    while i < bytes.len() {
-        let b = bytes[i];
+    for (i, &b) in bytes.iter().enumerate() {
         let end_here = match b {
             b'\n' => true,
             b'.' | b'!' | b'?' => {
@@ -344,17 +348,15 @@ pub fn sentences(text: &str) -> Vec<&str> {
         if end_here {
             let s = text[start..=i].trim();
             if !s.is_empty() {
-                out.push(s);
+                f(s);
             }
             start = i + 1;
         }
-        i += 1;
     }
     let s = text[start..].trim();
     if !s.is_empty() {
-        out.push(s);
+        f(s);
     }
-    out
 }
 
 /// A content word of a text as the offline models compare words: its
@@ -381,40 +383,49 @@ pub struct Analysis {
     pub words: Vec<Word>,
     /// [`sentences`] of the text, as byte ranges.
     pub sentences: Vec<std::ops::Range<u32>>,
-    /// The sentences a reply can cite: [`sentences`] of each line once its
-    /// leading `- ` list marks are dropped.
-    pub cited: Vec<std::ops::Range<u32>>,
+    /// [`Analysis::cited`], where they differ from `sentences`.
+    cited: Option<Vec<std::ops::Range<u32>>>,
 }
 
 impl Analysis {
     pub fn new(text: &str) -> Analysis {
         let offset = |s: &str| (s.as_ptr() as usize - text.as_ptr() as usize) as u32;
         let range = |s: &str| offset(s)..offset(s) + s.len() as u32;
-        let mut a = Analysis::default();
+        let mut a = Analysis {
+            words: Vec::with_capacity(text.len() / 8),
+            ..Analysis::default()
+        };
         let mut buf = String::new();
-        for s in sentences(text) {
+        for_each_sentence(text, |s| {
             a.sentences.push(range(s));
             let mut initial = true;
             for_each_raw_word(s, |raw| {
-                let entity = looks_like_entity(raw, initial);
-                initial = false;
+                let first = std::mem::replace(&mut initial, false);
                 if let Some(w) = content_word(raw, &mut buf) {
                     a.words.push(Word {
                         hash: crate::backend::offline::fnv1a(stem(w).as_bytes()),
                         at: offset(raw),
-                        entity,
+                        entity: looks_like_entity(raw, first),
                     });
                 }
             });
-        }
-        for line in text.lines() {
-            a.cited.extend(
-                sentences(line.trim_start_matches("- "))
-                    .into_iter()
-                    .map(range),
-            );
+        });
+        // A line's leading list marks change its first sentence; without
+        // any, the sentences a reply cites are the sentences.
+        if text.starts_with("- ") || text.contains("\n- ") {
+            let mut cited = Vec::new();
+            for line in text.lines() {
+                for_each_sentence(line.trim_start_matches("- "), |s| cited.push(range(s)));
+            }
+            a.cited = Some(cited);
         }
         a
+    }
+
+    /// The sentences a reply can cite: [`sentences`] of each line once its
+    /// leading `- ` list marks are dropped.
+    pub fn cited(&self) -> &[std::ops::Range<u32>] {
+        self.cited.as_deref().unwrap_or(&self.sentences)
     }
 
     /// The words whose raw word starts within `r`.

@@ -427,7 +427,7 @@ impl Responder for ExtractiveResponder {
                     &here
                 }
             };
-            for r in &a.cited {
+            for r in a.cited() {
                 let s = &m.content[r.start as usize..r.end as usize];
                 // Questions state nothing: an answer cites statements.
                 if s.ends_with('?') {
