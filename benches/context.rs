@@ -63,7 +63,7 @@ fn contexts(c: &mut Criterion) {
                 };
                 let mut e = Entry::new(i, role, content.into(), tokens, Arc::from("bench"), None);
                 if s.needs_embeddings() {
-                    e.embedding = Some(env.embed(&e.content, Some(e.read.analysis()), tokens));
+                    e.embedding = Some(env.embed(e.content(), Some(e.read.analysis()), tokens));
                 }
                 t.push(e);
                 s.observe(&t, &mut env);

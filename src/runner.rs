@@ -1123,14 +1123,14 @@ impl<'a> Job<'a> {
             Some(c) => c,
             None => {
                 let q = last.as_ref().map(|e| Query {
-                    text: &e.content,
+                    text: e.content(),
                     embedding: e.embedding.clone(),
                 });
                 self.timed_build(q.as_ref()).0
             }
         };
         let call = ctx.call_messages(&self.scenario.system_prompt);
-        let text = last.as_ref().map_or("", |e| &*e.content);
+        let text = last.as_ref().map_or("", |e| e.content());
         // A failed call (recorded) leaves an empty reply in its place.
         self.rt
             .backend
@@ -1293,7 +1293,7 @@ impl<'a> Job<'a> {
         );
         let sampled: Vec<(Role, &str)> = picks
             .iter()
-            .map(|&i| (t.get(from + i).role, &*t.get(from + i).content))
+            .map(|&i| (t.get(from + i).role, &**t.get(from + i).content()))
             .collect();
         let verdict = self
             .rt

@@ -196,7 +196,7 @@ impl Store {
                         &*e.owner,
                         e.number,
                         e.role.as_str(),
-                        &*e.content,
+                        e.content(),
                         e.tokens,
                         e.at,
                         blob

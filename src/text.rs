@@ -1,6 +1,8 @@
 //! Text primitives shared by recall matching and the offline backend:
 //! normalization, content words, sentence splitting, and "did you mean".
 
+use std::sync::Arc;
+
 /// Lowercases and folds every run of whitespace to one space, trimmed: the
 /// form in which `expect` phrases are matched against a context.
 pub fn fold(text: &str) -> String {
@@ -442,7 +444,7 @@ impl Analysis {
 /// once.
 #[derive(Debug)]
 pub struct Reading {
-    content: std::sync::Arc<str>,
+    content: Arc<str>,
     folded: std::sync::OnceLock<Box<str>>,
     analysis: std::sync::OnceLock<Analysis>,
     phrases: std::sync::OnceLock<Box<[(u32, u32)]>>,
@@ -498,7 +500,7 @@ impl PartialEq for Reading {
 }
 
 impl Reading {
-    pub fn new(content: std::sync::Arc<str>) -> Reading {
+    pub fn new(content: Arc<str>) -> Reading {
         Reading {
             content,
             folded: Default::default(),
@@ -507,7 +509,7 @@ impl Reading {
         }
     }
 
-    pub fn content(&self) -> &str {
+    pub fn content(&self) -> &Arc<str> {
         &self.content
     }
 

@@ -32,19 +32,22 @@ impl From<Role> for ChatRole {
 #[derive(Debug, Clone, PartialEq)]
 pub struct ChatMessage {
     pub role: ChatRole,
-    pub content: Arc<str>,
-    /// What is read from the content, where the content is a transcript
-    /// message's: read once however many calls cite it.
-    pub read: Option<Arc<crate::text::Reading>>,
+    /// The content, and what the offline models read from it at first
+    /// need: a transcript message's is shared with the transcript, so it
+    /// is read once however many calls cite it.
+    pub text: Arc<crate::text::Reading>,
 }
 
 impl ChatMessage {
     pub fn new(role: ChatRole, content: impl Into<Arc<str>>) -> ChatMessage {
         ChatMessage {
             role,
-            content: content.into(),
-            read: None,
+            text: Arc::new(crate::text::Reading::new(content.into())),
         }
+    }
+
+    pub fn content(&self) -> &str {
+        self.text.content()
     }
 }
 

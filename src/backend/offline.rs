@@ -417,18 +417,10 @@ impl Responder for ExtractiveResponder {
             if i == 0 && m.role == ChatRole::System || i == last && m.role == ChatRole::User {
                 continue;
             }
-            // A transcript message was read on arrival; anything else (the
-            // retrieved block) is read here.
-            let here;
-            let a = match &m.read {
-                Some(r) => r.analysis(),
-                None => {
-                    here = Analysis::new(&m.content);
-                    &here
-                }
-            };
+            // Read at first need: a transcript message once for every call.
+            let a = m.text.analysis();
             for r in a.cited() {
-                let s = &m.content[r.start as usize..r.end as usize];
+                let s = &m.content()[r.start as usize..r.end as usize];
                 // Questions state nothing: an answer cites statements.
                 if s.ends_with('?') {
                     continue;

@@ -617,7 +617,7 @@ impl Responder for ChatResponder {
         _query: &str,
         calls: &mut Calls,
     ) -> Result<String, BackendError> {
-        let messages: Vec<(ChatRole, &str)> = call.iter().map(|m| (m.role, &*m.content)).collect();
+        let messages: Vec<(ChatRole, &str)> = call.iter().map(|m| (m.role, m.content())).collect();
         let r = self.chat.complete(
             kind,
             &messages,

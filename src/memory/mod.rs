@@ -34,18 +34,22 @@ pub const RETRIEVED_HEADER: &str = "## Relevant Earlier Context\n";
 pub struct Entry {
     pub number: u32,
     pub role: Role,
-    pub content: Arc<str>,
     /// Tokens of the content alone (no overhead).
     pub tokens: u32,
     /// The user whose memory this message belongs to (from storage).
     pub owner: Arc<str>,
     pub embedding: Option<Arc<[f32]>>,
     pub at: Option<Millis>,
-    /// What is read from the content (folded, analysed), at first need.
+    /// The content, and what is read from it (folded, analysed) at first
+    /// need.
     pub read: Arc<Reading>,
 }
 
 impl Entry {
+    pub fn content(&self) -> &Arc<str> {
+        self.read.content()
+    }
+
     /// A message, not read nor embedded yet.
     pub fn new(
         number: u32,
@@ -58,8 +62,7 @@ impl Entry {
         Entry {
             number,
             role,
-            read: Arc::new(Reading::new(content.clone())),
-            content,
+            read: Arc::new(Reading::new(content)),
             tokens,
             owner,
             embedding: None,
@@ -151,7 +154,6 @@ pub struct Item {
     pub number: u32,
     pub role: Role,
     pub owner: Arc<str>,
-    pub content: Arc<str>,
     pub read: Arc<Reading>,
     /// Similarity (or keyword score) for retrieved items.
     pub score: Option<f32>,
@@ -163,13 +165,16 @@ pub struct Item {
 }
 
 impl Item {
+    pub fn content(&self) -> &Arc<str> {
+        self.read.content()
+    }
+
     fn from_entry(e: &Entry, section: Section, score: Option<f32>, via: Option<Via>) -> Item {
         Item {
             section,
             number: e.number,
             role: e.role,
             owner: e.owner.clone(),
-            content: e.content.clone(),
             read: e.read.clone(),
             score,
             via,
@@ -227,8 +232,7 @@ impl Context {
         }
         out.extend(self.buffer.iter().map(|i| ChatMessage {
             role: i.role.into(),
-            content: i.content.clone(),
-            read: Some(i.read.clone()),
+            text: i.read.clone(),
         }));
         out
     }
@@ -239,7 +243,7 @@ impl Context {
 pub fn retrieved_block(items: &[Item]) -> String {
     let mut block = String::from(RETRIEVED_HEADER);
     for i in items {
-        retrieved_line(i.role, &i.content, &mut block);
+        retrieved_line(i.role, i.content(), &mut block);
     }
     block
 }

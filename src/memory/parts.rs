@@ -63,7 +63,7 @@ impl Summarizing {
             .iter()
             .map(|e| Covered {
                 role: e.role,
-                content: &e.content,
+                content: e.content(),
                 tokens: e.tokens,
                 analysis: Some(e.read.analysis()),
             })
@@ -174,7 +174,7 @@ impl Retrieval {
             self.vectors.add(&vec![0.0; self.vectors.dim()]);
         }
         if let Some(k) = &mut self.keywords {
-            k.add(&e.content);
+            k.add(e.content());
         }
     }
 
@@ -201,9 +201,9 @@ impl Retrieval {
             let e = t.get(h.pos as usize);
             let mut i = Item::from_entry(e, Section::Retrieved, Some(h.score), Some(via));
             let cached = &self.line_tokens[h.pos as usize];
-            if cached.get() == 0 && super::line_counts_apart(&e.content) {
+            if cached.get() == 0 && super::line_counts_apart(e.content()) {
                 line.clear();
-                super::retrieved_line(e.role, &e.content, &mut line);
+                super::retrieved_line(e.role, e.content(), &mut line);
                 cached.set(env.tok.count(&line));
             }
             i.line_tokens = cached.get();

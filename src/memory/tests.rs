@@ -191,7 +191,7 @@ fn invariants_hold_on_random_conversations() {
                 let call = ctx.call_messages(SYSTEM);
                 let exact: u32 = call
                     .iter()
-                    .map(|m| fx.tok.count_message(&m.content))
+                    .map(|m| fx.tok.count_message(m.content()))
                     .sum::<u32>()
                     + REPLY_PRIMING;
                 assert_eq!(ctx.total(), exact, "{name} seed {seed} message {i}");
