@@ -251,26 +251,31 @@ impl Store {
                  FROM messages WHERE ns = ?1 ORDER BY number",
             )
             .map_err(|e| self.err(e))?;
-        let rows = stmt
-            .query_map([ns], |r| {
-                let role: String = r.get(2)?;
-                let content: String = r.get(3)?;
-                let blob: Option<Vec<u8>> = r.get(6)?;
+        // Read in place (no string or blob copied before it is kept), and
+        // one owner shared by the rows that name the same one.
+        let mut owner: Arc<str> = Arc::from("");
+        let mut rows = stmt.query([ns]).map_err(|e| self.err(e))?;
+        while let Some(r) = rows.next().map_err(|e| self.err(e))? {
+            let text = |i: usize| r.get_ref(i).and_then(|v| Ok(v.as_str()?));
+            let row = (|| {
+                let name = text(0)?;
+                if *owner != *name {
+                    owner = Arc::from(name);
+                }
                 let mut e = Entry::new(
                     r.get(1)?,
-                    Role::parse(&role).unwrap_or(Role::User),
-                    content.into(),
+                    Role::parse(text(2)?).unwrap_or(Role::User),
+                    Arc::from(text(3)?),
                     r.get(4)?,
-                    Arc::from(r.get::<_, String>(0)?),
+                    owner.clone(),
                     r.get(5)?,
                 );
-                e.embedding = blob.map(|b| decode_vector(&b));
-                Ok(e)
-            })
-            .map_err(|e| self.err(e))?;
-        for row in rows {
+                e.embedding = r.get_ref(6)?.as_blob_or_null()?.map(decode_vector);
+                Ok::<Entry, rusqlite::Error>(e)
+            })();
             t.push(row.map_err(|e| self.err(e))?);
         }
+        drop(rows);
         let summary = self
             .conn
             .query_row(

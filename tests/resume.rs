@@ -51,13 +51,44 @@ fn staging(out: &Path) -> std::path::PathBuf {
     ))
 }
 
-fn reference(cwd: &Path, extra: &[&str]) -> std::collections::BTreeMap<String, Vec<u8>> {
+/// The outputs of an uninterrupted run, and how long it took: interruptions
+/// are timed as shares of that, so they land mid-run on a fast machine and
+/// a slow one alike.
+fn reference(
+    cwd: &Path,
+    extra: &[&str],
+) -> (std::collections::BTreeMap<String, Vec<u8>>, Duration) {
     let out = cwd.join("reference");
     let a = args(&out, extra);
     let a: Vec<&str> = a.iter().map(String::as_str).collect();
+    let start = std::time::Instant::now();
     let o = memeval(&a, cwd);
+    let took = start.elapsed();
     assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
-    output_files(&out)
+    (output_files(&out), took)
+}
+
+/// Starts runs into `out` and stops each with `stop` after a share of
+/// `took` (from half of it down) until one is caught mid-run: its staging
+/// folder there, nothing published. That run's output, once it ended.
+fn caught_mid_run(
+    took: Duration,
+    out: &Path,
+    start: impl Fn() -> Child,
+    stop: impl Fn(&Child),
+) -> std::process::Output {
+    for share in [0.5, 0.3, 0.18, 0.1, 0.05] {
+        let child = start();
+        std::thread::sleep(took.mul_f64(share));
+        stop(&child);
+        let o = child.wait_with_output().unwrap();
+        if staging(out).is_dir() && !out.exists() {
+            return o;
+        }
+        // Finished first (this machine is faster now): sooner next time.
+        let _ = std::fs::remove_dir_all(out);
+    }
+    panic!("not caught mid-run");
 }
 
 fn resume(cwd: &Path, out: &Path) {
@@ -89,12 +120,12 @@ fn assert_same(a: &std::collections::BTreeMap<String, Vec<u8>>, out: &Path) {
 /// uninterrupted run; at least two must be caught mid-run.
 fn kill_and_resume(extra: &[&str]) {
     let dir = tempfile::tempdir().unwrap();
-    let want = reference(dir.path(), extra);
+    let (want, took) = reference(dir.path(), extra);
     let mut interrupted = 0;
-    for (i, ms) in [150u64, 500, 1200, 2500].into_iter().enumerate() {
+    for (i, share) in [0.1, 0.25, 0.4, 0.6, 0.8].into_iter().enumerate() {
         let out = dir.path().join(format!("killed-{i}"));
         let mut child = spawn(dir.path(), &out, extra);
-        std::thread::sleep(Duration::from_millis(ms));
+        std::thread::sleep(took.mul_f64(share));
         child.kill().unwrap(); // SIGKILL: no handler runs
         let status = child.wait().unwrap();
         if status.success() {
@@ -134,15 +165,19 @@ fn interleaved_users_resume_too() {
 #[test]
 fn ctrl_c_leaves_partial_outputs_and_resume_completes_them() {
     let dir = tempfile::tempdir().unwrap();
-    let want = reference(dir.path(), &[]);
+    let (want, took) = reference(dir.path(), &[]);
     let out = dir.path().join("stopped");
-    let child = spawn(dir.path(), &out, &[]);
-    std::thread::sleep(Duration::from_millis(700));
-    // SAFETY: signalling our own child process.
-    unsafe {
-        libc::kill(child.id() as i32, libc::SIGINT);
-    }
-    let o = child.wait_with_output().unwrap();
+    let o = caught_mid_run(
+        took,
+        &out,
+        || spawn(dir.path(), &out, &[]),
+        |child| {
+            // SAFETY: signalling our own child process.
+            unsafe {
+                libc::kill(child.id() as i32, libc::SIGINT);
+            }
+        },
+    );
     let stderr = String::from_utf8_lossy(&o.stderr);
     assert_eq!(o.status.code(), Some(130), "{stderr}");
     assert!(stderr.contains("interrupted:"), "{stderr}");
@@ -187,13 +222,24 @@ fn an_interrupted_run_is_neither_overwritten_nor_resumed_with_other_files() {
             .spawn()
             .unwrap()
     };
-    let mut child = start(&[]);
-    std::thread::sleep(Duration::from_millis(700));
-    child.kill().unwrap();
-    child.wait().unwrap();
-    assert!(
-        staging(&out).is_dir() && !out.exists(),
-        "not caught mid-run"
+    // Timed on a whole run first, so that the kill lands mid-run.
+    let took = {
+        let at = std::time::Instant::now();
+        let o = memeval(&["run", "needle.json", "--out", "whole", "-q"], dir.path());
+        assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+        at.elapsed()
+    };
+    caught_mid_run(
+        took,
+        &out,
+        || start(&[]),
+        |child| {
+            // SAFETY: signalling our own child process (SIGKILL: no
+            // handler runs).
+            unsafe {
+                libc::kill(child.id() as i32, libc::SIGKILL);
+            }
+        },
     );
 
     // A new run into the same folder would lose the interrupted one.
