@@ -203,46 +203,47 @@ impl VectorIndex {
                 top_k(scored, k)
             }
             Layout::Sparse { postings } => SCRATCH.with(|scratch| {
-                // Scores of the vectors the query touches only, in a
-                // buffer kept per thread: a slot counts for this query when
-                // its stamp is this query's, so nothing is cleared or
-                // allocated per search, and a search costs what its
-                // postings hold, not the length of the history.
+                // Scores of the vectors the query touches only, in buffers
+                // kept per thread: a slot counts for this query when its
+                // stamp is this query's, so nothing is cleared or allocated
+                // per search, and a search costs what its postings hold,
+                // not the length of the history.
                 let mut sc = scratch.borrow_mut();
                 let sc = &mut *sc;
                 sc.query = sc.query.wrapping_add(1);
                 if sc.query == 0 {
-                    sc.stamp.fill(0);
+                    sc.slots.fill((0, 0.0));
                     sc.query = 1;
                 }
-                if sc.score.len() < self.len {
-                    sc.score.resize(self.len, 0.0);
-                    sc.stamp.resize(self.len, 0);
+                if sc.slots.len() < self.len {
+                    sc.slots.resize(self.len, (0, 0.0));
                 }
-                let mut hits: Vec<u32> = Vec::new();
+                let query = sc.query;
+                sc.touched.clear();
                 for (d, &x) in q.iter().enumerate() {
                     if x == 0.0 {
                         continue;
                     }
                     for &(pos, v) in postings.get(d).map_or(&[][..], Vec::as_slice) {
-                        let p = pos as usize;
-                        if sc.stamp[p] != sc.query {
-                            sc.stamp[p] = sc.query;
-                            sc.score[p] = 0.0;
-                            hits.push(pos);
+                        // Stamp and score side by side: one cache line a posting.
+                        let slot = &mut sc.slots[pos as usize];
+                        if slot.0 != query {
+                            *slot = (query, 0.0);
+                            sc.touched.push(pos);
                         }
-                        sc.score[p] += x * v;
+                        slot.1 += x * v;
                     }
                 }
                 // Vectors the query does not touch score exactly 0; the
                 // earliest of them compete too, as in a full scan.
+                let slots = &sc.slots;
                 let untouched = (0..self.len as u32)
-                    .filter(|&p| sc.stamp[p as usize] != sc.query)
+                    .filter(|&p| slots[p as usize].0 != query)
                     .take(k)
                     .map(|pos| Hit { pos, score: 0.0 });
-                let touched_hits = hits.into_iter().map(|pos| Hit {
+                let touched_hits = sc.touched.iter().map(|&pos| Hit {
                     pos,
-                    score: sc.score[pos as usize],
+                    score: slots[pos as usize].1,
                 });
                 top_k(touched_hits.chain(untouched), k)
             }),
@@ -253,8 +254,11 @@ impl VectorIndex {
 /// Per-thread buffers of sparse search.
 #[derive(Default)]
 struct Scratch {
-    score: Vec<f32>,
-    stamp: Vec<u32>,
+    /// Per position: the stamp of the query that last touched it, and its
+    /// score for that query.
+    slots: Vec<(u32, f32)>,
+    /// The positions this query touched, in order of first touch.
+    touched: Vec<u32>,
     query: u32,
 }
 
@@ -271,11 +275,13 @@ fn top_k(hits: impl Iterator<Item = Hit>, k: usize) -> Vec<Hit> {
     let mut top: Vec<Hit> = Vec::with_capacity(k + 1);
     for h in hits {
         let worse = |t: &Hit| t.score < h.score || (t.score == h.score && t.pos > h.pos);
-        if top.len() < k || top.last().is_some_and(worse) {
-            let at = top.iter().position(worse).unwrap_or(top.len());
-            top.insert(at, h);
-            top.truncate(k);
+        // Full: most hits lose to the last kept one, and stop there.
+        if top.len() == k && !top.last().is_some_and(worse) {
+            continue;
         }
+        let at = top.iter().position(worse).unwrap_or(top.len());
+        top.insert(at, h);
+        top.truncate(k);
     }
     top
 }
