@@ -143,6 +143,8 @@ pub type Calls = Vec<CallRecord>;
 /// What to fold into a new summary.
 pub struct SummaryRequest<'a> {
     pub prior: Option<&'a str>,
+    /// Tokens of `prior` alone (as counted when it was written).
+    pub prior_tokens: u32,
     pub messages: &'a [Covered<'a>],
     pub max_tokens: u32,
 }
@@ -350,7 +352,7 @@ impl SummaryTemplate {
         }
         let mut out = String::new();
         self.fill(prior, &mut |part| match part {
-            Part::Text(t) => out.push_str(t),
+            Part::Text(t) | Part::Prior(t) => out.push_str(t),
             Part::Conversation => out.push_str(&conversation),
         });
         out
@@ -373,13 +375,27 @@ impl SummaryTemplate {
     /// with the line after it (what follows can change how its end
     /// splits), and another template's prompt whole. A test checks this
     /// against the rendered prompt in every encoding.
-    pub fn count(&self, prior: Option<&str>, messages: &[Covered<'_>], tok: &Tokenizer) -> u32 {
+    pub fn count(
+        &self,
+        prior: Option<(&str, u32)>,
+        messages: &[Covered<'_>],
+        tok: &Tokenizer,
+    ) -> u32 {
+        let text = prior.map(|(p, _)| p);
+        // The text before and after the conversation; where the prior
+        // summary stands once before it, the text around it.
         let mut parts: Vec<String> = vec![String::new()];
-        self.fill(prior, &mut |part| match part {
+        let mut priors: Vec<(usize, usize)> = Vec::new();
+        self.fill(text, &mut |part| match part {
             Part::Text(t) => parts.last_mut().expect("one part at least").push_str(t),
+            Part::Prior(p) => {
+                let at = parts.len() - 1;
+                priors.push((at, parts[at].len()));
+                parts[at].push_str(p);
+            }
             Part::Conversation => parts.push(String::new()),
         });
-        let whole = || tok.count(&self.render(prior, messages));
+        let whole = || tok.count(&self.render(text, messages));
         let [before, after] = &parts[..] else {
             return whole();
         };
@@ -392,17 +408,29 @@ impl SummaryTemplate {
         if !before.is_empty() && !ends_cleanly {
             return whole();
         }
-        let mut total = tok.count(before);
+        let mut buf = String::new();
+        let mut total = match (prior, &priors[..]) {
+            (Some((p, p_tokens)), &[(0, at)]) => {
+                let (pre, post) = (&before[..at], &before[at + p.len()..]);
+                joined_tokens(pre, p, p_tokens, post, tok, &mut buf)
+            }
+            (_, []) => tok.count_remembered(before),
+            _ => tok.count(before),
+        };
         // Lines whose content ends in whitespace, with the line after them:
         // what follows can change how such an end splits, so they are
         // counted together.
         let mut group = String::new();
-        let mut buf = String::new();
         for (i, m) in messages.iter().enumerate() {
             let suffix = if i + 1 == messages.len() { after } else { "\n" };
             let clean = !m.content.ends_with(char::is_whitespace);
             if group.is_empty() && clean {
-                total += line_tokens(m, suffix, tok, &mut buf);
+                let label = if m.role == Role::User {
+                    "USER: "
+                } else {
+                    "ASSISTANT: "
+                };
+                total += joined_tokens(label, m.content, m.tokens, suffix, tok, &mut buf);
                 continue;
             }
             group.push_str(role_label(m.role));
@@ -421,16 +449,19 @@ impl SummaryTemplate {
     /// place, and where the conversation goes. One pass, so that a
     /// placeholder inside a value is left as written.
     fn fill(&self, prior: Option<&str>, out: &mut dyn FnMut(Part<'_>)) {
-        let block = prior.map_or(String::new(), |p| format!("Prior summary:\n{p}\n\n"));
         let mut rest = &*self.0;
         while let Some(i) = rest.find('{') {
             out(Part::Text(&rest[..i]));
             rest = &rest[i..];
             let len = if rest.starts_with("{prior_summary}") {
-                out(Part::Text(&block));
+                if let Some(p) = prior {
+                    out(Part::Text("Prior summary:\n"));
+                    out(Part::Prior(p));
+                    out(Part::Text("\n\n"));
+                }
                 "{prior_summary}".len()
             } else if rest.starts_with("{summary}") {
-                out(Part::Text(prior.unwrap_or("")));
+                out(Part::Prior(prior.unwrap_or("")));
                 "{summary}".len()
             } else if rest.starts_with("{conversation}") {
                 out(Part::Conversation);
@@ -447,6 +478,8 @@ impl SummaryTemplate {
 
 enum Part<'a> {
     Text(&'a str),
+    /// The prior summary.
+    Prior(&'a str),
     Conversation,
 }
 
@@ -458,38 +491,46 @@ fn role_label(role: Role) -> &'static str {
     }
 }
 
-/// Tokens of `ROLE: content` followed by `suffix`, at the end of a text
-/// or, for a content that does not end in whitespace, before a letter
-/// (see [`SummaryTemplate::count`]).
-fn line_tokens(m: &Covered<'_>, suffix: &str, tok: &Tokenizer, buf: &mut String) -> u32 {
-    let c = m.content;
-    let label = role_label(m.role);
-    // Where a space follows a non-space: a piece starts there.
+/// Where a piece of every encoding's pre-split starts within `x`: at a
+/// space that follows a non-space (a piece holds a space only as its first
+/// character). The first and the last such place.
+fn piece_starts(x: &str) -> Option<(usize, usize)> {
     let starts = |i: &usize| {
-        c.as_bytes()[*i] == b' '
-            && c[..*i]
+        x.as_bytes()[*i] == b' '
+            && x[..*i]
                 .chars()
                 .next_back()
                 .is_some_and(|p| !p.is_whitespace())
     };
-    let first = (1..c.len()).find(starts);
-    let last = (1..c.len()).rev().find(starts);
-    match (first, last) {
-        (Some(first), Some(last)) => {
-            let (head, tail) = (&c[..first], &c[last..]);
-            // The content's own pieces, with the first one after a space
-            // and the last one before the suffix (short, and repeated
-            // across a conversation: remembered).
-            let mut piece = |parts: &[&str]| {
-                buf.clear();
-                parts.iter().for_each(|p| buf.push_str(p));
-                tok.count_remembered(buf)
-            };
-            let with = piece(&[label, ":"]) + piece(&[" ", head]) + piece(&[tail, suffix]);
-            with + m.tokens - piece(&[head]) - piece(&[tail])
-        }
-        _ => tok.count(&format!("{label}: {c}{suffix}")),
-    }
+    Some(((1..x.len()).find(starts)?, (1..x.len()).rev().find(starts)?))
+}
+
+/// Tokens of `prefix + x + suffix`, where `x` alone has `x_tokens`: at the
+/// end of a text or, where `x` does not end in whitespace and `suffix` is a
+/// newline, before a letter (see [`SummaryTemplate::count`]). Only what
+/// joining changes is counted: `x`'s first word with the prefix, its last
+/// with the suffix's first; the rest of the suffix, a constant, is
+/// remembered whole.
+fn joined_tokens(
+    prefix: &str,
+    x: &str,
+    x_tokens: u32,
+    suffix: &str,
+    tok: &Tokenizer,
+    buf: &mut String,
+) -> u32 {
+    let Some((first, last)) = piece_starts(x) else {
+        return tok.count(&format!("{prefix}{x}{suffix}"));
+    };
+    let (head, tail) = (&x[..first], &x[last..]);
+    let (near, far) = piece_starts(suffix).map_or((suffix, ""), |(at, _)| suffix.split_at(at));
+    let mut piece = |parts: &[&str]| {
+        buf.clear();
+        parts.iter().for_each(|p| buf.push_str(p));
+        tok.count_remembered(buf)
+    };
+    let with = piece(&[prefix, head]) + piece(&[tail, near]) + piece(&[far]);
+    with + x_tokens - piece(&[head]) - piece(&[tail])
 }
 
 #[cfg(test)]
@@ -600,7 +641,7 @@ mod tests {
                     let prior = (i % 2 == 1).then_some(prior);
                     for t in [&SummaryTemplate::default(), &odd, &spaced] {
                         assert_eq!(
-                            t.count(prior, &covered, &tok),
+                            t.count(prior.map(|p| (p, tok.count(p))), &covered, &tok),
                             tok.count(&t.render(prior, &covered)),
                             "{enc}, template {:?}: {chunk:?}",
                             t.0

@@ -240,8 +240,11 @@ impl Summarizer for ExtractiveSummarizer {
             (text, tokens) = render(&cands, &keep, tok);
         }
         Ok(SummaryOutput {
-            input_tokens: self.template.count(req.prior, req.messages, tok)
-                + MESSAGE_OVERHEAD
+            input_tokens: self.template.count(
+                req.prior.map(|p| (p, req.prior_tokens)),
+                req.messages,
+                tok,
+            ) + MESSAGE_OVERHEAD
                 + REPLY_PRIMING,
             output_tokens: tokens,
             text_tokens: tokens,
@@ -484,6 +487,7 @@ mod tests {
         .summarize(
             &SummaryRequest {
                 prior: None,
+                prior_tokens: 0,
                 messages: &msgs,
                 max_tokens: 40,
             },
@@ -529,6 +533,7 @@ mod tests {
                 .summarize(
                     &SummaryRequest {
                         prior: prior.as_deref(),
+                        prior_tokens: prior.as_deref().map_or(0, |p| t.count(p)),
                         messages: &msgs,
                         max_tokens: 300,
                     },
@@ -556,6 +561,7 @@ mod tests {
             .summarize(
                 &SummaryRequest {
                     prior: summary.as_deref(),
+                    prior_tokens: summary.as_deref().map_or(0, |p| t.count(p)),
                     messages: &msgs,
                     max_tokens: 60,
                 },

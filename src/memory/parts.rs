@@ -72,6 +72,7 @@ impl Summarizing {
         let out = env.backend.summarizer.summarize(
             &SummaryRequest {
                 prior: self.latest.as_ref().map(|s| &*s.text),
+                prior_tokens: self.latest.as_ref().map_or(0, |s| s.tokens),
                 messages: &folded,
                 max_tokens: env.params.max_summary_tokens,
             },
