@@ -126,6 +126,20 @@ fn decode_vector(b: &[u8]) -> Arc<[f32]> {
     }
 }
 
+/// An insert of `rows` messages in one statement.
+fn insert_messages(rows: usize) -> String {
+    let values: Vec<String> = (0..rows)
+        .map(|r| {
+            let p: Vec<String> = (1..=8).map(|c| format!("?{}", r * 8 + c)).collect();
+            format!("({})", p.join(", "))
+        })
+        .collect();
+    format!(
+        "INSERT INTO messages (ns, owner, number, role, content, tokens, at_ms, embedding) VALUES {}",
+        values.join(", ")
+    )
+}
+
 impl Store {
     /// Creates the store at `path` (schema, write-ahead log). Call once,
     /// before several connections use the file: a fresh file switched to WAL
@@ -181,26 +195,50 @@ impl Store {
             .map_err(err)?;
         let result = (|| {
             {
-                let mut stmt = tx.prepare_cached(
-                    "INSERT INTO messages (ns, owner, number, role, content, tokens, at_ms, embedding)
-                     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
-                )?;
-                let mut blob = Vec::new();
-                for e in entries {
-                    let blob = e.embedding.as_ref().map(|v| {
-                        encode_vector(v, &mut blob);
-                        blob.as_slice()
-                    });
-                    stmt.execute(params![
-                        ns,
-                        &*e.owner,
-                        e.number,
-                        e.role.as_str(),
-                        e.content(),
-                        e.tokens,
-                        e.at,
-                        blob
-                    ])?;
+                // Rows go in 32 to a statement: one statement step per row
+                // is most of what an insert costs.
+                const ROWS: usize = 32;
+                static MANY: std::sync::LazyLock<String> =
+                    std::sync::LazyLock::new(|| insert_messages(ROWS));
+                let mut blobs: Vec<Vec<u8>> = vec![Vec::new(); ROWS];
+                for chunk in entries.chunks(ROWS) {
+                    if chunk.len() < ROWS {
+                        let mut stmt = tx.prepare_cached(&insert_messages(1))?;
+                        for e in chunk {
+                            let blob = e.embedding.as_ref().map(|v| {
+                                encode_vector(v, &mut blobs[0]);
+                                blobs[0].as_slice()
+                            });
+                            stmt.execute(params![
+                                ns,
+                                &*e.owner,
+                                e.number,
+                                e.role.as_str(),
+                                &**e.content(),
+                                e.tokens,
+                                e.at,
+                                blob
+                            ])?;
+                        }
+                        continue;
+                    }
+                    let mut stmt = tx.prepare_cached(&MANY)?;
+                    for (i, (e, blob)) in chunk.iter().zip(&mut blobs).enumerate() {
+                        let blob = e.embedding.as_ref().map(|v| {
+                            encode_vector(v, blob);
+                            blob.as_slice()
+                        });
+                        let at = i * 8;
+                        stmt.raw_bind_parameter(at + 1, ns)?;
+                        stmt.raw_bind_parameter(at + 2, &*e.owner)?;
+                        stmt.raw_bind_parameter(at + 3, e.number)?;
+                        stmt.raw_bind_parameter(at + 4, e.role.as_str())?;
+                        stmt.raw_bind_parameter(at + 5, &**e.content())?;
+                        stmt.raw_bind_parameter(at + 6, e.tokens)?;
+                        stmt.raw_bind_parameter(at + 7, e.at)?;
+                        stmt.raw_bind_parameter(at + 8, blob)?;
+                    }
+                    stmt.raw_execute()?;
                 }
                 let mut stmt = tx.prepare_cached(
                     "INSERT INTO summaries (ns, idx, owner, turn, covered_from, covered_to, content,

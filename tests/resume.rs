@@ -77,7 +77,7 @@ fn caught_mid_run(
     start: impl Fn() -> Child,
     stop: impl Fn(&Child),
 ) -> std::process::Output {
-    for share in [0.5, 0.3, 0.18, 0.1, 0.05] {
+    for share in [0.5, 0.4, 0.3, 0.22, 0.16, 0.11, 0.07, 0.04] {
         let child = start();
         std::thread::sleep(took.mul_f64(share));
         stop(&child);
