@@ -379,16 +379,16 @@ struct Prepared {
     tokenize_us: Vec<u64>,
 }
 
-fn prepare(s: &Scenario, tok: &Tokenizer) -> Prepared {
+fn prepare(s: &Scenario, tok: &Tokenizer, timed: bool) -> Prepared {
     let mut tokenize_us = Vec::new();
     let tokens = s
         .messages
         .iter()
         .map(|m| {
             m.content.as_ref().map_or(0, |c| {
-                let start = Instant::now();
+                let start = timed.then(Instant::now);
                 let tokens = tok.count(c);
-                tokenize_us.push(start.elapsed().as_micros() as u64);
+                tokenize_us.push(start.map_or(0, |s| s.elapsed().as_micros() as u64));
                 tokens
             })
         })
@@ -499,7 +499,7 @@ fn replay(scenarios: &[Scenario], rt: &Runtime<'_>, sink: &Sink<'_>) -> Result<(
         scenarios,
         rt.jobs,
         |s| s.messages.len() as u64,
-        |s| Ok::<_, RunError>(prepare(s, &rt.tok)),
+        |s| Ok::<_, RunError>(prepare(s, &rt.tok, rt.timings)),
     )?;
     let mut order: Vec<usize> = (0..scenarios.len()).collect();
     order.sort_by(|&a, &b| scenarios[a].name.cmp(&scenarios[b].name));
@@ -722,14 +722,14 @@ fn run_lane(
             if lru.len() >= cap
                 && let Some((_, v)) = lru.pop_first()
             {
-                let t = Instant::now();
+                let t = users[v].env.times.start();
                 users[v].evict(&mut store)?;
                 last[v] = 0;
                 users[v].env.times.record(Stage::Evict, t);
                 spill.take(&mut users[v])?;
             }
             if started[u] {
-                let t = Instant::now();
+                let t = users[u].env.times.start();
                 users[u].restore(&mut store)?;
                 users[u].env.times.record(Stage::Reload, t);
             }
@@ -848,7 +848,7 @@ impl<'a> Job<'a> {
                 list_buffer: true,
                 usage: Usage::default(),
                 summaries: Vec::new(),
-                times: StageTimes::default(),
+                times: StageTimes::new(rt.timings),
                 calls: Vec::new(),
             },
             strategy: memory::create(strategy_name, params, &transcript, None),
@@ -891,11 +891,7 @@ impl<'a> Job<'a> {
 
     /// The rows and latencies recorded since the last part taken.
     fn take_part(&mut self) -> JobResult {
-        let mut times = std::mem::take(&mut self.env.times);
-        times.timed = self.rt.timings;
-        if !times.timed {
-            times.us.iter_mut().flatten().for_each(|x| *x = 0);
-        }
+        let times = std::mem::replace(&mut self.env.times, StageTimes::new(self.rt.timings));
         JobResult {
             scenario: self.out.scenario.clone(),
             strategy: self.out.strategy.clone(),
@@ -958,7 +954,7 @@ impl<'a> Job<'a> {
         if entries.is_empty() && self.unsaved_summaries.is_empty() {
             return Ok(());
         }
-        let start = Instant::now();
+        let start = self.env.times.start();
         store.save(&self.ns, entries, &self.unsaved_summaries)?;
         self.env.times.record(Stage::Persist, start);
         self.unsaved_from = self.transcript.len();
@@ -1002,14 +998,10 @@ impl<'a> Job<'a> {
     }
 
     fn timed_build(&mut self, query: Option<&Query<'_>>) -> (Context, u64) {
-        let start = Instant::now();
+        let start = self.env.times.start();
         let ctx = self.strategy.build(&self.transcript, query, &mut self.env);
         self.env.times.record(Stage::Build, start);
-        let us = if self.rt.timings {
-            start.elapsed().as_micros() as u64
-        } else {
-            0
-        };
+        let us = start.map_or(0, |s| s.elapsed().as_micros() as u64);
         (ctx, us)
     }
 

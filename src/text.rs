@@ -467,7 +467,13 @@ impl Phrases {
             .iter()
             .map(|p| if p.is_empty() { "\n" } else { p.as_str() });
         Phrases {
-            finder: aho_corasick::AhoCorasick::new(patterns).expect("phrases of bounded size"),
+            // A DFA without a prefilter: the texts are single messages,
+            // too short for a prefilter to pay for itself.
+            finder: aho_corasick::AhoCorasick::builder()
+                .kind(Some(aho_corasick::AhoCorasickKind::DFA))
+                .prefilter(false)
+                .build(patterns)
+                .expect("phrases of bounded size"),
             list,
         }
     }

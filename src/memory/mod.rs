@@ -385,8 +385,23 @@ pub struct StageTimes {
 }
 
 impl StageTimes {
-    pub fn record(&mut self, stage: Stage, since: std::time::Instant) {
-        self.us[stage as usize].push(since.elapsed().as_micros() as u64);
+    /// Empty, recording times where `timed` (else only counts).
+    pub fn new(timed: bool) -> StageTimes {
+        StageTimes {
+            timed,
+            ..StageTimes::default()
+        }
+    }
+
+    /// When a stage starts: `None` without timings, so that an untimed run
+    /// reads no clock.
+    pub fn start(&self) -> Option<std::time::Instant> {
+        self.timed.then(std::time::Instant::now)
+    }
+
+    pub fn record(&mut self, stage: Stage, since: Option<std::time::Instant>) {
+        let us = since.map_or(0, |s| s.elapsed().as_micros() as u64);
+        self.us[stage as usize].push(us);
     }
 
     pub fn of(&self, stage: Stage) -> &[u64] {
@@ -420,7 +435,7 @@ impl Env<'_> {
     /// Embeds one text, counting its tokens. A failed call (recorded in
     /// `calls`) gives an empty vector, which matches nothing.
     pub fn embed(&mut self, text: &str, analysis: Option<&Analysis>, tokens: u32) -> Arc<[f32]> {
-        let start = std::time::Instant::now();
+        let start = self.times.start();
         self.usage.embedding_tokens += u64::from(tokens);
         let v = match analysis {
             Some(a) => self.backend.embedder.embed_read(text, a, &mut self.calls),

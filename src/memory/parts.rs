@@ -68,7 +68,7 @@ impl Summarizing {
                 analysis: Some(e.read.analysis()),
             })
             .collect();
-        let start = std::time::Instant::now();
+        let start = env.times.start();
         let out = env.backend.summarizer.summarize(
             &SummaryRequest {
                 prior: self.latest.as_ref().map(|s| &*s.text),
@@ -210,7 +210,7 @@ impl Retrieval {
             i.line_tokens = cached.get();
             i
         };
-        let start = std::time::Instant::now();
+        let start = env.times.start();
         let hits = if q.len() == self.vectors.dim() {
             self.vectors.search(&q, p.top_k as usize)
         } else {

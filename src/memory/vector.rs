@@ -33,7 +33,7 @@ impl Strategy for Vector {
     }
 
     fn observe(&mut self, t: &Transcript, env: &mut Env<'_>) {
-        let start = std::time::Instant::now();
+        let start = env.times.start();
         self.r.observe(t);
         env.times.record(super::Stage::IndexInsert, start);
     }
