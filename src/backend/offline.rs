@@ -422,6 +422,10 @@ impl Responder for ExtractiveResponder {
             }
             // Read at first need: a transcript message once for every call.
             let a = m.text.analysis();
+            // Most messages hold no question word at all.
+            if !a.words.iter().any(|w| q_hashes.contains(&w.hash)) {
+                continue;
+            }
             for r in a.cited() {
                 let s = &m.content()[r.start as usize..r.end as usize];
                 // Questions state nothing: an answer cites statements.
