@@ -195,50 +195,40 @@ impl Store {
             .map_err(err)?;
         let result = (|| {
             {
-                // Rows go in 32 to a statement: one statement step per row
-                // is most of what an insert costs.
+                // Rows go in 32 to a statement (one statement step per row
+                // is most of what an insert costs); a shorter tail, one a
+                // statement.
                 const ROWS: usize = 32;
                 static MANY: std::sync::LazyLock<String> =
                     std::sync::LazyLock::new(|| insert_messages(ROWS));
+                static ONE: std::sync::LazyLock<String> =
+                    std::sync::LazyLock::new(|| insert_messages(1));
                 let mut blobs: Vec<Vec<u8>> = vec![Vec::new(); ROWS];
                 for chunk in entries.chunks(ROWS) {
-                    if chunk.len() < ROWS {
-                        let mut stmt = tx.prepare_cached(&insert_messages(1))?;
-                        for e in chunk {
+                    let (sql, per) = if chunk.len() == ROWS {
+                        (&*MANY, ROWS)
+                    } else {
+                        (&*ONE, 1)
+                    };
+                    let mut stmt = tx.prepare_cached(sql)?;
+                    for rows in chunk.chunks(per) {
+                        for (i, (e, blob)) in rows.iter().zip(&mut blobs).enumerate() {
                             let blob = e.embedding.as_ref().map(|v| {
-                                encode_vector(v, &mut blobs[0]);
-                                blobs[0].as_slice()
+                                encode_vector(v, blob);
+                                blob.as_slice()
                             });
-                            stmt.execute(params![
-                                ns,
-                                &*e.owner,
-                                e.number,
-                                e.role.as_str(),
-                                &**e.content(),
-                                e.tokens,
-                                e.at,
-                                blob
-                            ])?;
+                            let at = i * 8;
+                            stmt.raw_bind_parameter(at + 1, ns)?;
+                            stmt.raw_bind_parameter(at + 2, &*e.owner)?;
+                            stmt.raw_bind_parameter(at + 3, e.number)?;
+                            stmt.raw_bind_parameter(at + 4, e.role.as_str())?;
+                            stmt.raw_bind_parameter(at + 5, &**e.content())?;
+                            stmt.raw_bind_parameter(at + 6, e.tokens)?;
+                            stmt.raw_bind_parameter(at + 7, e.at)?;
+                            stmt.raw_bind_parameter(at + 8, blob)?;
                         }
-                        continue;
+                        stmt.raw_execute()?;
                     }
-                    let mut stmt = tx.prepare_cached(&MANY)?;
-                    for (i, (e, blob)) in chunk.iter().zip(&mut blobs).enumerate() {
-                        let blob = e.embedding.as_ref().map(|v| {
-                            encode_vector(v, blob);
-                            blob.as_slice()
-                        });
-                        let at = i * 8;
-                        stmt.raw_bind_parameter(at + 1, ns)?;
-                        stmt.raw_bind_parameter(at + 2, &*e.owner)?;
-                        stmt.raw_bind_parameter(at + 3, e.number)?;
-                        stmt.raw_bind_parameter(at + 4, e.role.as_str())?;
-                        stmt.raw_bind_parameter(at + 5, &**e.content())?;
-                        stmt.raw_bind_parameter(at + 6, e.tokens)?;
-                        stmt.raw_bind_parameter(at + 7, e.at)?;
-                        stmt.raw_bind_parameter(at + 8, blob)?;
-                    }
-                    stmt.raw_execute()?;
                 }
                 let mut stmt = tx.prepare_cached(
                     "INSERT INTO summaries (ns, idx, owner, turn, covered_from, covered_to, content,
@@ -313,7 +303,6 @@ impl Store {
             })();
             t.push(row.map_err(|e| self.err(e))?);
         }
-        drop(rows);
         let summary = self
             .conn
             .query_row(

@@ -346,8 +346,7 @@ impl SummaryTemplate {
             if i > 0 {
                 conversation.push('\n');
             }
-            conversation.push_str(role_label(m.role));
-            conversation.push_str(": ");
+            conversation.push_str(line_prefix(m.role));
             conversation.push_str(m.content);
         }
         let mut out = String::new();
@@ -373,8 +372,10 @@ impl SummaryTemplate {
     /// ends, which only its first and last words decide. A content with no
     /// inner space is counted whole, one ending in whitespace together
     /// with the line after it (what follows can change how its end
-    /// splits), and another template's prompt whole. A test checks this
-    /// against the rendered prompt in every encoding.
+    /// splits), and another template's prompt whole. The prior summary
+    /// before the conversation is counted the same way, from its known
+    /// tokens (`prior`'s second half). A test checks all this against the
+    /// rendered prompt in every encoding.
     pub fn count(
         &self,
         prior: Option<(&str, u32)>,
@@ -425,16 +426,17 @@ impl SummaryTemplate {
             let suffix = if i + 1 == messages.len() { after } else { "\n" };
             let clean = !m.content.ends_with(char::is_whitespace);
             if group.is_empty() && clean {
-                let label = if m.role == Role::User {
-                    "USER: "
-                } else {
-                    "ASSISTANT: "
-                };
-                total += joined_tokens(label, m.content, m.tokens, suffix, tok, &mut buf);
+                total += joined_tokens(
+                    line_prefix(m.role),
+                    m.content,
+                    m.tokens,
+                    suffix,
+                    tok,
+                    &mut buf,
+                );
                 continue;
             }
-            group.push_str(role_label(m.role));
-            group.push_str(": ");
+            group.push_str(line_prefix(m.role));
             group.push_str(m.content);
             group.push_str(suffix);
             if clean || i + 1 == messages.len() {
@@ -483,11 +485,11 @@ enum Part<'a> {
     Conversation,
 }
 
-/// A role as the summarization prompt labels it.
-fn role_label(role: Role) -> &'static str {
+/// What starts a message's line in the summarization prompt.
+fn line_prefix(role: Role) -> &'static str {
     match role {
-        Role::User => "USER",
-        Role::Assistant => "ASSISTANT",
+        Role::User => "USER: ",
+        Role::Assistant => "ASSISTANT: ",
     }
 }
 
