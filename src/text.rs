@@ -6,36 +6,28 @@ use std::sync::Arc;
 /// Lowercases and folds every run of whitespace to one space, trimmed: the
 /// form in which `expect` phrases are matched against a context.
 pub fn fold(text: &str) -> String {
-    let mut out = String::with_capacity(text.len());
-    fold_into(text, &mut out);
-    out
-}
-
-/// [`fold`], appended to `out` (which must be empty or end in a folded text).
-pub fn fold_into(text: &str, out: &mut String) {
-    let base = out.len();
     let mut space = false;
     if text.is_ascii() {
         // Bytes, not chars: most text is ASCII, and this runs for every
         // message and every phrase matched.
-        let mut bytes = std::mem::take(out).into_bytes();
+        let mut out = Vec::with_capacity(text.len());
         for &b in text.as_bytes() {
             if matches!(b, b' ' | b'\t'..=b'\r') {
-                space = bytes.len() > base;
+                space = !out.is_empty();
             } else {
                 if space {
-                    bytes.push(b' ');
+                    out.push(b' ');
                     space = false;
                 }
-                bytes.push(b.to_ascii_lowercase());
+                out.push(b.to_ascii_lowercase());
             }
         }
-        *out = String::from_utf8(bytes).expect("ASCII stays ASCII");
-        return;
+        return String::from_utf8(out).expect("ASCII stays ASCII");
     }
+    let mut out = String::with_capacity(text.len());
     for c in text.chars() {
         if c.is_whitespace() {
-            space = out.len() > base;
+            space = !out.is_empty();
         } else {
             if space {
                 out.push(' ');
@@ -44,6 +36,7 @@ pub fn fold_into(text: &str, out: &mut String) {
             out.extend(c.to_lowercase());
         }
     }
+    out
 }
 
 /// Words that carry no content (kept sorted and distinct).
@@ -450,6 +443,47 @@ pub struct Reading {
     phrases: std::sync::OnceLock<Box<[(u32, u32)]>>,
 }
 
+/// What is read follows from the content alone.
+impl PartialEq for Reading {
+    fn eq(&self, other: &Reading) -> bool {
+        self.content == other.content
+    }
+}
+
+impl Reading {
+    pub fn new(content: Arc<str>) -> Reading {
+        Reading {
+            content,
+            folded: Default::default(),
+            analysis: Default::default(),
+            phrases: Default::default(),
+        }
+    }
+
+    pub fn content(&self) -> &Arc<str> {
+        &self.content
+    }
+
+    /// [`fold`] of the content.
+    pub fn folded(&self) -> &str {
+        self.folded.get_or_init(|| fold(&self.content).into())
+    }
+
+    /// Where the folded content first holds each of `phrases` that it
+    /// holds: (phrase index, byte offset). Found at the first ask and
+    /// kept, so every ask must pass the same phrases (those of the
+    /// message's scenario).
+    pub fn phrases(&self, phrases: &Phrases) -> &[(u32, u32)] {
+        self.phrases
+            .get_or_init(|| phrases.first_in(self.folded()).into())
+    }
+
+    /// [`Analysis`] of the content.
+    pub fn analysis(&self) -> &Analysis {
+        self.analysis.get_or_init(|| Analysis::new(&self.content))
+    }
+}
+
 /// The folded `expect` phrases of a scenario's facts, found in a text in
 /// one pass.
 #[derive(Debug, Clone)]
@@ -495,47 +529,6 @@ impl Phrases {
             }
         }
         out
-    }
-}
-
-/// What is read follows from the content alone.
-impl PartialEq for Reading {
-    fn eq(&self, other: &Reading) -> bool {
-        self.content == other.content
-    }
-}
-
-impl Reading {
-    pub fn new(content: Arc<str>) -> Reading {
-        Reading {
-            content,
-            folded: Default::default(),
-            analysis: Default::default(),
-            phrases: Default::default(),
-        }
-    }
-
-    pub fn content(&self) -> &Arc<str> {
-        &self.content
-    }
-
-    /// [`fold`] of the content.
-    pub fn folded(&self) -> &str {
-        self.folded.get_or_init(|| fold(&self.content).into())
-    }
-
-    /// Where the folded content first holds each of `phrases` that it
-    /// holds: (phrase index, byte offset). Found at
-    /// the first ask and kept, so every ask must pass the same phrases
-    /// (those of the message's scenario).
-    pub fn phrases(&self, phrases: &Phrases) -> &[(u32, u32)] {
-        self.phrases
-            .get_or_init(|| phrases.first_in(self.folded()).into())
-    }
-
-    /// [`Analysis`] of the content.
-    pub fn analysis(&self) -> &Analysis {
-        self.analysis.get_or_init(|| Analysis::new(&self.content))
     }
 }
 
