@@ -3,8 +3,6 @@
 //! entity fallback. Both are rebuilt from stored embeddings on restore, in
 //! insertion order, so a restored index answers exactly as before.
 
-use std::collections::HashMap;
-
 use hnsw_rs::anndists::dist::Distance;
 use hnsw_rs::hnsw::Hnsw;
 
@@ -289,7 +287,7 @@ fn top_k(hits: impl Iterator<Item = Hit>, k: usize) -> Vec<Hit> {
 /// Inverted index of content words, for the keyword/entity fallback.
 #[derive(Default)]
 pub struct KeywordIndex {
-    postings: HashMap<String, Vec<u32>>,
+    postings: rustc_hash::FxHashMap<String, Vec<u32>>,
     docs: u32,
 }
 

@@ -11,7 +11,7 @@ use crate::text::{Phrases, Reading, fold};
 /// offsets are those of the parts laid end to end, each followed by a
 /// newline, but the parts are searched where they are, not copied.
 pub struct ContextText<'a> {
-    summary: Option<String>,
+    summary: Option<&'a str>,
     /// Each retrieved or buffered item's read and message number.
     items: Vec<(&'a Reading, u32)>,
     /// The scenario's folded `expect` phrases.
@@ -21,7 +21,7 @@ pub struct ContextText<'a> {
 
 impl<'a> ContextText<'a> {
     pub fn new(ctx: &'a Context, scenario: &'a Scenario) -> ContextText<'a> {
-        let summary = ctx.summary.as_ref().map(|s| fold(&s.text));
+        let summary = ctx.summary.as_ref().map(|s| s.read.folded());
         let items: Vec<(&Reading, u32)> = ctx.items().map(|i| (&*i.read, i.number)).collect();
         let len = summary.as_ref().map_or(0, |s| s.len() + 1)
             + items
@@ -155,10 +155,10 @@ pub fn evaluate_probe(
     }
 }
 
-/// Share of `facts` (those with `expect` phrases) that a summary text still
-/// holds; `None` when none of them can be checked that way.
-pub fn fact_retention(scenario: &Scenario, facts: &[usize], summary: &str) -> Option<f64> {
-    let text = fold(summary);
+/// Share of `facts` (those with `expect` phrases) that a summary text
+/// (folded) still holds; `None` when none of them can be checked that way.
+pub fn fact_retention(scenario: &Scenario, facts: &[usize], folded: &str) -> Option<f64> {
+    let text = folded;
     let checkable: Vec<&Fact> = facts
         .iter()
         .map(|&f| &scenario.facts[f])

@@ -15,7 +15,6 @@ use indicatif::{ProgressBar, ProgressStyle};
 use rand::{RngExt, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 
-use crate::backend::offline::fnv1a;
 use crate::backend::{
     AnswerCheck, Backend, CallKind, CallRecord, ChatMessage, ChatRole, ExpectedFact,
 };
@@ -27,6 +26,7 @@ use crate::memory::{
 use crate::metrics::{evaluate_probe, fact_retention, facts_planted_in, round6};
 use crate::scenario::{Role, Scenario, Step};
 use crate::store::{JobKey, Journal, Store, StoreError};
+use crate::text::fnv1a;
 use crate::tokens::Tokenizer;
 
 /// Messages kept unsaved at most before a flush to the store.
@@ -1291,7 +1291,7 @@ impl<'a> Job<'a> {
             .rt
             .backend
             .judge
-            .score_summary(&s.text, &sampled, &mut self.env.calls);
+            .score_summary(s.text(), &sampled, &mut self.env.calls);
         let (first, last) = (t.get(from).number, t.get(to - 1).number);
         let newly = facts_planted_in(self.scenario, first, last);
         let all = facts_planted_in(self.scenario, 1, last);
@@ -1315,8 +1315,8 @@ impl<'a> Job<'a> {
             missing: verdict
                 .as_ref()
                 .map_or(String::new(), |v| v.missing.join(";")),
-            fact_retention: fact_retention(self.scenario, &newly, &s.text).map(round6),
-            fact_retention_all: fact_retention(self.scenario, &all, &s.text).map(round6),
+            fact_retention: fact_retention(self.scenario, &newly, s.read.folded()).map(round6),
+            fact_retention_all: fact_retention(self.scenario, &all, s.read.folded()).map(round6),
             input_tokens: s.input_tokens,
             output_tokens: s.output_tokens,
             judge_reason: match &verdict {

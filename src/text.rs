@@ -187,7 +187,7 @@ const STOPWORDS: &[&str] = &[
 pub fn is_stopword(word: &str) -> bool {
     // Hashed: this runs for every word the offline models read, and a
     // binary search costs eight string comparisons.
-    static SET: std::sync::LazyLock<std::collections::HashSet<&str, Fnv>> =
+    static SET: std::sync::LazyLock<rustc_hash::FxHashSet<&str>> =
         std::sync::LazyLock::new(|| STOPWORDS.iter().copied().collect());
     word.len() <= MAX_STOPWORD_LEN && SET.contains(word)
 }
@@ -195,37 +195,11 @@ pub fn is_stopword(word: &str) -> bool {
 /// The longest stopword, in bytes.
 const MAX_STOPWORD_LEN: usize = 10;
 
-/// FNV-1a as a `std` hasher, for short keys.
-#[derive(Default, Clone, Copy)]
-struct Fnv;
-
-struct FnvHasher(u64);
-
-impl std::hash::BuildHasher for Fnv {
-    type Hasher = FnvHasher;
-    fn build_hasher(&self) -> FnvHasher {
-        FnvHasher(0xcbf2_9ce4_8422_2325)
-    }
-}
-
-impl std::hash::Hasher for FnvHasher {
-    fn write(&mut self, bytes: &[u8]) {
-        for &b in bytes {
-            self.0 ^= u64::from(b);
-            self.0 = self.0.wrapping_mul(0x0100_0000_01b3);
-        }
-    }
-
-    fn finish(&self) -> u64 {
-        self.0
-    }
-}
-
 /// A crude English stemmer: enough for "dogs"/"dog" and "deploying"/"deploy"
 /// to meet, never so much that distinct names collide often.
 pub fn stem(word: &str) -> &str {
     let n = word.len();
-    for (suffix, min) in [("ing", 6), ("ed", 5), ("es", 5), ("s", 4)] {
+    for (suffix, min) in STEMS {
         if n >= min && word.ends_with(suffix) && !word.ends_with("ss") {
             return &word[..n - suffix.len()];
         }
@@ -282,19 +256,88 @@ pub fn for_each_raw_word<'t>(text: &'t str, mut f: impl FnMut(&'t str)) {
 /// at least two characters (or a digit) and no stopword.
 fn content_word<'b>(raw: &str, buf: &'b mut String) -> Option<&'b str> {
     buf.clear();
-    let short = if raw.is_ascii() {
+    if raw.is_ascii() {
+        // Most words: checked on bytes before anything is copied.
+        let b = raw.as_bytes();
+        if b.len() < 2 && !b.iter().all(u8::is_ascii_digit) {
+            return None;
+        }
         buf.push_str(raw);
         buf.make_ascii_lowercase();
-        buf.len() < 2
-    } else {
-        buf.extend(raw.chars().flat_map(char::to_lowercase));
-        buf.chars().count() < 2
-    };
+        return (!is_stopword(buf)).then_some(&**buf);
+    }
+    buf.extend(raw.chars().flat_map(char::to_lowercase));
+    let short = buf.chars().count() < 2;
     if short && !buf.chars().all(|c| c.is_ascii_digit()) || is_stopword(buf) {
         return None;
     }
     Some(buf)
 }
+
+const FNV_OFFSET: u64 = 0xcbf2_9ce4_8422_2325;
+const FNV_PRIME: u64 = 0x0100_0000_01b3;
+
+/// FNV-1a, 64 bit: stable across platforms and releases, unlike std's hasher.
+pub fn fnv1a(bytes: &[u8]) -> u64 {
+    bytes.iter().fold(FNV_OFFSET, |h, &b| {
+        (h ^ u64::from(b)).wrapping_mul(FNV_PRIME)
+    })
+}
+
+/// For an ASCII raw word: `fnv1a(stem(w))` where `w` is its
+/// [`content_word`], or `None` where it carries no content. The same
+/// answer in one pass, without copying the word: it is lowercased as it is
+/// hashed, the hash kept at each of the last three bytes (where [`stem`]
+/// may cut), and stopwords are known by their hash.
+fn ascii_content_hash(raw: &[u8]) -> Option<u64> {
+    let n = raw.len();
+    if n < 2 && !raw.iter().all(u8::is_ascii_digit) {
+        return None;
+    }
+    // cut[i]: the hash of the first n - 3 + i bytes.
+    let mut cut = [0u64; 4];
+    let mut h = FNV_OFFSET;
+    for (i, &b) in raw.iter().enumerate() {
+        if i + 3 >= n {
+            cut[i + 3 - n] = h;
+        }
+        h = (h ^ u64::from(b.to_ascii_lowercase())).wrapping_mul(FNV_PRIME);
+    }
+    cut[3] = h;
+    if n <= MAX_STOPWORD_LEN && is_stopword_hash(h, raw) {
+        return None;
+    }
+    let ends = |suffix: &[u8]| {
+        n >= suffix.len()
+            && raw[n - suffix.len()..]
+                .iter()
+                .zip(suffix)
+                .all(|(a, b)| a.to_ascii_lowercase() == *b)
+    };
+    let kept = STEMS
+        .iter()
+        .find(|(suffix, min)| n >= *min && ends(suffix.as_bytes()) && !ends(b"ss"))
+        .map_or(n, |(suffix, _)| n - suffix.len());
+    Some(cut[kept + 3 - n])
+}
+
+/// Whether the ASCII word `raw`, whose lowercase hashes to `h`, is a
+/// stopword: looked up by hash, confirmed by its letters.
+fn is_stopword_hash(h: u64, raw: &[u8]) -> bool {
+    static BY_HASH: std::sync::LazyLock<rustc_hash::FxHashMap<u64, &str>> =
+        std::sync::LazyLock::new(|| {
+            STOPWORDS
+                .iter()
+                .map(|w| (fnv1a(w.as_bytes()), *w))
+                .collect()
+        });
+    BY_HASH
+        .get(&h)
+        .is_some_and(|w| w.as_bytes().eq_ignore_ascii_case(raw))
+}
+
+/// The suffixes [`stem`] cuts, with the shortest word it cuts each from.
+const STEMS: [(&str, usize); 4] = [("ing", 6), ("ed", 5), ("es", 5), ("s", 4)];
 
 /// The distinct content words of `text`, in order of first appearance.
 pub fn content_words(text: &str) -> Vec<String> {
@@ -310,6 +353,15 @@ pub fn content_words(text: &str) -> Vec<String> {
 /// Whether a raw word looks like a name, a number or a code: the things a
 /// user states once and needs later (the tutorial's "entity" keywords).
 pub fn looks_like_entity(raw: &str, sentence_initial: bool) -> bool {
+    if raw.is_ascii() {
+        // One pass over bytes: the same answer for ASCII, where a char is
+        // uppercase exactly when its byte is.
+        let b = raw.as_bytes();
+        return (!sentence_initial && b.first().is_some_and(u8::is_ascii_uppercase))
+            || b.iter()
+                .enumerate()
+                .any(|(i, c)| c.is_ascii_digit() || (i > 0 && c.is_ascii_uppercase()));
+    }
     let mut chars = raw.chars();
     let first = chars.next();
     raw.chars().any(|c| c.is_ascii_digit())
@@ -396,9 +448,14 @@ impl Analysis {
             let mut initial = true;
             for_each_raw_word(s, |raw| {
                 let first = std::mem::replace(&mut initial, false);
-                if let Some(w) = content_word(raw, &mut buf) {
+                let hash = if raw.is_ascii() {
+                    ascii_content_hash(raw.as_bytes())
+                } else {
+                    content_word(raw, &mut buf).map(|w| fnv1a(stem(w).as_bytes()))
+                };
+                if let Some(hash) = hash {
                     a.words.push(Word {
-                        hash: crate::backend::offline::fnv1a(stem(w).as_bytes()),
+                        hash,
                         at: offset(raw),
                         entity: looks_like_entity(raw, first),
                     });
@@ -575,6 +632,60 @@ pub fn hex(bytes: &[u8]) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn ascii_words_hash_as_their_stemmed_content_word() {
+        let mut words: Vec<String> = STOPWORDS.iter().map(|w| w.to_string()).collect();
+        for w in [
+            "a",
+            "I",
+            "7",
+            "42",
+            "x1",
+            "Ok",
+            "The",
+            "THE",
+            "Again",
+            "plants",
+            "Plants",
+            "PLANTING",
+            "planted",
+            "boxes",
+            "glass",
+            "glasses",
+            "passed",
+            "ring",
+            "rings",
+            "sing",
+            "seeds",
+            "bus",
+            "buses",
+            "ss",
+            "s",
+            "ed",
+            "es",
+            "ing",
+            "bring",
+            "Bringing",
+            "yourselves",
+            "Yourselvess",
+            "themselves1",
+            "mixedCASE",
+            "Tokyo",
+            "V8",
+            "abcdefghijk",
+        ] {
+            words.push(w.to_string());
+        }
+        let mut buf = String::new();
+        for w in &words {
+            let expected = content_word(w, &mut buf).map(|c| fnv1a(stem(c).as_bytes()));
+            assert_eq!(ascii_content_hash(w.as_bytes()), expected, "{w}");
+            let upper = w.to_ascii_uppercase();
+            let expected = content_word(&upper, &mut buf).map(|c| fnv1a(stem(c).as_bytes()));
+            assert_eq!(ascii_content_hash(upper.as_bytes()), expected, "{upper}");
+        }
+    }
 
     #[test]
     fn stopwords_are_sorted() {

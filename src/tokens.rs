@@ -74,7 +74,7 @@ impl Tokenizer {
     pub fn count_remembered(&self, text: &str) -> u32 {
         const LONGEST: usize = 400;
         const KEPT: usize = 1 << 13;
-        type Known = std::collections::HashMap<Box<str>, u32>;
+        type Known = rustc_hash::FxHashMap<Box<str>, u32>;
         if text.len() > LONGEST {
             return self.count(text);
         }
@@ -88,7 +88,7 @@ impl Tokenizer {
             let at = match known.iter().position(|(name, _, _)| *name == self.name) {
                 Some(at) => at,
                 None => {
-                    known.push((self.name, Known::new(), Known::new()));
+                    known.push((self.name, Known::default(), Known::default()));
                     known.len() - 1
                 }
             };

@@ -8,7 +8,6 @@
 //! - judge: the share of the sampled messages' content words the summary keeps;
 //! - responder: replies with the context sentence closest to the question.
 
-use std::collections::HashMap;
 use std::sync::Arc;
 
 use super::{
@@ -17,7 +16,7 @@ use super::{
 };
 use crate::scenario::Role;
 use crate::text::{
-    Analysis, content_words, for_each_content_word, for_each_content_word_as_written,
+    Analysis, content_words, fnv1a, for_each_content_word, for_each_content_word_as_written,
     looks_like_entity,
 };
 use crate::tokens::{MESSAGE_OVERHEAD, REPLY_PRIMING, Tokenizer};
@@ -135,7 +134,7 @@ impl ExtractiveSummarizer {
 /// and numbers twice, normalized by length so dense sentences win; 0 for
 /// filler.
 fn scores(cands: &[Candidate<'_>]) -> Vec<f64> {
-    let mut df: HashMap<u64, u32> = HashMap::new();
+    let mut df = rustc_hash::FxHashMap::<u64, u32>::default();
     for c in cands {
         for (w, _) in &c.words {
             *df.entry(*w).or_default() += 1;
@@ -257,16 +256,6 @@ impl Summarizer for ExtractiveSummarizer {
 /// vector: lexical similarity, cheap and identical on every machine.
 pub struct HashingEmbedder {
     pub dim: usize,
-}
-
-/// FNV-1a, 64 bit: stable across platforms and releases, unlike std's hasher.
-pub fn fnv1a(bytes: &[u8]) -> u64 {
-    let mut h: u64 = 0xcbf2_9ce4_8422_2325;
-    for &b in bytes {
-        h ^= u64::from(b);
-        h = h.wrapping_mul(0x0100_0000_01b3);
-    }
-    h
 }
 
 impl HashingEmbedder {

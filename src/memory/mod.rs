@@ -220,7 +220,7 @@ impl Context {
     pub fn call_messages(&self, system_prompt: &str) -> Vec<ChatMessage> {
         let mut out = Vec::with_capacity(self.buffer.len() + 2);
         let system = match &self.summary {
-            Some(s) => format!("{system_prompt}{SUMMARY_HEADER}{}", s.text),
+            Some(s) => format!("{system_prompt}{SUMMARY_HEADER}{}", s.text()),
             None => system_prompt.to_string(),
         };
         out.push(ChatMessage::new(ChatRole::System, system));

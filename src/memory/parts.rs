@@ -7,6 +7,7 @@ use std::sync::Arc;
 use super::{Env, Item, Query, Section, Transcript, Via};
 use crate::backend::{Covered, SummaryRequest};
 use crate::index::{KeywordIndex, VectorIndex};
+use crate::text::Reading;
 use crate::tokens::REPLY_PRIMING;
 
 /// A summary written by a strategy.
@@ -16,7 +17,8 @@ pub struct SummaryState {
     pub index: u32,
     /// Message number after which it was written.
     pub turn: u32,
-    pub text: Arc<str>,
+    /// Its text, read (folded for recall matching) at first need.
+    pub read: Arc<Reading>,
     /// Tokens of the summary text alone.
     pub tokens: u32,
     /// Tokens of the system message it forms (prompt + header + summary).
@@ -30,6 +32,12 @@ pub struct SummaryState {
     pub output_tokens: u32,
     /// The user whose memory it belongs to (from storage).
     pub owner: Arc<str>,
+}
+
+impl SummaryState {
+    pub fn text(&self) -> &str {
+        self.read.content()
+    }
 }
 
 /// The running summary of everything before the buffer.
@@ -71,7 +79,7 @@ impl Summarizing {
         let start = env.times.start();
         let out = env.backend.summarizer.summarize(
             &SummaryRequest {
-                prior: self.latest.as_ref().map(|s| &*s.text),
+                prior: self.latest.as_ref().map(|s| s.text()),
                 prior_tokens: self.latest.as_ref().map_or(0, |s| s.tokens),
                 messages: &folded,
                 max_tokens: env.params.max_summary_tokens,
@@ -99,7 +107,7 @@ impl Summarizing {
             index: self.latest.as_ref().map_or(1, |s| s.index + 1),
             turn: t.last().map_or(0, |e| e.number),
             tokens,
-            text: out.text.into(),
+            read: Arc::new(Reading::new(out.text.into())),
             system_message_tokens,
             covered_from: from as u32,
             covered_to: to as u32,
