@@ -11,6 +11,7 @@ use std::sync::Arc;
 
 use rusqlite::{Connection, OptionalExtension, params};
 
+use crate::index::for_each_nonzero;
 use crate::memory::{Entry, SummaryState, Transcript};
 use crate::scenario::Role;
 
@@ -88,14 +89,15 @@ pub fn merge(out: &Path, inputs: &[std::path::PathBuf]) -> Result<(), StoreError
 /// vectors are mostly zeros: sparse blobs make them ~15 times smaller.
 fn encode_vector(v: &[f32], out: &mut Vec<u8>) {
     out.clear();
-    let nonzero = v.iter().filter(|x| **x != 0.0).count();
+    let mut nonzero = 0;
+    for_each_nonzero(v, |_, _| nonzero += 1);
     if nonzero * 3 <= v.len() {
         out.push(1);
         out.extend_from_slice(&(v.len() as u32).to_le_bytes());
-        for (i, x) in v.iter().enumerate().filter(|(_, x)| **x != 0.0) {
+        for_each_nonzero(v, |i, x| {
             out.extend_from_slice(&(i as u32).to_le_bytes());
             out.extend_from_slice(&x.to_le_bytes());
-        }
+        });
     } else {
         out.push(0);
         for x in v {
