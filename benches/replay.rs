@@ -11,6 +11,10 @@
 //! Run: `cargo bench --bench replay`; criterion prints time per replay and
 //! messages (or exchanges) per second ("thrpt").
 
+// The memeval binary's allocator, so that these figures are the binary's.
+#[global_allocator]
+static ALLOC: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 use std::path::Path;
 
 use criterion::{BenchmarkId, Criterion, Throughput, criterion_group, criterion_main};

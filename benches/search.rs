@@ -6,6 +6,10 @@
 //!
 //! Run: `cargo bench --bench search`.
 
+// The memeval binary's allocator, so that these figures are the binary's.
+#[global_allocator]
+static ALLOC: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 use criterion::{BenchmarkId, Criterion, criterion_group, criterion_main};
 use memeval::index::VectorIndex;
 use rand::{RngExt, SeedableRng};

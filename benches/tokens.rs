@@ -5,6 +5,10 @@
 //!
 //! Run: `cargo bench --bench tokens`.
 
+// The memeval binary's allocator, so that these figures are the binary's.
+#[global_allocator]
+static ALLOC: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 use std::sync::Arc;
 
 use criterion::{BenchmarkId, Criterion, Throughput, criterion_group, criterion_main};
