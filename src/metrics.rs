@@ -158,7 +158,6 @@ pub fn evaluate_probe(
 /// Share of `facts` (those with `expect` phrases) that a summary text
 /// (folded) still holds; `None` when none of them can be checked that way.
 pub fn fact_retention(scenario: &Scenario, facts: &[usize], folded: &str) -> Option<f64> {
-    let text = folded;
     let checkable: Vec<&Fact> = facts
         .iter()
         .map(|&f| &scenario.facts[f])
@@ -169,7 +168,7 @@ pub fn fact_retention(scenario: &Scenario, facts: &[usize], folded: &str) -> Opt
     }
     let kept = checkable
         .iter()
-        .filter(|f| f.expect.iter().any(|p| text.contains(&fold(p))))
+        .filter(|f| f.expect.iter().any(|p| folded.contains(&fold(p))))
         .count();
     Some(kept as f64 / checkable.len() as f64)
 }
