@@ -39,6 +39,23 @@ pub fn fold(text: &str) -> String {
     out
 }
 
+/// The number of whitespace-separated words, as `split_whitespace` counts
+/// them; on bytes where the text is ASCII.
+pub fn count_words(text: &str) -> u32 {
+    if !text.is_ascii() {
+        return text.split_whitespace().count() as u32;
+    }
+    let mut words = 0;
+    let mut space = true;
+    for &b in text.as_bytes() {
+        // Exactly the ASCII characters `char::is_whitespace` accepts.
+        let white = matches!(b, b' ' | b'\t'..=b'\r');
+        words += u32::from(space && !white);
+        space = white;
+    }
+    words
+}
+
 /// Words that carry no content (kept sorted and distinct).
 const STOPWORDS: &[&str] = &[
     "a",
@@ -684,6 +701,22 @@ mod tests {
             let upper = w.to_ascii_uppercase();
             let expected = content_word(&upper, &mut buf).map(|c| fnv1a(stem(c).as_bytes()));
             assert_eq!(ascii_content_hash(upper.as_bytes()), expected, "{upper}");
+        }
+    }
+
+    #[test]
+    fn words_are_counted_as_split_whitespace_counts_them() {
+        for t in [
+            "",
+            " ",
+            "one",
+            " two  words ",
+            "tab\tand\nnewline\r\nand\x0bvertical\x0cfeed",
+            "no-break\u{a0}space and\u{2003}em space",
+            "\u{85}next line",
+            "x\x1fy",
+        ] {
+            assert_eq!(count_words(t), t.split_whitespace().count() as u32, "{t:?}");
         }
     }
 

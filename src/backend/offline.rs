@@ -218,7 +218,7 @@ impl Summarizer for ExtractiveSummarizer {
             // whitespace-separated word is at least one token, so a sentence
             // with more words than the budget has left is skipped uncounted
             // (the same choice, without tokenizing what cannot fit).
-            let words = cands[i].text.split_whitespace().count() as u32;
+            let words = crate::text::count_words(cands[i].text);
             if used + words + 4 > req.max_tokens {
                 continue;
             }
