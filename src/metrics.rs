@@ -4,7 +4,7 @@
 
 use crate::memory::Context;
 use crate::scenario::{Fact, Scenario};
-use crate::text::{Phrases, Reading, fold};
+use crate::text::{Phrases, Reading};
 
 /// The text a strategy adds to a call (summary, retrieved, buffered), each
 /// part folded and kept apart by newlines so no phrase matches across two:
@@ -161,14 +161,18 @@ pub fn fact_retention(scenario: &Scenario, facts: &[usize], folded: &str) -> Opt
     let checkable: Vec<&Fact> = facts
         .iter()
         .map(|&f| &scenario.facts[f])
-        .filter(|f| !f.expect.is_empty())
+        .filter(|f| !f.phrases.is_empty())
         .collect();
     if checkable.is_empty() {
         return None;
     }
     let kept = checkable
         .iter()
-        .filter(|f| f.expect.iter().any(|p| folded.contains(&fold(p))))
+        .filter(|f| {
+            f.phrases
+                .iter()
+                .any(|&p| folded.contains(scenario.phrases.get(p)))
+        })
         .count();
     Some(kept as f64 / checkable.len() as f64)
 }
