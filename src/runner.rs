@@ -1003,8 +1003,7 @@ impl<'a> Job<'a> {
     fn timed_build(&mut self, query: Option<&Query<'_>>) -> (Context, u64) {
         let start = self.env.times.start();
         let ctx = self.strategy.build(&self.transcript, query, &mut self.env);
-        self.env.times.record(Stage::Build, start);
-        let us = start.map_or(0, |s| s.elapsed().as_micros() as u64);
+        let us = self.env.times.record(Stage::Build, start);
         (ctx, us)
     }
 

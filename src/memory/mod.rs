@@ -399,9 +399,12 @@ impl StageTimes {
         self.timed.then(std::time::Instant::now)
     }
 
-    pub fn record(&mut self, stage: Stage, since: Option<std::time::Instant>) {
+    /// Records a stage that started at `since`; the microseconds recorded
+    /// (0 without timings).
+    pub fn record(&mut self, stage: Stage, since: Option<std::time::Instant>) -> u64 {
         let us = since.map_or(0, |s| s.elapsed().as_micros() as u64);
         self.us[stage as usize].push(us);
+        us
     }
 
     pub fn of(&self, stage: Stage) -> &[u64] {
