@@ -568,6 +568,7 @@ mod tests {
         );
         assert!(SummaryTemplate::parse("no conversation").is_err());
     }
+
     #[test]
     fn the_prompt_is_counted_exactly_without_tokenizing_it_whole() {
         let s = crate::scenario::generate::scenario(&crate::scenario::generate::GenerateOptions {

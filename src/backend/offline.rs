@@ -457,6 +457,30 @@ mod tests {
         Tokenizer::by_encoding("o200k_base").unwrap()
     }
 
+    /// The offline summary of `messages` after `prior` (its tokens counted
+    /// here) within `max_tokens`.
+    fn summarize(
+        prior: Option<&str>,
+        messages: &[Covered<'_>],
+        max_tokens: u32,
+        t: &Tokenizer,
+    ) -> SummaryOutput {
+        ExtractiveSummarizer {
+            template: Default::default(),
+        }
+        .summarize(
+            &SummaryRequest {
+                prior,
+                prior_tokens: prior.map_or(0, |p| t.count(p)),
+                messages,
+                max_tokens,
+            },
+            t,
+            &mut Vec::new(),
+        )
+        .unwrap()
+    }
+
     #[test]
     fn summary_fits_budget_and_keeps_informative_sentences_verbatim() {
         let t = tok();
@@ -474,20 +498,7 @@ mod tests {
             ),
             Covered::new(Role::Assistant, "Thanks, that makes sense.", &t),
         ];
-        let out = ExtractiveSummarizer {
-            template: Default::default(),
-        }
-        .summarize(
-            &SummaryRequest {
-                prior: None,
-                prior_tokens: 0,
-                messages: &msgs,
-                max_tokens: 40,
-            },
-            &tok(),
-            &mut Vec::new(),
-        )
-        .unwrap();
+        let out = summarize(None, &msgs, 40, &t);
         assert!(tok().count(&out.text) <= 40, "{}", out.text);
         assert_eq!(out.text_tokens, tok().count(&out.text));
         assert!(
@@ -520,20 +531,7 @@ mod tests {
             for chunk in texts.chunks(40) {
                 let msgs: Vec<Covered<'_>> =
                     chunk.iter().map(|&(r, c)| Covered::new(r, c, &t)).collect();
-                let out = ExtractiveSummarizer {
-                    template: Default::default(),
-                }
-                .summarize(
-                    &SummaryRequest {
-                        prior: prior.as_deref(),
-                        prior_tokens: prior.as_deref().map_or(0, |p| t.count(p)),
-                        messages: &msgs,
-                        max_tokens: 300,
-                    },
-                    &t,
-                    &mut Vec::new(),
-                )
-                .unwrap();
+                let out = summarize(prior.as_deref(), &msgs, 300, &t);
                 assert_eq!(out.text_tokens, t.count(&out.text), "{enc}: {}", out.text);
                 assert!(out.text_tokens <= 300);
                 prior = Some(out.text);
@@ -548,20 +546,7 @@ mod tests {
         for i in 0..30 {
             let text = format!("Fact number {i}: project Z{i} ships on day {i} in Berlin{i}.");
             let msgs = [Covered::new(Role::User, text.as_str(), &t)];
-            let out = ExtractiveSummarizer {
-                template: Default::default(),
-            }
-            .summarize(
-                &SummaryRequest {
-                    prior: summary.as_deref(),
-                    prior_tokens: summary.as_deref().map_or(0, |p| t.count(p)),
-                    messages: &msgs,
-                    max_tokens: 60,
-                },
-                &t,
-                &mut Vec::new(),
-            )
-            .unwrap();
+            let out = summarize(summary.as_deref(), &msgs, 60, &t);
             assert!(t.count(&out.text) <= 60);
             summary = Some(out.text);
         }
