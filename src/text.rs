@@ -12,7 +12,7 @@ pub fn fold(text: &str) -> String {
         // message and every phrase matched.
         let mut out = Vec::with_capacity(text.len());
         for &b in text.as_bytes() {
-            if matches!(b, b' ' | b'\t'..=b'\r') {
+            if is_space(b) {
                 space = !out.is_empty();
             } else {
                 if space {
@@ -39,6 +39,12 @@ pub fn fold(text: &str) -> String {
     out
 }
 
+/// Whether an ASCII byte is whitespace as `char::is_whitespace` has it
+/// (the vertical tab included, unlike `u8::is_ascii_whitespace`).
+fn is_space(b: u8) -> bool {
+    matches!(b, b' ' | b'\t'..=b'\r')
+}
+
 /// The number of whitespace-separated words, as `split_whitespace` counts
 /// them; on bytes where the text is ASCII.
 pub fn count_words(text: &str) -> u32 {
@@ -48,8 +54,7 @@ pub fn count_words(text: &str) -> u32 {
     let mut words = 0;
     let mut space = true;
     for &b in text.as_bytes() {
-        // Exactly the ASCII characters `char::is_whitespace` accepts.
-        let white = matches!(b, b' ' | b'\t'..=b'\r');
+        let white = is_space(b);
         words += u32::from(space && !white);
         space = white;
     }
