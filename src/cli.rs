@@ -646,7 +646,17 @@ fn stop_on_ctrl_c() {
 
 fn cmd_run(args: &RunArgs) -> Result<(), Failure> {
     // Everything is validated before anything runs or is written.
+    let baseline = args
+        .baseline
+        .as_deref()
+        .map(|p| gate::load_results(p).map_err(|e| Failure::Input(format!("error: {e}"))))
+        .transpose()?;
     let (spec, scenarios, journal, out, update_latest) = match &args.resume {
+        Some(dir) if finished_unpublished(dir) => {
+            // Killed while its outputs were being moved into place.
+            publish(&staging_of(dir), dir)?;
+            return finish(args, dir, None, baseline.as_ref());
+        }
         Some(dir) => {
             let (spec, scenarios, journal) = resumed_run(dir)?;
             (spec, scenarios, journal, dir.clone(), false)
@@ -686,11 +696,6 @@ fn cmd_run(args: &RunArgs) -> Result<(), Failure> {
         }
     };
     let config = &spec.config;
-    let baseline = args
-        .baseline
-        .as_deref()
-        .map(|p| gate::load_results(p).map_err(|e| Failure::Input(format!("error: {e}"))))
-        .transpose()?;
     let tok = config.tokenizer().map_err(|e| Failure::Input(e.0))?;
     let context_window = config.context_window().map_err(|e| Failure::Input(e.0))?;
     let backend =
@@ -698,7 +703,7 @@ fn cmd_run(args: &RunArgs) -> Result<(), Failure> {
 
     stop_on_ctrl_c();
     let staging = staging_of(&out);
-    let (per_job, totals) = run_into(
+    run_into(
         args,
         &spec,
         &scenarios,
@@ -718,34 +723,68 @@ fn cmd_run(args: &RunArgs) -> Result<(), Failure> {
             other => other,
         }
     })?;
-    // Complete: the journal goes, and the outputs move into place.
+    // Complete: the journal goes, and the outputs move into place. The
+    // journal's own file goes last: a staging folder without it holds a
+    // finished run, which `--resume` publishes.
     drop(journal);
-    for suffix in ["", "-wal", "-shm"] {
+    for suffix in ["-wal", "-shm", ""] {
         let _ = std::fs::remove_file(staging.join(format!("{JOURNAL}{suffix}")));
     }
     publish(&staging, &out)?;
     if update_latest {
         point_latest(&out);
     }
+    finish(args, &out, Some(&config.gate), baseline.as_ref())
+}
+
+/// Whether `out`'s staging folder holds a run that finished but was not
+/// moved into place: its journal is gone, and the outputs are complete.
+/// (A new run's staging folder appears with its journal in it.)
+fn finished_unpublished(out: &Path) -> bool {
+    let staging = staging_of(out);
+    staging.is_dir() && !staging.join(JOURNAL).exists()
+}
+
+/// What follows a run's publication: the results table, the baseline, the
+/// gate, and the exit status of failed API calls; all read from the
+/// published results. `thresholds`, where not given, are the run's own, as
+/// its results record them.
+fn finish(
+    args: &RunArgs,
+    out: &Path,
+    thresholds: Option<&gate::GateConfig>,
+    baseline: Option<&gate::RunResults>,
+) -> Result<(), Failure> {
+    let results = gate::load_results(out).map_err(|e| anyhow::anyhow!(e))?;
     if !args.quiet {
         let mut stdout = std::io::stdout().lock();
-        report::print_table(&mut stdout, &per_job, &totals).map_err(anyhow::Error::from)?;
+        report::print_table(&mut stdout, &results.results, &results.totals)
+            .map_err(anyhow::Error::from)?;
         writeln!(stdout, "\noutputs: {}", out.display()).map_err(anyhow::Error::from)?;
     }
-    let results = gate::load_results(&out).map_err(|e| anyhow::anyhow!(e))?;
     if let Some(path) = &args.save_baseline {
         write_baseline(&results, path)?;
     }
     if let Some(b) = baseline {
+        let recorded;
+        let thresholds = match thresholds {
+            Some(t) => t,
+            None => {
+                recorded = serde_json::from_value(results.meta["config"]["gate"].clone()).map_err(
+                    |e| anyhow::anyhow!("{}: the run's gate settings: {e}", out.display()),
+                )?;
+                &recorded
+            }
+        };
         run_gate(
-            &b,
+            b,
             &results,
-            &config.gate,
+            thresholds,
             args.junit.as_deref(),
             args.allow_mismatch,
         )?;
     }
-    let failed: u64 = per_job.iter().map(|a| a.failed_calls).sum();
+    let failed: u64 = results.results.iter().map(|a| a.failed_calls).sum();
     if failed > 0 {
         return Err(Failure::Incomplete(format!(
             "completed with {failed} failed API call(s) (listed in {}): the metrics they feed are incomplete",
@@ -843,8 +882,6 @@ fn run_gate(
     Ok(())
 }
 
-type Aggregates = (Vec<report::Aggregate>, Vec<report::Aggregate>);
-
 #[allow(clippy::too_many_arguments)]
 fn run_into(
     args: &RunArgs,
@@ -855,7 +892,7 @@ fn run_into(
     tok: crate::tokens::Tokenizer,
     context_window: u32,
     backend: &crate::backend::Backend,
-) -> Result<Aggregates, Failure> {
+) -> Result<(), Failure> {
     let config = &spec.config;
     let mut rt = Runtime {
         config,
@@ -914,7 +951,7 @@ fn run_into(
         }
     }
     write_report(dir).map_err(|e| anyhow::anyhow!("writing the report: {e}"))?;
-    Ok((written.per_job, written.totals))
+    Ok(())
 }
 
 /// The outputs of the replays `keys` (in output order), read from the

@@ -70,7 +70,8 @@ fn reference(
 
 /// Starts runs into `out` and stops each with `stop` after a share of
 /// `took` (from half of it down) until one is caught mid-run: its staging
-/// folder there, nothing published. That run's output, once it ended.
+/// folder there with its journal, nothing published. That run's output,
+/// once it ended.
 fn caught_mid_run(
     took: Duration,
     out: &Path,
@@ -82,11 +83,13 @@ fn caught_mid_run(
         std::thread::sleep(took.mul_f64(share));
         stop(&child);
         let o = child.wait_with_output().unwrap();
-        if staging(out).is_dir() && !out.exists() {
+        if staging(out).join("journal.sqlite").is_file() && !out.exists() {
             return o;
         }
-        // Finished first (this machine is faster now): sooner next time.
+        // Finished first (this machine is faster now), or stopped while
+        // publishing: sooner next time.
         let _ = std::fs::remove_dir_all(out);
+        let _ = std::fs::remove_dir_all(staging(out));
     }
     panic!("not caught mid-run");
 }
@@ -139,8 +142,9 @@ fn kill_and_resume(extra: &[&str]) {
             // to resume, nothing written.
             continue;
         }
+        // Caught mid-run, its journal there; or caught while its finished
+        // outputs were moved into place, its journal already gone.
         interrupted += 1;
-        assert!(staging(&out).join("journal.sqlite").is_file());
         resume(dir.path(), &out);
         assert_same(&want, &out);
     }
@@ -159,6 +163,53 @@ fn a_run_killed_at_any_point_resumes_to_the_same_outputs() {
 fn interleaved_users_resume_too() {
     // Three live memories for four users: replays go through the registry.
     kill_and_resume(&["--set", "registry.max_active_users=3"]);
+}
+
+#[test]
+fn a_run_killed_while_publishing_its_outputs_is_published_by_resume() {
+    let dir = tempfile::tempdir().unwrap();
+    let (want, _) = reference(dir.path(), &[]);
+    let baseline = dir.path().join("baseline.json");
+    std::fs::copy(dir.path().join("reference/results.json"), &baseline).unwrap();
+    // A finished run whose outputs were not moved into place yet: its
+    // staging folder complete, its journal gone.
+    let out = dir.path().join("killed");
+    std::fs::rename(dir.path().join("reference"), staging(&out)).unwrap();
+
+    // A new run into the same folder would lose it.
+    let mut a = args(&out, &[]);
+    a.retain(|x| x != "--quiet");
+    let a: Vec<&str> = a.iter().map(String::as_str).collect();
+    let o = memeval(&a, dir.path());
+    assert_eq!(o.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&o.stderr).contains("--resume"));
+
+    // Resumed: published as it was, then reported and gated as a run is,
+    // with the thresholds the run recorded.
+    let o = memeval(
+        &[
+            "run",
+            "--resume",
+            &out.display().to_string(),
+            "--baseline",
+            &baseline.display().to_string(),
+        ],
+        dir.path(),
+    );
+    let stdout = String::from_utf8_lossy(&o.stdout);
+    assert!(
+        o.status.success(),
+        "{stdout}{}",
+        String::from_utf8_lossy(&o.stderr)
+    );
+    assert!(!staging(&out).exists(), "the staging folder is left behind");
+    assert_same(&want, &out);
+    assert!(stdout.contains("needle-cabin-wifi"), "{stdout}");
+    assert!(
+        stdout.contains(&format!("outputs: {}", out.display())),
+        "{stdout}"
+    );
+    assert!(stdout.contains("PASS"), "{stdout}");
 }
 
 #[cfg(unix)]
