@@ -516,6 +516,9 @@ struct RunSpec {
     shard: Option<(u32, u32)>,
     repeat: u32,
     timings: bool,
+    /// Written to the default folder, so `reports/latest` points at it.
+    #[serde(default)]
+    latest: bool,
 }
 
 /// The journal of a run in progress, inside its staging folder.
@@ -651,7 +654,7 @@ fn cmd_run(args: &RunArgs) -> Result<(), Failure> {
         .as_deref()
         .map(|p| gate::load_results(p).map_err(|e| Failure::Input(format!("error: {e}"))))
         .transpose()?;
-    let (spec, scenarios, journal, out, update_latest) = match &args.resume {
+    let (spec, scenarios, journal, out) = match &args.resume {
         Some(dir) if finished_unpublished(dir) => {
             // Killed while its outputs were being moved into place.
             publish(&staging_of(dir), dir)?;
@@ -659,7 +662,7 @@ fn cmd_run(args: &RunArgs) -> Result<(), Failure> {
         }
         Some(dir) => {
             let (spec, scenarios, journal) = resumed_run(dir)?;
-            (spec, scenarios, journal, dir.clone(), false)
+            (spec, scenarios, journal, dir.clone())
         }
         None => {
             let config = resolve_config(&args.cfg, run_flags(args))?;
@@ -690,9 +693,10 @@ fn cmd_run(args: &RunArgs) -> Result<(), Failure> {
                 shard: args.shard,
                 repeat: args.repeat,
                 timings: !args.no_timings,
+                latest: update_latest,
             };
             let journal = new_journal(&staging, &spec)?;
-            (spec, scenarios, journal, out, update_latest)
+            (spec, scenarios, journal, out)
         }
     };
     let config = &spec.config;
@@ -725,15 +729,16 @@ fn cmd_run(args: &RunArgs) -> Result<(), Failure> {
     })?;
     // Complete: the journal goes, and the outputs move into place. The
     // journal's own file goes last: a staging folder without it holds a
-    // finished run, which `--resume` publishes.
+    // finished run, which `--resume` publishes as it is (so `latest`
+    // points at it before that).
     drop(journal);
+    if spec.latest {
+        point_latest(&out);
+    }
     for suffix in ["-wal", "-shm", ""] {
         let _ = std::fs::remove_file(staging.join(format!("{JOURNAL}{suffix}")));
     }
     publish(&staging, &out)?;
-    if update_latest {
-        point_latest(&out);
-    }
     finish(args, &out, Some(&config.gate), baseline.as_ref())
 }
 

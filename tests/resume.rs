@@ -212,6 +212,48 @@ fn a_run_killed_while_publishing_its_outputs_is_published_by_resume() {
     assert!(stdout.contains("PASS"), "{stdout}");
 }
 
+#[test]
+fn a_resumed_run_in_the_default_folder_becomes_reports_latest() {
+    let dir = tempfile::tempdir().unwrap();
+    let reports = dir.path().join("reports");
+    let mut a: Vec<String> = vec!["run".into()];
+    a.extend(SCENARIOS.iter().map(|s| shipped(s)));
+    a.extend(["--no-timings".into(), "--quiet".into()]);
+    let start = || {
+        Command::new(env!("CARGO_BIN_EXE_memeval"))
+            .args(&a)
+            .current_dir(dir.path())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap()
+    };
+    let took = {
+        let at = std::time::Instant::now();
+        assert!(start().wait().unwrap().success());
+        at.elapsed()
+    };
+    let latest = || std::fs::read_link(reports.join("latest")).unwrap();
+    for share in [0.5, 0.4, 0.3, 0.22, 0.16, 0.11, 0.07, 0.04] {
+        let mut child = start();
+        std::thread::sleep(took.mul_f64(share));
+        child.kill().unwrap();
+        child.wait().unwrap();
+        let staged = std::fs::read_dir(&reports).unwrap().find_map(|e| {
+            let name = e.unwrap().file_name().to_string_lossy().into_owned();
+            let name = name.strip_prefix('.')?.strip_suffix(".partial")?;
+            Some(name.to_string())
+        });
+        let Some(name) = staged else {
+            continue; // finished first: sooner next time
+        };
+        resume(dir.path(), &reports.join(&name));
+        assert_eq!(latest(), Path::new(&name));
+        return;
+    }
+    panic!("not caught mid-run");
+}
+
 #[cfg(unix)]
 #[test]
 fn ctrl_c_leaves_partial_outputs_and_resume_completes_them() {
