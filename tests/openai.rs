@@ -211,21 +211,45 @@ fn faults_are_retried_and_change_nothing() {
     let clean_cfg = config(dir.path(), &clean, "");
     ok(&run(dir.path(), &clean_cfg, "clean", &[]));
 
-    // Half the requests rate-limited at first (Retry-After: 0), a third of
-    // those a 500 when retried, and the seventh request hanging past the
+    // Half the requests rate-limited at first (Retry-After: 0), some with
+    // Retry-After as an HTTP date already past, some a 400 that the server
+    // says to retry (x-should-retry); a third of the retries a 500, some a
+    // 503 with retry-after-ms; and the seventh request hanging past the
     // timeout.
+    let sent = std::sync::Arc::new(std::sync::Mutex::new(std::collections::BTreeSet::new()));
+    let seen = sent.clone();
     let faulty = Server::start(Options {
-        faults: Some(Box::new(|n, times, body| {
+        faults: Some(Box::new(move |n, times, body| {
             let h = body
                 .to_string()
                 .bytes()
                 .fold(0u32, |h, b| h.wrapping_mul(31).wrapping_add(u32::from(b)));
-            match (n, times) {
+            let header = |k, v: &str| vec![(k, v.to_string())];
+            let fault = match (n, times) {
                 (7, _) => Some(Fault::Hang(Duration::from_millis(1500))),
                 (_, 1) if h % 2 == 0 => Some(Fault::Status(429, Some(0))),
+                (_, 1) if h % 5 == 1 => Some(Fault::Error(
+                    429,
+                    "rate_limit_exceeded",
+                    header("Retry-After", "Sun, 06 Nov 1994 08:49:37 GMT"),
+                )),
+                (_, 1) if h % 5 == 3 => Some(Fault::Error(
+                    400,
+                    "overloaded",
+                    header("x-should-retry", "true"),
+                )),
                 (_, 2) if h % 3 == 0 => Some(Fault::Status(500, None)),
+                (_, 2) if h % 3 == 1 => Some(Fault::Error(
+                    503,
+                    "server_error",
+                    header("retry-after-ms", "1"),
+                )),
                 _ => None,
+            };
+            if let Some(Fault::Error(status, _, headers)) = &fault {
+                seen.lock().unwrap().insert((*status, headers[0].0));
             }
+            fault
         })),
         ..Options::default()
     });
@@ -239,6 +263,11 @@ fn faults_are_retried_and_change_nothing() {
         .filter(|c| c["attempts"].parse::<u32>().unwrap() > 1)
         .count();
     assert!(retried > 5, "{retried} calls retried");
+    assert_eq!(
+        sent.lock().unwrap().len(),
+        3,
+        "every kind of fault was sent: {sent:?}"
+    );
     assert!(calls.iter().all(|c| c["error"].is_empty()));
     same_results(&dir.path().join("clean"), &other.path().join("faulty"));
 }
@@ -307,6 +336,54 @@ fn calls_that_keep_failing_are_recorded_and_the_run_completes() {
     assert!(
         html.contains("<strong>Incomplete:</strong> "),
         "no warning in the report"
+    );
+}
+
+#[test]
+fn a_spent_quota_and_a_reply_marked_final_are_not_retried() {
+    // Every summary: a 429 for an exhausted quota. Every judgement of a
+    // probe answer: a 503 that the server says not to retry.
+    let server = Server::start(Options {
+        faults: Some(Box::new(|_, _, body| {
+            let prompt = body["messages"][0]["content"].as_str().unwrap_or("");
+            if prompt.contains("Please summarize") {
+                Some(Fault::Error(429, "insufficient_quota", vec![]))
+            } else if body["response_format"]["type"] == "json_object" {
+                Some(Fault::Error(
+                    503,
+                    "server_error",
+                    vec![("x-should-retry", "false".into())],
+                ))
+            } else {
+                None
+            }
+        })),
+        ..Options::default()
+    });
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = config(dir.path(), &server, "max_retries = 4");
+    let o = run(dir.path(), &cfg, "out", &["--strategies", "summary"]);
+    assert_eq!(
+        o.status.code(),
+        Some(4),
+        "{}",
+        String::from_utf8_lossy(&o.stderr)
+    );
+    let calls = rows(&dir.path().join("out/calls.csv"));
+    let failed: Vec<_> = calls.iter().filter(|c| !c["error"].is_empty()).collect();
+    let kinds = |k: &str| failed.iter().filter(|c| c["kind"] == k).count();
+    assert!(
+        kinds("summarize") > 0 && kinds("judge_answer") > 0,
+        "{failed:?}"
+    );
+    for c in &failed {
+        assert_eq!(c["attempts"], "1", "retried: {c:?}");
+    }
+    assert!(
+        failed
+            .iter()
+            .any(|c| c["kind"] == "summarize" && c["error"].contains("insufficient_quota")),
+        "{failed:?}"
     );
 }
 

@@ -3,8 +3,12 @@
 //!
 //! - Every request goes through one [`Transport`] (a tower service under
 //!   async-openai's client): a semaphore bounds the requests in flight over
-//!   the whole run, and 429, 5xx, timeouts and lost connections are retried
-//!   with exponential backoff and jitter, honouring `Retry-After`.
+//!   the whole run, and 408, 409, 429, 5xx, timeouts and lost connections
+//!   are retried with exponential backoff and jitter, honouring
+//!   `retry-after-ms` and `Retry-After` (seconds or an HTTP date). The
+//!   server's `x-should-retry` overrides the status, as in OpenAI's own
+//!   clients, and a 429 for an exhausted quota is not retried, since
+//!   waiting cannot mend it.
 //! - Replies are cached in SQLite under a hash of the endpoint and the full
 //!   request (the model is part of it), so a rerun sends nothing and
 //!   replays exactly; embeddings are cached per input text.
@@ -154,12 +158,66 @@ struct Transport {
 #[error("no reply within {0:?} (after every retry)")]
 struct TimedOut(Duration);
 
-/// How long to wait before retrying, from a `Retry-After` header (seconds,
-/// as most APIs send it).
-fn retry_after(headers: &reqwest::header::HeaderMap) -> Option<Duration> {
-    let v = headers.get(reqwest::header::RETRY_AFTER)?.to_str().ok()?;
-    let secs: f64 = v.trim().parse().ok()?;
-    (secs.is_finite() && secs >= 0.0).then(|| Duration::from_secs_f64(secs).min(MAX_RETRY_AFTER))
+/// How long to wait before retrying, as the reply asks: `retry-after-ms`
+/// (OpenAI, Azure), else `Retry-After` in seconds or as an HTTP date
+/// (RFC 9110: the preferred form and the two obsolete ones), a date already
+/// past meaning now. `None` where the reply says nothing usable.
+fn retry_after(headers: &http::HeaderMap, now: jiff::Timestamp) -> Option<Duration> {
+    let header = |name: &str| Some(headers.get(name)?.to_str().ok()?.trim());
+    // A non-negative number of `unit`s, as a wait of at most the cap.
+    let wait = |v: &str, unit: f64| {
+        let n = v
+            .parse::<f64>()
+            .ok()
+            .filter(|n| n.is_finite() && *n >= 0.0)?;
+        Some(Duration::from_secs_f64(
+            (n * unit).min(MAX_RETRY_AFTER.as_secs_f64()),
+        ))
+    };
+    if let Some(w) = header("retry-after-ms").and_then(|v| wait(v, 0.001)) {
+        return Some(w);
+    }
+    let v = header("retry-after")?;
+    wait(v, 1.0).or_else(|| {
+        let until = Duration::try_from(http_date(v)?.duration_since(now)).unwrap_or_default();
+        Some(until.min(MAX_RETRY_AFTER))
+    })
+}
+
+/// An HTTP date (RFC 9110, section 5.6.7): IMF-fixdate, or the obsolete
+/// RFC 850 and asctime forms that a recipient must still accept.
+fn http_date(v: &str) -> Option<jiff::Timestamp> {
+    static IMF: jiff::fmt::rfc2822::DateTimeParser = jiff::fmt::rfc2822::DateTimeParser::new();
+    IMF.parse_timestamp(v).ok().or_else(|| {
+        ["%A, %d-%b-%y %H:%M:%S GMT", "%a %b %e %H:%M:%S %Y"]
+            .iter()
+            .find_map(|f| {
+                let at = jiff::civil::DateTime::strptime(f, v).ok()?;
+                Some(at.to_zoned(jiff::tz::TimeZone::UTC).ok()?.timestamp())
+            })
+    })
+}
+
+/// Whether a failed reply is worth asking again: the server's
+/// `x-should-retry` first, as OpenAI's own clients decide; else timeouts
+/// (408), lock conflicts (409), rate limits (429) and server errors, but
+/// not a 429 for an exhausted quota.
+fn retryable(reply: &http::Response<impl AsRef<[u8]>>) -> bool {
+    match reply.headers().get("x-should-retry").map(|v| v.as_bytes()) {
+        Some(b"true") => return true,
+        Some(b"false") => return false,
+        _ => {}
+    }
+    match reply.status().as_u16() {
+        408 | 409 | 500..=599 => true,
+        429 => {
+            let body: serde_json::Value =
+                serde_json::from_slice(reply.body().as_ref()).unwrap_or_default();
+            let error = &body["error"];
+            error["code"] != "insufficient_quota" && error["type"] != "insufficient_quota"
+        }
+        _ => false,
+    }
 }
 
 impl Transport {
@@ -178,7 +236,7 @@ impl Transport {
     async fn attempt(
         &self,
         request: &HttpRequestFactory,
-    ) -> Result<Result<reqwest::Response, OpenAIError>, tokio::time::error::Elapsed> {
+    ) -> Result<Result<http::Response<Vec<u8>>, OpenAIError>, tokio::time::error::Elapsed> {
         let _permit = self.permits.acquire().await.expect("never closed");
         let mut http = self.http.clone();
         tokio::time::timeout(self.timeout, async move {
@@ -187,10 +245,10 @@ impl Transport {
             let status = resp.status();
             let headers = resp.headers().clone();
             let body = resp.bytes().await.map_err(OpenAIError::Reqwest)?;
-            let mut rebuilt = http::Response::new(body);
+            let mut rebuilt = http::Response::new(Vec::from(body));
             *rebuilt.status_mut() = status;
             *rebuilt.headers_mut() = headers;
-            Ok(reqwest::Response::from(rebuilt))
+            Ok(rebuilt)
         })
         .await
     }
@@ -217,14 +275,12 @@ impl tower::Service<HttpRequestFactory> for Transport {
                 let _ = ATTEMPTS.try_with(|a| a.set(attempt));
                 let last = attempt > this.max_retries;
                 let wait = match this.attempt(&request).await {
-                    Ok(Ok(resp)) => {
-                        let s = resp.status();
-                        let transient =
-                            s == reqwest::StatusCode::TOO_MANY_REQUESTS || s.is_server_error();
-                        if !transient || last {
-                            return Ok(resp);
+                    Ok(Ok(reply)) => {
+                        if reply.status().is_success() || !retryable(&reply) || last {
+                            return Ok(reqwest::Response::from(reply));
                         }
-                        retry_after(resp.headers()).unwrap_or_else(|| this.backoff(attempt))
+                        retry_after(reply.headers(), jiff::Timestamp::now())
+                            .unwrap_or_else(|| this.backoff(attempt))
                     }
                     Ok(Err(e)) => {
                         let transient = match &e {
@@ -984,5 +1040,82 @@ impl Embedder for ApiEmbedder {
     /// The tutorial's threshold for OpenAI embeddings.
     fn default_min_score(&self) -> f32 {
         0.75
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn headers(pairs: &[(&'static str, &str)]) -> http::HeaderMap {
+        pairs
+            .iter()
+            .map(|(k, v)| (http::HeaderName::from_static(k), v.parse().unwrap()))
+            .collect()
+    }
+
+    #[test]
+    fn retry_after_reads_milliseconds_seconds_and_every_http_date_form() {
+        let now: jiff::Timestamp = "1994-11-06T08:49:30Z".parse().unwrap();
+        let wait = |pairs: &[(&'static str, &str)]| retry_after(&headers(pairs), now);
+        let secs = |s: f64| Some(Duration::from_secs_f64(s));
+        assert_eq!(wait(&[("retry-after", "2")]), secs(2.0));
+        assert_eq!(wait(&[("retry-after", " 0.5 ")]), secs(0.5));
+        // retry-after-ms first, as OpenAI's clients read it.
+        assert_eq!(
+            wait(&[("retry-after-ms", "250"), ("retry-after", "9")]),
+            secs(0.25)
+        );
+        assert_eq!(
+            wait(&[("retry-after-ms", "soon"), ("retry-after", "9")]),
+            secs(9.0)
+        );
+        // The three forms of an HTTP date, seven seconds after `now`.
+        for date in [
+            "Sun, 06 Nov 1994 08:49:37 GMT",
+            "Sunday, 06-Nov-94 08:49:37 GMT",
+            "Sun Nov  6 08:49:37 1994",
+        ] {
+            assert_eq!(wait(&[("retry-after", date)]), secs(7.0), "{date}");
+        }
+        // A date already past means now; waits are capped.
+        assert_eq!(
+            wait(&[("retry-after", "Sun, 06 Nov 1994 08:00:00 GMT")]),
+            secs(0.0)
+        );
+        assert_eq!(wait(&[("retry-after", "86400")]), Some(MAX_RETRY_AFTER));
+        assert_eq!(wait(&[("retry-after", "1e300")]), Some(MAX_RETRY_AFTER));
+        assert_eq!(wait(&[("retry-after-ms", "1e300")]), Some(MAX_RETRY_AFTER));
+        assert_eq!(
+            wait(&[("retry-after", "Mon, 07 Nov 1994 08:49:37 GMT")]),
+            Some(MAX_RETRY_AFTER)
+        );
+        // Nothing usable: the caller's own backoff applies.
+        for bad in ["-1", "inf", "NaN", "tomorrow", "06 Nov 1994", ""] {
+            assert_eq!(wait(&[("retry-after", bad)]), None, "{bad:?}");
+        }
+        assert_eq!(wait(&[]), None);
+    }
+
+    #[test]
+    fn what_is_retried_follows_the_server_then_the_status() {
+        let reply = |status: u16, pairs: &[(&'static str, &str)], body: &str| {
+            let mut r = http::Response::new(body.as_bytes().to_vec());
+            *r.status_mut() = http::StatusCode::from_u16(status).unwrap();
+            *r.headers_mut() = headers(pairs);
+            r
+        };
+        let rate = r#"{"error": {"code": "rate_limit_exceeded", "type": "requests"}}"#;
+        let quota = r#"{"error": {"code": "insufficient_quota", "type": "insufficient_quota"}}"#;
+        for status in [408, 409, 429, 500, 502, 503] {
+            assert!(retryable(&reply(status, &[], rate)), "{status}");
+        }
+        for status in [400, 401, 403, 404, 422] {
+            assert!(!retryable(&reply(status, &[], rate)), "{status}");
+        }
+        assert!(!retryable(&reply(429, &[], quota)));
+        assert!(retryable(&reply(429, &[], "not json")));
+        assert!(!retryable(&reply(503, &[("x-should-retry", "false")], "")));
+        assert!(retryable(&reply(400, &[("x-should-retry", "true")], "")));
     }
 }

@@ -24,6 +24,9 @@ pub enum Fault {
     /// Reply with this status and an OpenAI error body; `Retry-After` in
     /// seconds when given.
     Status(u16, Option<u32>),
+    /// Reply with this status, an OpenAI error body of this code, and
+    /// these headers.
+    Error(u16, &'static str, Vec<(&'static str, String)>),
     /// Wait this long before answering (past the client's timeout).
     Hang(Duration),
 }
@@ -167,7 +170,16 @@ fn serve(
         stats.max_in_flight.fetch_max(now, Ordering::SeqCst);
         std::thread::sleep(options.latency);
         let fault = options.faults.as_ref().and_then(|f| f(n, times, &body));
+        let mut extra: Vec<(&str, String)> = Vec::new();
         let (status, retry_after, reply) = match fault {
+            Some(Fault::Error(status, code, headers)) => {
+                extra = headers;
+                (
+                    status,
+                    None,
+                    json!({"error": {"message": format!("injected {code}"), "type": code, "param": null, "code": code}}),
+                )
+            }
             Some(Fault::Status(code, after)) => {
                 let mut message = format!("injected fault {code}");
                 if let Some(e) = &options.error_echo {
@@ -203,6 +215,9 @@ fn serve(
         );
         if let Some(a) = retry_after {
             head.push_str(&format!("Retry-After: {a}\r\n"));
+        }
+        for (k, v) in extra {
+            head.push_str(&format!("{k}: {v}\r\n"));
         }
         head.push_str("\r\n");
         // One write: a head and a body sent apart would wait on Nagle's
