@@ -1,7 +1,8 @@
 //! The command line: argument parsing and the commands' top-level flow.
-//! Exit codes: 0 success, 2 bad input or usage (nothing written), 3 a run
-//! that failed for another reason (storage, I/O). 1 is reserved for gate
-//! and regression failures.
+//! Exit codes: 0 success, 1 a gate or regression failure, 2 bad input or
+//! usage (nothing written), 3 a run that failed for another reason
+//! (storage, I/O), 4 a run completed with failed API calls, 130 stopped by
+//! Ctrl-C.
 
 use std::io::Write;
 use std::path::{Path, PathBuf};
@@ -28,7 +29,9 @@ use std::collections::BTreeMap;
 summary, vector, hybrid), records what each puts in front of the model and what it costs \
 in tokens, and measures whether the facts a user stated are still recalled when needed.\n\n\
 Exit codes: 0 success; 1 a gate or regression failure; 2 bad input or usage (nothing is \
-written); 3 a run that failed for another reason (storage, I/O)."
+written); 3 a run that failed for another reason (storage, I/O); 4 a run that completed with \
+API calls that failed after their retries (outputs written, see calls.csv); 130 stopped by \
+Ctrl-C (continue with `memeval run --resume DIR`)."
 )]
 pub struct Cli {
     #[command(subcommand)]
