@@ -1082,7 +1082,9 @@ pub fn publish_staged<T>(
     work: impl FnOnce(&Path) -> Result<T, Failure>,
 ) -> Result<T, Failure> {
     // One per process: such a command cannot be resumed, only redone.
-    let mut staging = staging_of(out).into_os_string();
+    let prefix = staging_of(out).into_os_string();
+    remove_orphans(&prefix);
+    let mut staging = prefix;
     staging.push(format!("-{}", std::process::id()));
     let staging = PathBuf::from(staging);
     if staging.exists() {
@@ -1099,6 +1101,51 @@ pub fn publish_staged<T>(
     };
     publish(&staging, out)?;
     Ok(value)
+}
+
+/// Removes the staging folders `PREFIX-PID` that killed commands left
+/// behind: those whose process is gone (a live one may be another command
+/// writing beside this one).
+fn remove_orphans(prefix: &std::ffi::OsStr) {
+    let prefix = PathBuf::from(prefix);
+    let (Some(parent), Some(name)) = (prefix.parent(), prefix.file_name()) else {
+        return;
+    };
+    let name = format!("{}-", name.to_string_lossy());
+    let Ok(entries) = std::fs::read_dir(parent) else {
+        return;
+    };
+    for e in entries.flatten() {
+        let file = e.file_name();
+        let Some(pid) = file
+            .to_str()
+            .and_then(|f| f.strip_prefix(&name))
+            .and_then(|p| p.parse::<u32>().ok())
+        else {
+            continue;
+        };
+        if !process_alive(pid) {
+            let _ = std::fs::remove_dir_all(e.path());
+        }
+    }
+}
+
+/// Whether process `pid` exists (where that cannot be known: yes).
+fn process_alive(pid: u32) -> bool {
+    #[cfg(unix)]
+    {
+        let Ok(pid) = libc::pid_t::try_from(pid) else {
+            return false;
+        };
+        // SAFETY: signal 0 only checks that the process exists.
+        let r = unsafe { libc::kill(pid, 0) };
+        r == 0 || std::io::Error::last_os_error().raw_os_error() != Some(libc::ESRCH)
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = pid;
+        true
+    }
 }
 
 /// Moves a complete staging folder to `out`, replacing what was there.

@@ -521,7 +521,7 @@ fn print_points(points: &[Point]) {
         } else {
             ""
         };
-        println!(
+        let row = format!(
             "{:<48} {:>7.3} {:>7} {:>11} {:>8} {:>8}{mark}",
             p.label(),
             p.mean_recall,
@@ -530,6 +530,7 @@ fn print_points(points: &[Point]) {
             p.max_context_tokens,
             if p.pareto { "yes" } else { "" },
         );
+        println!("{}", row.trim_end());
     }
 }
 

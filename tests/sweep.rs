@@ -1,6 +1,7 @@
 //! `memeval sweep` through the real binary: a grid of 5 triggers x 2 buffer
 //! sizes gives sweep.csv, sweep.json, the frontier chart and a
-//! recommendation; bad grids are refused before anything runs.
+//! recommendation; bad grids are refused before anything runs; what a
+//! killed sweep left behind is cleared.
 
 use std::path::Path;
 
@@ -20,6 +21,12 @@ fn csv_rows(path: &Path) -> Vec<Vec<String>> {
 fn a_grid_of_triggers_and_buffer_sizes_gives_a_frontier_and_a_recommendation() {
     let tmp = tempfile::tempdir().unwrap();
     let d = tmp.path();
+    // What a killed sweep left (its process gone: above any pid_max), and
+    // what a sweep still running beside this one holds.
+    let orphan = d.join(".sw.partial-4194999");
+    let live = format!(".sw.partial-{}", std::process::id());
+    std::fs::create_dir_all(orphan.join("charts")).unwrap();
+    std::fs::create_dir(d.join(&live)).unwrap();
     let o = memeval(
         &[
             "sweep",
@@ -49,11 +56,13 @@ fn a_grid_of_triggers_and_buffer_sizes_gives_a_frontier_and_a_recommendation() {
         .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
         .collect();
     assert_eq!(names.len(), 4, "{names:?}");
-    assert!(
-        !d.read_dir()
-            .unwrap()
-            .any(|e| { e.unwrap().file_name().to_string_lossy().contains("partial") })
-    );
+    let partial: Vec<String> = d
+        .read_dir()
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .filter(|n| n.contains("partial"))
+        .collect();
+    assert_eq!(partial, [live], "the orphan is cleared, the live one kept");
 
     let rows = csv_rows(&out.join("sweep.csv"));
     assert_eq!(
