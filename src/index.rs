@@ -66,6 +66,84 @@ pub fn for_each_nonzero(v: &[f32], mut f: impl FnMut(usize, f32)) {
     }
 }
 
+/// A message's embedding as its embedder made it: dense (an API model's),
+/// or sparse (the offline hashing embedder's: a few dozen non-zeros in
+/// hundreds of dimensions, kept as those alone, in order of dimension).
+#[derive(Debug, Clone)]
+pub enum Embedding {
+    Dense(std::sync::Arc<[f32]>),
+    Sparse {
+        dim: u32,
+        /// (dimension, value), dimensions increasing, values non-zero.
+        nonzero: std::sync::Arc<[(u32, f32)]>,
+    },
+}
+
+impl Default for Embedding {
+    /// No vector (a failed call): matches nothing.
+    fn default() -> Self {
+        Embedding::Dense(std::sync::Arc::from([]))
+    }
+}
+
+impl From<Vec<f32>> for Embedding {
+    fn from(v: Vec<f32>) -> Self {
+        Embedding::Dense(v.into())
+    }
+}
+
+impl Embedding {
+    /// No vector at all (a failed call).
+    pub fn is_empty(&self) -> bool {
+        self.dim() == 0
+    }
+
+    pub fn dim(&self) -> usize {
+        match self {
+            Embedding::Dense(v) => v.len(),
+            Embedding::Sparse { dim, .. } => *dim as usize,
+        }
+    }
+
+    /// Calls `f` with each non-zero component and its dimension, in order.
+    pub fn for_each_nonzero(&self, mut f: impl FnMut(usize, f32)) {
+        match self {
+            Embedding::Dense(v) => for_each_nonzero(v, f),
+            Embedding::Sparse { nonzero, .. } => {
+                for &(d, x) in nonzero.iter() {
+                    f(d as usize, x);
+                }
+            }
+        }
+    }
+
+    /// How many components are non-zero.
+    pub fn nonzero_count(&self) -> usize {
+        match self {
+            Embedding::Dense(v) => {
+                let mut n = 0;
+                for_each_nonzero(v, |_, _| n += 1);
+                n
+            }
+            Embedding::Sparse { nonzero, .. } => nonzero.len(),
+        }
+    }
+
+    /// Every component, zeros included.
+    pub fn to_dense(&self) -> std::borrow::Cow<'_, [f32]> {
+        match self {
+            Embedding::Dense(v) => std::borrow::Cow::Borrowed(v),
+            Embedding::Sparse { dim, nonzero } => {
+                let mut v = vec![0.0; *dim as usize];
+                for &(d, x) in nonzero.iter() {
+                    v[d as usize] = x;
+                }
+                std::borrow::Cow::Owned(v)
+            }
+        }
+    }
+}
+
 /// A hit: position of the message in the user's transcript, and similarity.
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct Hit {
@@ -146,25 +224,46 @@ impl VectorIndex {
         matches!(self.layout, Layout::Dense { hnsw: Some(_), .. })
     }
 
+    /// Adds the next message's embedding (as [`VectorIndex::add`]); a
+    /// sparse one goes into a sparse index as it is.
+    pub fn add_embedding(&mut self, v: &Embedding) {
+        match v {
+            Embedding::Sparse { .. } if matches!(self.layout, Layout::Sparse { .. }) => {
+                assert_eq!(v.dim(), self.dim, "embedding dimension");
+                self.add_sparse(|f| v.for_each_nonzero(f));
+            }
+            _ => self.add(&v.to_dense()),
+        }
+    }
+
+    /// Adds a vector to a sparse index from its non-zero components.
+    fn add_sparse(&mut self, nonzero: impl FnOnce(&mut dyn FnMut(usize, f32))) {
+        let pos = self.len as u32;
+        self.len += 1;
+        let dim = self.dim;
+        let Layout::Sparse { postings } = &mut self.layout else {
+            unreachable!("a sparse index")
+        };
+        if postings.is_empty() {
+            postings.resize(dim, Vec::new());
+        }
+        nonzero(&mut |d, x| postings[d].push((pos, x)));
+    }
+
     /// Adds the next message's vector; its position is the previous length.
     pub fn add(&mut self, v: &[f32]) {
         assert_eq!(v.len(), self.dim, "embedding dimension");
         let pos = self.len;
-        self.len += 1;
         let dim = self.dim;
         match &mut self.layout {
-            Layout::Sparse { postings } => {
-                if postings.is_empty() {
-                    postings.resize(dim, Vec::new());
-                }
-                for_each_nonzero(v, |d, x| postings[d].push((pos as u32, x)));
-            }
+            Layout::Sparse { .. } => self.add_sparse(|f| for_each_nonzero(v, f)),
             Layout::Dense {
                 data,
                 hnsw,
                 threshold,
                 ..
             } => {
+                self.len += 1;
                 data.extend_from_slice(v);
                 match hnsw {
                     Some(h) => h.insert((v, pos)),
@@ -184,6 +283,17 @@ impl VectorIndex {
                     None => {}
                 }
             }
+        }
+    }
+
+    /// As [`VectorIndex::search`], for an embedding: a sparse one searches
+    /// a sparse index as it is.
+    pub fn search_embedding(&self, q: &Embedding, k: usize) -> Vec<Hit> {
+        match (q, &self.layout) {
+            (Embedding::Sparse { .. }, Layout::Sparse { postings }) => {
+                self.sparse_exact(postings, |f| q.for_each_nonzero(f), k)
+            }
+            _ => self.search(&q.to_dense(), k),
         }
     }
 
@@ -222,51 +332,64 @@ impl VectorIndex {
                 });
                 top_k(scored, k)
             }
-            Layout::Sparse { postings } => SCRATCH.with(|scratch| {
-                // Scores of the vectors the query touches only, in buffers
-                // kept per thread: a slot counts for this query when its
-                // stamp is this query's, so nothing is cleared or allocated
-                // per search, and a search costs what its postings hold,
-                // not the length of the history.
-                let mut sc = scratch.borrow_mut();
-                let sc = &mut *sc;
-                sc.query = sc.query.wrapping_add(1);
-                if sc.query == 0 {
-                    sc.slots.fill((0, 0.0));
-                    sc.query = 1;
-                }
-                if sc.slots.len() < self.len {
-                    sc.slots.resize(self.len, (0, 0.0));
-                }
-                let query = sc.query;
-                sc.touched.clear();
-                let slots = &mut sc.slots;
-                let touched = &mut sc.touched;
-                for_each_nonzero(q, |d, x| {
-                    for &(pos, v) in postings.get(d).map_or(&[][..], Vec::as_slice) {
-                        // Stamp and score side by side: one cache line a posting.
-                        let slot = &mut slots[pos as usize];
-                        if slot.0 != query {
-                            *slot = (query, 0.0);
-                            touched.push(pos);
-                        }
-                        slot.1 += x * v;
-                    }
-                });
-                // Vectors the query does not touch score exactly 0; the
-                // earliest of them compete too, as in a full scan.
-                let slots = &sc.slots;
-                let untouched = (0..self.len as u32)
-                    .filter(|&p| slots[p as usize].0 != query)
-                    .take(k)
-                    .map(|pos| Hit { pos, score: 0.0 });
-                let touched_hits = sc.touched.iter().map(|&pos| Hit {
-                    pos,
-                    score: slots[pos as usize].1,
-                });
-                top_k(touched_hits.chain(untouched), k)
-            }),
+            Layout::Sparse { postings } => {
+                self.sparse_exact(postings, |f| for_each_nonzero(q, f), k)
+            }
         }
+    }
+
+    /// Exact top-k of a sparse index, for the query whose non-zero
+    /// components `nonzero` gives.
+    fn sparse_exact(
+        &self,
+        postings: &[Vec<(u32, f32)>],
+        nonzero: impl FnOnce(&mut dyn FnMut(usize, f32)),
+        k: usize,
+    ) -> Vec<Hit> {
+        SCRATCH.with(|scratch| {
+            // Scores of the vectors the query touches only, in buffers
+            // kept per thread: a slot counts for this query when its
+            // stamp is this query's, so nothing is cleared or allocated
+            // per search, and a search costs what its postings hold,
+            // not the length of the history.
+            let mut sc = scratch.borrow_mut();
+            let sc = &mut *sc;
+            sc.query = sc.query.wrapping_add(1);
+            if sc.query == 0 {
+                sc.slots.fill((0, 0.0));
+                sc.query = 1;
+            }
+            if sc.slots.len() < self.len {
+                sc.slots.resize(self.len, (0, 0.0));
+            }
+            let query = sc.query;
+            sc.touched.clear();
+            let slots = &mut sc.slots;
+            let touched = &mut sc.touched;
+            nonzero(&mut |d, x| {
+                for &(pos, v) in postings.get(d).map_or(&[][..], Vec::as_slice) {
+                    // Stamp and score side by side: one cache line a posting.
+                    let slot = &mut slots[pos as usize];
+                    if slot.0 != query {
+                        *slot = (query, 0.0);
+                        touched.push(pos);
+                    }
+                    slot.1 += x * v;
+                }
+            });
+            // Vectors the query does not touch score exactly 0; the
+            // earliest of them compete too, as in a full scan.
+            let slots = &sc.slots;
+            let untouched = (0..self.len as u32)
+                .filter(|&p| slots[p as usize].0 != query)
+                .take(k)
+                .map(|pos| Hit { pos, score: 0.0 });
+            let touched_hits = sc.touched.iter().map(|&pos| Hit {
+                pos,
+                score: slots[pos as usize].1,
+            });
+            top_k(touched_hits.chain(untouched), k)
+        })
     }
 }
 
@@ -440,6 +563,8 @@ mod tests {
         let dim = 64;
         let mut sparse = VectorIndex::sparse(dim);
         let mut dense = VectorIndex::dense(dim, usize::MAX, 32);
+        let mut kept_sparse = VectorIndex::sparse(dim);
+        let mut dense_of_sparse = VectorIndex::dense(dim, usize::MAX, 32);
         let mut vectors = Vec::new();
         for i in 0..500 {
             let mut v = vec![0f32; dim];
@@ -453,14 +578,32 @@ mod tests {
             }
             sparse.add(&v);
             dense.add(&v);
+            // Kept sparse, into either index.
+            let e = as_sparse(&v);
+            kept_sparse.add_embedding(&e);
+            dense_of_sparse.add_embedding(&e);
             vectors.push(v);
         }
         for q in vectors.iter().step_by(7).chain([&vec![0f32; dim]]) {
             for k in [1, 5, 20] {
-                assert_eq!(sparse.search(q, k), dense.search(q, k));
+                let want = dense.search(q, k);
+                assert_eq!(sparse.search(q, k), want);
+                let e = as_sparse(q);
+                assert_eq!(kept_sparse.search_embedding(&e, k), want);
+                assert_eq!(dense_of_sparse.search_embedding(&e, k), want);
+                assert_eq!(kept_sparse.search(q, k), want);
             }
         }
         assert!(!sparse.is_approximate());
+    }
+
+    fn as_sparse(v: &[f32]) -> Embedding {
+        let mut nonzero = Vec::new();
+        for_each_nonzero(v, |d, x| nonzero.push((d as u32, x)));
+        Embedding::Sparse {
+            dim: v.len() as u32,
+            nonzero: nonzero.into(),
+        }
     }
 
     #[test]

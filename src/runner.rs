@@ -804,7 +804,7 @@ struct Job<'a> {
     unsaved_summaries: Vec<Arc<SummaryState>>,
     /// The context of the latest call, while nothing has changed since.
     last_call: Option<Context>,
-    probe_embeddings: Vec<Option<Arc<[f32]>>>,
+    probe_embeddings: Vec<Option<crate::index::Embedding>>,
     cumulative: u64,
     /// Cumulative cost of the chatbot's own calls, in dollars.
     cost: f64,

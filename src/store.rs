@@ -11,7 +11,7 @@ use std::sync::Arc;
 
 use rusqlite::{Connection, OptionalExtension, params};
 
-use crate::index::for_each_nonzero;
+use crate::index::{Embedding, for_each_nonzero};
 use crate::memory::{Entry, SummaryState, Transcript};
 use crate::scenario::Role;
 
@@ -87,44 +87,65 @@ pub fn merge(out: &Path, inputs: &[std::path::PathBuf]) -> Result<(), StoreError
 /// a third of it is non-zero, sparse (`1`, the dimension as u32, then
 /// (index u32, value f32) pairs); little-endian. The offline embedder's
 /// vectors are mostly zeros: sparse blobs make them ~15 times smaller.
-fn encode_vector(v: &[f32], out: &mut Vec<u8>) {
+fn encode_vector(v: &Embedding, out: &mut Vec<u8>) {
     out.clear();
-    let mut nonzero = 0;
-    for_each_nonzero(v, |_, _| nonzero += 1);
-    if nonzero * 3 <= v.len() {
+    if v.nonzero_count() * 3 <= v.dim() {
         out.push(1);
-        out.extend_from_slice(&(v.len() as u32).to_le_bytes());
-        for_each_nonzero(v, |i, x| {
+        out.extend_from_slice(&(v.dim() as u32).to_le_bytes());
+        v.for_each_nonzero(|i, x| {
             out.extend_from_slice(&(i as u32).to_le_bytes());
             out.extend_from_slice(&x.to_le_bytes());
         });
     } else {
         out.push(0);
-        for x in v {
+        for x in v.to_dense().iter() {
             out.extend_from_slice(&x.to_le_bytes());
         }
     }
 }
 
-fn decode_vector(b: &[u8]) -> Arc<[f32]> {
+/// The embedding a blob holds: sparse as stored sparse, dense as dense.
+fn decode_vector(b: &[u8]) -> Embedding {
     let word = |c: &[u8]| [c[0], c[1], c[2], c[3]];
     match b.split_first() {
         Some((1, rest)) if rest.len() >= 4 => {
-            let dim = u32::from_le_bytes(word(&rest[..4])) as usize;
-            let mut v = vec![0.0f32; dim];
-            for pair in rest[4..].chunks_exact(8) {
-                let i = u32::from_le_bytes(word(&pair[..4])) as usize;
-                if let Some(slot) = v.get_mut(i) {
-                    *slot = f32::from_le_bytes(word(&pair[4..]));
-                }
+            let dim = u32::from_le_bytes(word(&rest[..4]));
+            let pairs = rest[4..].chunks_exact(8).map(|pair| {
+                (
+                    u32::from_le_bytes(word(&pair[..4])),
+                    f32::from_le_bytes(word(&pair[4..])),
+                )
+            });
+            // As written: dimensions increasing, inside the vector, values
+            // non-zero. Anything else is read as a dense vector would be
+            // filled (out of range ignored, the last value of a dimension
+            // kept).
+            let mut nonzero: Vec<(u32, f32)> = Vec::with_capacity(rest.len() / 8);
+            let mut ordered = true;
+            for (i, x) in pairs {
+                ordered &= i < dim && x != 0.0 && nonzero.last().is_none_or(|l| l.0 < i);
+                nonzero.push((i, x));
             }
-            v.into()
+            if !ordered {
+                let mut v = vec![0.0f32; dim as usize];
+                for (i, x) in nonzero.drain(..) {
+                    if let Some(slot) = v.get_mut(i as usize) {
+                        *slot = x;
+                    }
+                }
+                for_each_nonzero(&v, |i, x| nonzero.push((i as u32, x)));
+            }
+            Embedding::Sparse {
+                dim,
+                nonzero: nonzero.into(),
+            }
         }
-        Some((_, rest)) => rest
-            .chunks_exact(4)
-            .map(|c| f32::from_le_bytes(word(c)))
-            .collect(),
-        None => Arc::from([]),
+        Some((_, rest)) => Embedding::Dense(
+            rest.chunks_exact(4)
+                .map(|c| f32::from_le_bytes(word(c)))
+                .collect(),
+        ),
+        None => Embedding::default(),
     }
 }
 
@@ -535,13 +556,39 @@ mod vector_tests {
         let sparse: Vec<f32> = (0..512)
             .map(|i| if i % 50 == 0 { 0.25 } else { 0.0 })
             .collect();
-        encode_vector(&sparse, &mut blob);
+        encode_vector(&Embedding::from(sparse.clone()), &mut blob);
         assert_eq!(blob[0], 1);
         assert_eq!(blob.len(), 1 + 4 + 11 * 8);
-        assert_eq!(&*decode_vector(&blob), sparse.as_slice());
+        let back = decode_vector(&blob);
+        assert!(matches!(back, Embedding::Sparse { dim: 512, .. }));
+        assert_eq!(&*back.to_dense(), sparse.as_slice());
+        // Kept sparse, it is written back byte for byte.
+        let mut again = Vec::new();
+        encode_vector(&back, &mut again);
+        assert_eq!(again, blob);
+
         let dense: Vec<f32> = (0..64).map(|i| i as f32 / 64.0 - 0.5).collect();
-        encode_vector(&dense, &mut blob);
+        encode_vector(&Embedding::from(dense.clone()), &mut blob);
         assert_eq!(blob[0], 0);
-        assert_eq!(&*decode_vector(&blob), dense.as_slice());
+        let back = decode_vector(&blob);
+        assert!(matches!(back, Embedding::Dense(_)));
+        assert_eq!(&*back.to_dense(), dense.as_slice());
+    }
+
+    #[test]
+    fn a_sparse_blob_out_of_order_reads_as_a_dense_fill_would() {
+        // Dimension 9 twice (the last value kept), 3 before 9, 40 outside
+        // the vector, and a zero.
+        let mut blob = vec![1];
+        blob.extend_from_slice(&16u32.to_le_bytes());
+        for (i, x) in [(9u32, 0.5f32), (3, 0.25), (9, -1.0), (40, 2.0), (5, 0.0)] {
+            blob.extend_from_slice(&i.to_le_bytes());
+            blob.extend_from_slice(&x.to_le_bytes());
+        }
+        let Embedding::Sparse { dim, nonzero } = decode_vector(&blob) else {
+            panic!("sparse")
+        };
+        assert_eq!(dim, 16);
+        assert_eq!(&*nonzero, &[(3, 0.25), (9, -1.0)]);
     }
 }

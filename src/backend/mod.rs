@@ -202,10 +202,10 @@ pub trait Embedder: Send + Sync {
         text: &str,
         analysis: &crate::text::Analysis,
         calls: &mut Calls,
-    ) -> Result<Vec<f32>, BackendError> {
+    ) -> Result<crate::index::Embedding, BackendError> {
         let _ = analysis;
         self.embed(&[text], calls)
-            .map(|mut v| v.pop().unwrap_or_default())
+            .map(|mut v| v.pop().unwrap_or_default().into())
     }
     /// Embeds `texts` ahead of need, in batches, so that later calls to
     /// [`Embedder::embed`] find them ready. Failures are left for those

@@ -14,6 +14,7 @@ use super::{
     AnswerCheck, AnswerVerdict, Backend, BackendError, CallKind, Calls, ChatMessage, ChatRole,
     Embedder, Judge, Responder, Summarizer, SummaryOutput, SummaryRequest, Verdict,
 };
+use crate::index::Embedding;
 use crate::scenario::Role;
 use crate::text::{
     Analysis, content_words, fnv1a, for_each_content_word, for_each_content_word_as_written,
@@ -262,11 +263,14 @@ impl HashingEmbedder {
     pub fn embed_one(&self, text: &str) -> Vec<f32> {
         let mut hashes = Vec::new();
         for_each_content_word(text, |w| hashes.push(fnv1a(w.as_bytes())));
-        self.embed_words(hashes)
+        self.embed_words(hashes).to_dense().into_owned()
     }
 
-    /// The vector of a text's content words (their hashes, in order).
-    fn embed_words(&self, hashes: impl IntoIterator<Item = u64>) -> Vec<f32> {
+    /// The vector of a text's content words (their hashes, in order), kept
+    /// sparse. Each dimension sums its words' weights in the words' order,
+    /// and the norm sums the squares in the dimensions' order, as a dense
+    /// vector would, so the values are those of the dense computation.
+    fn embed_words(&self, hashes: impl IntoIterator<Item = u64>) -> Embedding {
         let mut tf: Vec<(u64, u32)> = Vec::new();
         for h in hashes {
             match tf.iter_mut().find(|(x, _)| *x == h) {
@@ -274,16 +278,38 @@ impl HashingEmbedder {
                 None => tf.push((h, 1)),
             }
         }
-        let mut v = vec![0f32; self.dim];
-        for (h, n) in tf {
-            let sign = if h >> 63 == 1 { -1.0 } else { 1.0 };
-            v[(h % self.dim as u64) as usize] += sign * (1.0 + (n as f32).ln());
-        }
-        let norm = v.iter().map(|x| x * x).sum::<f32>().sqrt();
+        // Keyed by dimension, then by the word's order: words sharing a
+        // dimension add up in order, as a dense vector's would.
+        let dim = self.dim as u64;
+        let mut weights: Vec<(u64, f32)> = tf
+            .iter()
+            .enumerate()
+            .map(|(i, &(h, n))| {
+                let sign = if h >> 63 == 1 { -1.0 } else { 1.0 };
+                (((h % dim) << 32) | i as u64, sign * (1.0 + (n as f32).ln()))
+            })
+            .collect();
+        weights.sort_unstable_by_key(|w| w.0);
+        weights.dedup_by(|next, kept| {
+            let same = next.0 >> 32 == kept.0 >> 32;
+            if same {
+                kept.1 += next.1;
+            }
+            same
+        });
+        let norm = weights.iter().map(|(_, x)| x * x).sum::<f32>().sqrt();
         if norm > 0.0 {
-            v.iter_mut().for_each(|x| *x /= norm);
+            weights.iter_mut().for_each(|(_, x)| *x /= norm);
         }
-        v
+        weights.retain(|&(_, x)| x != 0.0);
+        let nonzero: Arc<[(u32, f32)]> = weights
+            .iter()
+            .map(|&(key, x)| ((key >> 32) as u32, x))
+            .collect();
+        Embedding::Sparse {
+            dim: self.dim as u32,
+            nonzero,
+        }
     }
 }
 
@@ -297,7 +323,7 @@ impl Embedder for HashingEmbedder {
         _: &str,
         analysis: &Analysis,
         _: &mut Calls,
-    ) -> Result<Vec<f32>, BackendError> {
+    ) -> Result<Embedding, BackendError> {
         Ok(self.embed_words(analysis.words.iter().map(|w| w.hash)))
     }
 
@@ -566,6 +592,51 @@ mod tests {
         assert!(dot(&a, &b) > 0.5);
         assert!(dot(&a, &c).abs() < 0.2);
         assert_eq!(e.embed_one("the of and"), vec![0.0; 512]);
+    }
+
+    #[test]
+    fn sparse_embeddings_hold_exactly_the_dense_computation() {
+        use rand::{RngExt, SeedableRng};
+        // The dense computation, component by component.
+        let dense = |dim: usize, hashes: &[u64]| {
+            let mut tf: Vec<(u64, u32)> = Vec::new();
+            for &h in hashes {
+                match tf.iter_mut().find(|(x, _)| *x == h) {
+                    Some(e) => e.1 += 1,
+                    None => tf.push((h, 1)),
+                }
+            }
+            let mut v = vec![0f32; dim];
+            for (h, n) in tf {
+                let sign = if h >> 63 == 1 { -1.0 } else { 1.0 };
+                v[(h % dim as u64) as usize] += sign * (1.0 + (n as f32).ln());
+            }
+            let norm = v.iter().map(|x| x * x).sum::<f32>().sqrt();
+            if norm > 0.0 {
+                v.iter_mut().for_each(|x| *x /= norm);
+            }
+            v
+        };
+        let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(7);
+        // Few dimensions and many words: three and more words share a
+        // dimension, words repeat, signs cancel.
+        for (dim, words) in [(512, 30), (8, 40), (3, 12), (1, 5), (64, 0)] {
+            for _ in 0..200 {
+                let vocab: Vec<u64> = (0..words.max(1)).map(|_| rng.random()).collect();
+                let hashes: Vec<u64> = (0..words)
+                    .map(|_| vocab[rng.random_range(0..vocab.len())])
+                    .collect();
+                let want = dense(dim, &hashes);
+                let got = HashingEmbedder { dim }.embed_words(hashes.iter().copied());
+                let bits = |v: &[f32]| v.iter().map(|x| x.to_bits()).collect::<Vec<_>>();
+                assert_eq!(bits(&got.to_dense()), bits(&want), "dim {dim}: {hashes:?}");
+                let Embedding::Sparse { nonzero, .. } = &got else {
+                    panic!("sparse")
+                };
+                assert!(nonzero.windows(2).all(|w| w[0].0 < w[1].0));
+                assert!(nonzero.iter().all(|&(_, x)| x != 0.0));
+            }
+        }
     }
 
     #[test]

@@ -18,6 +18,7 @@ use std::sync::Arc;
 use crate::backend::{Backend, Calls, ChatMessage, ChatRole};
 use crate::clock::Millis;
 use crate::config::Config;
+pub use crate::index::Embedding;
 use crate::scenario::Role;
 use crate::text::{Analysis, Reading};
 use crate::tokens::{MESSAGE_OVERHEAD, REPLY_PRIMING, Tokenizer};
@@ -38,7 +39,7 @@ pub struct Entry {
     pub tokens: u32,
     /// The user whose memory this message belongs to (from storage).
     pub owner: Arc<str>,
-    pub embedding: Option<Arc<[f32]>>,
+    pub embedding: Option<Embedding>,
     pub at: Option<Millis>,
     /// The content, and what is read from it (folded, analysed) at first
     /// need.
@@ -274,7 +275,7 @@ pub fn line_counts_apart(content: &str) -> bool {
 pub struct Query<'a> {
     pub text: &'a str,
     /// The query's embedding when already known (a user message embedded on arrival).
-    pub embedding: Option<Arc<[f32]>>,
+    pub embedding: Option<Embedding>,
 }
 
 /// Token spend of model calls made by a memory, accumulated until taken.
@@ -437,7 +438,7 @@ pub struct Env<'a> {
 impl Env<'_> {
     /// Embeds one text, counting its tokens. A failed call (recorded in
     /// `calls`) gives an empty vector, which matches nothing.
-    pub fn embed(&mut self, text: &str, analysis: Option<&Analysis>, tokens: u32) -> Arc<[f32]> {
+    pub fn embed(&mut self, text: &str, analysis: Option<&Analysis>, tokens: u32) -> Embedding {
         let start = self.times.start();
         self.usage.embedding_tokens += u64::from(tokens);
         let v = match analysis {
@@ -446,13 +447,10 @@ impl Env<'_> {
                 .backend
                 .embedder
                 .embed(&[text], &mut self.calls)
-                .map(|mut v| v.pop().unwrap_or_default()),
+                .map(|mut v| v.pop().unwrap_or_default().into()),
         };
         self.times.record(Stage::Embed, start);
-        match v {
-            Ok(v) => v.into(),
-            Err(_) => Arc::from([]),
-        }
+        v.unwrap_or_default()
     }
 
     /// Assembles a context from its parts, counting every section exactly.

@@ -175,8 +175,8 @@ impl Retrieval {
             .embedding
             .as_ref()
             .expect("messages are embedded before a retrieving strategy sees them");
-        if v.len() == self.vectors.dim() {
-            self.vectors.add(v);
+        if v.dim() == self.vectors.dim() {
+            self.vectors.add_embedding(v);
         } else {
             // A vector of the wrong size (or none: its call failed) still
             // takes its slot, matching nothing.
@@ -219,8 +219,8 @@ impl Retrieval {
             i
         };
         let start = env.times.start();
-        let hits = if q.len() == self.vectors.dim() {
-            self.vectors.search(&q, p.top_k as usize)
+        let hits = if q.dim() == self.vectors.dim() {
+            self.vectors.search_embedding(&q, p.top_k as usize)
         } else {
             Vec::new()
         };
