@@ -34,14 +34,20 @@ fn args(out: &Path, extra: &[&str]) -> Vec<String> {
     a
 }
 
-fn spawn(cwd: &Path, out: &Path, extra: &[&str]) -> Child {
+/// Starts memeval with `args` in `cwd`, its output discarded, its errors
+/// to `stderr`.
+fn start(cwd: &Path, args: &[String], stderr: Stdio) -> Child {
     Command::new(env!("CARGO_BIN_EXE_memeval"))
-        .args(args(out, extra))
+        .args(args)
         .current_dir(cwd)
         .stdout(Stdio::null())
-        .stderr(Stdio::piped())
+        .stderr(stderr)
         .spawn()
         .expect("start memeval")
+}
+
+fn spawn(cwd: &Path, out: &Path, extra: &[&str]) -> Child {
+    start(cwd, &args(out, extra), Stdio::piped())
 }
 
 fn staging(out: &Path) -> std::path::PathBuf {
@@ -228,23 +234,15 @@ fn a_resumed_run_in_the_default_folder_becomes_reports_latest() {
     let mut a: Vec<String> = vec!["run".into()];
     a.extend(SCENARIOS.iter().map(|s| shipped(s)));
     a.extend(["--no-timings".into(), "--quiet".into()]);
-    let start = || {
-        Command::new(env!("CARGO_BIN_EXE_memeval"))
-            .args(&a)
-            .current_dir(dir.path())
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .unwrap()
-    };
+    let run = || start(dir.path(), &a, Stdio::null());
     let took = {
         let at = std::time::Instant::now();
-        assert!(start().wait().unwrap().success());
+        assert!(run().wait().unwrap().success());
         at.elapsed()
     };
     let latest = || std::fs::read_link(reports.join("latest")).unwrap();
     for share in [0.5, 0.4, 0.3, 0.22, 0.16, 0.11, 0.07, 0.04] {
-        let mut child = start();
+        let mut child = run();
         std::thread::sleep(took.mul_f64(share));
         child.kill().unwrap();
         child.wait().unwrap();
@@ -308,7 +306,7 @@ fn an_interrupted_run_is_neither_overwritten_nor_resumed_with_other_files() {
     let file = dir.path().join("needle.json");
     std::fs::copy(shipped("generated-1000"), &file).unwrap();
     let out = dir.path().join("out");
-    let start = |extra: &[&str]| {
+    let launch = |extra: &[&str]| {
         let mut a = vec![
             "run".to_string(),
             "needle.json".into(),
@@ -316,13 +314,7 @@ fn an_interrupted_run_is_neither_overwritten_nor_resumed_with_other_files() {
             "out".into(),
         ];
         a.extend(extra.iter().map(|s| s.to_string()));
-        Command::new(env!("CARGO_BIN_EXE_memeval"))
-            .args(a)
-            .current_dir(dir.path())
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .unwrap()
+        start(dir.path(), &a, Stdio::null())
     };
     // Timed on a whole run first, so that the kill lands mid-run.
     let took = {
@@ -334,7 +326,7 @@ fn an_interrupted_run_is_neither_overwritten_nor_resumed_with_other_files() {
     caught_mid_run(
         took,
         &out,
-        || start(&[]),
+        || launch(&[]),
         |child| {
             // SAFETY: signalling our own child process (SIGKILL: no
             // handler runs).
