@@ -11,7 +11,7 @@
 static ALLOC: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 use criterion::{BenchmarkId, Criterion, criterion_group, criterion_main};
-use memeval::index::VectorIndex;
+use memeval::index::{Embedding, VectorIndex};
 use rand::{RngExt, SeedableRng};
 
 /// Unit vectors around 50 topic centres (`clustered`), or uniformly random.
@@ -52,10 +52,13 @@ fn search(c: &mut Criterion) {
             idx = VectorIndex::dense(dim, 0, 64);
             let started = std::time::Instant::now();
             for v in unit_vectors(n, dim, 1, clustered) {
-                idx.add(&v);
+                idx.add(&v.into());
             }
             let built = started.elapsed();
-            queries = unit_vectors(100, dim, 2, clustered);
+            queries = unit_vectors(100, dim, 2, clustered)
+                .into_iter()
+                .map(Embedding::from)
+                .collect();
             let found: usize = queries
                 .iter()
                 .map(|q| {

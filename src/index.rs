@@ -224,49 +224,30 @@ impl VectorIndex {
         matches!(self.layout, Layout::Dense { hnsw: Some(_), .. })
     }
 
-    /// Adds the next message's embedding (as [`VectorIndex::add`]); a
-    /// sparse one goes into a sparse index as it is.
-    pub fn add_embedding(&mut self, v: &Embedding) {
-        match v {
-            Embedding::Sparse { .. } if matches!(self.layout, Layout::Sparse { .. }) => {
-                assert_eq!(v.dim(), self.dim, "embedding dimension");
-                self.add_sparse(|f| v.for_each_nonzero(f));
-            }
-            _ => self.add(&v.to_dense()),
-        }
-    }
-
-    /// Adds a vector to a sparse index from its non-zero components.
-    fn add_sparse(&mut self, nonzero: impl FnOnce(&mut dyn FnMut(usize, f32))) {
-        let pos = self.len as u32;
+    /// Adds the next message's vector; its position is the previous length.
+    /// A sparse index takes its non-zeros alone, however it is kept.
+    pub fn add(&mut self, v: &Embedding) {
+        assert_eq!(v.dim(), self.dim, "embedding dimension");
+        let pos = self.len;
         self.len += 1;
         let dim = self.dim;
-        let Layout::Sparse { postings } = &mut self.layout else {
-            unreachable!("a sparse index")
-        };
-        if postings.is_empty() {
-            postings.resize(dim, Vec::new());
-        }
-        nonzero(&mut |d, x| postings[d].push((pos, x)));
-    }
-
-    /// Adds the next message's vector; its position is the previous length.
-    pub fn add(&mut self, v: &[f32]) {
-        assert_eq!(v.len(), self.dim, "embedding dimension");
-        let pos = self.len;
-        let dim = self.dim;
         match &mut self.layout {
-            Layout::Sparse { .. } => self.add_sparse(|f| for_each_nonzero(v, f)),
+            Layout::Sparse { postings } => {
+                if postings.is_empty() {
+                    postings.resize(dim, Vec::new());
+                }
+                v.for_each_nonzero(|d, x| postings[d].push((pos as u32, x)));
+            }
             Layout::Dense {
                 data,
                 hnsw,
                 threshold,
                 ..
             } => {
-                self.len += 1;
-                data.extend_from_slice(v);
+                let v = v.to_dense();
+                data.extend_from_slice(&v);
                 match hnsw {
-                    Some(h) => h.insert((v, pos)),
+                    Some(h) => h.insert((&v, pos)),
                     None if pos + 1 > *threshold => {
                         let h = Hnsw::new(
                             HNSW_M,
@@ -286,19 +267,8 @@ impl VectorIndex {
         }
     }
 
-    /// As [`VectorIndex::search`], for an embedding: a sparse one searches
-    /// a sparse index as it is.
-    pub fn search_embedding(&self, q: &Embedding, k: usize) -> Vec<Hit> {
-        match (q, &self.layout) {
-            (Embedding::Sparse { .. }, Layout::Sparse { postings }) => {
-                self.sparse_exact(postings, |f| q.for_each_nonzero(f), k)
-            }
-            _ => self.search(&q.to_dense(), k),
-        }
-    }
-
     /// The `k` most similar messages, best first (ties: earlier first).
-    pub fn search(&self, q: &[f32], k: usize) -> Vec<Hit> {
+    pub fn search(&self, q: &Embedding, k: usize) -> Vec<Hit> {
         match &self.layout {
             Layout::Dense {
                 data,
@@ -306,12 +276,13 @@ impl VectorIndex {
                 ef_search,
                 ..
             } => {
+                let q = q.to_dense();
                 let mut hits: Vec<Hit> = h
-                    .search(q, k, (*ef_search).max(k))
+                    .search(&q, k, (*ef_search).max(k))
                     .into_iter()
                     .map(|n| Hit {
                         pos: n.d_id as u32,
-                        score: dot(q, &data[n.d_id * self.dim..(n.d_id + 1) * self.dim]),
+                        score: dot(&q, &data[n.d_id * self.dim..(n.d_id + 1) * self.dim]),
                     })
                     .collect();
                 sort_hits(&mut hits);
@@ -323,29 +294,18 @@ impl VectorIndex {
     }
 
     /// Exact top-k (also the reference for HNSW recall).
-    pub fn exact(&self, q: &[f32], k: usize) -> Vec<Hit> {
-        match &self.layout {
+    pub fn exact(&self, q: &Embedding, k: usize) -> Vec<Hit> {
+        let postings = match &self.layout {
             Layout::Dense { data, .. } => {
+                let q = q.to_dense();
                 let scored = data.chunks_exact(self.dim).enumerate().map(|(pos, v)| Hit {
                     pos: pos as u32,
-                    score: dot(q, v),
+                    score: dot(&q, v),
                 });
-                top_k(scored, k)
+                return top_k(scored, k);
             }
-            Layout::Sparse { postings } => {
-                self.sparse_exact(postings, |f| for_each_nonzero(q, f), k)
-            }
-        }
-    }
-
-    /// Exact top-k of a sparse index, for the query whose non-zero
-    /// components `nonzero` gives.
-    fn sparse_exact(
-        &self,
-        postings: &[Vec<(u32, f32)>],
-        nonzero: impl FnOnce(&mut dyn FnMut(usize, f32)),
-        k: usize,
-    ) -> Vec<Hit> {
+            Layout::Sparse { postings } => postings,
+        };
         SCRATCH.with(|scratch| {
             // Scores of the vectors the query touches only, in buffers
             // kept per thread: a slot counts for this query when its
@@ -366,7 +326,7 @@ impl VectorIndex {
             sc.touched.clear();
             let slots = &mut sc.slots;
             let touched = &mut sc.touched;
-            nonzero(&mut |d, x| {
+            q.for_each_nonzero(|d, x| {
                 for &(pos, v) in postings.get(d).map_or(&[][..], Vec::as_slice) {
                     // Stamp and score side by side: one cache line a posting.
                     let slot = &mut slots[pos as usize];
@@ -502,10 +462,10 @@ mod tests {
         v.into_iter().map(|x| x / n).collect()
     }
 
-    fn random_vectors(n: usize, dim: usize, seed: u64) -> Vec<Vec<f32>> {
+    fn random_vectors(n: usize, dim: usize, seed: u64) -> Vec<Embedding> {
         let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(seed);
         (0..n)
-            .map(|_| unit((0..dim).map(|_| rng.random::<f32>() - 0.5).collect()))
+            .map(|_| unit((0..dim).map(|_| rng.random::<f32>() - 0.5).collect()).into())
             .collect()
     }
 
@@ -513,9 +473,9 @@ mod tests {
     fn exact_search_orders_by_score_then_position() {
         let mut idx = VectorIndex::dense(2, 1000, 32);
         for v in [[1.0, 0.0], [0.0, 1.0], [1.0, 0.0], [0.6, 0.8]] {
-            idx.add(&v);
+            idx.add(&v.to_vec().into());
         }
-        let hits = idx.search(&[1.0, 0.0], 3);
+        let hits = idx.search(&vec![1.0, 0.0].into(), 3);
         let pos: Vec<u32> = hits.iter().map(|h| h.pos).collect();
         assert_eq!(pos, vec![0, 2, 3]);
     }
@@ -576,21 +536,23 @@ mod tests {
             if n > 0.0 {
                 v.iter_mut().for_each(|x| *x /= n);
             }
+            // Kept dense, and kept sparse, into either index.
+            let e = as_sparse(&v);
+            let v = Embedding::from(v);
             sparse.add(&v);
             dense.add(&v);
-            // Kept sparse, into either index.
-            let e = as_sparse(&v);
-            kept_sparse.add_embedding(&e);
-            dense_of_sparse.add_embedding(&e);
+            kept_sparse.add(&e);
+            dense_of_sparse.add(&e);
             vectors.push(v);
         }
-        for q in vectors.iter().step_by(7).chain([&vec![0f32; dim]]) {
+        let zero = Embedding::from(vec![0f32; dim]);
+        for q in vectors.iter().step_by(7).chain([&zero]) {
             for k in [1, 5, 20] {
                 let want = dense.search(q, k);
                 assert_eq!(sparse.search(q, k), want);
-                let e = as_sparse(q);
-                assert_eq!(kept_sparse.search_embedding(&e, k), want);
-                assert_eq!(dense_of_sparse.search_embedding(&e, k), want);
+                let e = as_sparse(&q.to_dense());
+                assert_eq!(kept_sparse.search(&e, k), want);
+                assert_eq!(dense_of_sparse.search(&e, k), want);
                 assert_eq!(kept_sparse.search(q, k), want);
             }
         }

@@ -176,11 +176,11 @@ impl Retrieval {
             .as_ref()
             .expect("messages are embedded before a retrieving strategy sees them");
         if v.dim() == self.vectors.dim() {
-            self.vectors.add_embedding(v);
+            self.vectors.add(v);
         } else {
             // A vector of the wrong size (or none: its call failed) still
             // takes its slot, matching nothing.
-            self.vectors.add(&vec![0.0; self.vectors.dim()]);
+            self.vectors.add(&vec![0.0; self.vectors.dim()].into());
         }
         if let Some(k) = &mut self.keywords {
             k.add(e.content());
@@ -220,7 +220,7 @@ impl Retrieval {
         };
         let start = env.times.start();
         let hits = if q.dim() == self.vectors.dim() {
-            self.vectors.search_embedding(&q, p.top_k as usize)
+            self.vectors.search(&q, p.top_k as usize)
         } else {
             Vec::new()
         };
