@@ -207,11 +207,21 @@ const STOPWORDS: &[&str] = &[
 ];
 
 pub fn is_stopword(word: &str) -> bool {
-    // Hashed: this runs for every word the offline models read, and a
-    // binary search costs eight string comparisons.
-    static SET: std::sync::LazyLock<rustc_hash::FxHashSet<&str>> =
-        std::sync::LazyLock::new(|| STOPWORDS.iter().copied().collect());
-    word.len() <= MAX_STOPWORD_LEN && SET.contains(word)
+    word.len() <= MAX_STOPWORD_LEN && stopword_of(fnv1a(word.as_bytes())) == Some(word)
+}
+
+/// The stopword whose FNV-1a hash is `h`, if any. Hashed: this runs for
+/// every word the offline models read, and a binary search costs eight
+/// string comparisons.
+fn stopword_of(h: u64) -> Option<&'static str> {
+    static BY_HASH: std::sync::LazyLock<rustc_hash::FxHashMap<u64, &str>> =
+        std::sync::LazyLock::new(|| {
+            STOPWORDS
+                .iter()
+                .map(|w| (fnv1a(w.as_bytes()), *w))
+                .collect()
+        });
+    BY_HASH.get(&h).copied()
 }
 
 /// The longest stopword, in bytes.
@@ -346,16 +356,7 @@ fn ascii_content_hash(raw: &[u8]) -> Option<u64> {
 /// Whether the ASCII word `raw`, whose lowercase hashes to `h`, is a
 /// stopword: looked up by hash, confirmed by its letters.
 fn is_stopword_hash(h: u64, raw: &[u8]) -> bool {
-    static BY_HASH: std::sync::LazyLock<rustc_hash::FxHashMap<u64, &str>> =
-        std::sync::LazyLock::new(|| {
-            STOPWORDS
-                .iter()
-                .map(|w| (fnv1a(w.as_bytes()), *w))
-                .collect()
-        });
-    BY_HASH
-        .get(&h)
-        .is_some_and(|w| w.as_bytes().eq_ignore_ascii_case(raw))
+    stopword_of(h).is_some_and(|w| w.as_bytes().eq_ignore_ascii_case(raw))
 }
 
 /// The suffixes [`stem`] cuts, with the shortest word it cuts each from.
