@@ -194,9 +194,19 @@ pub trait Summarizer: Send + Sync {
 pub trait Embedder: Send + Sync {
     /// One unit-length vector per text.
     fn embed(&self, texts: &[&str], calls: &mut Calls) -> Result<Vec<Vec<f32>>, BackendError>;
+    /// Embeds one text: by default through [`Embedder::embed`]; an
+    /// embedder whose vectors are sparse keeps them so.
+    fn embed_text(
+        &self,
+        text: &str,
+        calls: &mut Calls,
+    ) -> Result<crate::index::Embedding, BackendError> {
+        self.embed(&[text], calls)
+            .map(|mut v| v.pop().unwrap_or_default().into())
+    }
     /// Embeds one text already read into `analysis` (a transcript
-    /// message): by default as [`Embedder::embed`] does; an embedder that
-    /// reads words itself takes them from the analysis.
+    /// message): by default as [`Embedder::embed_text`] does; an embedder
+    /// that reads words itself takes them from the analysis.
     fn embed_read(
         &self,
         text: &str,
@@ -204,8 +214,7 @@ pub trait Embedder: Send + Sync {
         calls: &mut Calls,
     ) -> Result<crate::index::Embedding, BackendError> {
         let _ = analysis;
-        self.embed(&[text], calls)
-            .map(|mut v| v.pop().unwrap_or_default().into())
+        self.embed_text(text, calls)
     }
     /// Embeds `texts` ahead of need, in batches, so that later calls to
     /// [`Embedder::embed`] find them ready. Failures are left for those

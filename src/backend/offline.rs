@@ -260,10 +260,15 @@ pub struct HashingEmbedder {
 }
 
 impl HashingEmbedder {
+    /// The vector of `text`, every component.
     pub fn embed_one(&self, text: &str) -> Vec<f32> {
+        self.embed_sparse(text).to_dense().into_owned()
+    }
+
+    fn embed_sparse(&self, text: &str) -> Embedding {
         let mut hashes = Vec::new();
         for_each_content_word(text, |w| hashes.push(fnv1a(w.as_bytes())));
-        self.embed_words(hashes).to_dense().into_owned()
+        self.embed_words(hashes)
     }
 
     /// The vector of a text's content words (their hashes, in order), kept
@@ -316,6 +321,10 @@ impl HashingEmbedder {
 impl Embedder for HashingEmbedder {
     fn embed(&self, texts: &[&str], _: &mut Calls) -> Result<Vec<Vec<f32>>, BackendError> {
         Ok(texts.iter().map(|t| self.embed_one(t)).collect())
+    }
+
+    fn embed_text(&self, text: &str, _: &mut Calls) -> Result<Embedding, BackendError> {
+        Ok(self.embed_sparse(text))
     }
 
     fn embed_read(

@@ -18,7 +18,7 @@ use std::sync::Arc;
 use crate::backend::{Backend, Calls, ChatMessage, ChatRole};
 use crate::clock::Millis;
 use crate::config::Config;
-pub use crate::index::Embedding;
+use crate::index::Embedding;
 use crate::scenario::Role;
 use crate::text::{Analysis, Reading};
 use crate::tokens::{MESSAGE_OVERHEAD, REPLY_PRIMING, Tokenizer};
@@ -443,11 +443,7 @@ impl Env<'_> {
         self.usage.embedding_tokens += u64::from(tokens);
         let v = match analysis {
             Some(a) => self.backend.embedder.embed_read(text, a, &mut self.calls),
-            None => self
-                .backend
-                .embedder
-                .embed(&[text], &mut self.calls)
-                .map(|mut v| v.pop().unwrap_or_default().into()),
+            None => self.backend.embedder.embed_text(text, &mut self.calls),
         };
         self.times.record(Stage::Embed, start);
         v.unwrap_or_default()
