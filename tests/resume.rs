@@ -74,8 +74,13 @@ fn reference(
     (output_files(&out), took)
 }
 
+/// When runs are stopped until one is caught mid-run: shares of an
+/// uninterrupted run's time, from half of it down (a run that finished
+/// first is tried sooner next).
+const STOP_SHARES: [f64; 8] = [0.5, 0.4, 0.3, 0.22, 0.16, 0.11, 0.07, 0.04];
+
 /// Starts runs into `out` and stops each with `stop` after a share of
-/// `took` (from half of it down) until one is caught mid-run: its staging
+/// `took` ([`STOP_SHARES`]) until one is caught mid-run: its staging
 /// folder there with its journal, nothing published. That run's output,
 /// once it ended.
 fn caught_mid_run(
@@ -84,7 +89,7 @@ fn caught_mid_run(
     start: impl Fn() -> Child,
     stop: impl Fn(&Child),
 ) -> std::process::Output {
-    for share in [0.5, 0.4, 0.3, 0.22, 0.16, 0.11, 0.07, 0.04] {
+    for share in STOP_SHARES {
         let child = start();
         std::thread::sleep(took.mul_f64(share));
         stop(&child);
@@ -241,7 +246,7 @@ fn a_resumed_run_in_the_default_folder_becomes_reports_latest() {
         at.elapsed()
     };
     let latest = || std::fs::read_link(reports.join("latest")).unwrap();
-    for share in [0.5, 0.4, 0.3, 0.22, 0.16, 0.11, 0.07, 0.04] {
+    for share in STOP_SHARES {
         let mut child = run();
         std::thread::sleep(took.mul_f64(share));
         child.kill().unwrap();
