@@ -203,10 +203,11 @@ pub fn cmd_budget(args: &BudgetArgs) -> Result<(), Failure> {
         .iter()
         .find(|t| t.turn == turn)
         .ok_or_else(|| input(format!("message {turn} was not replayed")))?;
-    print!(
-        "{}",
-        render(row, config.memory.max_context_tokens, rt.context_window)
-    );
+    crate::term::out(&render(
+        row,
+        config.memory.max_context_tokens,
+        rt.context_window,
+    ));
     Ok(())
 }
 

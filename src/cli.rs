@@ -12,8 +12,10 @@ use clap::{Args, Parser, Subcommand};
 
 use crate::backend;
 use crate::config::{self, Config};
+use crate::files;
 use crate::gate;
 use crate::memory::Params;
+use crate::outdir::{self, OutError};
 use crate::report::{self, Metadata, ScenarioMeta};
 use crate::runner::{self, Runtime};
 use crate::scenario::{self, generate};
@@ -56,7 +58,7 @@ pub enum Command {
     Baseline {
         /// A run's output folder (or its results.json)
         run: PathBuf,
-        /// Baseline file to write
+        /// Baseline file to write (- for standard output)
         #[arg(long, short, default_value = "memeval-baseline.json")]
         out: PathBuf,
     },
@@ -135,8 +137,8 @@ pub struct SweepArgs {
     /// Replace --out if it already holds files
     #[arg(long)]
     pub force: bool,
-    /// Worker threads [default: the number of cores]
-    #[arg(long)]
+    /// Worker threads, 1 to 1024 [default: the number of cores]
+    #[arg(long, value_parser = parse_jobs)]
     pub jobs: Option<usize>,
     /// Print nothing but errors and the recommendation
     #[arg(long, short)]
@@ -174,8 +176,8 @@ pub struct RunArgs {
     /// Strategies to run, comma-separated [config: strategies; default: all five]
     #[arg(long, value_delimiter = ',', env = "MEMEVAL_STRATEGIES")]
     pub strategies: Option<Vec<String>>,
-    /// Worker threads [default: the number of cores]
-    #[arg(long)]
+    /// Worker threads, 1 to 1024 [default: the number of cores]
+    #[arg(long, value_parser = parse_jobs)]
     pub jobs: Option<usize>,
     /// Write 0 in every timing column, so that two runs are byte-identical
     #[arg(long)]
@@ -215,6 +217,16 @@ pub struct RunArgs {
     pub cache: Option<PathBuf>,
 }
 
+/// A number of worker threads: 1 to 1024.
+fn parse_jobs(s: &str) -> Result<usize, String> {
+    match s.trim().parse::<usize>() {
+        Ok(n @ 1..=1024) => Ok(n),
+        _ => Err(format!(
+            "{s:?}: expected a number of threads from 1 to 1024"
+        )),
+    }
+}
+
 /// `K/N` with 1 <= K <= N.
 fn parse_shard(s: &str) -> Result<(u32, u32), String> {
     let bad = || format!("{s:?}: expected K/N with 1 <= K <= N, e.g. 2/4");
@@ -231,8 +243,9 @@ fn parse_shard(s: &str) -> Result<(u32, u32), String> {
 
 #[derive(Args, Debug)]
 pub struct GenerateArgs {
-    /// Number of messages (user and assistant, alternating)
-    #[arg(long, default_value_t = 1000)]
+    /// Number of messages (user and assistant, alternating), 20 to 300,000
+    /// (a scenario file holds at most 64 MiB)
+    #[arg(long, default_value_t = 1000, value_parser = clap::value_parser!(u32).range(20..=300_000))]
     pub messages: u32,
     /// Number of facts to plant (at most 12)
     #[arg(long, default_value_t = 8)]
@@ -253,7 +266,7 @@ pub struct GenerateArgs {
     /// seed `seed + N`, written as files into the folder --out
     #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u32).range(1..=100_000))]
     pub users: u32,
-    /// Output file (a folder with --users) [default: standard output]
+    /// Output file, or - for standard output (a folder with --users) [default: standard output]
     #[arg(long, short)]
     pub out: Option<PathBuf>,
 }
@@ -272,6 +285,15 @@ pub enum Failure {
     /// The run completed, but some API calls failed after their retries:
     /// exit 4 (the outputs are written, the affected metrics incomplete).
     Incomplete(String),
+}
+
+impl From<OutError> for Failure {
+    fn from(e: OutError) -> Self {
+        match e {
+            OutError::Refused(m) => Failure::Input(m),
+            OutError::Io(m) => Failure::Run(anyhow::anyhow!(m)),
+        }
+    }
 }
 
 impl From<anyhow::Error> for Failure {
@@ -298,23 +320,23 @@ pub fn main() -> ExitCode {
     match result {
         Ok(()) => ExitCode::SUCCESS,
         Err(Failure::Regression(msg)) => {
-            eprintln!("{msg}");
+            crate::errln!("{msg}");
             ExitCode::from(1)
         }
         Err(Failure::Input(msg)) => {
-            eprintln!("{msg}");
+            crate::errln!("{msg}");
             ExitCode::from(2)
         }
         Err(Failure::Run(e)) => {
-            eprintln!("error: {e:#}");
+            crate::errln!("error: {e:#}");
             ExitCode::from(3)
         }
         Err(Failure::Incomplete(msg)) => {
-            eprintln!("{msg}");
+            crate::errln!("{msg}");
             ExitCode::from(4)
         }
         Err(Failure::Interrupted(msg)) => {
-            eprintln!("{msg}");
+            crate::errln!("{msg}");
             ExitCode::from(130)
         }
     }
@@ -358,7 +380,7 @@ fn load_scenarios(inputs: &[PathBuf]) -> Result<Vec<scenario::Scenario>, Failure
 fn cmd_validate(files: &[PathBuf]) -> Result<(), Failure> {
     let scenarios = load_scenarios(files)?;
     for s in &scenarios {
-        println!(
+        crate::outln!(
             "ok: {} ({}: {} messages in {} session(s), {} facts, {} probe asks)",
             s.file.display(),
             s.name,
@@ -372,10 +394,21 @@ fn cmd_validate(files: &[PathBuf]) -> Result<(), Failure> {
 }
 
 fn cmd_generate(args: &GenerateArgs) -> Result<(), Failure> {
+    let input = |m: String| Failure::Input(format!("error: {m}"));
     let name = args
         .name
         .clone()
         .unwrap_or_else(|| format!("generated-{}", args.messages));
+    // The names it writes pass the rule every scenario's name must pass.
+    let user = |i: u32| format!("{name}-user-{i:04}");
+    let last = if args.users > 1 {
+        user(args.users)
+    } else {
+        name.clone()
+    };
+    scenario::check_name(&last)
+        .and_then(|()| scenario::check_name(&name))
+        .map_err(|e| input(format!("--name: {e}")))?;
     let one = |name: String, seed: u64| -> Result<Vec<u8>, Failure> {
         let opts = generate::GenerateOptions {
             name,
@@ -385,53 +418,48 @@ fn cmd_generate(args: &GenerateArgs) -> Result<(), Failure> {
             every: args.every,
             seed,
         };
-        let value = generate::generate(&opts).map_err(|e| Failure::Input(format!("error: {e}")))?;
+        let value = generate::generate(&opts).map_err(|e| input(e.to_string()))?;
         let mut text = serde_json::to_string_pretty(&value).map_err(anyhow::Error::from)?;
         text.push('\n');
+        if text.len() as u64 > scenario::MAX_FILE_BYTES {
+            return Err(input(format!(
+                "--messages {}: the scenario would be {} MiB, past the {} MiB that scenario files may hold; generate fewer messages",
+                args.messages,
+                text.len() >> 20,
+                scenario::MAX_FILE_BYTES >> 20
+            )));
+        }
         Ok(text.into_bytes())
     };
     if args.users > 1 {
         let Some(dir) = &args.out else {
-            return Err(Failure::Input(
-                "error: --users writes one file per user: name a folder with --out".into(),
+            return Err(input(
+                "--users writes one file per user: name a folder with --out".into(),
             ));
         };
-        let (dir, _) = output_dir(&Some(dir.clone()), false)?;
-        return publish_staged(&dir, |staging| {
+        let claim = outdir::claim(dir, false, &[])?;
+        return claim.publish_staged(|staging| {
             for i in 1..=args.users {
-                let user = format!("{name}-user-{i:04}");
-                let bytes = one(user.clone(), args.seed.wrapping_add(u64::from(i)))?;
-                std::fs::write(staging.join(format!("{user}.json")), bytes)
-                    .map_err(|e| Failure::Run(anyhow::anyhow!("{user}: {e}")))?;
+                let bytes = one(user(i), args.seed.wrapping_add(u64::from(i)))?;
+                let path = staging.join(format!("{}.json", user(i)));
+                std::fs::write(&path, bytes)
+                    .map_err(|e| Failure::Run(anyhow::anyhow!("{}: {e}", path.display())))?;
             }
             Ok(())
         });
     }
+    let target = files::Target::parse(args.out.as_deref().unwrap_or(Path::new("-")));
+    target.check().map_err(|e| input(e.to_string()))?;
     let bytes = one(name, args.seed)?;
-    match &args.out {
-        None => std::io::stdout()
-            .write_all(&bytes)
-            .map_err(anyhow::Error::from)?,
-        Some(path) => write_atomically(path, &bytes)?,
-    }
-    Ok(())
-}
-
-fn write_atomically(path: &Path, bytes: &[u8]) -> Result<(), Failure> {
-    let tmp = path.with_extension("json.partial");
-    std::fs::write(&tmp, bytes)
-        .and_then(|()| std::fs::rename(&tmp, path))
-        .map_err(|e| Failure::Run(anyhow::anyhow!("{}: {e}", path.display())))
+    target
+        .write(&bytes)
+        .map_err(|e| Failure::Run(anyhow::anyhow!(e)))
 }
 
 /// Resolves the configuration: the file, then --set, then `flags` (which
 /// win), all as `key=value` overrides.
 pub fn resolve_config(cfg: &ConfigArgs, flags: Vec<String>) -> Result<Config, Failure> {
-    let default_file = PathBuf::from("memeval.toml");
-    let file = cfg
-        .config
-        .clone()
-        .or_else(|| default_file.is_file().then_some(default_file));
+    let file = config_file(cfg);
     let mut overrides = cfg.set.clone();
     overrides.extend(flags);
     config::load(file.as_deref(), &overrides).map_err(|e| Failure::Input(format!("error: {e}")))
@@ -466,45 +494,6 @@ fn run_flags(args: &RunArgs) -> Vec<String> {
     flags
 }
 
-/// Where the outputs go, and whether `reports/latest` should point there.
-pub fn output_dir(out: &Option<PathBuf>, force: bool) -> Result<(PathBuf, bool), Failure> {
-    output_dir_named(out, force, "")
-}
-
-/// As [`output_dir`], with a prefix for the default folder's name.
-pub fn output_dir_named(
-    out: &Option<PathBuf>,
-    force: bool,
-    prefix: &str,
-) -> Result<(PathBuf, bool), Failure> {
-    match out {
-        Some(dir) => {
-            let busy =
-                dir.is_file() || std::fs::read_dir(dir).is_ok_and(|mut d| d.next().is_some());
-            if busy && !force {
-                return Err(Failure::Input(format!(
-                    "error: {} already exists and is not empty; pass --force to replace it",
-                    dir.display()
-                )));
-            }
-            Ok((dir.clone(), false))
-        }
-        None => {
-            let now = std::time::SystemTime::now()
-                .duration_since(std::time::UNIX_EPOCH)
-                .map_or(0, |d| d.as_millis() as i64);
-            let stamp = format!("{prefix}{}", crate::clock::folder_stamp(now));
-            let mut dir = PathBuf::from("reports").join(&stamp);
-            let mut n = 2;
-            while dir.exists() {
-                dir = PathBuf::from("reports").join(format!("{stamp}-{n}"));
-                n += 1;
-            }
-            Ok((dir, true))
-        }
-    }
-}
-
 /// What a run is, as its journal records it: everything that decides its
 /// outputs, so that `--resume` continues exactly the same run.
 #[derive(serde::Serialize, serde::Deserialize)]
@@ -527,20 +516,6 @@ struct RunSpec {
 /// The journal of a run in progress, inside its staging folder.
 const JOURNAL: &str = "journal.sqlite";
 
-/// The folder a run works in until it is complete: beside `out`, named
-/// after it, the same on every attempt so that `--resume` finds it.
-fn staging_of(out: &Path) -> PathBuf {
-    let parent = out
-        .parent()
-        .filter(|p| !p.as_os_str().is_empty())
-        .unwrap_or(Path::new("."));
-    let name = out
-        .file_name()
-        .map(|n| n.to_string_lossy().into_owned())
-        .unwrap_or_else(|| "out".into());
-    parent.join(format!(".{name}.partial"))
-}
-
 /// The scenarios of a run, loaded from its files and sharded.
 fn run_scenarios(
     files: &[PathBuf],
@@ -561,7 +536,7 @@ fn run_scenarios(
 
 /// Reads back the run that `out` was interrupted in.
 fn resumed_run(out: &Path) -> Result<(RunSpec, Vec<scenario::Scenario>, Journal), Failure> {
-    let staging = staging_of(out);
+    let staging = outdir::staging_of(out);
     let path = staging.join(JOURNAL);
     if !path.is_file() {
         return Err(Failure::Input(format!(
@@ -581,6 +556,14 @@ fn resumed_run(out: &Path) -> Result<(RunSpec, Vec<scenario::Scenario>, Journal)
                 path.display()
             ))
         })?;
+    // Checked again: a journal written by an older memeval may hold a value
+    // that this one's rules refuse.
+    spec.config.validate().map_err(|e| {
+        Failure::Input(format!(
+            "error: {}: the run's configuration: {e}; start it again with --force",
+            path.display()
+        ))
+    })?;
     let absolute: Vec<PathBuf> = spec.files.iter().map(|f| spec.cwd.join(f)).collect();
     let mut scenarios = run_scenarios(&absolute, spec.shard)?;
     for s in &mut scenarios {
@@ -651,39 +634,58 @@ fn stop_on_ctrl_c() {
 }
 
 fn cmd_run(args: &RunArgs) -> Result<(), Failure> {
+    // From the first moment, a Ctrl-C stops the run at its next step, so
+    // that nothing is left half-made.
+    stop_on_ctrl_c();
     // Everything is validated before anything runs or is written.
     let baseline = args
         .baseline
         .as_deref()
-        .map(|p| gate::load_results(p).map_err(|e| Failure::Input(format!("error: {e}"))))
+        .map(|p| load_gate_input(p, "baseline"))
         .transpose()?;
-    let (spec, scenarios, journal, out) = match &args.resume {
-        Some(dir) if finished_unpublished(dir) => {
-            // Killed while its outputs were being moved into place.
-            publish(&staging_of(dir), dir)?;
-            return finish(args, dir, None, baseline.as_ref());
-        }
+    for file in [&args.save_baseline, &args.junit].into_iter().flatten() {
+        files::check_writable(file).map_err(|e| Failure::Input(format!("error: {e}")))?;
+    }
+    // The model side, before the output folder is touched: a key, a prompt
+    // or a cache that cannot be had refuses the run with nothing written.
+    let engine = |config: &Config| -> Result<_, Failure> {
+        let tok = config.tokenizer().map_err(|e| Failure::Input(e.0))?;
+        let context_window = config.context_window().map_err(|e| Failure::Input(e.0))?;
+        let backend =
+            backend::from_config(config, tok).map_err(|e| Failure::Input(format!("error: {e}")))?;
+        Ok((tok, context_window, backend))
+    };
+    let (spec, scenarios, claim, journal, discard, engine) = match &args.resume {
         Some(dir) => {
+            let claim = outdir::claim_existing(dir)?;
+            if finished_unpublished(dir) {
+                // Killed while its outputs were being moved into place.
+                outdir::publish(&outdir::staging_of(dir), dir)?;
+                return finish(args, dir, None, baseline.as_ref());
+            }
             let (spec, scenarios, journal) = resumed_run(dir)?;
-            (spec, scenarios, journal, dir.clone())
+            let engine = engine(&spec.config)?;
+            (spec, scenarios, claim, Some(journal), false, engine)
         }
         None => {
             let config = resolve_config(&args.cfg, run_flags(args))?;
             let files = expand_inputs(&args.files)?;
             let scenarios = run_scenarios(&files, args.shard)?;
-            let (out, update_latest) = output_dir(&args.out, args.force)?;
-            let staging = staging_of(&out);
-            if staging.exists() {
-                if !args.force {
-                    return Err(Failure::Input(format!(
-                        "error: {} holds an interrupted run of {}: continue it with `memeval run --resume {}`, or pass --force to discard it",
-                        staging.display(),
-                        out.display(),
-                        out.display()
-                    )));
-                }
-                std::fs::remove_dir_all(&staging)
-                    .map_err(|e| anyhow::anyhow!("cannot remove {}: {e}", staging.display()))?;
+            let engine = engine(&config)?;
+            let latest = args.out.is_none();
+            let out = args.out.clone().unwrap_or_else(|| outdir::default_dir(""));
+            let mut inputs = files.clone();
+            inputs.extend(config_file(&args.cfg));
+            inputs.extend(args.baseline.clone());
+            let claim = outdir::claim(&out, args.force, &inputs)?;
+            let staging = outdir::staging_of(&out);
+            if staging.exists() && !args.force {
+                return Err(Failure::Input(format!(
+                    "error: {} holds an interrupted run of {}: continue it with `memeval run --resume {}`, or pass --force to discard it",
+                    staging.display(),
+                    out.display(),
+                    out.display()
+                )));
             }
             let spec = RunSpec {
                 cwd: std::env::current_dir().map_err(anyhow::Error::from)?,
@@ -696,20 +698,30 @@ fn cmd_run(args: &RunArgs) -> Result<(), Failure> {
                 shard: args.shard,
                 repeat: args.repeat,
                 timings: !args.no_timings,
-                latest: update_latest,
+                latest,
             };
-            let journal = new_journal(&staging, &spec)?;
-            (spec, scenarios, journal, out)
+            (spec, scenarios, claim, None, staging.exists(), engine)
         }
     };
+    let (tok, context_window, backend) = engine;
+    let out = claim.path().to_path_buf();
+    let staging = outdir::staging_of(&out);
     let config = &spec.config;
-    let tok = config.tokenizer().map_err(|e| Failure::Input(e.0))?;
-    let context_window = config.context_window().map_err(|e| Failure::Input(e.0))?;
-    let backend =
-        backend::from_config(config, tok).map_err(|e| Failure::Input(format!("error: {e}")))?;
-
-    stop_on_ctrl_c();
-    let staging = staging_of(&out);
+    let journal = match journal {
+        Some(j) => j,
+        None => {
+            if runner::STOP.load(std::sync::atomic::Ordering::SeqCst) {
+                return Err(Failure::Interrupted(
+                    "interrupted before the run started: nothing was written".into(),
+                ));
+            }
+            if discard {
+                std::fs::remove_dir_all(&staging)
+                    .map_err(|e| anyhow::anyhow!("cannot remove {}: {e}", staging.display()))?;
+            }
+            new_journal(&staging, &spec)?
+        }
+    };
     run_into(
         args,
         &spec,
@@ -736,20 +748,30 @@ fn cmd_run(args: &RunArgs) -> Result<(), Failure> {
     // points at it before that).
     drop(journal);
     if spec.latest {
-        point_latest(&out);
+        outdir::point_latest(&out);
     }
     for suffix in ["-wal", "-shm", ""] {
         let _ = std::fs::remove_file(staging.join(format!("{JOURNAL}{suffix}")));
     }
-    publish(&staging, &out)?;
+    outdir::publish(&staging, &out)?;
+    drop(claim);
     finish(args, &out, Some(&config.gate), baseline.as_ref())
+}
+
+/// The configuration file a command reads, if any: `--config`, else
+/// `./memeval.toml` where it exists.
+fn config_file(cfg: &ConfigArgs) -> Option<PathBuf> {
+    let default_file = PathBuf::from("memeval.toml");
+    cfg.config
+        .clone()
+        .or_else(|| default_file.is_file().then_some(default_file))
 }
 
 /// Whether `out`'s staging folder holds a run that finished but was not
 /// moved into place: its journal is gone, and the outputs are complete.
 /// (A new run's staging folder appears with its journal in it.)
 fn finished_unpublished(out: &Path) -> bool {
-    let staging = staging_of(out);
+    let staging = outdir::staging_of(out);
     staging.is_dir() && !staging.join(JOURNAL).exists()
 }
 
@@ -765,13 +787,14 @@ fn finish(
 ) -> Result<(), Failure> {
     let results = gate::load_results(out).map_err(|e| anyhow::anyhow!(e))?;
     if !args.quiet {
-        let mut stdout = std::io::stdout().lock();
-        report::print_table(&mut stdout, &results.results, &results.totals)
+        let mut table = Vec::new();
+        report::print_table(&mut table, &results.results, &results.totals)
             .map_err(anyhow::Error::from)?;
-        writeln!(stdout, "\noutputs: {}", out.display()).map_err(anyhow::Error::from)?;
+        writeln!(table, "\noutputs: {}", out.display()).map_err(anyhow::Error::from)?;
+        crate::term::out(&String::from_utf8_lossy(&table));
     }
     if let Some(path) = &args.save_baseline {
-        write_baseline(&results, path)?;
+        write_baseline(&results, &files::Target::File(path.clone()))?;
     }
     if let Some(b) = baseline {
         let recorded;
@@ -813,16 +836,27 @@ pub fn shard_of(mut scenarios: Vec<scenario::Scenario>, k: u32, n: u32) -> Vec<s
         .collect()
 }
 
-fn write_baseline(results: &gate::RunResults, path: &Path) -> Result<(), Failure> {
+fn write_baseline(results: &gate::RunResults, target: &files::Target) -> Result<(), Failure> {
     let mut bytes =
         serde_json::to_vec_pretty(&gate::baseline_of(results)).map_err(anyhow::Error::from)?;
     bytes.push(b'\n');
-    let tmp = path.with_extension("partial");
-    std::fs::write(&tmp, bytes)
-        .and_then(|()| std::fs::rename(&tmp, path))
-        .map_err(|e| Failure::Run(anyhow::anyhow!("{}: {e}", path.display())))?;
-    eprintln!("baseline: {}", path.display());
+    target
+        .write(&bytes)
+        .map_err(|e| Failure::Run(anyhow::anyhow!(e)))?;
+    if let files::Target::File(path) = target {
+        crate::errln!("baseline: {}", path.display());
+    }
     Ok(())
+}
+
+/// Results that the gate (or a baseline) may rest on, read from a run
+/// folder, a results.json or a baseline file: complete (not an interrupted
+/// run's), of a known format, with at least one result.
+fn load_gate_input(path: &Path, role: &str) -> Result<gate::RunResults, Failure> {
+    let results = gate::load_results(path).map_err(|e| Failure::Input(format!("error: {e}")))?;
+    gate::check_usable(&results)
+        .map_err(|e| Failure::Input(format!("error: {} ({role}): {e}", path.display())))?;
+    Ok(results)
 }
 
 /// Charts and report.html from the files of the run in `dir`.
@@ -838,19 +872,26 @@ fn cmd_report(dir: &Path) -> Result<(), Failure> {
         )));
     }
     let path = write_report(dir).map_err(|e| Failure::Input(format!("error: {e}")))?;
-    println!("report: {}", path.display());
+    crate::outln!("report: {}", path.display());
     Ok(())
 }
 
 fn cmd_baseline(run: &Path, out: &Path) -> Result<(), Failure> {
-    let results = gate::load_results(run).map_err(|e| Failure::Input(format!("error: {e}")))?;
-    write_baseline(&results, out)
+    let target = files::Target::parse(out);
+    target
+        .check()
+        .map_err(|e| Failure::Input(format!("error: {e}")))?;
+    let results = load_gate_input(run, "the run")?;
+    write_baseline(&results, &target)
 }
 
 fn cmd_gate(args: &GateArgs) -> Result<(), Failure> {
     let config = resolve_config(&args.cfg, Vec::new())?;
-    let load = |p: &Path| gate::load_results(p).map_err(|e| Failure::Input(format!("error: {e}")));
-    let (baseline, current) = (load(&args.baseline)?, load(&args.current)?);
+    if let Some(junit) = &args.junit {
+        files::check_writable(junit).map_err(|e| Failure::Input(format!("error: {e}")))?;
+    }
+    let baseline = load_gate_input(&args.baseline, "baseline")?;
+    let current = load_gate_input(&args.current, "current")?;
     run_gate(
         &baseline,
         &current,
@@ -875,11 +916,17 @@ fn run_gate(
             differences.join("\n  ")
         )));
     }
+    if gate::common_scenarios(&baseline.results, &current.results) == 0 {
+        return Err(Failure::Input(
+            "error: the baseline and the current run have no scenario in common: there is nothing to compare"
+                .into(),
+        ));
+    }
     let checks = gate::compare(&baseline.results, &current.results, thresholds);
-    print!("{}", gate::render(&checks));
+    crate::term::out(&gate::render(&checks));
     if let Some(path) = junit {
-        std::fs::write(path, gate::junit(&checks))
-            .map_err(|e| Failure::Run(anyhow::anyhow!("{}: {e}", path.display())))?;
+        files::write_atomically(path, gate::junit(&checks).as_bytes())
+            .map_err(|e| Failure::Run(anyhow::anyhow!(e)))?;
     }
     let failed = checks.iter().filter(|c| !c.pass).count();
     if failed > 0 {
@@ -932,10 +979,12 @@ fn run_into(
     let keys = runner::job_keys(scenarios, config, spec.repeat);
     let written = write_from_journal(dir, journal, &keys, &ahead, &meta)?;
     if !args.quiet {
+        let mut calls = Vec::new();
         written
             .calls
-            .print(&mut std::io::stderr().lock())
+            .print(&mut calls)
             .map_err(anyhow::Error::from)?;
+        crate::term::err(&String::from_utf8_lossy(&calls));
     }
     let cap = config.registry.max_active_users as usize;
     if cap > 0 && cap < scenarios.len() {
@@ -944,7 +993,7 @@ fn run_into(
         bytes.push(b'\n');
         std::fs::write(dir.join("registry.json"), bytes).map_err(anyhow::Error::from)?;
         if !args.quiet {
-            eprintln!(
+            crate::errln!(
                 "registry: {} users through {cap} live memories: {} evictions (p50 {} µs, p95 {} µs, p99 {} µs), {} reloads (p50 {} µs, p95 {} µs, p99 {} µs)",
                 scenarios.len(),
                 registry["evictions"],
@@ -1072,109 +1121,4 @@ fn write_partial(
         ),
         Err(e) => format!("interrupted; the partial outputs could not be written: {e:?}"),
     })
-}
-
-/// Runs `work` in a staging folder beside `out`, then moves the folder into
-/// place (replacing `out`) only when `work` succeeds, so an interrupted or
-/// failed command leaves no half-written outputs.
-pub fn publish_staged<T>(
-    out: &Path,
-    work: impl FnOnce(&Path) -> Result<T, Failure>,
-) -> Result<T, Failure> {
-    // One per process: such a command cannot be resumed, only redone.
-    let prefix = staging_of(out).into_os_string();
-    remove_orphans(&prefix);
-    let mut staging = prefix;
-    staging.push(format!("-{}", std::process::id()));
-    let staging = PathBuf::from(staging);
-    if staging.exists() {
-        std::fs::remove_dir_all(&staging).map_err(anyhow::Error::from)?;
-    }
-    std::fs::create_dir_all(&staging)
-        .map_err(|e| anyhow::anyhow!("cannot create {}: {e}", staging.display()))?;
-    let value = match work(&staging) {
-        Ok(v) => v,
-        Err(e) => {
-            let _ = std::fs::remove_dir_all(&staging);
-            return Err(e);
-        }
-    };
-    publish(&staging, out)?;
-    Ok(value)
-}
-
-/// Removes the staging folders `PREFIX-PID` that killed commands left
-/// behind: those whose process is gone (a live one may be another command
-/// writing beside this one).
-fn remove_orphans(prefix: &std::ffi::OsStr) {
-    let prefix = PathBuf::from(prefix);
-    let (Some(parent), Some(name)) = (prefix.parent(), prefix.file_name()) else {
-        return;
-    };
-    let name = format!("{}-", name.to_string_lossy());
-    let Ok(entries) = std::fs::read_dir(parent) else {
-        return;
-    };
-    for e in entries.flatten() {
-        let file = e.file_name();
-        let Some(pid) = file
-            .to_str()
-            .and_then(|f| f.strip_prefix(&name))
-            .and_then(|p| p.parse::<u32>().ok())
-        else {
-            continue;
-        };
-        if !process_alive(pid) {
-            let _ = std::fs::remove_dir_all(e.path());
-        }
-    }
-}
-
-/// Whether process `pid` exists (where that cannot be known: yes).
-fn process_alive(pid: u32) -> bool {
-    #[cfg(unix)]
-    {
-        let Ok(pid) = libc::pid_t::try_from(pid) else {
-            return false;
-        };
-        // SAFETY: signal 0 only checks that the process exists.
-        let r = unsafe { libc::kill(pid, 0) };
-        r == 0 || std::io::Error::last_os_error().raw_os_error() != Some(libc::ESRCH)
-    }
-    #[cfg(not(unix))]
-    {
-        let _ = pid;
-        true
-    }
-}
-
-/// Moves a complete staging folder to `out`, replacing what was there.
-fn publish(staging: &Path, out: &Path) -> Result<(), Failure> {
-    if out.exists() {
-        if out.is_dir() {
-            std::fs::remove_dir_all(out)
-        } else {
-            std::fs::remove_file(out)
-        }
-        .map_err(|e| anyhow::anyhow!("cannot replace {}: {e}", out.display()))?;
-    }
-    std::fs::rename(staging, out)
-        .map_err(|e| anyhow::anyhow!("cannot move outputs to {}: {e}", out.display()))?;
-    Ok(())
-}
-
-/// Points `reports/latest` at the run just written (a symlink where the
-/// platform has them, else a text file holding the folder name).
-fn point_latest(out: &Path) {
-    let Some(parent) = out.parent() else { return };
-    let Some(name) = out.file_name() else { return };
-    let latest = parent.join("latest");
-    let _ = std::fs::remove_file(&latest);
-    #[cfg(unix)]
-    let ok = std::os::unix::fs::symlink(name, &latest).is_ok();
-    #[cfg(not(unix))]
-    let ok = false;
-    if !ok {
-        let _ = std::fs::write(&latest, name.to_string_lossy().as_bytes());
-    }
 }

@@ -140,6 +140,9 @@ pub struct OpenAiConfig {
     pub api_key_env: String,
     /// A file holding the API key, read when the variable is unset.
     pub api_key_file: Option<PathBuf>,
+    /// Refuse to start without a key (set false for a server that needs
+    /// none, such as a local one).
+    pub require_key: bool,
     /// The chat model (summaries, replies, probe answers); by default
     /// `model.name`.
     pub chat_model: Option<String>,
@@ -190,6 +193,7 @@ impl Default for OpenAiConfig {
             base_url: "https://api.openai.com/v1".into(),
             api_key_env: "OPENAI_API_KEY".into(),
             api_key_file: None,
+            require_key: true,
             chat_model: None,
             judge_model: None,
             embeddings: "api".into(),
@@ -287,6 +291,18 @@ impl Default for OfflineConfig {
     }
 }
 
+/// The highest price accepted, in USD per million tokens.
+const MAX_PRICE: f64 = 1e6;
+
+/// A number as people write it: `10000000`, `0.001`, `1e308`.
+fn number(x: f64) -> String {
+    if x.fract() == 0.0 && x.abs() < 1e15 {
+        format!("{}", x as i64)
+    } else {
+        format!("{x:?}")
+    }
+}
+
 /// A configuration problem, already worded for the user.
 #[derive(Debug, thiserror::Error)]
 #[error("{0}")]
@@ -298,8 +314,9 @@ pub fn load(file: Option<&Path>, overrides: &[String]) -> Result<Config, ConfigE
     let mut table = match file {
         None => toml::Table::new(),
         Some(path) => {
-            let text = std::fs::read_to_string(path)
-                .map_err(|e| ConfigError(format!("{}: cannot read: {e}", path.display())))?;
+            let text =
+                crate::files::read_text_capped(path, crate::files::cap::CONFIG, "configuration")
+                    .map_err(|e| ConfigError(e.to_string()))?;
             let table: toml::Table = toml::from_str(&text).map_err(|e| {
                 ConfigError(format!("{}: {}", path.display(), e.to_string().trim()))
             })?;
@@ -317,11 +334,27 @@ pub fn load(file: Option<&Path>, overrides: &[String]) -> Result<Config, ConfigE
         apply_override(&mut table, item)?;
     }
     check_keys(&table, "", "--set")?;
-    let config: Config = toml::Value::Table(table)
+    let mut config: Config = toml::Value::Table(table)
         .try_into()
         .map_err(|e| ConfigError(format!("configuration: {}", e.to_string().trim())))?;
+    // Credentials in the URL are never sent (the key goes in the
+    // Authorization header, which takes precedence), and would otherwise
+    // be written wherever the configuration is: removed here, first.
+    config.openai.base_url = without_credentials(&config.openai.base_url);
     config.validate()?;
     Ok(config)
+}
+
+/// `url` without the `user:password@` part of its authority, if any.
+pub fn without_credentials(url: &str) -> String {
+    let start = url.find("://").map_or(0, |i| i + 3);
+    let end = url[start..]
+        .find(['/', '?', '#'])
+        .map_or(url.len(), |i| start + i);
+    match url[start..end].rfind('@') {
+        Some(at) => format!("{}{}", &url[..start], &url[start + at + 1..]),
+        None => url.to_string(),
+    }
 }
 
 /// Applies one `section.key=value` override; the value is read as TOML
@@ -401,6 +434,7 @@ fn known_keys(section: &str) -> Option<Vec<&'static str>> {
             "base_url",
             "api_key_env",
             "api_key_file",
+            "require_key",
             "chat_model",
             "judge_model",
             "embeddings",
@@ -491,7 +525,90 @@ impl Config {
             })
     }
 
-    fn validate(&self) -> Result<(), ConfigError> {
+    /// Every numeric setting with its range: (key, value, min, max).
+    pub fn ranges(&self) -> Vec<(&'static str, f64, f64, f64)> {
+        let (v, o) = (&self.vector, &self.openai);
+        let n = |x: u32| f64::from(x);
+        const TOKENS: f64 = 10_000_000.0;
+        let mut out = vec![
+            (
+                "memory.max_context_tokens",
+                n(self.memory.max_context_tokens),
+                1.0,
+                TOKENS,
+            ),
+            ("window.max_tokens", n(self.window.max_tokens), 1.0, TOKENS),
+            (
+                "summary.trigger_tokens",
+                n(self.summary.trigger_tokens),
+                1.0,
+                TOKENS,
+            ),
+            (
+                "summary.max_summary_tokens",
+                n(self.summary.max_summary_tokens),
+                1.0,
+                TOKENS,
+            ),
+            (
+                "summary.quality_samples",
+                n(self.summary.quality_samples),
+                0.0,
+                100.0,
+            ),
+            (
+                "vector.buffer_message_limit",
+                n(v.buffer_message_limit),
+                1.0,
+                1e6,
+            ),
+            ("vector.top_k", n(v.top_k), 1.0, 10_000.0),
+            ("vector.max_retrieved", n(v.max_retrieved), 1.0, 10_000.0),
+            ("vector.hnsw_threshold", n(v.hnsw_threshold), 0.0, 1e8),
+            ("vector.ef_search", n(v.ef_search), 1.0, 100_000.0),
+            ("vector.embed_lag", n(v.embed_lag), 0.0, 1e6),
+            (
+                "offline.embedding_dim",
+                n(self.offline.embedding_dim),
+                1.0,
+                65_536.0,
+            ),
+            ("openai.embed_batch", n(o.embed_batch), 1.0, 2048.0),
+            ("openai.timeout_secs", o.timeout_secs, 0.001, 3600.0),
+            ("openai.max_retries", n(o.max_retries), 0.0, 20.0),
+            (
+                "openai.retry_backoff_ms",
+                n(o.retry_backoff_ms),
+                0.0,
+                60_000.0,
+            ),
+            ("openai.max_concurrency", n(o.max_concurrency), 1.0, 1024.0),
+            (
+                "openai.reply_temperature",
+                f64::from(o.reply_temperature),
+                0.0,
+                2.0,
+            ),
+            ("openai.reply_max_tokens", n(o.reply_max_tokens), 1.0, 1e6),
+            (
+                "registry.max_active_users",
+                n(self.registry.max_active_users),
+                0.0,
+                1e7,
+            ),
+        ];
+        if let Some(w) = self.model.context_window {
+            out.push(("model.context_window", n(w), 16.0, 1e8));
+        }
+        if let Some(d) = o.embedding_dimensions {
+            out.push(("openai.embedding_dimensions", n(d), 1.0, 65_536.0));
+        }
+        out.extend(self.gate.ranges());
+        out
+    }
+
+    /// Checks every value against its range and the others it depends on.
+    pub fn validate(&self) -> Result<(), ConfigError> {
         let fail = |m: String| Err(ConfigError(m));
         if self.strategies.is_empty() {
             return fail("strategies: name at least one strategy".into());
@@ -530,46 +647,26 @@ impl Config {
                 o.token_limit_field
             ));
         }
-        if !(o.timeout_secs > 0.0 && o.timeout_secs.is_finite()) {
-            return fail(format!(
-                "openai.timeout_secs must be above 0, not {}",
-                o.timeout_secs
-            ));
-        }
-        if !(0.0..=2.0).contains(&o.reply_temperature) {
-            return fail(format!(
-                "openai.reply_temperature is between 0 and 2, not {}",
-                o.reply_temperature
-            ));
-        }
         for (name, p) in &self.prices {
-            if !(p.input >= 0.0 && p.output >= 0.0) {
-                return fail(format!("prices.{name}: prices cannot be negative"));
+            for (side, v) in [("input", p.input), ("output", p.output)] {
+                if !(0.0..=MAX_PRICE).contains(&v) {
+                    return fail(format!(
+                        "prices.{name}.{side} is a price in USD per million tokens, between 0 and {}, not {v}",
+                        number(MAX_PRICE)
+                    ));
+                }
             }
         }
-        let positive = [
-            ("memory.max_context_tokens", self.memory.max_context_tokens),
-            ("window.max_tokens", self.window.max_tokens),
-            ("summary.trigger_tokens", self.summary.trigger_tokens),
-            (
-                "summary.max_summary_tokens",
-                self.summary.max_summary_tokens,
-            ),
-            (
-                "vector.buffer_message_limit",
-                self.vector.buffer_message_limit,
-            ),
-            ("vector.top_k", self.vector.top_k),
-            ("vector.max_retrieved", self.vector.max_retrieved),
-            ("vector.ef_search", self.vector.ef_search),
-            ("offline.embedding_dim", self.offline.embedding_dim),
-            ("openai.embed_batch", o.embed_batch),
-            ("openai.max_concurrency", o.max_concurrency),
-            ("openai.reply_max_tokens", o.reply_max_tokens),
-        ];
-        for (name, v) in positive {
-            if v == 0 {
-                return fail(format!("{name} must be at least 1"));
+        // Every numeric setting has a range, so that no value that passes
+        // here can overflow, allocate without bound or wait forever later.
+        for (name, value, min, max) in self.ranges() {
+            if !(value >= min && value <= max) {
+                return fail(format!(
+                    "{name} is between {} and {}, not {}",
+                    number(min),
+                    number(max),
+                    number(value)
+                ));
             }
         }
         if !(self.summary.keep_ratio > 0.0 && self.summary.keep_ratio < 1.0) {
@@ -642,7 +739,16 @@ mod tests {
         let cases = [
             ("summary.trigger_tokns=5", "did you mean \"trigger_tokens\""),
             ("summry.trigger_tokens=5", "did you mean \"summary\""),
-            ("window.max_tokens=0", "at least 1"),
+            ("window.max_tokens=0", "between 1 and 10000000"),
+            ("openai.timeout_secs=1e308", "between 0.001 and 3600"),
+            ("openai.timeout_secs=nan", "openai.timeout_secs"),
+            ("openai.retry_backoff_ms=4294967295", "between 0 and 60000"),
+            ("offline.embedding_dim=4000000000", "between 1 and 65536"),
+            ("prices.x={input=inf,output=1}", "between 0 and 1000000"),
+            (
+                "gate.max_token_increase_pct=inf",
+                "gate.max_token_increase_pct",
+            ),
             ("summary.trigger_tokens=-5", "summary.trigger_tokens"),
             ("summary.trigger_tokens=200000", "context window"),
             ("strategies=[\"windw\"]", "did you mean \"window\""),
@@ -656,6 +762,25 @@ mod tests {
             let e = load(None, &[set.into()]).unwrap_err().0;
             assert!(e.contains(want), "{set}: {e}");
         }
+    }
+
+    #[test]
+    fn credentials_never_stay_in_the_base_url() {
+        for (given, want) in [
+            ("http://user:sk-secret@host:8080/v1", "http://host:8080/v1"),
+            ("https://sk-secret@host/v1?x=1", "https://host/v1?x=1"),
+            ("http://a@b:c@host", "http://host"),
+            ("http://host/v1/x@y", "http://host/v1/x@y"),
+            ("https://api.openai.com/v1", "https://api.openai.com/v1"),
+        ] {
+            assert_eq!(without_credentials(given), want);
+        }
+        let c = load(
+            None,
+            &["openai.base_url=\"http://u:sk-abc@127.0.0.1:9/v1\"".into()],
+        )
+        .unwrap();
+        assert_eq!(c.openai.base_url, "http://127.0.0.1:9/v1");
     }
 
     #[test]

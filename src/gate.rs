@@ -52,23 +52,30 @@ impl Default for GateConfig {
 }
 
 impl GateConfig {
+    /// The numeric thresholds with their ranges: (key, value, min, max).
+    pub fn ranges(&self) -> Vec<(&'static str, f64, f64, f64)> {
+        vec![
+            ("gate.max_recall_drop", self.max_recall_drop, 0.0, 1.0),
+            (
+                "gate.max_final_recall_drop",
+                self.max_final_recall_drop,
+                0.0,
+                1.0,
+            ),
+            (
+                "gate.max_token_increase_pct",
+                self.max_token_increase_pct,
+                0.0,
+                1e6,
+            ),
+            ("gate.max_quality_drop", self.max_quality_drop, 0.0, 1.0),
+            ("gate.min_quality", self.min_quality, 0.0, 1.0),
+        ]
+    }
+
+    /// Checks what [`GateConfig::ranges`] cannot: the strategies named in
+    /// `min_recall`, and their thresholds.
     pub fn validate(&self, strategies: &[&str]) -> Result<(), String> {
-        for (name, v) in [
-            ("gate.max_recall_drop", self.max_recall_drop),
-            ("gate.max_final_recall_drop", self.max_final_recall_drop),
-            ("gate.max_token_increase_pct", self.max_token_increase_pct),
-            ("gate.max_quality_drop", self.max_quality_drop),
-        ] {
-            if v.is_nan() || v < 0.0 {
-                return Err(format!("{name} must be 0 or more, not {v}"));
-            }
-        }
-        if !(0.0..=1.0).contains(&self.min_quality) {
-            return Err(format!(
-                "gate.min_quality is between 0 and 1, not {}",
-                self.min_quality
-            ));
-        }
         for (s, v) in &self.min_recall {
             if !strategies.contains(&s.as_str()) {
                 let hint = crate::text::suggestion(s, strategies);
@@ -102,8 +109,8 @@ pub fn load_results(path: &Path) -> Result<RunResults, String> {
     } else {
         path.to_path_buf()
     };
-    let bytes =
-        std::fs::read(&file).map_err(|e| format!("{}: cannot read: {e}", file.display()))?;
+    let bytes = crate::files::read_capped(&file, crate::files::cap::RESULTS, "memeval results")
+        .map_err(|e| e.to_string())?;
     serde_json::from_slice(&bytes).map_err(|e| {
         format!(
             "{}:{}:{}: not memeval results: {e}",
@@ -114,10 +121,45 @@ pub fn load_results(path: &Path) -> Result<RunResults, String> {
     })
 }
 
+/// The version of the baseline format this memeval writes and reads.
+pub const BASELINE_VERSION: u32 = 1;
+
+/// Refuses results no gate may rest on: an unknown baseline version, a run
+/// that was interrupted (its results marked partial), or no result at all.
+/// A gate over them would pass with fewer checks than it seems to make.
+pub fn check_usable(results: &RunResults) -> Result<(), String> {
+    if let Some(v) = results.memeval_baseline
+        && v != BASELINE_VERSION
+    {
+        return Err(format!(
+            "a baseline of version {v}, which this memeval (reading version {BASELINE_VERSION}) does not know"
+        ));
+    }
+    if results.meta["partial"] == serde_json::Value::Bool(true) {
+        return Err(
+            "the results of an interrupted run (marked partial): finish it with `memeval run --resume` first"
+                .into(),
+        );
+    }
+    if results.results.is_empty() {
+        return Err("holds no results: a gate over it would check nothing".into());
+    }
+    Ok(())
+}
+
+/// The scenarios two runs share; a gate between runs that share none
+/// compares nothing.
+pub fn common_scenarios(baseline: &[Aggregate], current: &[Aggregate]) -> usize {
+    let names = |r: &[Aggregate]| -> std::collections::BTreeSet<String> {
+        r.iter().map(|a| a.scenario.clone()).collect()
+    };
+    names(baseline).intersection(&names(current)).count()
+}
+
 /// The baseline file for a run: its results and metadata, marked.
 pub fn baseline_of(results: &RunResults) -> RunResults {
     RunResults {
-        memeval_baseline: Some(1),
+        memeval_baseline: Some(BASELINE_VERSION),
         ..results.clone()
     }
 }

@@ -7,20 +7,24 @@
 
 pub mod backend;
 pub mod budget;
+pub mod cell;
 pub mod chart;
 pub mod cli;
 pub mod clock;
 pub mod config;
+pub mod files;
 pub mod gate;
 pub mod import;
 pub mod index;
 pub mod memory;
 pub mod merge;
 pub mod metrics;
+pub mod outdir;
 pub mod report;
 pub mod runner;
 pub mod scenario;
 pub mod store;
 pub mod sweep;
+pub mod term;
 pub mod text;
 pub mod tokens;

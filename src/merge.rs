@@ -8,7 +8,9 @@ use std::path::{Path, PathBuf};
 
 use serde_json::Value;
 
-use crate::cli::{Failure, output_dir, publish_staged, write_report};
+use crate::cli::{Failure, write_report};
+use crate::files;
+use crate::outdir;
 use crate::report;
 use crate::report::data::read_csv;
 use crate::runner::{CallRow, JobResult, ProbeRow, SummaryRow, TurnRow};
@@ -30,12 +32,14 @@ fn input(m: String) -> Failure {
 
 fn read_shard(dir: &Path) -> Result<Shard, Failure> {
     let meta_path = dir.join("metadata.json");
-    let bytes = std::fs::read(&meta_path).map_err(|e| {
-        input(format!(
-            "{}: not a memeval run folder ({e})",
-            meta_path.display()
-        ))
-    })?;
+    if !meta_path.is_file() {
+        return Err(input(format!(
+            "{}: not a memeval run folder (no metadata.json)",
+            dir.display()
+        )));
+    }
+    let bytes = files::read_capped(&meta_path, files::cap::METADATA, "run metadata")
+        .map_err(|e| input(e.to_string()))?;
     let meta: Value = serde_json::from_slice(&bytes).map_err(|e| {
         input(format!(
             "{}:{}:{}: {e}",
@@ -231,7 +235,7 @@ fn job<'a>(
 
 /// The merge command.
 pub fn cmd_merge(runs: &[PathBuf], out: &Path, force: bool) -> Result<(), Failure> {
-    let (out, _) = output_dir(&Some(out.to_path_buf()), force)?;
+    let claim = outdir::claim(out, force, runs)?;
     let shards: Vec<Shard> = runs
         .iter()
         .map(|d| read_shard(d))
@@ -242,18 +246,19 @@ pub fn cmd_merge(runs: &[PathBuf], out: &Path, force: bool) -> Result<(), Failur
     let strategies = meta.strategies.clone();
     let stores: Vec<PathBuf> = shards.iter().map(|s| s.dir.join("memory.sqlite")).collect();
     let (jobs, ahead) = jobs_of(shards, &strategies);
-    let written = publish_staged(&out, |dir| {
+    let written = claim.publish_staged(|dir| {
         let written =
             report::write_outputs(dir, jobs.into_iter().map(Ok), &ahead, &meta, &strategies)
                 .map_err(|e| anyhow::anyhow!("writing outputs: {e}"))?;
         store::merge(&dir.join("memory.sqlite"), &stores).map_err(anyhow::Error::from)?;
         write_report(dir).map_err(|e| anyhow::anyhow!("writing the report: {e}"))?;
-        Ok(written)
+        Ok::<_, Failure>(written)
     })?;
     let (per_job, totals) = (written.per_job, written.totals);
-    let mut stdout = std::io::stdout().lock();
-    report::print_table(&mut stdout, &per_job, &totals).map_err(anyhow::Error::from)?;
-    println!(
+    let mut table = Vec::new();
+    report::print_table(&mut table, &per_job, &totals).map_err(anyhow::Error::from)?;
+    crate::term::out(&String::from_utf8_lossy(&table));
+    crate::outln!(
         "\nmerged {} run(s), {} scenario(s): {}",
         runs.len(),
         meta.scenarios.len(),

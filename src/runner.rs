@@ -12,6 +12,8 @@ use std::time::Instant;
 
 use indicatif::{ProgressBar, ProgressStyle};
 
+use crate::cell;
+
 use rand::{RngExt, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 
@@ -51,11 +53,14 @@ pub enum RunError {
 #[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct TurnRow {
     // Shared, not copied, by the thousands of rows of a replay.
+    #[serde(serialize_with = "cell::write", deserialize_with = "cell::read")]
     pub scenario: Arc<str>,
+    #[serde(serialize_with = "cell::write", deserialize_with = "cell::read")]
     pub user: Arc<str>,
     pub strategy: Arc<str>,
     /// 1-based replay number (see `--repeat`).
     pub repeat: u32,
+    #[serde(serialize_with = "cell::write", deserialize_with = "cell::read")]
     pub session: Arc<str>,
     pub turn: u32,
     /// `user` or `assistant` (borrowed while replaying, owned when read back).
@@ -87,15 +92,21 @@ pub struct TurnRow {
 /// One row of probes.csv.
 #[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct ProbeRow {
+    #[serde(serialize_with = "cell::write", deserialize_with = "cell::read")]
     pub scenario: String,
+    #[serde(serialize_with = "cell::write", deserialize_with = "cell::read")]
     pub user: String,
     pub strategy: String,
     /// 1-based replay number (see `--repeat`).
     pub repeat: u32,
+    #[serde(serialize_with = "cell::write", deserialize_with = "cell::read")]
     pub probe_id: String,
+    #[serde(serialize_with = "cell::write", deserialize_with = "cell::read")]
     pub kind: String,
     pub turn: u32,
+    #[serde(serialize_with = "cell::write", deserialize_with = "cell::read")]
     pub expected: String,
+    #[serde(serialize_with = "cell::write", deserialize_with = "cell::read")]
     pub recalled: String,
     /// Empty where nothing is expected.
     pub recall: Option<f64>,
@@ -105,12 +116,15 @@ pub struct ProbeRow {
     pub fact_position: Option<f64>,
     pub context_tokens: u32,
     pub over_window: u8,
+    #[serde(serialize_with = "cell::write", deserialize_with = "cell::read")]
     pub answer: String,
     pub answer_correct: Option<u8>,
+    #[serde(serialize_with = "cell::write", deserialize_with = "cell::read")]
     pub judge_reason: String,
     /// The question asked. (This and the columns below came after format
     /// 1's first release: older files read back without them.)
     #[serde(default)]
+    #[serde(serialize_with = "cell::write", deserialize_with = "cell::read")]
     pub question: String,
     /// For each expected fact, the latest message planting it before the
     /// probe, `;`-separated in the order of `expected` (0: not yet planted).
@@ -130,6 +144,7 @@ pub struct ProbeRow {
 /// One row of summaries.csv.
 #[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct SummaryRow {
+    #[serde(serialize_with = "cell::write", deserialize_with = "cell::read")]
     pub scenario: String,
     pub strategy: String,
     /// 1-based replay number (see `--repeat`).
@@ -143,6 +158,7 @@ pub struct SummaryRow {
     pub quality: Option<f64>,
     pub accurate: Option<u8>,
     pub sampled: String,
+    #[serde(serialize_with = "cell::write", deserialize_with = "cell::read")]
     pub missing: String,
     pub fact_retention: Option<f64>,
     pub fact_retention_all: Option<f64>,
@@ -151,6 +167,7 @@ pub struct SummaryRow {
     /// Why `quality` is empty: the judge's reply was unusable twice, or its
     /// call failed. Empty when judged.
     #[serde(default)]
+    #[serde(serialize_with = "cell::write", deserialize_with = "cell::read")]
     pub judge_reason: String,
 }
 
@@ -158,12 +175,14 @@ pub struct SummaryRow {
 #[derive(Debug, Clone, Default, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct CallRow {
     /// Empty for embeddings fetched ahead for every scenario.
+    #[serde(serialize_with = "cell::write", deserialize_with = "cell::read")]
     pub scenario: String,
     pub strategy: String,
     pub repeat: u32,
     /// The message (or probe's turn) it was made at; 0 when fetched ahead.
     pub turn: u32,
     pub kind: CallKind,
+    #[serde(serialize_with = "cell::write", deserialize_with = "cell::read")]
     pub model: String,
     /// 1: served from the response cache, nothing sent.
     pub cached: u8,
@@ -176,6 +195,7 @@ pub struct CallRow {
     pub api_output_tokens: Option<u32>,
     pub cost_usd: f64,
     /// Why it failed after its retries; empty when it succeeded.
+    #[serde(serialize_with = "cell::write", deserialize_with = "cell::read")]
     pub error: String,
 }
 

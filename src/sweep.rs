@@ -10,10 +10,9 @@ use plotters::style::text_anchor::{HPos, Pos, VPos};
 use serde::Serialize;
 
 use crate::chart::{self, FONT, Figure, PALETTE, err, thousands};
-use crate::cli::{
-    Failure, SweepArgs, expand_inputs, output_dir_named, publish_staged, resolve_config,
-};
+use crate::cli::{Failure, SweepArgs, expand_inputs, resolve_config};
 use crate::config::{Config, STRATEGIES};
+use crate::outdir;
 use crate::report::{self, Aggregate};
 use crate::runner::{self, Runtime, par_map};
 use crate::scenario::{self, Scenario};
@@ -329,6 +328,9 @@ fn aggregate_of(jobs: &[runner::JobResult], strategy: &str) -> Aggregate {
     totals.into_iter().next().expect("one strategy")
 }
 
+/// The most combinations one sweep runs.
+pub const MAX_GRID: usize = 1000;
+
 /// The sweep command.
 pub fn cmd_sweep(args: &SweepArgs) -> Result<(), Failure> {
     let input = |m: String| Failure::Input(format!("error: {m}"));
@@ -342,6 +344,15 @@ pub fn cmd_sweep(args: &SweepArgs) -> Result<(), Failure> {
         .map(|p| parse_param(p))
         .collect::<Result<_, _>>()
         .map_err(input)?;
+    let size = params
+        .iter()
+        .try_fold(1usize, |n, (_, values)| n.checked_mul(values.len()))
+        .filter(|&n| n <= MAX_GRID);
+    if size.is_none() {
+        return Err(input(format!(
+            "the grid has more than {MAX_GRID} combinations: sweep fewer values, or sweep in steps"
+        )));
+    }
     let combos = grid(&params);
     // Validate every combination before running any.
     let configs: Vec<Config> = combos
@@ -359,19 +370,24 @@ pub fn cmd_sweep(args: &SweepArgs) -> Result<(), Failure> {
         .collect::<Result<_, _>>()?;
     let files = expand_inputs(&args.files)?;
     let scenarios: Vec<Scenario> = scenario::load_all(&files).map_err(|e| input(e.to_string()))?;
-    let (out, _) = output_dir_named(&args.out, args.force, "sweep-")?;
-    let points = publish_staged(&out, |staging| {
-        sweep_into(args, &combos, &configs, &scenarios, staging)
-    })?;
+    let out = args
+        .out
+        .clone()
+        .unwrap_or_else(|| outdir::default_dir("sweep-"));
+    let mut inputs = files.clone();
+    inputs.extend(args.cfg.config.clone());
+    let claim = outdir::claim(&out, args.force, &inputs)?;
+    let points =
+        claim.publish_staged(|staging| sweep_into(args, &combos, &configs, &scenarios, staging))?;
     let rec = points.iter().find(|p| p.recommended);
     if !args.quiet {
         print_points(&points);
     }
     match rec {
-        Some(p) => println!("recommended: {}", p.label()),
-        None => println!("recommended: none (no combination within --max-tokens)"),
+        Some(p) => crate::outln!("recommended: {}", p.label()),
+        None => crate::outln!("recommended: none (no combination within --max-tokens)"),
     }
-    println!("outputs: {}", out.display());
+    crate::outln!("outputs: {}", out.display());
     Ok(())
 }
 
@@ -411,7 +427,7 @@ fn sweep_into(
                 let _ = std::fs::remove_file(dir.join(format!("combination-{i}.sqlite{suffix}")));
             }
             if !args.quiet {
-                eprintln!("[{}/{}] {}", i + 1, combos.len(), label(&combos[i]));
+                crate::errln!("[{}/{}] {}", i + 1, combos.len(), label(&combos[i]));
             }
             Ok::<_, anyhow::Error>(aggregate_of(&jobs, &args.strategy))
         },
@@ -465,7 +481,7 @@ fn sweep_into(
     chart::save(&fig, dir, "sweep")
         .map_err(|e| Failure::Run(anyhow::anyhow!("sweep chart: {e}")))?;
     if let Some((_, why)) = &recommendation {
-        eprintln!("why: {why}");
+        crate::errln!("why: {why}");
     }
     Ok(points)
 }
@@ -511,9 +527,14 @@ fn write_csv(path: &Path, points: &[Point]) -> std::io::Result<()> {
 }
 
 fn print_points(points: &[Point]) {
-    println!(
+    crate::outln!(
         "{:<48} {:>7} {:>7} {:>11} {:>8} {:>8}",
-        "combination", "recall", "final", "tokens", "max ctx", "frontier"
+        "combination",
+        "recall",
+        "final",
+        "tokens",
+        "max ctx",
+        "frontier"
     );
     for p in points {
         let mark = if p.recommended {
@@ -530,7 +551,7 @@ fn print_points(points: &[Point]) {
             p.max_context_tokens,
             if p.pareto { "yes" } else { "" },
         );
-        println!("{}", row.trim_end());
+        crate::outln!("{}", row.trim_end());
     }
 }
 

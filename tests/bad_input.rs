@@ -278,7 +278,7 @@ fn bad_configurations_are_explained_and_nothing_runs() {
         ("[memory]\nmax_context_tokens = -1", "max_context_tokens"),
         (
             "[window]\nmax_tokens = 0",
-            "window.max_tokens must be at least 1",
+            "window.max_tokens is between 1 and 10000000, not 0",
         ),
         (
             "[summary]\ntrigger_tokens = 500000",
@@ -292,15 +292,15 @@ fn bad_configurations_are_explained_and_nothing_runs() {
         ("backend = \"opena\"", "did you mean \"openai\""),
         (
             "[openai]\ntimeout_secs = 0",
-            "openai.timeout_secs must be above 0",
+            "openai.timeout_secs is between 0.001 and 3600, not 0",
         ),
         (
             "[openai]\nmax_concurrency = 0",
-            "openai.max_concurrency must be at least 1",
+            "openai.max_concurrency is between 1 and 1024, not 0",
         ),
         (
             "[prices]\n\"gpt-4o\" = { input = -1.0, output = 2.0 }",
-            "cannot be negative",
+            "prices.gpt-4o.input is a price in USD per million tokens, between 0 and 1000000, not -1",
         ),
         ("[prices]\n\"gpt-4o\" = { inputs = 1.0 }", "unknown field"),
         ("seed = \"forty-two\"", "seed"),

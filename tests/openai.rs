@@ -402,10 +402,11 @@ fn a_judge_reply_that_is_not_usable_is_retried_once_then_left_unjudged() {
     });
     let dir = tempfile::tempdir().unwrap();
     // One strategy and no probe answers, so the judge's calls come in order.
+    // A local server that needs no key.
     let cfg = config(
         dir.path(),
         &server,
-        "answer_probes = false\nmax_concurrency = 1",
+        "answer_probes = false\nmax_concurrency = 1\nrequire_key = false",
     );
     let o = Command::new(env!("CARGO_BIN_EXE_memeval"))
         .args([
@@ -521,4 +522,111 @@ fn a_custom_summary_prompt_and_a_key_from_a_file() {
         "{stderr}"
     );
     assert!(!dir.path().join("bad").exists(), "nothing is written");
+}
+
+#[test]
+fn the_key_never_reaches_an_output_in_any_case_cut_or_in_the_url() {
+    // The server echoes the key upper-cased, lower-cased and cut to 12
+    // characters in every error body; every summarization fails.
+    let server = Server::start(Options {
+        faults: Some(Box::new(|_, _, body| {
+            let prompt = body["messages"][0]["content"].as_str().unwrap_or("");
+            prompt
+                .contains("Please summarize")
+                .then_some(Fault::Status(503, None))
+        })),
+        error_echo: Some(format!(
+            "{} / {} / {}",
+            KEY.to_uppercase(),
+            KEY.to_lowercase(),
+            &KEY[..12]
+        )),
+        ..Options::default()
+    });
+    let dir = tempfile::tempdir().unwrap();
+    // The key also stands in the URL's credentials.
+    let with_credentials = server
+        .url
+        .replace("http://", &format!("http://user:{KEY}@"));
+    let cfg = config(
+        dir.path(),
+        &server,
+        &format!("max_retries = 0\nbase_url = \"{with_credentials}\""),
+    );
+    let o = run(dir.path(), &cfg, "out", &[]);
+    assert_eq!(
+        o.status.code(),
+        Some(4),
+        "{}",
+        String::from_utf8_lossy(&o.stderr)
+    );
+    let lower = KEY.to_lowercase();
+    let leaks = |text: &str| text.to_lowercase().contains(&lower[..8]);
+    assert!(!leaks(&String::from_utf8_lossy(&o.stderr)));
+    assert!(!leaks(&String::from_utf8_lossy(&o.stdout)));
+    let files = output_files(&dir.path().join("out"));
+    for (name, bytes) in &files {
+        assert!(
+            !leaks(&String::from_utf8_lossy(bytes)),
+            "the key reached {name}"
+        );
+    }
+    let calls = rows(&dir.path().join("out/calls.csv"));
+    assert!(
+        calls
+            .iter()
+            .any(|c| c["error"].contains("[redacted] / [redacted] / [redacted]"))
+    );
+    // The requests still carried it, as the bearer.
+    assert!(
+        server
+            .stats
+            .auth
+            .lock()
+            .unwrap()
+            .iter()
+            .all(|a| a == &format!("Bearer {KEY}"))
+    );
+}
+
+#[test]
+fn a_missing_key_is_refused_before_anything_runs() {
+    let server = Server::start(Options::default());
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = config(
+        dir.path(),
+        &server,
+        "api_key_env = \"MEMEVAL_UNSET_VARIABLE\"",
+    );
+    let o = run(dir.path(), &cfg, "out", &[]);
+    assert_eq!(o.status.code(), Some(2));
+    let stderr = String::from_utf8_lossy(&o.stderr);
+    assert!(
+        stderr.contains("no API key") && stderr.contains("MEMEVAL_UNSET_VARIABLE"),
+        "{stderr}"
+    );
+    assert_eq!(server.requests(), 0);
+    // Nothing was left behind: the corrected run starts clean.
+    let left: Vec<_> = std::fs::read_dir(dir.path())
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .collect();
+    assert!(!left.iter().any(|n| n.contains("out")), "{left:?}");
+    // A missing key file likewise.
+    let cfg = config(
+        dir.path(),
+        &server,
+        "api_key_env = \"MEMEVAL_UNSET_VARIABLE\"\napi_key_file = \"nowhere.key\"",
+    );
+    let o = run(dir.path(), &cfg, "out", &[]);
+    assert_eq!(o.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&o.stderr).contains("nowhere.key"));
+    assert!(!dir.path().join(".out.partial").exists() && !dir.path().join("out").exists());
+    // A server that needs no key is allowed when said so.
+    let cfg = config(
+        dir.path(),
+        &server,
+        "api_key_env = \"MEMEVAL_UNSET_VARIABLE\"\nrequire_key = false",
+    );
+    ok(&run(dir.path(), &cfg, "out", &["--strategies", "window"]));
 }

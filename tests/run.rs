@@ -368,8 +368,15 @@ fn outputs_go_to_a_fresh_folder_and_are_never_overwritten_silently() {
     assert_eq!(o.status.code(), Some(2));
     assert!(String::from_utf8_lossy(&o.stderr).contains("--force"));
     assert!(out.join("notes.txt").is_file());
+    // --force replaces only what memeval wrote: not someone's notes.
+    let o = memeval(&["run", s, "--out", "mine", "-q", "--force"], tmp.path());
+    assert_eq!(o.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&o.stderr).contains("memeval did not write it"));
+    assert_eq!(std::fs::read(out.join("notes.txt")).unwrap(), b"keep me");
+    std::fs::remove_file(out.join("notes.txt")).unwrap();
+    run_ok(&["run", s, "--out", "mine", "-q"], tmp.path());
     run_ok(&["run", s, "--out", "mine", "-q", "--force"], tmp.path());
-    assert!(out.join("turns.csv").is_file() && !out.join("notes.txt").exists());
+    assert!(out.join("turns.csv").is_file() && out.join(".memeval-output").is_file());
     // No staging folders are left behind.
     let leftovers: Vec<_> = std::fs::read_dir(tmp.path())
         .unwrap()

@@ -55,7 +55,9 @@ fn a_grid_of_triggers_and_buffer_sizes_gives_a_frontier_and_a_recommendation() {
         .unwrap()
         .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
         .collect();
-    assert_eq!(names.len(), 4, "{names:?}");
+    // The four outputs and the marker that lets --force replace them.
+    assert_eq!(names.len(), 5, "{names:?}");
+    assert!(out.join(".memeval-output").is_file());
     let partial: Vec<String> = d
         .read_dir()
         .unwrap()

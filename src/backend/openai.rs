@@ -65,8 +65,12 @@ pub fn backend(config: &Config, tok: Tokenizer) -> Result<Backend, String> {
     let template = match &o.summary_prompt_file {
         None => SummaryTemplate::default(),
         Some(p) => {
-            let text = std::fs::read_to_string(p)
-                .map_err(|e| format!("openai.summary_prompt_file {}: {e}", p.display()))?;
+            let text = crate::files::read_text_capped(
+                p,
+                crate::files::cap::PROMPT,
+                "openai.summary_prompt_file",
+            )
+            .map_err(|e| e.to_string())?;
             SummaryTemplate::parse(&text)
                 .map_err(|e| format!("openai.summary_prompt_file {}: {e}", p.display()))?
         }
@@ -124,18 +128,68 @@ pub fn backend(config: &Config, tok: Tokenizer) -> Result<Backend, String> {
     })
 }
 
+/// The key: the variable `openai.api_key_env`, else the file
+/// `openai.api_key_file`. Without either, the run is refused before it
+/// starts (unless `openai.require_key` is false): requests without a key
+/// would all fail, one by one, after their retries.
 fn api_key(o: &OpenAiConfig) -> Result<Option<String>, String> {
     if let Ok(k) = std::env::var(&o.api_key_env)
         && !k.trim().is_empty()
     {
         return Ok(Some(k.trim().to_string()));
     }
-    match &o.api_key_file {
-        Some(p) => std::fs::read_to_string(p)
-            .map(|k| Some(k.trim().to_string()))
-            .map_err(|e| format!("openai.api_key_file {}: cannot read: {e}", p.display())),
-        None => Ok(None),
+    if let Some(p) = &o.api_key_file {
+        let key = crate::files::read_text_capped(p, crate::files::cap::KEY, "openai.api_key_file")
+            .map_err(|e| e.to_string())?;
+        let key = key.trim();
+        if key.is_empty() {
+            return Err(format!(
+                "{}: openai.api_key_file: the file is empty",
+                p.display()
+            ));
+        }
+        return Ok(Some(key.to_string()));
     }
+    if o.require_key {
+        return Err(format!(
+            "openai: no API key: the variable {} is unset or empty, and openai.api_key_file is not set; \
+             set one of them (for a server that needs no key, set openai.require_key = false)",
+            o.api_key_env
+        ));
+    }
+    Ok(None)
+}
+
+/// `text` with `key`, and any prefix of it of 8 characters or more, in any
+/// case, replaced by `[redacted]`: a server that echoes the key back, whole,
+/// cut or case-folded, cannot get it into an output.
+fn redact(text: &str, key: &str) -> String {
+    let (t, k) = (text.as_bytes(), key.as_bytes());
+    let least = k.len().min(8);
+    if least < 4 {
+        return text.to_string();
+    }
+    let mut out = String::with_capacity(text.len());
+    let (mut i, mut kept) = (0, 0);
+    while i + least <= t.len() {
+        let mut j = 0;
+        while j < k.len() && i + j < t.len() && t[i + j].eq_ignore_ascii_case(&k[j]) {
+            j += 1;
+        }
+        while j >= least && !text.is_char_boundary(i + j) {
+            j -= 1;
+        }
+        if j >= least && text.is_char_boundary(i) {
+            out.push_str(&text[kept..i]);
+            out.push_str("[redacted]");
+            i += j;
+            kept = i;
+        } else {
+            i += 1;
+        }
+    }
+    out.push_str(&text[kept..]);
+    out
 }
 
 tokio::task_local! {
@@ -433,12 +487,13 @@ impl Api {
         })
     }
 
-    /// An error's text, with the key (should it ever appear) scrubbed.
+    /// An error's or a reply's text, with the key (should it ever appear,
+    /// whole or in part) scrubbed.
     fn scrub(&self, e: &dyn std::fmt::Display) -> String {
         let text = e.to_string();
         match &self.key {
-            Some(k) if k.len() >= 4 => text.replace(k.as_str(), "[redacted]"),
-            _ => text,
+            Some(k) => redact(&text, k),
+            None => text,
         }
     }
 
@@ -588,8 +643,13 @@ impl Chat {
             }
             Ok((text, resp.usage))
         });
+        // A reply's text is written out (answers, reasons, summaries).
+        let outcome = outcome.map(|(text, usage)| {
+            let shown = api.scrub(&text);
+            (text, shown, usage)
+        });
         match outcome {
-            Ok((text, usage)) => {
+            Ok((text, shown, usage)) => {
                 record.local_output_tokens = api.tok.count(&text);
                 record.api_input_tokens = usage.as_ref().map(|u| u.prompt_tokens);
                 record.api_output_tokens = usage.as_ref().map(|u| u.completion_tokens);
@@ -604,7 +664,7 @@ impl Chat {
                     )
                 });
                 let reply = Reply {
-                    text,
+                    text: shown,
                     api_input: record.api_input_tokens,
                     api_output: record.api_output_tokens,
                 };
@@ -1046,6 +1106,28 @@ impl Embedder for ApiEmbedder {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_key_is_redacted_in_any_case_and_cut() {
+        let key = "sk-Test1234567890abcdef";
+        for (text, want) in [
+            ("bad key sk-Test1234567890abcdef!", "bad key [redacted]!"),
+            ("SK-TEST1234567890ABCDEF", "[redacted]"),
+            ("sk-test1234567890abcdef", "[redacted]"),
+            ("prefix sk-Test12 then", "prefix [redacted] then"),
+            ("sk-Test1 is 8", "[redacted] is 8"),
+            ("sk-Test is 7", "sk-Test is 7"),
+            (
+                "twice sk-test1234 and SK-TEST1234567890ABCDEFGH",
+                "twice [redacted] and [redacted]GH",
+            ),
+            ("é sk-Test1234é", "é [redacted]é"),
+            ("nothing here", "nothing here"),
+        ] {
+            assert_eq!(redact(text, key), want, "{text}");
+        }
+        assert_eq!(redact("abc abc", "abc"), "abc abc");
+    }
 
     fn headers(pairs: &[(&'static str, &str)]) -> http::HeaderMap {
         pairs

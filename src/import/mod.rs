@@ -11,7 +11,7 @@ use std::path::{Path, PathBuf};
 use clap::{Args, ValueEnum};
 use serde_json::{Value, json};
 
-use crate::cli::{Failure, expand_inputs, output_dir, publish_staged};
+use crate::cli::{Failure, expand_inputs};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
 pub enum Dataset {
@@ -75,7 +75,7 @@ pub fn scenario_name(prefix: &str, id: &str) -> String {
     let clean: String = id
         .chars()
         .map(|c| {
-            if c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-') {
+            if c.is_ascii() && crate::scenario::is_name_byte(c as u8) {
                 c
             } else {
                 '-'
@@ -118,8 +118,8 @@ pub fn cmd_import(args: &ImportArgs) -> Result<(), Failure> {
     let files = expand_inputs(&args.files)?;
     let mut scenarios: Vec<(String, Value)> = Vec::new();
     for file in &files {
-        let text = std::fs::read_to_string(file)
-            .map_err(|e| Failure::Input(format!("error: {}: cannot read: {e}", file.display())))?;
+        let text = crate::files::read_text_capped(file, crate::files::cap::DATASET, "dataset file")
+            .map_err(|e| Failure::Input(format!("error: {e}")))?;
         let root: Value = serde_json::from_str(&text).map_err(|e| {
             Failure::Input(format!(
                 "error: {}:{}:{}: not JSON: {e}",
@@ -143,9 +143,9 @@ pub fn cmd_import(args: &ImportArgs) -> Result<(), Failure> {
             w[0]
         )));
     }
-    output_dir(&Some(args.out.clone()), args.force)?;
+    let claim = crate::outdir::claim(&args.out, args.force, &files)?;
     let count = scenarios.len();
-    publish_staged(&args.out, |dir| {
+    claim.publish_staged(|dir| {
         let mut written = Vec::new();
         for (name, value) in &scenarios {
             let path = dir.join(format!("{name}.json"));
@@ -161,9 +161,9 @@ pub fn cmd_import(args: &ImportArgs) -> Result<(), Failure> {
                 "an imported scenario breaks the format (a memeval bug):\n{e}"
             ))
         })?;
-        Ok(())
+        Ok::<_, Failure>(())
     })?;
-    println!("imported {count} scenario(s) into {}", args.out.display());
+    crate::outln!("imported {count} scenario(s) into {}", args.out.display());
     Ok(())
 }
 

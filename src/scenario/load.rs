@@ -302,20 +302,15 @@ impl Checker {
                 self.error("$", root.pos, "missing required field \"name\"");
                 None
             }
-            Some(n) => self.string(n, "$.name").and_then(|s| {
-                let ok = !s.is_empty()
-                    && s.len() <= 128
-                    && s.bytes()
-                        .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b'-'));
-                if !ok {
-                    self.error(
-                        "$.name",
-                        n.pos,
-                        format!("{s:?} is not a valid name: use 1 to 128 of A-Z a-z 0-9 . _ -"),
-                    );
-                }
-                ok.then_some(s)
-            }),
+            Some(n) => self
+                .string(n, "$.name")
+                .and_then(|s| match super::check_name(&s) {
+                    Ok(()) => Some(s),
+                    Err(e) => {
+                        self.error("$.name", n.pos, e);
+                        None
+                    }
+                }),
         };
         let description = get("description").and_then(|n| self.string(n, "$.description"));
         let user = get("user").and_then(|n| self.non_empty_string(n, "$.user"));

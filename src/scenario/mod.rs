@@ -11,7 +11,25 @@ mod load;
 use std::fmt;
 use std::path::PathBuf;
 
-pub use load::{load_all, load_file, load_str};
+pub use load::{MAX_FILE_BYTES, load_all, load_file, load_str};
+
+/// Whether `b` may stand in a scenario name (see [`check_name`]).
+pub fn is_name_byte(b: u8) -> bool {
+    b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b'-')
+}
+
+/// The rule of scenario names, which are also file names (`generate`
+/// writes `<name>.json`, importers likewise): 1 to 128 of `A-Z a-z 0-9 .
+/// _ -`. The loader, the generator and the importers share it.
+pub fn check_name(name: &str) -> Result<(), String> {
+    if !name.is_empty() && name.len() <= 128 && name.bytes().all(is_name_byte) {
+        Ok(())
+    } else {
+        Err(format!(
+            "{name:?} is not a valid name: use 1 to 128 of A-Z a-z 0-9 . _ -"
+        ))
+    }
+}
 
 use crate::clock::Millis;
 
