@@ -728,7 +728,8 @@ fn hostile(dir: &Path) -> PathBuf {
             "turns": [
                 {"role": "user", "content": "The code is 42.", "plants": ["@fact"]},
                 {"role": "assistant", "content": "Noted."},
-                {"id": "-2+3", "probe": "What is the code?", "expects": ["@fact"], "kind": "\u{1b}[2J=HYPERLINK(\"http://x\")"}
+                {"id": "-2+3", "probe": "What is the code?", "expects": ["@fact"], "kind": "\u{1b}[2J=HYPERLINK(\"http://x\")"},
+                {"id": "p2", "probe": "Which code?", "expects": ["@fact"], "kind": "=SUM(1)"}
             ]
         }]
     });
@@ -754,10 +755,14 @@ fn input_text_reaches_no_terminal_as_control_codes_and_no_spreadsheet_as_formula
     let probes = rows(&work.join("out/probes.csv"));
     assert!(!probes.is_empty());
     for p in &probes {
-        assert_eq!(p["probe_id"], "'-2+3");
         assert_eq!(p["user"], "'=cmd|' /C calc'!A0");
-        assert!(p["kind"].starts_with('\u{1b}'), "{p:?}");
         assert_eq!(p["expected"], "'@fact");
+        if p["probe_id"] == "p2" {
+            assert_eq!(p["kind"], "'=SUM(1)");
+        } else {
+            assert_eq!(p["probe_id"], "'-2+3");
+            assert!(p["kind"].starts_with('\u{1b}'), "{p:?}");
+        }
     }
     let raw = std::fs::read_to_string(work.join("out/probes.csv")).unwrap();
     for line in raw.lines() {
@@ -776,10 +781,10 @@ fn input_text_reaches_no_terminal_as_control_codes_and_no_spreadsheet_as_formula
     let o = memeval(&["report", "out"], &work);
     assert!(o.status.success(), "{}", stderr(&o));
     let html = std::fs::read_to_string(work.join("out/report.html")).unwrap();
-    assert!(
-        !html.contains("'=cmd") && !html.contains("&#39;=cmd"),
-        "the report shows the guard"
-    );
+    assert!(html.contains("=SUM(1)"), "the report lost a probe kind");
+    for guard in ["'=SUM", "&#39;=SUM", "&#x27;=SUM"] {
+        assert!(!html.contains(guard), "the report shows the guard");
+    }
 }
 
 #[test]
