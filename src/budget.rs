@@ -11,7 +11,8 @@ use clap::Args;
 use crate::chart::thousands;
 use crate::cli::{ConfigArgs, Failure, resolve_config};
 use crate::config::STRATEGIES;
-use crate::runner::{self, Runtime, TurnRow};
+use crate::results::TurnRow;
+use crate::runner::{self, Runtime};
 use crate::scenario;
 
 #[derive(Args, Debug)]

@@ -16,10 +16,12 @@ use crate::files;
 use crate::gate;
 use crate::memory::Params;
 use crate::outdir::{self, OutError};
-use crate::report::{self, Metadata, ScenarioMeta};
+use crate::report::{self};
+use crate::results::JobKey;
+use crate::results::{Metadata, ScenarioMeta};
 use crate::runner::{self, Runtime};
 use crate::scenario::{self, generate};
-use crate::store::{JobKey, Journal};
+use crate::store::Journal;
 use std::collections::BTreeMap;
 
 #[derive(Parser, Debug)]
@@ -782,10 +784,10 @@ fn finished_unpublished(out: &Path) -> bool {
 fn finish(
     args: &RunArgs,
     out: &Path,
-    thresholds: Option<&gate::GateConfig>,
-    baseline: Option<&gate::RunResults>,
+    thresholds: Option<&config::GateConfig>,
+    baseline: Option<&crate::results::RunResults>,
 ) -> Result<(), Failure> {
-    let results = gate::load_results(out).map_err(|e| anyhow::anyhow!(e))?;
+    let results = crate::results::load_results(out).map_err(|e| anyhow::anyhow!(e))?;
     if !args.quiet {
         let mut table = Vec::new();
         report::print_table(&mut table, &results.results, &results.totals)
@@ -836,9 +838,12 @@ pub fn shard_of(mut scenarios: Vec<scenario::Scenario>, k: u32, n: u32) -> Vec<s
         .collect()
 }
 
-fn write_baseline(results: &gate::RunResults, target: &files::Target) -> Result<(), Failure> {
-    let mut bytes =
-        serde_json::to_vec_pretty(&gate::baseline_of(results)).map_err(anyhow::Error::from)?;
+fn write_baseline(
+    results: &crate::results::RunResults,
+    target: &files::Target,
+) -> Result<(), Failure> {
+    let mut bytes = serde_json::to_vec_pretty(&crate::results::baseline_of(results))
+        .map_err(anyhow::Error::from)?;
     bytes.push(b'\n');
     target
         .write(&bytes)
@@ -852,16 +857,17 @@ fn write_baseline(results: &gate::RunResults, target: &files::Target) -> Result<
 /// Results that the gate (or a baseline) may rest on, read from a run
 /// folder, a results.json or a baseline file: complete (not an interrupted
 /// run's), of a known format, with at least one result.
-fn load_gate_input(path: &Path, role: &str) -> Result<gate::RunResults, Failure> {
-    let results = gate::load_results(path).map_err(|e| Failure::Input(format!("error: {e}")))?;
-    gate::check_usable(&results)
+fn load_gate_input(path: &Path, role: &str) -> Result<crate::results::RunResults, Failure> {
+    let results =
+        crate::results::load_results(path).map_err(|e| Failure::Input(format!("error: {e}")))?;
+    crate::results::check_usable(&results)
         .map_err(|e| Failure::Input(format!("error: {} ({role}): {e}", path.display())))?;
     Ok(results)
 }
 
 /// Charts and report.html from the files of the run in `dir`.
 pub fn write_report(dir: &Path) -> Result<PathBuf, String> {
-    report::html::write_report(&report::data::RunData::load(dir)?)
+    report::html::write_report(&crate::results::read::RunData::load(dir)?)
 }
 
 fn cmd_report(dir: &Path) -> Result<(), Failure> {
@@ -903,9 +909,9 @@ fn cmd_gate(args: &GateArgs) -> Result<(), Failure> {
 
 /// Compares, prints the table, writes JUnit; a regression is exit 1.
 fn run_gate(
-    baseline: &gate::RunResults,
-    current: &gate::RunResults,
-    thresholds: &gate::GateConfig,
+    baseline: &crate::results::RunResults,
+    current: &crate::results::RunResults,
+    thresholds: &config::GateConfig,
     junit: Option<&Path>,
     allow_mismatch: bool,
 ) -> Result<(), Failure> {
@@ -916,7 +922,7 @@ fn run_gate(
             differences.join("\n  ")
         )));
     }
-    if gate::common_scenarios(&baseline.results, &current.results) == 0 {
+    if crate::results::common_scenarios(&baseline.results, &current.results) == 0 {
         return Err(Failure::Input(
             "error: the baseline and the current run have no scenario in common: there is nothing to compare"
                 .into(),
@@ -1017,13 +1023,13 @@ fn write_from_journal(
     dir: &Path,
     journal: &Journal,
     keys: &[JobKey],
-    ahead: &[runner::CallRow],
+    ahead: &[crate::results::CallRow],
     meta: &Metadata,
-) -> Result<report::Written, Failure> {
+) -> Result<crate::results::Written, Failure> {
     let jobs = keys
         .iter()
         .map(|k| journal.get(k).map_err(std::io::Error::other));
-    report::write_outputs(dir, jobs, ahead, meta, &meta.strategies)
+    crate::results::write_outputs(dir, jobs, ahead, meta, &meta.strategies)
         .map_err(|e| anyhow::anyhow!("writing outputs: {e}").into())
 }
 
@@ -1047,7 +1053,7 @@ fn run_metadata(
     sorted.sort_by(|a, b| a.name.cmp(&b.name));
     let meta = Metadata {
         memeval_version: env!("CARGO_PKG_VERSION").into(),
-        format_version: report::OUTPUT_FORMAT,
+        format_version: crate::results::OUTPUT_FORMAT,
         seed: config.seed,
         backend: backend.name.clone(),
         chat_model: config.model.name.clone(),
@@ -1097,7 +1103,7 @@ fn write_partial(
     dir: &Path,
     journal: &Journal,
     rt: &Runtime<'_>,
-    ahead: &[runner::CallRow],
+    ahead: &[crate::results::CallRow],
 ) -> Failure {
     let strategies = &spec.config.strategies;
     let written = (|| -> Result<(usize, usize), Failure> {

@@ -10,159 +10,10 @@
 
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
-use std::path::Path;
 
-use serde::{Deserialize, Serialize};
-
-use crate::metrics::mean;
-use crate::report::Aggregate;
-
-/// Thresholds; the `[gate]` section of the configuration.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields, default)]
-pub struct GateConfig {
-    /// Minimum mean recall per strategy, e.g. `{ buffer = 1.0, hybrid = 0.9 }`.
-    pub min_recall: BTreeMap<String, f64>,
-    /// Largest allowed drop of mean recall against the baseline (absolute).
-    pub max_recall_drop: f64,
-    /// Largest allowed drop of final recall against the baseline (absolute).
-    pub max_final_recall_drop: f64,
-    /// Largest allowed increase of total tokens, in percent of the baseline.
-    pub max_token_increase_pct: f64,
-    /// Largest allowed drop of mean summary quality against the baseline.
-    pub max_quality_drop: f64,
-    /// Minimum mean summary quality (where summaries are written).
-    pub min_quality: f64,
-    /// Largest allowed increase of stale facts over the baseline.
-    pub max_stale_increase: u64,
-}
-
-impl Default for GateConfig {
-    fn default() -> Self {
-        GateConfig {
-            min_recall: BTreeMap::new(),
-            max_recall_drop: 0.02,
-            max_final_recall_drop: 0.02,
-            max_token_increase_pct: 10.0,
-            max_quality_drop: 0.05,
-            min_quality: 0.0,
-            max_stale_increase: 0,
-        }
-    }
-}
-
-impl GateConfig {
-    /// The numeric thresholds with their ranges: (key, value, min, max).
-    pub fn ranges(&self) -> Vec<(&'static str, f64, f64, f64)> {
-        vec![
-            ("gate.max_recall_drop", self.max_recall_drop, 0.0, 1.0),
-            (
-                "gate.max_final_recall_drop",
-                self.max_final_recall_drop,
-                0.0,
-                1.0,
-            ),
-            (
-                "gate.max_token_increase_pct",
-                self.max_token_increase_pct,
-                0.0,
-                1e6,
-            ),
-            ("gate.max_quality_drop", self.max_quality_drop, 0.0, 1.0),
-            ("gate.min_quality", self.min_quality, 0.0, 1.0),
-        ]
-    }
-
-    /// Checks what [`GateConfig::ranges`] cannot: the strategies named in
-    /// `min_recall`, and their thresholds.
-    pub fn validate(&self, strategies: &[&str]) -> Result<(), String> {
-        for (s, v) in &self.min_recall {
-            if !strategies.contains(&s.as_str()) {
-                let hint = crate::text::suggestion(s, strategies);
-                return Err(format!("gate.min_recall: unknown strategy {s:?}{hint}"));
-            }
-            if !(0.0..=1.0).contains(v) {
-                return Err(format!("gate.min_recall.{s} is between 0 and 1, not {v}"));
-            }
-        }
-        Ok(())
-    }
-}
-
-/// A run's results as the gate reads them: results.json, a run folder, or
-/// a baseline file (which is results.json with a marker).
-#[derive(Debug, Clone, Serialize, Deserialize)]
-pub struct RunResults {
-    /// Set in baseline files.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub memeval_baseline: Option<u32>,
-    pub meta: serde_json::Value,
-    pub results: Vec<Aggregate>,
-    #[serde(default)]
-    pub totals: Vec<Aggregate>,
-}
-
-/// Reads results from a run folder, a results.json or a baseline file.
-pub fn load_results(path: &Path) -> Result<RunResults, String> {
-    let file = if path.is_dir() {
-        path.join("results.json")
-    } else {
-        path.to_path_buf()
-    };
-    let bytes = crate::files::read_capped(&file, crate::files::cap::RESULTS, "memeval results")
-        .map_err(|e| e.to_string())?;
-    serde_json::from_slice(&bytes).map_err(|e| {
-        format!(
-            "{}:{}:{}: not memeval results: {e}",
-            file.display(),
-            e.line(),
-            e.column()
-        )
-    })
-}
-
-/// The version of the baseline format this memeval writes and reads.
-pub const BASELINE_VERSION: u32 = 1;
-
-/// Refuses results no gate may rest on: an unknown baseline version, a run
-/// that was interrupted (its results marked partial), or no result at all.
-/// A gate over them would pass with fewer checks than it seems to make.
-pub fn check_usable(results: &RunResults) -> Result<(), String> {
-    if let Some(v) = results.memeval_baseline
-        && v != BASELINE_VERSION
-    {
-        return Err(format!(
-            "a baseline of version {v}, which this memeval (reading version {BASELINE_VERSION}) does not know"
-        ));
-    }
-    if results.meta["partial"] == serde_json::Value::Bool(true) {
-        return Err(
-            "the results of an interrupted run (marked partial): finish it with `memeval run --resume` first"
-                .into(),
-        );
-    }
-    if results.results.is_empty() {
-        return Err("holds no results: a gate over it would check nothing".into());
-    }
-    Ok(())
-}
-
-/// The scenarios two runs share; a gate between runs that share none
-/// compares nothing.
-pub fn common_scenarios(baseline: &[Aggregate], current: &[Aggregate]) -> usize {
-    let names = |r: &[Aggregate]| -> std::collections::BTreeSet<String> {
-        r.iter().map(|a| a.scenario.clone()).collect()
-    };
-    names(baseline).intersection(&names(current)).count()
-}
-
-/// The baseline file for a run: its results and metadata, marked.
-pub fn baseline_of(results: &RunResults) -> RunResults {
-    RunResults {
-        memeval_baseline: Some(BASELINE_VERSION),
-        ..results.clone()
-    }
-}
+use crate::config::GateConfig;
+use crate::results::Aggregate;
+use crate::stats::mean;
 
 /// What makes two runs comparable: the same scenario files (by hash), the
 /// same backend and models. Parameters may differ: that is what a change tests.
@@ -218,55 +69,10 @@ pub struct Check {
     pub note: String,
 }
 
-/// Two-sided 95% quantile of Student's t.
-fn t95(df: f64) -> f64 {
-    const T: [f64; 30] = [
-        12.706, 4.303, 3.182, 2.776, 2.571, 2.447, 2.365, 2.306, 2.262, 2.228, 2.201, 2.179, 2.160,
-        2.145, 2.131, 2.120, 2.110, 2.101, 2.093, 2.086, 2.080, 2.074, 2.069, 2.064, 2.060, 2.056,
-        2.052, 2.048, 2.045, 2.042,
-    ];
-    let d = df.floor().max(1.0) as usize;
-    match d {
-        1..=30 => T[d - 1],
-        31..=40 => 2.021,
-        41..=60 => 2.000,
-        61..=120 => 1.980,
-        _ => 1.960,
-    }
-}
-
-fn variance(x: &[f64]) -> Option<f64> {
-    if x.len() < 2 {
-        return None;
-    }
-    let m = x.iter().sum::<f64>() / x.len() as f64;
-    Some(x.iter().map(|v| (v - m).powi(2)).sum::<f64>() / (x.len() - 1) as f64)
-}
-
-/// Half-width of the 95% confidence interval of mean(cur) - mean(base)
-/// (Welch). Where a side has a single replay, the other side's variance
-/// stands in for it; with no variance anywhere the runs are exact: 0.
-pub fn noise(base: &[f64], cur: &[f64]) -> f64 {
-    let (vb, vc) = match (variance(base), variance(cur)) {
-        (None, None) => return 0.0,
-        (Some(b), None) => (b, b),
-        (None, Some(c)) => (c, c),
-        (Some(b), Some(c)) => (b, c),
-    };
-    let (nb, nc) = (base.len() as f64, cur.len() as f64);
-    let (sb, sc) = (vb / nb, vc / nc);
-    let se2 = sb + sc;
-    if se2 == 0.0 {
-        return 0.0;
-    }
-    let df = se2 * se2 / (sb * sb / (nb - 1.0).max(1.0) + sc * sc / (nc - 1.0).max(1.0));
-    t95(df) * se2.sqrt()
-}
-
 fn values_opt(
     a: &Aggregate,
     f: fn(&Aggregate) -> Option<f64>,
-    s: fn(&crate::report::Samples) -> &Vec<Option<f64>>,
+    s: fn(&crate::results::Samples) -> &Vec<Option<f64>>,
 ) -> Vec<f64> {
     match &a.samples {
         Some(smp) => s(smp).iter().flatten().copied().collect(),
@@ -339,8 +145,8 @@ pub fn compare(baseline: &[Aggregate], current: &[Aggregate], cfg: &GateConfig) 
                 "mean_recall",
                 cfg.max_recall_drop,
                 (|a: &Aggregate| a.mean_recall) as fn(&Aggregate) -> Option<f64>,
-                (|s: &crate::report::Samples| &s.mean_recall)
-                    as fn(&crate::report::Samples) -> &Vec<Option<f64>>,
+                (|s: &crate::results::Samples| &s.mean_recall)
+                    as fn(&crate::results::Samples) -> &Vec<Option<f64>>,
             ),
             (
                 "final_recall",
@@ -360,7 +166,7 @@ pub fn compare(baseline: &[Aggregate], current: &[Aggregate], cfg: &GateConfig) 
                 continue;
             };
             let delta = cm - bm;
-            let margin = noise(&bv, &cv);
+            let margin = crate::stats::welch_half_width(&bv, &cv);
             let regressed = -delta > limit + 1e-12 && -delta - margin > 0.0;
             let note = if regressed {
                 format!("{metric} dropped by {:.3} (allowed {limit:.3})", -delta)
@@ -396,7 +202,7 @@ pub fn compare(baseline: &[Aggregate], current: &[Aggregate], cfg: &GateConfig) 
         );
         if bm > 0.0 {
             let pct = (cm - bm) / bm * 100.0;
-            let margin_pct = noise(&bt, &ct) / bm * 100.0;
+            let margin_pct = crate::stats::welch_half_width(&bt, &ct) / bm * 100.0;
             let limit = cfg.max_token_increase_pct;
             let regressed = pct > limit + 1e-9 && pct - margin_pct > 0.0;
             checks.push(check(
@@ -616,7 +422,7 @@ mod tests {
     fn with_samples(mut a: Aggregate, recalls: &[f64]) -> Aggregate {
         a.repeats = recalls.len() as u32;
         a.mean_recall = mean(recalls.iter().copied());
-        a.samples = Some(crate::report::Samples {
+        a.samples = Some(crate::results::Samples {
             mean_recall: recalls.iter().map(|&r| Some(r)).collect(),
             final_recall: recalls.iter().map(|&r| Some(r)).collect(),
             total_tokens: vec![a.total_tokens; recalls.len()],
@@ -729,10 +535,13 @@ mod tests {
 
     #[test]
     fn welch_interval() {
-        assert_eq!(noise(&[1.0], &[1.0]), 0.0);
-        assert_eq!(noise(&[1.0, 1.0], &[2.0, 2.0]), 0.0);
+        assert_eq!(crate::stats::welch_half_width(&[1.0], &[1.0]), 0.0);
+        assert_eq!(
+            crate::stats::welch_half_width(&[1.0, 1.0], &[2.0, 2.0]),
+            0.0
+        );
         // Two samples each, variance 0.5: se = sqrt(0.25 + 0.25), df = 2.
-        let h = noise(&[1.0, 2.0], &[1.0, 2.0]);
+        let h = crate::stats::welch_half_width(&[1.0, 2.0], &[1.0, 2.0]);
         assert!((h - 4.303 * 0.5f64.sqrt()).abs() < 1e-9, "{h}");
     }
 

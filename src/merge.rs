@@ -12,8 +12,8 @@ use crate::cli::{Failure, write_report};
 use crate::files;
 use crate::outdir;
 use crate::report;
-use crate::report::data::read_csv;
-use crate::runner::{CallRow, JobResult, ProbeRow, SummaryRow, TurnRow};
+use crate::results::read::read_csv;
+use crate::results::{CallRow, JobResult, ProbeRow, SummaryRow, TurnRow};
 use crate::store;
 
 /// One shard's folder, read back.
@@ -241,15 +241,20 @@ pub fn cmd_merge(runs: &[PathBuf], out: &Path, force: bool) -> Result<(), Failur
         .map(|d| read_shard(d))
         .collect::<Result<_, _>>()?;
     // Read back into the run's own type, so it is written exactly as a run writes it.
-    let meta: report::Metadata = serde_json::from_value(merged_meta(&shards)?)
+    let meta: crate::results::Metadata = serde_json::from_value(merged_meta(&shards)?)
         .map_err(|e| input(format!("{}: not memeval metadata: {e}", runs[0].display())))?;
     let strategies = meta.strategies.clone();
     let stores: Vec<PathBuf> = shards.iter().map(|s| s.dir.join("memory.sqlite")).collect();
     let (jobs, ahead) = jobs_of(shards, &strategies);
     let written = claim.publish_staged(|dir| {
-        let written =
-            report::write_outputs(dir, jobs.into_iter().map(Ok), &ahead, &meta, &strategies)
-                .map_err(|e| anyhow::anyhow!("writing outputs: {e}"))?;
+        let written = crate::results::write_outputs(
+            dir,
+            jobs.into_iter().map(Ok),
+            &ahead,
+            &meta,
+            &strategies,
+        )
+        .map_err(|e| anyhow::anyhow!("writing outputs: {e}"))?;
         store::merge(&dir.join("memory.sqlite"), &stores).map_err(anyhow::Error::from)?;
         write_report(dir).map_err(|e| anyhow::anyhow!("writing the report: {e}"))?;
         Ok::<_, Failure>(written)

@@ -13,6 +13,7 @@ use rusqlite::{Connection, OptionalExtension, params};
 
 use crate::index::{Embedding, for_each_nonzero};
 use crate::memory::{Entry, SummaryState, Transcript};
+use crate::results::{JobKey, JobResult};
 use crate::scenario::Role;
 
 #[derive(Debug, thiserror::Error)]
@@ -383,9 +384,6 @@ fn connect(path: &Path) -> Result<(Connection, String), StoreError> {
     Ok((conn, p))
 }
 
-/// A replay's key: scenario, strategy, replay number.
-pub type JobKey = (String, String, u32);
-
 impl Journal {
     pub fn open(path: &Path) -> Result<Journal, StoreError> {
         let (conn, p) = connect(path)?;
@@ -448,11 +446,7 @@ impl Journal {
     /// previous part), in one transaction; with `finished`, marks the
     /// replays finished. A replay's rows can leave memory while it still
     /// runs (its user evicted from the registry).
-    pub fn append(
-        &self,
-        parts: &[crate::runner::JobResult],
-        finished: bool,
-    ) -> Result<(), StoreError> {
+    pub fn append(&self, parts: &[JobResult], finished: bool) -> Result<(), StoreError> {
         let texts: Vec<String> = parts
             .iter()
             .map(|p| serde_json::to_string(p).expect("results serialize"))
@@ -515,7 +509,7 @@ impl Journal {
     }
 
     /// One replay, its parts joined.
-    pub fn get(&self, key: &JobKey) -> Result<crate::runner::JobResult, StoreError> {
+    pub fn get(&self, key: &JobKey) -> Result<JobResult, StoreError> {
         let texts: Vec<String> = self.with(|c| {
             let mut stmt = c.prepare_cached(
                 "SELECT result FROM parts WHERE scenario = ?1 AND strategy = ?2 AND repeat = ?3 ORDER BY seq",
@@ -523,17 +517,16 @@ impl Journal {
             let rows = stmt.query_map(params![key.0, key.1, key.2], |r| r.get(0))?;
             rows.collect()
         })?;
-        let mut job: Option<crate::runner::JobResult> = None;
+        let mut job: Option<JobResult> = None;
         for t in texts {
-            let part: crate::runner::JobResult =
-                serde_json::from_str(&t).map_err(|e| StoreError {
-                    path: self.path.clone(),
-                    source: rusqlite::Error::FromSqlConversionFailure(
-                        0,
-                        rusqlite::types::Type::Text,
-                        Box::new(e),
-                    ),
-                })?;
+            let part: JobResult = serde_json::from_str(&t).map_err(|e| StoreError {
+                path: self.path.clone(),
+                source: rusqlite::Error::FromSqlConversionFailure(
+                    0,
+                    rusqlite::types::Type::Text,
+                    Box::new(e),
+                ),
+            })?;
             match &mut job {
                 Some(j) => j.extend(part),
                 None => job = Some(part),

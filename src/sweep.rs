@@ -13,8 +13,9 @@ use crate::chart::{self, FONT, Figure, PALETTE, err, thousands};
 use crate::cli::{Failure, SweepArgs, expand_inputs, resolve_config};
 use crate::config::{Config, STRATEGIES};
 use crate::outdir;
-use crate::report::{self, Aggregate};
-use crate::runner::{self, Runtime, par_map};
+use crate::par::par_map;
+use crate::results::Aggregate;
+use crate::runner::{self, Runtime};
 use crate::scenario::{self, Scenario};
 
 /// One combination's outcome.
@@ -323,8 +324,8 @@ impl Figure for SweepChart<'_> {
     }
 }
 
-fn aggregate_of(jobs: &[runner::JobResult], strategy: &str) -> Aggregate {
-    let (_, totals) = report::aggregates(jobs, &[strategy.to_string()]);
+fn aggregate_of(jobs: &[crate::results::JobResult], strategy: &str) -> Aggregate {
+    let (_, totals) = crate::results::aggregates(jobs, &[strategy.to_string()]);
     totals.into_iter().next().expect("one strategy")
 }
 

@@ -4,7 +4,6 @@
 
 pub mod offline;
 pub mod openai;
-pub mod prices;
 
 use std::sync::Arc;
 
@@ -308,8 +307,8 @@ pub struct Backend {
     /// Whether probes are answered (and judged) by this backend.
     pub answer_probes: bool,
     /// Prices of the chatbot's own calls (per million tokens), where known.
-    pub chat_price: Option<prices::Price>,
-    pub embedding_price: Option<prices::Price>,
+    pub chat_price: Option<crate::config::Price>,
+    pub embedding_price: Option<crate::config::Price>,
 }
 
 /// The configured backend.

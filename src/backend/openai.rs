@@ -41,12 +41,12 @@ use rand::RngExt;
 use sha2::{Digest, Sha256};
 use tokio::sync::Semaphore;
 
-use super::prices::{self, Price};
 use super::{
     AnswerCheck, AnswerVerdict, Backend, BackendError, CallKind, CallRecord, Calls, ChatMessage,
     ChatRole, Embedder, Judge, Responder, Summarizer, SummaryOutput, SummaryRequest,
     SummaryTemplate, Verdict,
 };
+use crate::config::prices::{self, Price};
 use crate::config::{Config, OpenAiConfig};
 use crate::scenario::Role;
 use crate::tokens::{REPLY_PRIMING, Tokenizer};

@@ -15,7 +15,7 @@ use super::{FONT, Figure, Key, PALETTE, Swatch, err, header, save, strategy_colo
 
 /// The colour of reference lines (budgets, windows).
 const REFERENCE: RGBColor = RGBColor(70, 70, 70);
-use crate::report::data::{POSITION_BINS, RunData};
+use crate::results::read::{POSITION_BINS, RunData};
 
 /// Longest series drawn point by point; longer ones are thinned to the
 /// largest value of each stretch, so that peaks survive.
@@ -454,11 +454,6 @@ fn emit(
 
 /// Writes every chart of a run under `dir/charts/`, returning what it wrote;
 /// the scenarios' charts are drawn in parallel.
-/// Scenarios drawn one by one, at most: a population of thousands of users
-/// would make thousands of charts nobody reads, and a report too big to
-/// open. The first by name are drawn; the tables keep every scenario.
-pub const MAX_SCENARIO_CHARTS: usize = 24;
-
 pub fn write_all(data: &RunData, dir: &Path) -> Result<Vec<Written>, String> {
     let drawn = &data.drawn;
     let of_all = if drawn.len() < data.scenarios.len() {
@@ -479,7 +474,7 @@ pub fn write_all(data: &RunData, dir: &Path) -> Result<Vec<Written>, String> {
     let mut written = Vec::new();
     // Overview across scenarios.
     let value =
-        |f: &dyn Fn(&crate::report::Aggregate) -> Option<f64>| -> Vec<(String, Vec<Option<f64>>)> {
+        |f: &dyn Fn(&crate::results::Aggregate) -> Option<f64>| -> Vec<(String, Vec<Option<f64>>)> {
             data.strategies
                 .iter()
                 .map(|k| {
@@ -554,7 +549,7 @@ None,
 )?);
 
     let jobs = std::thread::available_parallelism().map_or(1, std::num::NonZeroUsize::get);
-    let per_scenario = crate::runner::par_map(
+    let per_scenario = crate::par::par_map(
         drawn,
         jobs,
         |sc| data.in_scenario(&data.turns, sc).len() as u64,

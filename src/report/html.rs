@@ -5,11 +5,12 @@
 
 use std::fmt::Write as _;
 
-use super::data::RunData;
-use super::{Aggregate, METRICS, best_values};
+use super::{METRICS, best_values};
 use crate::chart::run::Written;
 use crate::chart::thousands;
-use crate::runner::ProbeRow as Probe;
+use crate::results::Aggregate;
+use crate::results::ProbeRow as Probe;
+use crate::results::read::RunData;
 
 /// Escapes text for HTML content and attributes.
 pub fn esc(s: &str) -> String {

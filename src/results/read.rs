@@ -6,9 +6,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
 
 use super::Aggregate;
-use crate::chart::run::MAX_SCENARIO_CHARTS;
-use crate::gate;
-use crate::runner::{ProbeRow as Probe, SummaryRow as Summary, TurnRow as Turn};
+use crate::results::{ProbeRow as Probe, SummaryRow as Summary, TurnRow as Turn};
 
 /// A row of turns.csv, probes.csv or summaries.csv: whose it is.
 pub trait Row {
@@ -29,6 +27,11 @@ macro_rules! row {
     )*};
 }
 row!(Turn, Probe, Summary);
+
+/// Scenarios drawn one by one, at most: a population of thousands of users
+/// would make thousands of charts nobody reads, and a report too big to
+/// open. The first by name are drawn; the tables keep every scenario.
+pub const MAX_SCENARIO_CHARTS: usize = 24;
 
 /// Bins of the fact-position histogram (over the context's length).
 pub const POSITION_BINS: usize = 10;
@@ -89,7 +92,7 @@ fn for_each_row<T: serde::de::DeserializeOwned>(
 impl RunData {
     /// Reads a run's output folder, row by row.
     pub fn load(dir: &Path) -> Result<RunData, String> {
-        let results = gate::load_results(&dir.join("results.json"))?;
+        let results = crate::results::load_results(&dir.join("results.json"))?;
         let scenarios: Vec<String> = results
             .results
             .iter()

@@ -9,8 +9,8 @@ use std::collections::BTreeMap;
 
 use super::{Aggregate, KindAggregate, StageLatency, combine};
 use crate::memory::Stage;
-use crate::metrics::round6;
-use crate::runner::JobResult;
+use crate::results::JobResult;
+use crate::stats::round6;
 
 /// Whole numbers counted by value: exact nearest-rank percentiles of
 /// millions of latencies or context sizes in a few kilobytes.
@@ -45,7 +45,7 @@ impl Counts {
         (self.n > 0).then(|| self.sum as f64 / self.n as f64)
     }
 
-    /// Nearest-rank percentile, as [`crate::metrics::percentile`]; 0 when empty.
+    /// Nearest-rank percentile, as [`crate::stats::percentile`]; 0 when empty.
     pub fn percentile(&self, p: f64) -> u64 {
         if self.n == 0 {
             return 0;
@@ -333,7 +333,7 @@ impl<'a> Aggregator<'a> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::metrics::percentile;
+    use crate::stats::percentile;
 
     #[test]
     fn counts_give_the_percentiles_of_the_values() {

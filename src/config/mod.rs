@@ -3,14 +3,17 @@
 //! the file > the defaults below, which follow the reference tutorial.
 
 use std::collections::BTreeMap;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
 use serde::{Deserialize, Serialize};
 
-use crate::backend::prices::Price;
-use crate::gate::GateConfig;
+pub mod prices;
+mod sections;
+
 use crate::text::suggestion;
 use crate::tokens::{self, Tokenizer};
+pub use prices::Price;
+pub use sections::*;
 
 /// The strategies, in report order.
 pub const STRATEGIES: &[&str] = &["buffer", "window", "summary", "vector", "hybrid"];
@@ -40,181 +43,6 @@ pub struct Config {
     pub gate: GateConfig,
 }
 
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields, default)]
-pub struct ModelConfig {
-    /// The chat model whose tokenizer and context window apply.
-    pub name: String,
-    /// Tokenizer encoding; by default the model's own.
-    pub encoding: Option<String>,
-    /// Context window in tokens; by default the model's published window.
-    pub context_window: Option<u32>,
-}
-
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields, default)]
-pub struct MemoryConfig {
-    /// Token budget of a call's whole context; turns above it are reported.
-    pub max_context_tokens: u32,
-}
-
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields, default)]
-pub struct WindowConfig {
-    /// Budget of the raw recent messages (overheads included).
-    pub max_tokens: u32,
-}
-
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields, default)]
-pub struct SummaryConfig {
-    /// Summarize when the buffer exceeds this many tokens.
-    pub trigger_tokens: u32,
-    /// Longest summary, in tokens.
-    pub max_summary_tokens: u32,
-    /// Covered messages sampled to score each summary.
-    pub quality_samples: u32,
-    /// Share of the buffer's messages kept raw when it is folded (the
-    /// tutorial keeps the newer half: 0.5). Lower keeps a smaller buffer.
-    pub keep_ratio: f64,
-}
-
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields, default)]
-pub struct VectorConfig {
-    /// Raw recent messages kept by `vector`; retrieval starts past this many.
-    pub buffer_message_limit: u32,
-    /// Nearest neighbours fetched per query.
-    pub top_k: u32,
-    /// Lowest similarity accepted; by default the embedder's calibrated value
-    /// (0.75 for OpenAI embeddings as in the tutorial, 0.2 for the offline
-    /// hashing embedder, whose lexical similarities run lower).
-    pub min_score: Option<f32>,
-    /// At most this many retrieved messages enter the context.
-    pub max_retrieved: u32,
-    /// When nothing passes `min_score`, fall back to keyword/entity search
-    /// (the tutorial's Mistake 6).
-    pub keyword_fallback: bool,
-    /// Indexes up to this size are searched exactly; larger ones by HNSW.
-    pub hnsw_threshold: u32,
-    /// HNSW search breadth.
-    pub ef_search: u32,
-    /// Index each message this many messages after it arrives, as when
-    /// embedding runs off the request path (the tutorial's Mistake 5);
-    /// 0 indexes it at once.
-    pub embed_lag: u32,
-}
-
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields, default)]
-pub struct RegistryConfig {
-    /// Users whose memory stays live at once (0: unlimited). With more
-    /// scenarios than this, their messages are replayed interleaved, as a
-    /// server sees them, and the least recently used memory is persisted,
-    /// dropped, and reloaded from SQLite on its user's next message.
-    pub max_active_users: u32,
-}
-
-impl Default for RegistryConfig {
-    fn default() -> Self {
-        RegistryConfig {
-            max_active_users: 100,
-        }
-    }
-}
-
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields, default)]
-pub struct OfflineConfig {
-    /// Dimensions of the hashing embedder's vectors.
-    pub embedding_dim: u32,
-}
-
-/// The `openai` backend: any OpenAI-compatible endpoint.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields, default)]
-pub struct OpenAiConfig {
-    /// The API's base URL, up to and including `/v1`.
-    pub base_url: String,
-    /// The environment variable holding the API key (never the key itself).
-    pub api_key_env: String,
-    /// A file holding the API key, read when the variable is unset.
-    pub api_key_file: Option<PathBuf>,
-    /// Refuse to start without a key (set false for a server that needs
-    /// none, such as a local one).
-    pub require_key: bool,
-    /// The chat model (summaries, replies, probe answers); by default
-    /// `model.name`.
-    pub chat_model: Option<String>,
-    /// The judge model (summary quality, answer correctness); by default the
-    /// chat model.
-    pub judge_model: Option<String>,
-    /// Where embeddings come from: `api` (the embedding model below) or
-    /// `offline` (memeval's hashing embedder, for servers that cannot pool
-    /// embeddings, such as llama.cpp's with a chat model).
-    pub embeddings: String,
-    pub embedding_model: String,
-    /// Requested vector size (models that can shorten their vectors).
-    pub embedding_dimensions: Option<u32>,
-    /// Texts per embedding request.
-    pub embed_batch: u32,
-    /// Seconds before a request is abandoned (and retried).
-    pub timeout_secs: f64,
-    /// Retries of a call after a 429, a 5xx, a timeout or a lost connection.
-    pub max_retries: u32,
-    /// First backoff before a retry, doubled at each further one (with
-    /// jitter); a `Retry-After` header takes precedence.
-    pub retry_backoff_ms: u32,
-    /// The request field that caps a reply's length: `max_tokens` (the
-    /// tutorial's, understood by most servers) or `max_completion_tokens`
-    /// (required by OpenAI's reasoning models).
-    pub token_limit_field: String,
-    /// Requests in flight at once, over the whole run.
-    pub max_concurrency: u32,
-    /// Answer every probe with the chat model and judge the answer
-    /// (costs two calls per probe asked).
-    pub answer_probes: bool,
-    /// A file with your own summarization prompt (placeholders
-    /// `{prior_summary}`, `{summary}`, `{conversation}`).
-    pub summary_prompt_file: Option<PathBuf>,
-    /// Sampling of generated replies and probe answers (the tutorial's
-    /// chatbot: 0.7 and at most 1,000 tokens).
-    pub reply_temperature: f32,
-    pub reply_max_tokens: u32,
-    /// Replies are cached: a rerun sends nothing and replays exactly.
-    pub cache: bool,
-    /// The cache's SQLite file.
-    pub cache_path: PathBuf,
-}
-
-impl Default for OpenAiConfig {
-    fn default() -> Self {
-        OpenAiConfig {
-            base_url: "https://api.openai.com/v1".into(),
-            api_key_env: "OPENAI_API_KEY".into(),
-            api_key_file: None,
-            require_key: true,
-            chat_model: None,
-            judge_model: None,
-            embeddings: "api".into(),
-            embedding_model: "text-embedding-3-small".into(),
-            embedding_dimensions: None,
-            embed_batch: 64,
-            timeout_secs: 60.0,
-            max_retries: 5,
-            retry_backoff_ms: 500,
-            token_limit_field: "max_tokens".into(),
-            max_concurrency: 8,
-            answer_probes: true,
-            summary_prompt_file: None,
-            reply_temperature: 0.7,
-            reply_max_tokens: 1000,
-            cache: true,
-            cache_path: PathBuf::from(".memeval/cache.sqlite"),
-        }
-    }
-}
-
 impl Default for Config {
     fn default() -> Self {
         Config {
@@ -232,62 +60,6 @@ impl Default for Config {
             registry: RegistryConfig::default(),
             gate: GateConfig::default(),
         }
-    }
-}
-
-impl Default for ModelConfig {
-    fn default() -> Self {
-        ModelConfig {
-            name: "gpt-4o".into(),
-            encoding: None,
-            context_window: None,
-        }
-    }
-}
-
-impl Default for MemoryConfig {
-    fn default() -> Self {
-        MemoryConfig {
-            max_context_tokens: 8000,
-        }
-    }
-}
-
-impl Default for WindowConfig {
-    fn default() -> Self {
-        WindowConfig { max_tokens: 4000 }
-    }
-}
-
-impl Default for SummaryConfig {
-    fn default() -> Self {
-        SummaryConfig {
-            trigger_tokens: 4000,
-            max_summary_tokens: 500,
-            quality_samples: 3,
-            keep_ratio: 0.5,
-        }
-    }
-}
-
-impl Default for VectorConfig {
-    fn default() -> Self {
-        VectorConfig {
-            buffer_message_limit: 20,
-            top_k: 5,
-            min_score: None,
-            max_retrieved: 3,
-            keyword_fallback: false,
-            hnsw_threshold: 50_000,
-            ef_search: 64,
-            embed_lag: 0,
-        }
-    }
-}
-
-impl Default for OfflineConfig {
-    fn default() -> Self {
-        OfflineConfig { embedding_dim: 512 }
     }
 }
 

@@ -1,0 +1,83 @@
+//! results.json as the gate and the commands read it back, from a run
+//! folder, a results.json or a baseline file.
+
+use std::path::Path;
+
+use serde::{Deserialize, Serialize};
+
+use super::aggregate::Aggregate;
+
+/// A run's results as the gate reads them: results.json, a run folder, or
+/// a baseline file (which is results.json with a marker).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct RunResults {
+    /// Set in baseline files.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub memeval_baseline: Option<u32>,
+    pub meta: serde_json::Value,
+    pub results: Vec<Aggregate>,
+    #[serde(default)]
+    pub totals: Vec<Aggregate>,
+}
+
+/// Reads results from a run folder, a results.json or a baseline file.
+pub fn load_results(path: &Path) -> Result<RunResults, String> {
+    let file = if path.is_dir() {
+        path.join("results.json")
+    } else {
+        path.to_path_buf()
+    };
+    let bytes = crate::files::read_capped(&file, crate::files::cap::RESULTS, "memeval results")
+        .map_err(|e| e.to_string())?;
+    serde_json::from_slice(&bytes).map_err(|e| {
+        format!(
+            "{}:{}:{}: not memeval results: {e}",
+            file.display(),
+            e.line(),
+            e.column()
+        )
+    })
+}
+
+/// The version of the baseline format this memeval writes and reads.
+pub const BASELINE_VERSION: u32 = 1;
+
+/// Refuses results no gate may rest on: an unknown baseline version, a run
+/// that was interrupted (its results marked partial), or no result at all.
+/// A gate over them would pass with fewer checks than it seems to make.
+pub fn check_usable(results: &RunResults) -> Result<(), String> {
+    if let Some(v) = results.memeval_baseline
+        && v != BASELINE_VERSION
+    {
+        return Err(format!(
+            "a baseline of version {v}, which this memeval (reading version {BASELINE_VERSION}) does not know"
+        ));
+    }
+    if results.meta["partial"] == serde_json::Value::Bool(true) {
+        return Err(
+            "the results of an interrupted run (marked partial): finish it with `memeval run --resume` first"
+                .into(),
+        );
+    }
+    if results.results.is_empty() {
+        return Err("holds no results: a gate over it would check nothing".into());
+    }
+    Ok(())
+}
+
+/// The scenarios two runs share; a gate between runs that share none
+/// compares nothing.
+pub fn common_scenarios(baseline: &[Aggregate], current: &[Aggregate]) -> usize {
+    let names = |r: &[Aggregate]| -> std::collections::BTreeSet<String> {
+        r.iter().map(|a| a.scenario.clone()).collect()
+    };
+    names(baseline).intersection(&names(current)).count()
+}
+
+/// The baseline file for a run: its results and metadata, marked.
+pub fn baseline_of(results: &RunResults) -> RunResults {
+    RunResults {
+        memeval_baseline: Some(BASELINE_VERSION),
+        ..results.clone()
+    }
+}

@@ -1,0 +1,50 @@
+//! The run's metadata: what made its outputs, written beside them
+//! (metadata.json) and inside results.json.
+
+use std::borrow::Cow;
+use std::collections::BTreeMap;
+
+use serde::{Deserialize, Serialize};
+
+/// Version of the output files' layout.
+pub const OUTPUT_FORMAT: u32 = 1;
+
+/// The run's metadata, written beside every output and inside results.json.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Metadata {
+    pub memeval_version: Cow<'static, str>,
+    pub format_version: u32,
+    pub seed: u64,
+    pub backend: String,
+    pub chat_model: String,
+    pub encoding: Cow<'static, str>,
+    pub context_window: u32,
+    pub models: BTreeMap<Cow<'static, str>, String>,
+    pub strategies: Vec<String>,
+    /// The full configuration, defaults included.
+    pub config: serde_json::Value,
+    /// Values the configuration leaves to the backend, as resolved.
+    pub resolved: BTreeMap<Cow<'static, str>, serde_json::Value>,
+    pub scenarios: Vec<ScenarioMeta>,
+    /// False when timing columns were zeroed for byte-identical outputs.
+    pub timings: bool,
+    /// Replays of each scenario and strategy (`--repeat`).
+    pub repeats: u32,
+    /// `K/N` for a run of one shard of the scenarios (`--shard`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub shard: Option<String>,
+    /// True for the outputs of an interrupted run (Ctrl-C): only the
+    /// replays that had finished; `memeval run --resume` completes them.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub partial: bool,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct ScenarioMeta {
+    pub name: String,
+    pub user: String,
+    pub file: String,
+    pub sha256: String,
+    pub messages: usize,
+    pub probes: usize,
+}

@@ -1,0 +1,301 @@
+//! Writing a run's output files (OUTPUTS.md): the tables row by row,
+//! results.json, usage.json and metadata.json.
+
+use std::collections::BTreeMap;
+use std::io::Write;
+use std::path::Path;
+
+use serde::{Deserialize, Serialize};
+
+use super::aggregate::Aggregate;
+use super::pool::{Aggregator, Counts};
+use super::rows::{CallRow, JobResult};
+use crate::memory::Stage;
+use crate::stats::round6;
+
+#[derive(Serialize)]
+struct ResultsFile<'a, M> {
+    meta: &'a M,
+    results: &'a [Aggregate],
+    totals: &'a [Aggregate],
+}
+
+/// The calls of one kind, over the run.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct KindUsage {
+    pub calls: u64,
+    pub failed: u64,
+    pub local_input_tokens: u64,
+    /// Over the calls for which the API reported usage.
+    pub api_input_tokens: u64,
+    pub local_output_tokens: u64,
+    pub api_output_tokens: u64,
+    /// (API - local) / API over the calls the API reported, in percent: how
+    /// far memeval's own count is off (the tutorial warns a 20% error
+    /// breaks memory management).
+    pub input_diff_pct: Option<f64>,
+    pub output_diff_pct: Option<f64>,
+    pub cost_usd: f64,
+}
+
+/// A run's API calls, tallied one at a time: how they were served (cache,
+/// requests, retries, failures), usage per kind, and the first failures.
+#[derive(Debug, Clone, Default)]
+pub struct CallTally {
+    calls: u64,
+    cached: u64,
+    sent: u64,
+    retries: u64,
+    failed: u64,
+    spent: f64,
+    usage: BTreeMap<String, KindUsage>,
+    /// Local counts of the calls the API reported on, for a like-for-like difference.
+    paired: BTreeMap<String, (u64, u64)>,
+    first_failures: Vec<CallRow>,
+}
+
+/// Failed calls listed on the terminal, at most.
+const FAILURES_SHOWN: usize = 5;
+
+impl CallTally {
+    pub fn add(&mut self, c: &CallRow) {
+        self.calls += 1;
+        self.cached += u64::from(c.cached);
+        self.sent += u64::from(c.attempts);
+        self.retries += u64::from(c.attempts.saturating_sub(1));
+        let kind = c.kind.as_str();
+        let u = self.usage.entry(kind.to_string()).or_default();
+        u.calls += 1;
+        if !c.error.is_empty() {
+            self.failed += 1;
+            u.failed += 1;
+            if self.first_failures.len() < FAILURES_SHOWN {
+                self.first_failures.push(c.clone());
+            }
+            return;
+        }
+        if c.cached == 0 {
+            self.spent += c.cost_usd;
+        }
+        u.local_input_tokens += u64::from(c.local_input_tokens);
+        u.local_output_tokens += u64::from(c.local_output_tokens);
+        u.cost_usd += c.cost_usd;
+        let p = self.paired.entry(kind.to_string()).or_default();
+        if let Some(x) = c.api_input_tokens {
+            u.api_input_tokens += u64::from(x);
+            p.0 += u64::from(c.local_input_tokens);
+        }
+        if let Some(x) = c.api_output_tokens {
+            u.api_output_tokens += u64::from(x);
+            p.1 += u64::from(c.local_output_tokens);
+        }
+    }
+
+    /// Usage per kind of call (successful calls' tokens; failures counted).
+    pub fn usage(&self) -> BTreeMap<String, KindUsage> {
+        let diff = |api: u64, local: u64| {
+            (api > 0).then(|| round6((api as f64 - local as f64) / api as f64 * 100.0))
+        };
+        let mut out = self.usage.clone();
+        for (k, u) in &mut out {
+            let (li, lo) = self.paired.get(k).copied().unwrap_or_default();
+            u.input_diff_pct = diff(u.api_input_tokens, li);
+            u.output_diff_pct = diff(u.api_output_tokens, lo);
+            u.cost_usd = round6(u.cost_usd);
+        }
+        out
+    }
+
+    /// The calls on the terminal, and per kind the API's token counts
+    /// against memeval's own. Nothing without calls.
+    pub fn print(&self, w: &mut impl Write) -> std::io::Result<()> {
+        if self.calls == 0 {
+            return Ok(());
+        }
+        writeln!(
+            w,
+            "API calls: {} ({} from the cache), {} HTTP request(s) sent ({} retried), {} failed; ${:.4} spent by this run",
+            self.calls,
+            self.cached,
+            self.sent,
+            self.retries,
+            self.failed,
+            round6(self.spent)
+        )?;
+        writeln!(
+            w,
+            "{:<14} {:>6} {:>6} {:>12} {:>12} {:>8} {:>12} {:>12} {:>8} {:>10}",
+            "kind",
+            "calls",
+            "failed",
+            "in (local)",
+            "in (API)",
+            "diff",
+            "out (local)",
+            "out (API)",
+            "diff",
+            "cost $"
+        )?;
+        let pct = |x: Option<f64>| x.map_or("-".to_string(), |v| format!("{v:+.1}%"));
+        for (kind, u) in self.usage() {
+            writeln!(
+                w,
+                "{kind:<14} {:>6} {:>6} {:>12} {:>12} {:>8} {:>12} {:>12} {:>8} {:>10.4}",
+                u.calls,
+                u.failed,
+                u.local_input_tokens,
+                u.api_input_tokens,
+                pct(u.input_diff_pct),
+                u.local_output_tokens,
+                u.api_output_tokens,
+                pct(u.output_diff_pct),
+                u.cost_usd
+            )?;
+        }
+        for c in &self.first_failures {
+            let at = if c.scenario.is_empty() {
+                "ahead of the replay".to_string()
+            } else {
+                format!("{} / {} at turn {}", c.scenario, c.strategy, c.turn)
+            };
+            writeln!(w, "FAILED {} call {at}: {}", c.kind.as_str(), c.error)?;
+        }
+        if self.failed > FAILURES_SHOWN as u64 {
+            writeln!(
+                w,
+                "... and {} more failed call(s) in calls.csv",
+                self.failed - FAILURES_SHOWN as u64
+            )?;
+        }
+        Ok(())
+    }
+}
+
+/// The header line a CSV of `T` rows starts with.
+fn csv_header<T: Serialize + Default>() -> std::io::Result<Vec<u8>> {
+    let mut w = csv::Writer::from_writer(Vec::new());
+    w.serialize(T::default()).map_err(std::io::Error::other)?;
+    let bytes = w
+        .into_inner()
+        .map_err(|e| std::io::Error::other(e.to_string()))?;
+    let end = bytes
+        .iter()
+        .position(|&b| b == b'\n')
+        .map_or(bytes.len(), |i| i + 1);
+    Ok(bytes[..end].to_vec())
+}
+
+/// What writing a run's outputs gathered on the way.
+pub struct Written {
+    /// Per (scenario, strategy), in output order.
+    pub per_job: Vec<Aggregate>,
+    /// Per strategy, in configuration order.
+    pub totals: Vec<Aggregate>,
+    pub calls: CallTally,
+    /// The registry's evictions and reloads, over every replay.
+    pub evict: Counts,
+    pub reload: Counts,
+}
+
+impl Written {
+    /// registry.json: what the memory registry did, over every replay.
+    pub fn registry_summary(&self, cap: usize) -> serde_json::Value {
+        let (evict, reload) = (&self.evict, &self.reload);
+        serde_json::json!({
+            "max_active_users": cap,
+            "evictions": evict.len(),
+            "reloads": reload.len(),
+            "evict_p50_us": evict.percentile(50.0),
+            "evict_p95_us": evict.percentile(95.0),
+            "evict_p99_us": evict.percentile(99.0),
+            "reload_p50_us": reload.percentile(50.0),
+            "reload_p95_us": reload.percentile(95.0),
+            "reload_p99_us": reload.percentile(99.0),
+        })
+    }
+}
+
+/// Writes every output file into `dir` from the replays, given one at a
+/// time in output order (scenario, strategy as configured, replay), so
+/// that a run of any size is written without holding its rows: the tables
+/// row by row, the aggregates folded as they pass.
+pub fn write_outputs<M: Serialize>(
+    dir: &Path,
+    jobs: impl Iterator<Item = std::io::Result<JobResult>>,
+    ahead: &[CallRow],
+    meta: &M,
+    strategies: &[String],
+) -> std::io::Result<Written> {
+    let csv = |name: &str| csv::Writer::from_path(dir.join(name));
+    let (mut turns, mut probes) = (csv("turns.csv")?, csv("probes.csv")?);
+    let (mut summaries, mut calls) = (csv("summaries.csv")?, csv("calls.csv")?);
+    let mut tally = CallTally::default();
+    let mut aggregator = Aggregator::new(strategies);
+    let (mut evict, mut reload) = (Counts::default(), Counts::default());
+    for c in ahead {
+        tally.add(c);
+        row(&mut calls, c)?;
+    }
+    for job in jobs {
+        let job = job?;
+        for t in &job.turns {
+            row(&mut turns, t)?;
+        }
+        for p in &job.probes {
+            row(&mut probes, p)?;
+        }
+        for s in &job.summaries {
+            row(&mut summaries, s)?;
+        }
+        for c in &job.calls {
+            tally.add(c);
+            row(&mut calls, c)?;
+        }
+        job.times
+            .of(Stage::Evict)
+            .iter()
+            .for_each(|&v| evict.add(v));
+        job.times
+            .of(Stage::Reload)
+            .iter()
+            .for_each(|&v| reload.add(v));
+        aggregator.add(&job);
+    }
+    for mut w in [turns, probes, summaries, calls] {
+        w.flush()?;
+    }
+    if tally.calls == 0 {
+        // The header alone, so that readers find the columns.
+        std::fs::write(dir.join("calls.csv"), csv_header::<CallRow>()?)?;
+    }
+    // How this invocation's calls were served: a rerun from the cache
+    // replays the chat calls (as cached) and needs no embedding call.
+    write_json(&dir.join("usage.json"), &tally.usage())?;
+    let (per_job, totals) = aggregator.finish();
+    write_json(
+        &dir.join("results.json"),
+        &ResultsFile {
+            meta,
+            results: &per_job,
+            totals: &totals,
+        },
+    )?;
+    write_json(&dir.join("metadata.json"), meta)?;
+    Ok(Written {
+        per_job,
+        totals,
+        calls: tally,
+        evict,
+        reload,
+    })
+}
+
+fn row<T: Serialize>(w: &mut csv::Writer<std::fs::File>, r: &T) -> std::io::Result<()> {
+    w.serialize(r).map_err(std::io::Error::other)
+}
+
+fn write_json<T: Serialize>(path: &Path, value: &T) -> std::io::Result<()> {
+    let mut bytes = serde_json::to_vec_pretty(value).map_err(std::io::Error::other)?;
+    bytes.push(b'\n');
+    std::fs::write(path, bytes)
+}
