@@ -6,18 +6,17 @@
 //! (retrieval) and [`tokens`] (exact counting) beside them.
 
 pub mod backend;
-pub mod budget;
 pub mod cell;
 pub mod chart;
 pub mod cli;
 pub mod clock;
+pub mod commands;
 pub mod config;
 pub mod files;
 pub mod gate;
 pub mod import;
 pub mod index;
 pub mod memory;
-pub mod merge;
 pub mod metrics;
 pub mod outdir;
 pub mod par;
@@ -27,7 +26,6 @@ pub mod runner;
 pub mod scenario;
 pub mod stats;
 pub mod store;
-pub mod sweep;
 pub mod term;
 pub mod text;
 pub mod tokens;

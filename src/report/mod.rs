@@ -6,6 +6,8 @@ pub mod html;
 use std::collections::BTreeMap;
 use std::io::Write;
 
+use std::path::{Path, PathBuf};
+
 use crate::results::Aggregate;
 
 use crate::memory::Stage;
@@ -252,4 +254,9 @@ fn write_aligned(out: &mut impl Write, rows: &[Vec<String>]) -> std::io::Result<
         writeln!(out, "{}", s.trim_end())?;
     }
     Ok(())
+}
+
+/// Charts and report.html from the files of the run in `dir`.
+pub fn write_report(dir: &Path) -> Result<PathBuf, String> {
+    html::write_report(&crate::results::read::RunData::load(dir)?)
 }

@@ -8,8 +8,8 @@ use std::path::PathBuf;
 
 use clap::Args;
 
+use super::{ConfigArgs, Failure, resolve_config};
 use crate::chart::thousands;
-use crate::cli::{ConfigArgs, Failure, resolve_config};
 use crate::config::STRATEGIES;
 use crate::results::TurnRow;
 use crate::runner::{self, Runtime};

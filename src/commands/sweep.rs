@@ -2,21 +2,53 @@
 //! parallel through one strategy; the recall-versus-cost frontier, and a
 //! recommendation, so tuning is a measurement rather than a guess.
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
+
+use clap::Args;
 
 use plotters::coord::Shift;
 use plotters::prelude::*;
 use plotters::style::text_anchor::{HPos, Pos, VPos};
 use serde::Serialize;
 
+use super::{ConfigArgs, Failure, expand_inputs, parse_jobs, resolve_config};
 use crate::chart::{self, FONT, Figure, PALETTE, err, thousands};
-use crate::cli::{Failure, SweepArgs, expand_inputs, resolve_config};
 use crate::config::{Config, STRATEGIES};
 use crate::outdir;
 use crate::par::par_map;
 use crate::results::Aggregate;
 use crate::runner::{self, Runtime};
 use crate::scenario::{self, Scenario};
+
+#[derive(Args, Debug)]
+pub struct SweepArgs {
+    /// Scenario files, or folders of *.json files
+    #[arg(required = true)]
+    pub files: Vec<PathBuf>,
+    /// The strategy to tune
+    #[arg(long)]
+    pub strategy: String,
+    /// A parameter and its values, e.g. --param summary.trigger_tokens=1000,2000,4000 (repeatable; the grid is every combination)
+    #[arg(long = "param", value_name = "KEY=V1,V2,...", required = true)]
+    pub params: Vec<String>,
+    /// Recommend the best recall within this many total tokens [default: the knee of the frontier]
+    #[arg(long)]
+    pub max_tokens: Option<u64>,
+    /// Output folder [default: reports/sweep-<timestamp>]
+    #[arg(long)]
+    pub out: Option<PathBuf>,
+    /// Replace --out if it already holds files
+    #[arg(long)]
+    pub force: bool,
+    /// Worker threads, 1 to 1024 [default: the number of cores]
+    #[arg(long, value_parser = parse_jobs)]
+    pub jobs: Option<usize>,
+    /// Print nothing but errors and the recommendation
+    #[arg(long, short)]
+    pub quiet: bool,
+    #[command(flatten)]
+    pub cfg: ConfigArgs,
+}
 
 /// One combination's outcome.
 #[derive(Debug, Clone, PartialEq, Serialize)]

@@ -8,7 +8,7 @@ use std::path::{Path, PathBuf};
 
 use serde_json::Value;
 
-use crate::cli::{Failure, write_report};
+use super::Failure;
 use crate::files;
 use crate::outdir;
 use crate::report;
@@ -256,7 +256,7 @@ pub fn cmd_merge(runs: &[PathBuf], out: &Path, force: bool) -> Result<(), Failur
         )
         .map_err(|e| anyhow::anyhow!("writing outputs: {e}"))?;
         store::merge(&dir.join("memory.sqlite"), &stores).map_err(anyhow::Error::from)?;
-        write_report(dir).map_err(|e| anyhow::anyhow!("writing the report: {e}"))?;
+        report::write_report(dir).map_err(|e| anyhow::anyhow!("writing the report: {e}"))?;
         Ok::<_, Failure>(written)
     })?;
     let (per_job, totals) = (written.per_job, written.totals);
