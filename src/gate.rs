@@ -12,35 +12,37 @@ use std::collections::BTreeMap;
 use std::fmt::Write as _;
 
 use crate::config::GateConfig;
-use crate::results::Aggregate;
+use crate::results::{Aggregate, Metadata};
 use crate::stats::mean;
 
 /// What makes two runs comparable: the same scenario files (by hash), the
 /// same backend and models. Parameters may differ: that is what a change tests.
-pub fn mismatches(baseline: &serde_json::Value, current: &serde_json::Value) -> Vec<String> {
+pub fn mismatches(baseline: &Metadata, current: &Metadata) -> Vec<String> {
     let mut out = Vec::new();
-    for key in ["backend", "chat_model", "encoding", "models"] {
-        if baseline[key] != current[key] {
-            out.push(format!(
-                "{key}: baseline {} but current {}",
-                baseline[key], current[key]
-            ));
+    use serde_json::json;
+    for (key, b, c) in [
+        ("backend", json!(baseline.backend), json!(current.backend)),
+        (
+            "chat_model",
+            json!(baseline.chat_model),
+            json!(current.chat_model),
+        ),
+        (
+            "encoding",
+            json!(baseline.encoding),
+            json!(current.encoding),
+        ),
+        ("models", json!(baseline.models), json!(current.models)),
+    ] {
+        if b != c {
+            out.push(format!("{key}: baseline {b} but current {c}"));
         }
     }
-    let files = |m: &serde_json::Value| -> BTreeMap<String, String> {
-        m["scenarios"]
-            .as_array()
-            .map(|a| {
-                a.iter()
-                    .map(|s| {
-                        (
-                            s["name"].as_str().unwrap_or("?").to_string(),
-                            s["sha256"].as_str().unwrap_or("?").to_string(),
-                        )
-                    })
-                    .collect()
-            })
-            .unwrap_or_default()
+    let files = |m: &Metadata| -> BTreeMap<String, String> {
+        m.scenarios
+            .iter()
+            .map(|s| (s.name.clone(), s.sha256.clone()))
+            .collect()
     };
     let (b, c) = (files(baseline), files(current));
     for (name, hash) in &b {

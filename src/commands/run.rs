@@ -306,16 +306,8 @@ pub(crate) fn finish(
         write_baseline(&results, &files::Target::File(path.clone()))?;
     }
     if let Some(b) = baseline {
-        let recorded;
-        let thresholds = match thresholds {
-            Some(t) => t,
-            None => {
-                recorded = serde_json::from_value(results.meta["config"]["gate"].clone()).map_err(
-                    |e| anyhow::anyhow!("{}: the run's gate settings: {e}", out.display()),
-                )?;
-                &recorded
-            }
-        };
+        // Where not given, the run's own, as its results record them.
+        let thresholds = thresholds.unwrap_or(&results.meta.config.gate);
         run_gate(
             b,
             &results,
@@ -456,16 +448,7 @@ pub(crate) fn run_metadata(
             .map(|(k, v)| ((*k).into(), v.clone()))
             .collect(),
         strategies: config.strategies.clone(),
-        config: {
-            let mut v = serde_json::to_value(config).map_err(anyhow::Error::from)?;
-            // The settings of a backend not in use are noise in the record.
-            if config.backend != "openai"
-                && let Some(m) = v.as_object_mut()
-            {
-                m.remove("openai");
-            }
-            v
-        },
+        config: config.clone(),
         resolved,
         scenarios: sorted
             .iter()

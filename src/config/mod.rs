@@ -164,80 +164,17 @@ pub fn apply_override(table: &mut toml::Table, item: &str) -> Result<(), ConfigE
     Ok(())
 }
 
-/// Names every key of the known schema, for "did you mean" on typos.
-fn known_keys(section: &str) -> Option<Vec<&'static str>> {
-    let keys: &[&str] = match section {
-        "" => &[
-            "seed",
-            "strategies",
-            "backend",
-            "model",
-            "memory",
-            "window",
-            "summary",
-            "vector",
-            "offline",
-            "openai",
-            "prices",
-            "registry",
-            "gate",
-        ],
-        "model" => &["name", "encoding", "context_window"],
-        "memory" => &["max_context_tokens"],
-        "window" => &["max_tokens"],
-        "summary" => &[
-            "trigger_tokens",
-            "max_summary_tokens",
-            "quality_samples",
-            "keep_ratio",
-        ],
-        "vector" => &[
-            "buffer_message_limit",
-            "top_k",
-            "min_score",
-            "max_retrieved",
-            "keyword_fallback",
-            "hnsw_threshold",
-            "ef_search",
-            "embed_lag",
-        ],
-        "offline" => &["embedding_dim"],
-        "openai" => &[
-            "base_url",
-            "api_key_env",
-            "api_key_file",
-            "require_key",
-            "chat_model",
-            "judge_model",
-            "embeddings",
-            "embedding_model",
-            "embedding_dimensions",
-            "embed_batch",
-            "timeout_secs",
-            "max_retries",
-            "retry_backoff_ms",
-            "token_limit_field",
-            "max_concurrency",
-            "answer_probes",
-            "summary_prompt_file",
-            "reply_temperature",
-            "reply_max_tokens",
-            "cache",
-            "cache_path",
-        ],
-        "registry" => &["max_active_users"],
-        "gate" => &[
-            "min_recall",
-            "max_recall_drop",
-            "max_final_recall_drop",
-            "max_token_increase_pct",
-            "max_quality_drop",
-            "min_quality",
-            "max_stale_increase",
-        ],
-        _ => return None,
+/// The keys of a section (`""`: the top level), read from the
+/// configuration's own definition (its defaults, serialized), so that the
+/// list of valid keys and "did you mean" cannot drift from the types.
+/// `None` for a section whose keys are the user's (`[prices]`).
+fn known_keys(section: &str) -> Option<Vec<String>> {
+    let defaults = serde_json::to_value(Config::default()).ok()?;
+    let table = match section {
+        "" => defaults.as_object()?,
+        s => defaults.get(s)?.as_object().filter(|t| !t.is_empty())?,
     };
-    Some(keys.to_vec())
+    Some(table.keys().cloned().collect())
 }
 
 fn check_keys(table: &toml::Table, section: &str, origin: &str) -> Result<(), ConfigError> {
@@ -250,8 +187,9 @@ fn check_keys(table: &toml::Table, section: &str, origin: &str) -> Result<(), Co
         } else {
             format!("{section}.{k}")
         };
-        if !known.contains(&k.as_str()) {
-            let hint = suggestion(k, &known);
+        if !known.contains(k) {
+            let names: Vec<&str> = known.iter().map(String::as_str).collect();
+            let hint = suggestion(k, &names);
             return Err(ConfigError(format!(
                 "{origin}: unknown parameter {full:?}{hint} (known here: {})",
                 known.join(", ")
@@ -534,6 +472,32 @@ mod tests {
             let e = load(None, &[set.into()]).unwrap_err().0;
             assert!(e.contains(want), "{set}: {e}");
         }
+    }
+
+    #[test]
+    fn every_key_of_every_section_is_known_and_nothing_else() {
+        let top = known_keys("").unwrap();
+        for section in [
+            "model", "memory", "window", "summary", "vector", "offline", "openai", "registry",
+            "gate",
+        ] {
+            assert!(top.iter().any(|k| k == section), "{section}");
+            assert!(known_keys(section).is_some(), "{section}");
+        }
+        // Optional keys (None by default) are known too.
+        assert!(
+            known_keys("model")
+                .unwrap()
+                .contains(&"context_window".to_string())
+        );
+        assert!(
+            known_keys("openai")
+                .unwrap()
+                .contains(&"require_key".to_string())
+        );
+        assert_eq!(known_keys("prices"), None);
+        let e = load(None, &["vector.topk=3".into()]).unwrap_err().0;
+        assert!(e.contains("did you mean \"top_k\""), "{e}");
     }
 
     #[test]

@@ -274,38 +274,32 @@ fn drill_down(out: &mut String, data: &RunData, sc: &str) {
 
 fn metadata(out: &mut String, data: &RunData) {
     let m = &data.meta;
-    let s = |k: &str| esc(&m[k].as_str().map_or_else(|| m[k].to_string(), String::from));
     let _ = writeln!(
         out,
         "<table class=\"meta\"><tr><th>memeval</th><td>{}</td></tr><tr><th>backend</th><td>{}</td></tr><tr><th>chat model</th><td>{} (<code>{}</code>, context window {})</td></tr><tr><th>seed</th><td>{}</td></tr><tr><th>replays</th><td>{}</td></tr><tr><th>context budget</th><td>{} tokens</td></tr></table>",
-        s("memeval_version"),
-        s("backend"),
-        s("chat_model"),
-        s("encoding"),
-        thousands(m["context_window"].as_f64().unwrap_or(0.0)),
-        s("seed"),
-        s("repeats"),
+        esc(&m.memeval_version),
+        esc(&m.backend),
+        esc(&m.chat_model),
+        esc(&m.encoding),
+        thousands(f64::from(m.context_window)),
+        m.seed,
+        m.repeats,
         thousands(data.budget as f64),
     );
     out.push_str("<table class=\"sortable\"><thead><tr><th class=\"t\">scenario</th><th>messages</th><th>probe asks</th><th class=\"t\">file</th><th class=\"t\">sha256</th></tr></thead><tbody>\n");
-    for sc in m["scenarios"].as_array().into_iter().flatten() {
+    for sc in &m.scenarios {
         let _ = writeln!(
             out,
             "<tr><td class=\"t\">{}</td><td data-v=\"{m}\">{m}</td><td data-v=\"{p}\">{p}</td><td class=\"t\"><code>{}</code></td><td class=\"t\"><code>{}</code></td></tr>",
-            esc(sc["name"].as_str().unwrap_or("?")),
-            esc(sc["file"].as_str().unwrap_or("?")),
-            esc(&sc["sha256"]
-                .as_str()
-                .unwrap_or("?")
-                .chars()
-                .take(16)
-                .collect::<String>()),
-            m = sc["messages"],
-            p = sc["probes"],
+            esc(&sc.name),
+            esc(&sc.file),
+            esc(&sc.sha256.chars().take(16).collect::<String>()),
+            m = sc.messages,
+            p = sc.probes,
         );
     }
     out.push_str("</tbody></table>\n");
-    let config = serde_json::to_string_pretty(&m["config"]).unwrap_or_default();
+    let config = serde_json::to_string_pretty(&m.recorded_config()).unwrap_or_default();
     let _ = writeln!(
         out,
         "<details><summary>Configuration</summary><pre>{}</pre></details>",
@@ -332,7 +326,7 @@ pub fn render(data: &RunData, charts: &[Written]) -> Result<String, String> {
         esc(&data.strategies.join(", "))
     );
     // What makes these numbers incomplete, said before any of them.
-    if data.meta["partial"] == true {
+    if data.meta.partial {
         out.push_str("<p class=\"warn\"><strong>Partial run:</strong> it was interrupted; only the replays that had finished are here. <code>memeval run --resume</code> completes it.</p>\n");
     }
     let failed: u64 = data.results.iter().map(|a| a.failed_calls).sum();

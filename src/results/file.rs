@@ -14,7 +14,7 @@ pub struct RunResults {
     /// Set in baseline files.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub memeval_baseline: Option<u32>,
-    pub meta: serde_json::Value,
+    pub meta: super::Metadata,
     pub results: Vec<Aggregate>,
     #[serde(default)]
     pub totals: Vec<Aggregate>,
@@ -29,14 +29,39 @@ pub fn load_results(path: &Path) -> Result<RunResults, String> {
     };
     let bytes = crate::files::read_capped(&file, crate::files::cap::RESULTS, "memeval results")
         .map_err(|e| e.to_string())?;
-    serde_json::from_slice(&bytes).map_err(|e| {
+    // The file whole first, so that a broken one is reported where it
+    // breaks; then its metadata, typed.
+    let raw: Raw = serde_json::from_slice(&bytes).map_err(|e| {
         format!(
             "{}:{}:{}: not memeval results: {e}",
             file.display(),
             e.line(),
             e.column()
         )
+    })?;
+    let meta = serde_json::from_value(raw.meta).map_err(|e| {
+        format!(
+            "{}: meta: not a memeval run's metadata: {e}",
+            file.display()
+        )
+    })?;
+    Ok(RunResults {
+        memeval_baseline: raw.memeval_baseline,
+        meta,
+        results: raw.results,
+        totals: raw.totals,
     })
+}
+
+/// results.json with its metadata not yet read.
+#[derive(Deserialize)]
+struct Raw {
+    #[serde(default)]
+    memeval_baseline: Option<u32>,
+    meta: serde_json::Value,
+    results: Vec<Aggregate>,
+    #[serde(default)]
+    totals: Vec<Aggregate>,
 }
 
 /// The version of the baseline format this memeval writes and reads.
@@ -53,7 +78,7 @@ pub fn check_usable(results: &RunResults) -> Result<(), String> {
             "a baseline of version {v}, which this memeval (reading version {BASELINE_VERSION}) does not know"
         ));
     }
-    if results.meta["partial"] == serde_json::Value::Bool(true) {
+    if results.meta.partial {
         return Err(
             "the results of an interrupted run (marked partial): finish it with `memeval run --resume` first"
                 .into(),

@@ -4,7 +4,9 @@
 use std::borrow::Cow;
 use std::collections::BTreeMap;
 
-use serde::{Deserialize, Serialize};
+use serde::{Deserialize, Serialize, Serializer};
+
+use crate::config::Config;
 
 /// Version of the output files' layout.
 pub const OUTPUT_FORMAT: u32 = 1;
@@ -21,8 +23,10 @@ pub struct Metadata {
     pub context_window: u32,
     pub models: BTreeMap<Cow<'static, str>, String>,
     pub strategies: Vec<String>,
-    /// The full configuration, defaults included.
-    pub config: serde_json::Value,
+    /// The full configuration, defaults included (without the settings of
+    /// a backend not in use, which are noise in the record).
+    #[serde(serialize_with = "record")]
+    pub config: Config,
     /// Values the configuration leaves to the backend, as resolved.
     pub resolved: BTreeMap<Cow<'static, str>, serde_json::Value>,
     pub scenarios: Vec<ScenarioMeta>,
@@ -47,4 +51,22 @@ pub struct ScenarioMeta {
     pub sha256: String,
     pub messages: usize,
     pub probes: usize,
+}
+
+/// The configuration as recorded: `[openai]` only where it is used.
+fn record<S: Serializer>(config: &Config, s: S) -> Result<S::Ok, S::Error> {
+    let mut v = serde_json::to_value(config).map_err(serde::ser::Error::custom)?;
+    if config.backend != "openai"
+        && let Some(m) = v.as_object_mut()
+    {
+        m.remove("openai");
+    }
+    v.serialize(s)
+}
+
+impl Metadata {
+    /// The configuration as it is recorded in the run's files.
+    pub fn recorded_config(&self) -> serde_json::Value {
+        record(&self.config, serde_json::value::Serializer).unwrap_or_default()
+    }
 }

@@ -43,7 +43,7 @@ pub const POSITION_BINS: usize = 10;
 #[derive(Debug, Clone)]
 pub struct RunData {
     pub dir: PathBuf,
-    pub meta: serde_json::Value,
+    pub meta: super::Metadata,
     pub results: Vec<Aggregate>,
     pub totals: Vec<Aggregate>,
     pub turns: Vec<Turn>,
@@ -130,17 +130,8 @@ impl RunData {
             }
         })?;
         let meta = results.meta;
-        let budget = meta["config"]["memory"]["max_context_tokens"]
-            .as_u64()
-            .unwrap_or(0);
-        let strategies: Vec<String> = meta["strategies"]
-            .as_array()
-            .map(|a| {
-                a.iter()
-                    .filter_map(|s| s.as_str().map(String::from))
-                    .collect()
-            })
-            .unwrap_or_default();
+        let budget = u64::from(meta.config.memory.max_context_tokens);
+        let strategies = meta.strategies.clone();
         let mut data = RunData {
             dir: dir.to_path_buf(),
             meta,
