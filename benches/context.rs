@@ -56,7 +56,7 @@ fn contexts(c: &mut Criterion) {
                 calls: Vec::new(),
             };
             let mut t = Transcript::new();
-            let mut s = create(strategy, &params, &t, None);
+            let mut s = create(strategy.parse().expect("a strategy"), &params, &t, None);
             for i in 1..=n {
                 let content = text(i);
                 let tokens = tok.count(&content);

@@ -16,7 +16,7 @@ use rand::{RngExt, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 
 use crate::backend::{AnswerCheck, Backend, CallKind, ChatMessage, ChatRole, ExpectedFact};
-use crate::config::Config;
+use crate::config::{Config, StrategyName};
 use crate::memory::{
     self, Context, Entry, Env, Params, Query, Stage, StageTimes, Strategy, SummaryState,
     Transcript, Usage,
@@ -126,10 +126,9 @@ pub fn job_keys(scenarios: &[Scenario], config: &Config, repeats: u32) -> Vec<Jo
     names
         .iter()
         .flat_map(|s| {
-            config
-                .strategies
-                .iter()
-                .flat_map(move |k| (1..=repeats.max(1)).map(move |r| (s.to_string(), k.clone(), r)))
+            config.strategies.iter().flat_map(move |k| {
+                (1..=repeats.max(1)).map(move |r| (s.to_string(), k.to_string(), r))
+            })
         })
         .collect()
 }
@@ -250,13 +249,13 @@ fn replay(scenarios: &[Scenario], rt: &Runtime<'_>, sink: &Sink<'_>) -> Result<(
     )?;
     let mut order: Vec<usize> = (0..scenarios.len()).collect();
     order.sort_by(|&a, &b| scenarios[a].name.cmp(&scenarios[b].name));
-    let jobs: Vec<(usize, &str, u32)> = order
+    let jobs: Vec<(usize, StrategyName, u32)> = order
         .iter()
         .flat_map(|&s| {
             rt.config
                 .strategies
                 .iter()
-                .flat_map(move |k| (1..=rt.repeats.max(1)).map(move |r| (s, k.as_str(), r)))
+                .flat_map(move |&k| (1..=rt.repeats.max(1)).map(move |r| (s, k, r)))
         })
         .collect();
     let params = Params::from_config(rt.config, rt.backend);
@@ -279,11 +278,12 @@ fn replay(scenarios: &[Scenario], rt: &Runtime<'_>, sink: &Sink<'_>) -> Result<(
         Sink::Journal(j) => j.done()?,
         Sink::Memory(_) => Default::default(),
     };
-    let key = |s: usize, k: &str, repeat: u32| (scenarios[s].name.clone(), k.to_string(), repeat);
+    let key =
+        |s: usize, k: StrategyName, repeat: u32| (scenarios[s].name.clone(), k.to_string(), repeat);
     // Replays the journal holds as finished are skipped; any other starts
     // afresh: whatever an interrupted attempt stored (its memories, its
     // rows) is forgotten.
-    let skip = |users: &[usize], k: &str, repeat: u32| -> Result<bool, RunError> {
+    let skip = |users: &[usize], k: StrategyName, repeat: u32| -> Result<bool, RunError> {
         let keys: Vec<JobKey> = users.iter().map(|&s| key(s, k, repeat)).collect();
         if !keys.is_empty() && keys.iter().all(|k| done.contains(k)) {
             if let Some(b) = &bar {
@@ -316,7 +316,9 @@ fn replay(scenarios: &[Scenario], rt: &Runtime<'_>, sink: &Sink<'_>) -> Result<(
             &jobs,
             rt.jobs,
             // The buffer strategy's contexts grow with the conversation.
-            |&(s, k, _)| scenarios[s].messages.len() as u64 * if k == "buffer" { 4 } else { 1 },
+            |&(s, k, _)| {
+                scenarios[s].messages.len() as u64 * if k == StrategyName::Buffer { 4 } else { 1 }
+            },
             |&(s, k, repeat)| {
                 if skip(&[s], k, repeat)? {
                     return Ok(());
@@ -328,17 +330,17 @@ fn replay(scenarios: &[Scenario], rt: &Runtime<'_>, sink: &Sink<'_>) -> Result<(
     } else {
         // One lane per strategy and replay: all users interleaved through a
         // registry of `cap` live memories.
-        let lanes: Vec<(&str, u32)> = rt
+        let lanes: Vec<(StrategyName, u32)> = rt
             .config
             .strategies
             .iter()
-            .flat_map(|k| (1..=rt.repeats.max(1)).map(move |r| (k.as_str(), r)))
+            .flat_map(|&k| (1..=rt.repeats.max(1)).map(move |r| (k, r)))
             .collect();
         let schedule = interleave(scenarios, &order);
         par_map(
             &lanes,
             rt.jobs,
-            |&(k, _)| if k == "buffer" { 4 } else { 1 },
+            |&(k, _)| if k == StrategyName::Buffer { 4 } else { 1 },
             |&(k, repeat)| {
                 // A lane is resumed whole: its evictions are the registry's record.
                 if skip(&order, k, repeat)? {
@@ -367,7 +369,7 @@ fn namespace(scenario: &str, strategy: &str, repeat: u32) -> String {
 /// in batches, when a strategy retrieves: each text once, for every
 /// strategy and replay. The calls are returned (scenario empty, turn 0).
 pub fn prefetch_embeddings(scenarios: &[Scenario], rt: &Runtime<'_>) -> Vec<CallRow> {
-    if !rt.config.strategies.iter().any(|k| memory::retrieves(k)) {
+    if !rt.config.strategies.iter().any(|k| k.retrieves()) {
         return Vec::new();
     }
     let mut sorted: Vec<&Scenario> = scenarios.iter().collect();
@@ -530,7 +532,7 @@ struct Labels {
 struct Job<'a> {
     scenario: &'a Scenario,
     prepared: &'a Prepared,
-    strategy_name: &'a str,
+    strategy_name: StrategyName,
     repeat: u32,
     /// The seed of this replay: the run's seed plus `repeat - 1`.
     seed: u64,
@@ -560,7 +562,7 @@ impl<'a> Job<'a> {
     fn new(
         scenario: &'a Scenario,
         prepared: &'a Prepared,
-        strategy_name: &'a str,
+        strategy_name: StrategyName,
         repeat: u32,
         params: &'a Params,
         rt: &'a Runtime<'a>,
@@ -572,11 +574,11 @@ impl<'a> Job<'a> {
             strategy_name,
             repeat,
             seed: rt.config.seed.wrapping_add(u64::from(repeat) - 1),
-            ns: namespace(&scenario.name, strategy_name, repeat),
+            ns: namespace(&scenario.name, strategy_name.as_str(), repeat),
             owner: Arc::from(scenario.user.as_str()),
             labels: Labels {
                 scenario: scenario.name.as_str().into(),
-                strategy: strategy_name.into(),
+                strategy: strategy_name.as_str().into(),
                 sessions: scenario
                     .sessions
                     .iter()
@@ -681,7 +683,7 @@ impl<'a> Job<'a> {
 
     /// Files the API calls made at `turn` under this replay; how many failed.
     fn take_calls(&mut self, turn: u32) -> u32 {
-        let (scenario, strategy) = (&self.scenario.name, self.strategy_name);
+        let (scenario, strategy) = (&self.scenario.name, self.strategy_name.as_str());
         let failed = self.env.calls.iter().filter(|c| c.error.is_some()).count() as u32;
         for r in self.env.calls.drain(..) {
             self.out.calls.push(CallRow::new(

@@ -102,13 +102,14 @@ pub const PALETTE: [RGBColor; 8] = [
 
 /// The colour of a strategy, the same on every chart.
 pub fn strategy_color(strategy: &str) -> RGBColor {
-    match strategy {
-        "buffer" => PALETTE[6],
-        "window" => PALETTE[1],
-        "summary" => PALETTE[0],
-        "vector" => PALETTE[2],
-        "hybrid" => PALETTE[3],
-        other => PALETTE[4 + other.len() % 2],
+    use crate::config::StrategyName as S;
+    match strategy.parse() {
+        Ok(S::Buffer) => PALETTE[6],
+        Ok(S::Window) => PALETTE[1],
+        Ok(S::Summary) => PALETTE[0],
+        Ok(S::Vector) => PALETTE[2],
+        Ok(S::Hybrid) => PALETTE[3],
+        Err(_) => PALETTE[4 + strategy.len() % 2],
     }
 }
 

@@ -10,7 +10,7 @@ use clap::Args;
 
 use super::{ConfigArgs, Failure, resolve_config};
 use crate::chart::thousands;
-use crate::config::STRATEGIES;
+use crate::config::StrategyName;
 use crate::results::TurnRow;
 use crate::runner::{self, Runtime};
 use crate::scenario;
@@ -155,11 +155,8 @@ pub fn render(row: &TurnRow, budget: u32, window: u32) -> String {
 /// The budget command.
 pub fn cmd_budget(args: &BudgetArgs) -> Result<(), Failure> {
     let input = |m: String| Failure::Input(format!("error: {m}"));
-    if !STRATEGIES.contains(&args.strategy.as_str()) {
-        let hint = crate::text::suggestion(&args.strategy, STRATEGIES);
-        return Err(input(format!("unknown strategy {:?}{hint}", args.strategy)));
-    }
-    let mut flags = vec![format!("strategies=[\"{}\"]", args.strategy)];
+    let strategy: StrategyName = args.strategy.parse().map_err(input)?;
+    let mut flags = vec![format!("strategies=[\"{}\"]", strategy)];
     if let Some(model) = &args.model {
         flags.push(format!("model.name={}", toml::Value::String(model.clone())));
     }

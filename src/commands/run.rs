@@ -447,7 +447,7 @@ pub(crate) fn run_metadata(
             .iter()
             .map(|(k, v)| ((*k).into(), v.clone()))
             .collect(),
-        strategies: config.strategies.clone(),
+        strategies: config.strategies.iter().map(|s| s.to_string()).collect(),
         config: config.clone(),
         resolved,
         scenarios: sorted

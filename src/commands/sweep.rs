@@ -13,7 +13,7 @@ use serde::Serialize;
 
 use super::{ConfigArgs, Failure, expand_inputs, parse_jobs, resolve_config};
 use crate::chart::{self, FONT, Figure, PALETTE, err, thousands};
-use crate::config::{Config, STRATEGIES};
+use crate::config::{Config, StrategyName};
 use crate::outdir;
 use crate::par::par_map;
 use crate::results::Aggregate;
@@ -367,10 +367,7 @@ pub const MAX_GRID: usize = 1000;
 /// The sweep command.
 pub fn cmd_sweep(args: &SweepArgs) -> Result<(), Failure> {
     let input = |m: String| Failure::Input(format!("error: {m}"));
-    if !STRATEGIES.contains(&args.strategy.as_str()) {
-        let hint = crate::text::suggestion(&args.strategy, STRATEGIES);
-        return Err(input(format!("unknown strategy {:?}{hint}", args.strategy)));
-    }
+    let strategy: StrategyName = args.strategy.parse().map_err(input)?;
     let params: Vec<(String, Vec<String>)> = args
         .params
         .iter()
@@ -392,7 +389,7 @@ pub fn cmd_sweep(args: &SweepArgs) -> Result<(), Failure> {
         .iter()
         .map(|combo| {
             let mut flags: Vec<String> = combo.iter().map(|(k, v)| format!("{k}={v}")).collect();
-            flags.push(format!("strategies=[\"{}\"]", args.strategy));
+            flags.push(format!("strategies=[\"{}\"]", strategy));
             resolve_config(&args.cfg, flags).map_err(|e| match e {
                 Failure::Input(m) => {
                     Failure::Input(format!("{m}\n  in the combination {}", label(combo)))

@@ -9,14 +9,13 @@ use serde::{Deserialize, Serialize};
 
 pub mod prices;
 mod sections;
+mod strategy;
 
 use crate::text::suggestion;
 use crate::tokens::{self, Tokenizer};
 pub use prices::Price;
 pub use sections::*;
-
-/// The strategies, in report order.
-pub const STRATEGIES: &[&str] = &["buffer", "window", "summary", "vector", "hybrid"];
+pub use strategy::StrategyName;
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
@@ -24,7 +23,7 @@ pub struct Config {
     /// Seed of every random choice (summary quality sampling).
     pub seed: u64,
     /// Strategies to run, by name.
-    pub strategies: Vec<String>,
+    pub strategies: Vec<StrategyName>,
     /// `offline` (embedded, deterministic, free) or `openai` (any
     /// OpenAI-compatible endpoint, configured under `[openai]`).
     pub backend: String,
@@ -47,7 +46,7 @@ impl Default for Config {
     fn default() -> Self {
         Config {
             seed: 42,
-            strategies: STRATEGIES.iter().map(|s| s.to_string()).collect(),
+            strategies: StrategyName::ALL.to_vec(),
             backend: "offline".into(),
             model: ModelConfig::default(),
             memory: MemoryConfig::default(),
@@ -324,13 +323,6 @@ impl Config {
             return fail("strategies: name at least one strategy".into());
         }
         for (i, s) in self.strategies.iter().enumerate() {
-            if !STRATEGIES.contains(&s.as_str()) {
-                let hint = suggestion(s, STRATEGIES);
-                return fail(format!(
-                    "unknown strategy {s:?}{hint} (known: {})",
-                    STRATEGIES.join(", ")
-                ));
-            }
             if self.strategies[..i].contains(s) {
                 return fail(format!("strategy {s:?} is named twice"));
             }
@@ -392,7 +384,9 @@ impl Config {
                 "vector.min_score is a cosine similarity between -1 and 1, not {s}"
             ));
         }
-        self.gate.validate(STRATEGIES).map_err(ConfigError)?;
+        self.gate
+            .validate(&StrategyName::NAMES)
+            .map_err(ConfigError)?;
         self.tokenizer()?;
         let window = self.context_window()?;
         if self.summary.trigger_tokens >= window {
@@ -441,7 +435,7 @@ mod tests {
         assert_eq!(c.summary.trigger_tokens, 2000);
         assert!(c.vector.keyword_fallback);
         assert_eq!(c.tokenizer().unwrap().name(), "cl100k_base");
-        assert_eq!(c.strategies, vec!["window", "hybrid"]);
+        assert_eq!(c.strategies, [StrategyName::Window, StrategyName::Hybrid]);
     }
 
     #[test]

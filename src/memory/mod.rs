@@ -18,6 +18,7 @@ use std::sync::Arc;
 use crate::backend::{Backend, Calls, ChatMessage, ChatRole};
 use crate::clock::Millis;
 use crate::config::Config;
+use crate::config::StrategyName;
 use crate::index::Embedding;
 use crate::scenario::Role;
 use crate::text::{Analysis, Reading};
@@ -511,26 +512,20 @@ pub trait Strategy: Send {
     }
 }
 
-/// Whether the strategy of this name retrieves by embedding.
-pub fn retrieves(name: &str) -> bool {
-    matches!(name, "vector" | "hybrid")
-}
-
 /// Creates a strategy by name, restored to the state that `t` and `summary`
 /// (as loaded from storage) imply. An empty transcript gives a fresh memory.
 pub fn create(
-    name: &str,
+    name: StrategyName,
     params: &Params,
     t: &Transcript,
     summary: Option<Arc<SummaryState>>,
 ) -> Box<dyn Strategy> {
     match name {
-        "buffer" => Box::new(buffer::Buffer),
-        "window" => Box::new(window::Window::restore(params, t)),
-        "summary" => Box::new(summary::Summary::restore(summary)),
-        "vector" => Box::new(vector::Vector::restore(params, t)),
-        "hybrid" => Box::new(hybrid::Hybrid::restore(params, t, summary)),
-        other => unreachable!("strategy {other:?} passed config validation"),
+        StrategyName::Buffer => Box::new(buffer::Buffer),
+        StrategyName::Window => Box::new(window::Window::restore(params, t)),
+        StrategyName::Summary => Box::new(summary::Summary::restore(summary)),
+        StrategyName::Vector => Box::new(vector::Vector::restore(params, t)),
+        StrategyName::Hybrid => Box::new(hybrid::Hybrid::restore(params, t, summary)),
     }
 }
 
