@@ -8,7 +8,7 @@ use rand::{RngExt, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 use serde_json::{Value, json};
 
-use crate::clock::{days_from_civil, format_rfc3339};
+use crate::clock::{day_number, format_rfc3339};
 
 /// Options of a generated scenario.
 #[derive(Debug, Clone)]
@@ -379,7 +379,7 @@ pub fn generate(o: &GenerateOptions) -> Result<Value, String> {
     }
 
     // Sessions start two or three days apart; messages are a minute apart.
-    let start_day = days_from_civil(2025, 1, 6);
+    let start_day = day_number(2025, 1, 6).expect("a date");
     let per_session = exchanges.div_ceil(o.sessions);
     let mut sessions: Vec<Value> = Vec::new();
     let mut turns: Vec<Value> = Vec::new();
