@@ -1,0 +1,505 @@
+//! The replay engine: every (scenario, strategy) pair is an independent job
+//! that feeds the scenario's messages through a fresh memory, drops and
+//! restores that memory from SQLite at each session boundary, and records
+//! per-turn costs, probe outcomes and summary scores. Jobs run in parallel
+//! on all cores; results are ordered before anything is written.
+
+use std::io::IsTerminal;
+use std::path::Path;
+use std::sync::Mutex;
+use std::sync::atomic::AtomicBool;
+use std::time::Instant;
+
+use indicatif::{ProgressBar, ProgressStyle};
+
+use crate::backend::Backend;
+use crate::config::{Config, StrategyName};
+use crate::memory::{Params, Stage};
+use crate::par::par_map;
+use crate::results::{CallRow, JobKey, JobResult};
+use crate::scenario::{Scenario, Step};
+use crate::store::{Journal, Store, StoreError};
+use crate::tokens::Tokenizer;
+
+mod job;
+
+use job::Job;
+
+/// Messages kept unsaved at most before a flush to the store. A replay cut
+/// short is replayed whole on resume, so flushes between session
+/// boundaries only bound a transaction (a few MB of write-ahead log at
+/// most); fewer of them write fewer pages twice.
+const FLUSH_EVERY: usize = 4096;
+
+/// Set to stop the run between two steps (Ctrl-C): every replay in
+/// progress returns [`RunError::Interrupted`]; finished ones are journaled.
+pub static STOP: AtomicBool = AtomicBool::new(false);
+
+#[derive(Debug, thiserror::Error)]
+pub enum RunError {
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    #[error("interrupted")]
+    Interrupted,
+}
+
+/// Where finished replays go.
+enum Sink<'a> {
+    /// Kept, to be returned.
+    Memory(Mutex<Vec<JobResult>>),
+    /// Written to the journal, in parts: the rows of a user evicted from the
+    /// registry leave memory with its memory.
+    Journal(&'a Journal),
+}
+
+impl Sink<'_> {
+    fn finished(&self, r: JobResult) -> Result<(), RunError> {
+        match self {
+            Sink::Memory(v) => v.lock().expect("no panic holds this lock").push(r),
+            Sink::Journal(j) => j.append(std::slice::from_ref(&r), true)?,
+        }
+        Ok(())
+    }
+}
+
+/// Rows on their way from a lane's users to the journal: held until they
+/// number [`SPILL_ROWS`], then written in one transaction, so memory stays
+/// bounded without a transaction per eviction. Without a journal, nothing
+/// is spilled (the rows stay with their replays).
+struct Spill<'a> {
+    journal: Option<&'a Journal>,
+    parts: Vec<JobResult>,
+    rows: usize,
+}
+
+/// Rows held for the journal at most, per lane.
+const SPILL_ROWS: usize = 4096;
+
+impl<'a> Spill<'a> {
+    fn new(sink: &Sink<'a>) -> Spill<'a> {
+        Spill {
+            journal: match sink {
+                Sink::Journal(j) => Some(j),
+                Sink::Memory(_) => None,
+            },
+            parts: Vec::new(),
+            rows: 0,
+        }
+    }
+
+    /// The rows `user` recorded since its last part, where they spill.
+    fn take(&mut self, user: &mut Job<'_>) -> Result<(), RunError> {
+        if self.journal.is_none() {
+            return Ok(());
+        }
+        let part = user.take_part();
+        self.rows += part.turns.len() + part.probes.len() + part.summaries.len() + part.calls.len();
+        self.parts.push(part);
+        if self.rows >= SPILL_ROWS {
+            self.flush()?;
+        }
+        Ok(())
+    }
+
+    fn flush(&mut self) -> Result<(), RunError> {
+        if let Some(j) = self.journal
+            && !self.parts.is_empty()
+        {
+            j.append(&self.parts, false)?;
+        }
+        self.parts.clear();
+        self.rows = 0;
+        Ok(())
+    }
+}
+
+/// The replays of a run in output order: scenario by name, strategy as
+/// configured, replay number.
+pub fn job_keys(scenarios: &[Scenario], config: &Config, repeats: u32) -> Vec<JobKey> {
+    let mut names: Vec<&str> = scenarios.iter().map(|s| s.name.as_str()).collect();
+    names.sort_unstable();
+    names
+        .iter()
+        .flat_map(|s| {
+            config.strategies.iter().flat_map(move |k| {
+                (1..=repeats.max(1)).map(move |r| (s.to_string(), k.to_string(), r))
+            })
+        })
+        .collect()
+}
+
+/// What a run needs besides the scenarios.
+pub struct Runtime<'a> {
+    pub config: &'a Config,
+    pub backend: &'a Backend,
+    pub tok: Tokenizer,
+    pub context_window: u32,
+    /// The SQLite file of the run's memories.
+    pub store: &'a Path,
+    /// Worker threads.
+    pub jobs: usize,
+    /// Record wall-clock timings (off: every timing column is 0, so two runs
+    /// are byte-identical).
+    pub timings: bool,
+    /// Print one line per finished job on stderr.
+    pub progress: bool,
+    /// Replays of each (scenario, strategy), with seeds `seed`, `seed + 1`, ...
+    pub repeats: u32,
+}
+
+impl<'a> Runtime<'a> {
+    /// A replay on one thread, without timings or progress (the
+    /// budget dashboard, sweeps, benches); the tokenizer and context window
+    /// are the configuration's.
+    pub fn plain(
+        config: &'a Config,
+        backend: &'a Backend,
+        store: &'a Path,
+    ) -> Result<Runtime<'a>, crate::config::ConfigError> {
+        Ok(Runtime {
+            config,
+            backend,
+            tok: config.tokenizer()?,
+            context_window: config.context_window()?,
+            store,
+            jobs: 1,
+            timings: false,
+            progress: false,
+            repeats: 1,
+        })
+    }
+}
+
+/// A scenario's scripted messages tokenized once for all strategies (only
+/// their counts are kept: a population of users holds its messages once,
+/// in the scenarios).
+struct Prepared {
+    /// Per message; 0 where the reply is generated.
+    tokens: Vec<u32>,
+    /// Time to tokenize each scripted message.
+    tokenize_us: Vec<u64>,
+}
+
+fn prepare(s: &Scenario, tok: &Tokenizer, timed: bool) -> Prepared {
+    let mut tokenize_us = Vec::new();
+    let tokens = s
+        .messages
+        .iter()
+        .map(|m| {
+            m.content.as_ref().map_or(0, |c| {
+                let start = timed.then(Instant::now);
+                let tokens = tok.count(c);
+                tokenize_us.push(start.map_or(0, |s| s.elapsed().as_micros() as u64));
+                tokens
+            })
+        })
+        .collect();
+    Prepared {
+        tokens,
+        tokenize_us,
+    }
+}
+
+/// Replays every scenario through every configured strategy. Results come
+/// back ordered by scenario name, then strategy in configuration order.
+pub fn run(scenarios: &[Scenario], rt: &Runtime<'_>) -> Result<Vec<JobResult>, RunError> {
+    let sink = Sink::Memory(Mutex::new(Vec::new()));
+    replay(scenarios, rt, &sink)?;
+    let Sink::Memory(v) = sink else {
+        unreachable!("made above")
+    };
+    let mut all = v.into_inner().expect("no panic holds this lock");
+    let at: std::collections::HashMap<JobKey, usize> = job_keys(scenarios, rt.config, rt.repeats)
+        .into_iter()
+        .enumerate()
+        .map(|(i, k)| (k, i))
+        .collect();
+    all.sort_by_cached_key(|j| at[&j.key()]);
+    Ok(all)
+}
+
+/// Replays every scenario through every configured strategy into
+/// `journal`, so that no replay's rows stay in memory once it finishes (or
+/// its user is evicted from the registry). The replays the journal holds
+/// as finished (those of an interrupted run) are not replayed; any other
+/// starts from an empty memory.
+pub fn run_journaled(
+    scenarios: &[Scenario],
+    rt: &Runtime<'_>,
+    journal: &Journal,
+) -> Result<(), RunError> {
+    replay(scenarios, rt, &Sink::Journal(journal))
+}
+
+fn replay(scenarios: &[Scenario], rt: &Runtime<'_>, sink: &Sink<'_>) -> Result<(), RunError> {
+    // Held open to the end: SQLite checkpoints and deletes the write-ahead
+    // log whenever its last connection closes, which would otherwise
+    // happen after every replay.
+    let _open = Store::create(rt.store)?;
+    let prepared: Vec<Prepared> = par_map(
+        scenarios,
+        rt.jobs,
+        |s| s.messages.len() as u64,
+        |s| Ok::<_, RunError>(prepare(s, &rt.tok, rt.timings)),
+    )?;
+    let mut order: Vec<usize> = (0..scenarios.len()).collect();
+    order.sort_by(|&a, &b| scenarios[a].name.cmp(&scenarios[b].name));
+    let jobs: Vec<(usize, StrategyName, u32)> = order
+        .iter()
+        .flat_map(|&s| {
+            rt.config
+                .strategies
+                .iter()
+                .flat_map(move |&k| (1..=rt.repeats.max(1)).map(move |r| (s, k, r)))
+        })
+        .collect();
+    let params = Params::from_config(rt.config, rt.backend);
+    let bar = progress_bar(
+        rt,
+        jobs.iter()
+            .map(|&(s, _, _)| scenarios[s].messages.len() as u64)
+            .sum(),
+    );
+    let done = match sink {
+        Sink::Journal(j) => j.done()?,
+        Sink::Memory(_) => Default::default(),
+    };
+    let key =
+        |s: usize, k: StrategyName, repeat: u32| (scenarios[s].name.clone(), k.to_string(), repeat);
+    // Replays the journal holds as finished are skipped; any other starts
+    // afresh: whatever an interrupted attempt stored (its memories, its
+    // rows) is forgotten.
+    let skip = |users: &[usize], k: StrategyName, repeat: u32| -> Result<bool, RunError> {
+        let keys: Vec<JobKey> = users.iter().map(|&s| key(s, k, repeat)).collect();
+        if !keys.is_empty() && keys.iter().all(|k| done.contains(k)) {
+            if let Some(b) = &bar {
+                // The progress those replays made before.
+                b.inc(
+                    users
+                        .iter()
+                        .map(|&s| scenarios[s].messages.len() as u64)
+                        .sum(),
+                );
+            }
+            return Ok(true);
+        }
+        // Only a journaled run can be a resumed one: a replay in memory
+        // starts from a store just created.
+        if let Sink::Journal(j) = sink {
+            let mut store = Store::open(rt.store)?;
+            for k in &keys {
+                store.clear(&namespace(&k.0, &k.1, k.2))?;
+                j.clear(k)?;
+            }
+        }
+        Ok(false)
+    };
+    let cap = rt.config.registry.max_active_users as usize;
+    if cap == 0 || cap >= scenarios.len() {
+        // Every memory stays live: users are independent, so each replays
+        // alone, in parallel (the same results as interleaved, sooner).
+        par_map(
+            &jobs,
+            rt.jobs,
+            |&(s, k, _)| scenarios[s].messages.len() as u64 * weight(k),
+            |&(s, k, repeat)| {
+                if skip(&[s], k, repeat)? {
+                    return Ok(());
+                }
+                let job = Job::new(&scenarios[s], &prepared[s], k, repeat, &params, rt)?;
+                sink.finished(job.run(&mut Store::open(rt.store)?, bar.as_ref())?)
+            },
+        )?;
+    } else {
+        // One lane per strategy and replay: all users interleaved through a
+        // registry of `cap` live memories.
+        let lanes: Vec<(StrategyName, u32)> = rt
+            .config
+            .strategies
+            .iter()
+            .flat_map(|&k| (1..=rt.repeats.max(1)).map(move |r| (k, r)))
+            .collect();
+        let schedule = interleave(scenarios, &order);
+        par_map(
+            &lanes,
+            rt.jobs,
+            |&(k, _)| weight(k),
+            |&(k, repeat)| {
+                // A lane is resumed whole: its evictions are the registry's record.
+                if skip(&order, k, repeat)? {
+                    return Ok(());
+                }
+                let users: Vec<Job<'_>> = order
+                    .iter()
+                    .map(|&s| Job::new(&scenarios[s], &prepared[s], k, repeat, &params, rt))
+                    .collect::<Result<_, _>>()?;
+                run_lane(users, &schedule, cap, rt, sink, bar.as_ref())
+            },
+        )?;
+    }
+    if let Some(b) = bar {
+        b.finish_and_clear();
+    }
+    Ok(())
+}
+
+/// A progress bar over `total` messages, on a terminal only.
+fn progress_bar(rt: &Runtime<'_>, total: u64) -> Option<ProgressBar> {
+    (rt.progress && std::io::stderr().is_terminal()).then(|| {
+        let bar = ProgressBar::new(total);
+        bar.set_style(
+            ProgressStyle::with_template(
+                "{spinner} [{elapsed_precise}] {wide_bar} {pos}/{len} messages, {eta} left",
+            )
+            .expect("a valid template"),
+        );
+        bar
+    })
+}
+
+/// How much a strategy's replay costs per message, relatively: the buffer
+/// strategy's contexts grow with the conversation.
+fn weight(k: StrategyName) -> u64 {
+    if k == StrategyName::Buffer { 4 } else { 1 }
+}
+
+/// The store namespace of one replay's memory.
+fn namespace(scenario: &str, strategy: &str, repeat: u32) -> String {
+    format!("{scenario}/{strategy}/{repeat}")
+}
+
+/// Embeds every scripted message and probe question ahead of the replay,
+/// in batches, when a strategy retrieves: each text once, for every
+/// strategy and replay. The calls are returned (scenario empty, turn 0).
+pub fn prefetch_embeddings(scenarios: &[Scenario], rt: &Runtime<'_>) -> Vec<CallRow> {
+    if !rt.config.strategies.iter().any(|k| k.retrieves()) {
+        return Vec::new();
+    }
+    let mut sorted: Vec<&Scenario> = scenarios.iter().collect();
+    sorted.sort_by(|a, b| a.name.cmp(&b.name));
+    let texts: Vec<&str> = sorted
+        .iter()
+        .flat_map(|s| {
+            let messages = s.messages.iter().filter_map(|m| m.content.as_deref());
+            messages.chain(s.probes.iter().map(|p| p.question.as_str()))
+        })
+        .collect();
+    let mut calls = Vec::new();
+    rt.backend.embedder.prefetch(&texts, &mut calls);
+    calls
+        .into_iter()
+        .map(|r| CallRow::new("", "", 0, 0, r, rt.timings))
+        .collect()
+}
+
+/// The order in which a server would see the users' steps: by time where
+/// every message has one (a session's start stands for its first messages),
+/// else round-robin, one step of each user in turn. Each user's own steps
+/// keep their order. Pairs of (user index in `order`, step index).
+pub fn interleave(scenarios: &[Scenario], order: &[usize]) -> Vec<(usize, usize)> {
+    let timed: Option<Vec<Vec<i64>>> = order
+        .iter()
+        .map(|&s| {
+            let sc = &scenarios[s];
+            let mut now: Option<i64> = None;
+            sc.steps
+                .iter()
+                .map(|step| {
+                    match *step {
+                        Step::Session(i) => now = sc.sessions[i].start.or(now),
+                        Step::Message(n) => now = sc.message(n).at.or(now),
+                        Step::Probe { .. } => {}
+                    }
+                    now
+                })
+                .collect::<Option<Vec<i64>>>()
+        })
+        .collect();
+    match timed {
+        Some(times) => {
+            let mut out: Vec<(i64, usize, usize)> = Vec::new();
+            for (u, ts) in times.iter().enumerate() {
+                out.extend(ts.iter().enumerate().map(|(i, &t)| (t, u, i)));
+            }
+            out.sort_unstable();
+            out.into_iter().map(|(_, u, i)| (u, i)).collect()
+        }
+        None => {
+            let mut out = Vec::new();
+            let longest = order
+                .iter()
+                .map(|&s| scenarios[s].steps.len())
+                .max()
+                .unwrap_or(0);
+            for i in 0..longest {
+                for (u, &s) in order.iter().enumerate() {
+                    if i < scenarios[s].steps.len() {
+                        out.push((u, i));
+                    }
+                }
+            }
+            out
+        }
+    }
+}
+
+/// Replays interleaved users through a registry of at most `cap` live
+/// memories: the least recently used one is persisted and dropped to make
+/// room, and reloaded from the store on its user's next step. Into a
+/// journal, a user's rows leave memory (see [`Spill`]) when it is evicted
+/// and after its last step (it stays live, as on a server that cannot know
+/// it was the last), so that memory is bounded by the registry, not the
+/// population.
+fn run_lane(
+    mut users: Vec<Job<'_>>,
+    schedule: &[(usize, usize)],
+    cap: usize,
+    rt: &Runtime<'_>,
+    sink: &Sink<'_>,
+    bar: Option<&ProgressBar>,
+) -> Result<(), RunError> {
+    let mut store = Store::open(rt.store)?;
+    let mut spill = Spill::new(sink);
+    let mut last_step = vec![0usize; users.len()];
+    for (at, &(u, _)) in schedule.iter().enumerate() {
+        last_step[u] = at;
+    }
+    // Live users by last use (tick), and each user's tick (0: not live).
+    let mut lru: std::collections::BTreeMap<u64, usize> = std::collections::BTreeMap::new();
+    let mut last = vec![0u64; users.len()];
+    let mut started = vec![false; users.len()];
+    for (at, &(u, i)) in schedule.iter().enumerate() {
+        let tick = at as u64 + 1;
+        if last[u] == 0 {
+            if lru.len() >= cap
+                && let Some((_, v)) = lru.pop_first()
+            {
+                let t = users[v].env.times.start();
+                users[v].evict(&mut store)?;
+                last[v] = 0;
+                users[v].env.times.record(Stage::Evict, t);
+                spill.take(&mut users[v])?;
+            }
+            if started[u] {
+                let t = users[u].env.times.start();
+                users[u].restore(&mut store)?;
+                users[u].env.times.record(Stage::Reload, t);
+            }
+            started[u] = true;
+        } else {
+            lru.remove(&last[u]);
+        }
+        last[u] = tick;
+        lru.insert(tick, u);
+        let step = users[u].scenario.steps[i];
+        users[u].step(step, &mut store, bar)?;
+        if at == last_step[u] {
+            spill.take(&mut users[u])?;
+        }
+    }
+    spill.flush()?;
+    for user in users {
+        sink.finished(user.finish(&mut store)?)?;
+    }
+    Ok(())
+}
