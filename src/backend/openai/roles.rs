@@ -1,0 +1,246 @@
+//! The chat model in its three roles: summarizer, responder and judge.
+
+use super::*;
+
+pub(super) struct ChatSummarizer {
+    pub(super) chat: Chat,
+    pub(super) template: SummaryTemplate,
+}
+
+impl Summarizer for ChatSummarizer {
+    /// The tutorial's call: the prompt as one user message, temperature
+    /// 0.1, at most `summary.max_summary_tokens` tokens.
+    fn summarize(
+        &self,
+        req: &SummaryRequest<'_>,
+        tok: &Tokenizer,
+        calls: &mut Calls,
+    ) -> Result<SummaryOutput, BackendError> {
+        let prompt = self.template.render(req.prior, req.messages);
+        let r = self.chat.complete(
+            CallKind::Summarize,
+            &[(ChatRole::User, &prompt)],
+            0.1,
+            req.max_tokens,
+            false,
+            calls,
+        )?;
+        let text = r.text.trim().to_string();
+        let text_tokens = tok.count(&text);
+        Ok(SummaryOutput {
+            input_tokens: r
+                .api_input
+                .unwrap_or_else(|| tok.count_message(&prompt) + REPLY_PRIMING),
+            output_tokens: r.api_output.unwrap_or(text_tokens),
+            text_tokens,
+            text,
+        })
+    }
+}
+
+pub(super) struct ChatResponder {
+    pub(super) chat: Chat,
+    pub(super) temperature: f32,
+    pub(super) max_tokens: u32,
+}
+
+impl Responder for ChatResponder {
+    fn reply(
+        &self,
+        kind: CallKind,
+        call: &[ChatMessage],
+        _query: &str,
+        calls: &mut Calls,
+    ) -> Result<String, BackendError> {
+        let messages: Vec<(ChatRole, &str)> = call.iter().map(|m| (m.role, m.content())).collect();
+        let r = self.chat.complete(
+            kind,
+            &messages,
+            self.temperature,
+            self.max_tokens,
+            false,
+            calls,
+        )?;
+        Ok(r.text.trim().to_string())
+    }
+}
+
+pub(super) struct ChatJudge {
+    pub(super) chat: Chat,
+}
+
+impl ChatJudge {
+    /// Asks in JSON mode (temperature 0); a reply that `parse` rejects is
+    /// sent back once with the reason, then given up on.
+    pub(super) fn ask<T>(
+        &self,
+        kind: CallKind,
+        prompt: &str,
+        parse: impl Fn(&str) -> Result<T, String>,
+        calls: &mut Calls,
+    ) -> Result<Result<T, String>, BackendError> {
+        let first = self
+            .chat
+            .complete(kind, &[(ChatRole::User, prompt)], 0.0, 300, true, calls)?;
+        let why = match parse(&first.text) {
+            Ok(v) => return Ok(Ok(v)),
+            Err(why) => why,
+        };
+        let again = format!(
+            "That reply was not usable: {why}. Reply again with the JSON object only, as asked."
+        );
+        let second = self.chat.complete(
+            kind,
+            &[
+                (ChatRole::User, prompt),
+                (ChatRole::Assistant, &first.text),
+                (ChatRole::User, &again),
+            ],
+            0.0,
+            300,
+            true,
+            calls,
+        )?;
+        Ok(parse(&second.text)
+            .map_err(|why2| format!("unjudged: twice an unusable reply ({why}; then {why2})")))
+    }
+}
+
+/// The JSON object of a reply (tolerating a fenced code block around it).
+pub(super) fn json_object(
+    text: &str,
+) -> Result<serde_json::Map<String, serde_json::Value>, String> {
+    let t = text.trim();
+    let t = t
+        .strip_prefix("```json")
+        .or_else(|| t.strip_prefix("```"))
+        .and_then(|r| r.strip_suffix("```"))
+        .unwrap_or(t);
+    match serde_json::from_str::<serde_json::Value>(t.trim()) {
+        Ok(serde_json::Value::Object(m)) => Ok(m),
+        Ok(_) => Err("not a JSON object".into()),
+        Err(e) => Err(format!("not valid JSON ({e})")),
+    }
+}
+
+/// `{"score", "missing", "accurate"}`: the score is required, in 0..1.
+pub fn parse_verdict(text: &str) -> Result<Verdict, String> {
+    let m = json_object(text)?;
+    let score = match m.get("score") {
+        Some(serde_json::Value::Number(n)) => n.as_f64().unwrap_or(f64::NAN),
+        Some(other) => return Err(format!("score is {other}, not a number")),
+        None => return Err("no score".into()),
+    };
+    if !(0.0..=1.0).contains(&score) {
+        return Err(format!("score {score} is outside 0..1"));
+    }
+    let missing = match m.get("missing") {
+        Some(serde_json::Value::Array(a)) => a
+            .iter()
+            .map(|v| match v {
+                serde_json::Value::String(s) => s.clone(),
+                other => other.to_string(),
+            })
+            .collect(),
+        Some(serde_json::Value::String(s)) if !s.is_empty() => vec![s.clone()],
+        _ => Vec::new(),
+    };
+    Ok(Verdict {
+        score,
+        missing,
+        accurate: m.get("accurate").and_then(serde_json::Value::as_bool),
+    })
+}
+
+/// `{"correct": bool, "reason": "..."}`.
+pub fn parse_answer_verdict(text: &str) -> Result<AnswerVerdict, String> {
+    let m = json_object(text)?;
+    let correct = match m.get("correct") {
+        Some(serde_json::Value::Bool(b)) => *b,
+        Some(other) => return Err(format!("correct is {other}, not true or false")),
+        None => return Err("no \"correct\"".into()),
+    };
+    let reason = m
+        .get("reason")
+        .and_then(serde_json::Value::as_str)
+        .unwrap_or("")
+        .to_string();
+    Ok(AnswerVerdict {
+        correct: Some(correct),
+        reason,
+    })
+}
+
+impl Judge for ChatJudge {
+    /// The tutorial's Part 2 check, word for word.
+    fn score_summary(
+        &self,
+        summary: &str,
+        sampled: &[(Role, &str)],
+        calls: &mut Calls,
+    ) -> Result<Verdict, BackendError> {
+        let originals: Vec<String> = sampled
+            .iter()
+            .map(|(r, c)| format!("{}: {c}", r.as_str()))
+            .collect();
+        let prompt = format!(
+            "Given this summary:\n{summary}\n\nAnd these original messages it should cover:\n{}\n\n\
+             For each key fact or detail in the original messages, is it accurately\n\
+             represented in the summary?\n\n\
+             Respond with a JSON object: {{\"score\": 0.0-1.0, \"missing\": [\"list of missing details\"], \"accurate\": true/false}}",
+            originals.join("\n")
+        );
+        match self.ask(CallKind::JudgeSummary, &prompt, parse_verdict, calls)? {
+            Ok(v) => Ok(v),
+            Err(why) => Err(BackendError {
+                kind: "judge",
+                message: why,
+            }),
+        }
+    }
+
+    fn judge_answer(
+        &self,
+        check: &AnswerCheck<'_>,
+        calls: &mut Calls,
+    ) -> Result<AnswerVerdict, BackendError> {
+        let mut prompt = format!(
+            "You are grading a chatbot's answer to a question about what its user said earlier.\n\n\
+             Question: {}\n",
+            check.question
+        );
+        if check.abstention || check.facts.is_empty() {
+            prompt.push_str(
+                "\nThe user never told the chatbot this. A correct answer says it does not know \
+                 or was not told; an answer that makes something up is wrong.\n",
+            );
+        } else {
+            prompt.push_str("\nFacts a correct answer must reflect:\n");
+            for f in check.facts {
+                match f.statement {
+                    Some(s) => prompt.push_str(&format!("- {s}\n")),
+                    None => prompt.push_str(&format!("- it mentions {}\n", f.expect.join(" or "))),
+                }
+            }
+        }
+        if let Some(r) = check.reference {
+            prompt.push_str(&format!("\nReference answer: {r}\n"));
+        }
+        prompt.push_str(&format!(
+            "\nThe chatbot's answer: {}\n\n\
+             Is the answer correct? Wording may differ; what counts is that it states the facts \
+             and contradicts none.\n\
+             Respond with a JSON object: {{\"correct\": true/false, \"reason\": \"one sentence\"}}",
+            check.answer
+        ));
+        Ok(
+            match self.ask(CallKind::JudgeAnswer, &prompt, parse_answer_verdict, calls)? {
+                Ok(v) => v,
+                Err(why) => AnswerVerdict {
+                    correct: None,
+                    reason: why,
+                },
+            },
+        )
+    }
+}
