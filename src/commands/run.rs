@@ -159,6 +159,77 @@ pub(crate) fn stop_on_ctrl_c() {
     }
 }
 
+/// The model side of a run: its tokenizer, context window and backend.
+type Engine = (crate::tokens::Tokenizer, u32, crate::backend::Backend);
+
+/// The model side, built before the output folder is touched: a key, a
+/// prompt or a cache that cannot be had refuses the run with nothing
+/// written.
+fn engine(config: &Config) -> Result<Engine, Failure> {
+    let tok = config.tokenizer().map_err(|e| Failure::Input(e.0))?;
+    let context_window = config.context_window().map_err(|e| Failure::Input(e.0))?;
+    let backend =
+        backend::from_config(config, tok).map_err(|e| Failure::Input(format!("error: {e}")))?;
+    Ok((tok, context_window, backend))
+}
+
+/// A run ready to replay: what it is, its scenarios and model side, its
+/// output folder (claimed), and its journal where it resumes; `discard`:
+/// an interrupted run's staging folder is to be replaced (`--force`).
+struct Ready {
+    spec: RunSpec,
+    scenarios: Vec<scenario::Scenario>,
+    claim: outdir::Claim,
+    journal: Option<Journal>,
+    discard: bool,
+    engine: Engine,
+}
+
+/// A new run: its configuration, scenarios and model side checked, its
+/// output folder claimed; nothing written yet but the folder's lock.
+fn new_run(args: &RunArgs) -> Result<Ready, Failure> {
+    let config = resolve_config(&args.cfg, run_flags(args))?;
+    let files = expand_inputs(&args.files)?;
+    let scenarios = run_scenarios(&files, args.shard)?;
+    let engine = engine(&config)?;
+    let latest = args.out.is_none();
+    let out = args.out.clone().unwrap_or_else(|| outdir::default_dir(""));
+    let mut inputs = files.clone();
+    inputs.extend(config_file(&args.cfg));
+    inputs.extend(args.baseline.clone());
+    let claim = outdir::claim(&out, args.force, &inputs)?;
+    let staging = outdir::staging_of(&out);
+    if staging.exists() && !args.force {
+        return Err(Failure::Input(format!(
+            "error: {} holds an interrupted run of {}: continue it with `memeval run --resume {}`, or pass --force to discard it",
+            staging.display(),
+            out.display(),
+            out.display()
+        )));
+    }
+    let spec = RunSpec {
+        cwd: std::env::current_dir().map_err(anyhow::Error::from)?,
+        files,
+        sha256: scenarios
+            .iter()
+            .map(|s| (s.name.clone(), s.sha256.clone()))
+            .collect(),
+        config,
+        shard: args.shard,
+        repeat: args.repeat,
+        timings: !args.no_timings,
+        latest,
+    };
+    Ok(Ready {
+        spec,
+        scenarios,
+        claim,
+        journal: None,
+        discard: staging.exists(),
+        engine,
+    })
+}
+
 pub fn cmd_run(args: &RunArgs) -> Result<(), Failure> {
     // From the first moment, a Ctrl-C stops the run at its next step, so
     // that nothing is left half-made.
@@ -172,16 +243,14 @@ pub fn cmd_run(args: &RunArgs) -> Result<(), Failure> {
     for file in [&args.save_baseline, &args.junit].into_iter().flatten() {
         files::check_writable(file).map_err(|e| Failure::Input(format!("error: {e}")))?;
     }
-    // The model side, before the output folder is touched: a key, a prompt
-    // or a cache that cannot be had refuses the run with nothing written.
-    let engine = |config: &Config| -> Result<_, Failure> {
-        let tok = config.tokenizer().map_err(|e| Failure::Input(e.0))?;
-        let context_window = config.context_window().map_err(|e| Failure::Input(e.0))?;
-        let backend =
-            backend::from_config(config, tok).map_err(|e| Failure::Input(format!("error: {e}")))?;
-        Ok((tok, context_window, backend))
-    };
-    let (spec, scenarios, claim, journal, discard, engine) = match &args.resume {
+    let Ready {
+        spec,
+        scenarios,
+        claim,
+        journal,
+        discard,
+        engine,
+    } = match &args.resume {
         Some(dir) => {
             let claim = outdir::claim_existing(dir)?;
             if finished_unpublished(dir) {
@@ -191,43 +260,16 @@ pub fn cmd_run(args: &RunArgs) -> Result<(), Failure> {
             }
             let (spec, scenarios, journal) = resumed_run(dir)?;
             let engine = engine(&spec.config)?;
-            (spec, scenarios, claim, Some(journal), false, engine)
-        }
-        None => {
-            let config = resolve_config(&args.cfg, run_flags(args))?;
-            let files = expand_inputs(&args.files)?;
-            let scenarios = run_scenarios(&files, args.shard)?;
-            let engine = engine(&config)?;
-            let latest = args.out.is_none();
-            let out = args.out.clone().unwrap_or_else(|| outdir::default_dir(""));
-            let mut inputs = files.clone();
-            inputs.extend(config_file(&args.cfg));
-            inputs.extend(args.baseline.clone());
-            let claim = outdir::claim(&out, args.force, &inputs)?;
-            let staging = outdir::staging_of(&out);
-            if staging.exists() && !args.force {
-                return Err(Failure::Input(format!(
-                    "error: {} holds an interrupted run of {}: continue it with `memeval run --resume {}`, or pass --force to discard it",
-                    staging.display(),
-                    out.display(),
-                    out.display()
-                )));
+            Ready {
+                spec,
+                scenarios,
+                claim,
+                journal: Some(journal),
+                discard: false,
+                engine,
             }
-            let spec = RunSpec {
-                cwd: std::env::current_dir().map_err(anyhow::Error::from)?,
-                files,
-                sha256: scenarios
-                    .iter()
-                    .map(|s| (s.name.clone(), s.sha256.clone()))
-                    .collect(),
-                config,
-                shard: args.shard,
-                repeat: args.repeat,
-                timings: !args.no_timings,
-                latest,
-            };
-            (spec, scenarios, claim, None, staging.exists(), engine)
         }
+        None => new_run(args)?,
     };
     let (tok, context_window, backend) = engine;
     let out = claim.path().to_path_buf();
