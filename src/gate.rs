@@ -89,31 +89,12 @@ fn fmt3(x: f64) -> String {
 /// Compares `current` with `baseline` under `cfg`.
 pub fn compare(baseline: &[Aggregate], current: &[Aggregate], cfg: &GateConfig) -> Vec<Check> {
     let mut checks = Vec::new();
-    let find = |a: &Aggregate| {
-        current
-            .iter()
-            .find(|c| c.scenario == a.scenario && c.strategy == a.strategy)
-    };
     for b in baseline {
-        let check = |metric,
-                     baseline: String,
-                     current: String,
-                     delta: String,
-                     threshold: String,
-                     pass: bool,
-                     note: String| Check {
-            scenario: b.scenario.clone(),
-            strategy: b.strategy.clone(),
-            metric,
-            baseline,
-            current,
-            delta,
-            threshold,
-            pass,
-            note,
-        };
-        let Some(c) = find(b) else {
-            checks.push(check(
+        let found = current
+            .iter()
+            .find(|c| c.scenario == b.scenario && c.strategy == b.strategy);
+        let Some(c) = found else {
+            checks.push(checker(b)(
                 "present",
                 "yes".into(),
                 "no".into(),
@@ -124,157 +105,195 @@ pub fn compare(baseline: &[Aggregate], current: &[Aggregate], cfg: &GateConfig) 
             ));
             continue;
         };
-        // Recall floors and drops (higher is better).
-        if let Some(&floor) = cfg.min_recall.get(&b.strategy)
-            && let Some(cur) = c.mean_recall
-        {
-            checks.push(check(
-                "min_recall",
-                b.mean_recall.map(fmt3).unwrap_or_default(),
-                fmt3(cur),
-                String::new(),
-                format!(">= {floor:.3}"),
-                cur >= floor,
-                if cur >= floor {
-                    String::new()
-                } else {
-                    format!("mean recall {cur:.3} is below {floor:.3}")
-                },
-            ));
-        }
-        for (metric, limit, get, samples) in [
-            (
-                "mean_recall",
-                cfg.max_recall_drop,
-                (|a: &Aggregate| a.mean_recall) as fn(&Aggregate) -> Option<f64>,
-                (|s: &crate::results::Samples| &s.mean_recall)
-                    as fn(&crate::results::Samples) -> &Vec<Option<f64>>,
-            ),
-            (
-                "final_recall",
-                cfg.max_final_recall_drop,
-                |a| a.final_recall,
-                |s| &s.final_recall,
-            ),
-            (
-                "mean_quality",
-                cfg.max_quality_drop,
-                |a| a.mean_quality,
-                |s| &s.mean_quality,
-            ),
-        ] {
-            let (bv, cv) = (values_opt(b, get, samples), values_opt(c, get, samples));
-            let (Some(bm), Some(cm)) = (mean(bv.iter().copied()), mean(cv.iter().copied())) else {
-                continue;
-            };
-            let delta = cm - bm;
-            let margin = crate::stats::welch_half_width(&bv, &cv);
-            let regressed = -delta > limit + 1e-12 && -delta - margin > 0.0;
-            let note = if regressed {
-                format!("{metric} dropped by {:.3} (allowed {limit:.3})", -delta)
-            } else if -delta > limit && margin > 0.0 {
-                format!(
-                    "drop of {:.3} is within run-to-run noise (±{margin:.3})",
-                    -delta
-                )
-            } else {
-                String::new()
-            };
-            checks.push(check(
-                metric,
-                fmt3(bm),
-                fmt3(cm),
-                format!("{delta:+.3}"),
-                format!("drop <= {limit:.3}"),
-                !regressed,
-                note,
-            ));
-        }
-        // Tokens (lower is better), in percent of the baseline.
-        let tokens = |a: &Aggregate| -> Vec<f64> {
-            match &a.samples {
-                Some(s) => s.total_tokens.iter().map(|&t| t as f64).collect(),
-                None => vec![a.total_tokens as f64],
-            }
-        };
-        let (bt, ct) = (tokens(b), tokens(c));
-        let (bm, cm) = (
-            mean(bt.iter().copied()).unwrap_or(0.0),
-            mean(ct.iter().copied()).unwrap_or(0.0),
-        );
-        if bm > 0.0 {
-            let pct = (cm - bm) / bm * 100.0;
-            let margin_pct = crate::stats::welch_half_width(&bt, &ct) / bm * 100.0;
-            let limit = cfg.max_token_increase_pct;
-            let regressed = pct > limit + 1e-9 && pct - margin_pct > 0.0;
-            checks.push(check(
-                "total_tokens",
-                format!("{bm:.0}"),
-                format!("{cm:.0}"),
-                format!("{pct:+.1}%"),
-                format!("increase <= {limit:.1}%"),
-                !regressed,
-                if regressed {
-                    format!("total tokens grew by {pct:.1}% (allowed {limit:.1}%)")
-                } else {
-                    String::new()
-                },
-            ));
-        }
-        if let Some(q) = c.mean_quality
-            && cfg.min_quality > 0.0
-        {
-            let pass = q >= cfg.min_quality;
-            checks.push(check(
-                "min_quality",
-                b.mean_quality.map(fmt3).unwrap_or_default(),
-                fmt3(q),
-                String::new(),
-                format!(">= {:.3}", cfg.min_quality),
-                pass,
-                if pass {
-                    String::new()
-                } else {
-                    format!(
-                        "mean summary quality {q:.3} is below {:.3}",
-                        cfg.min_quality
-                    )
-                },
-            ));
-        }
-        let leaked = c
-            .samples
-            .as_ref()
-            .map_or(c.leaked, |s| s.leaked.iter().copied().max().unwrap_or(0));
+        recall_checks(b, c, cfg, &mut checks);
+        checks.extend(token_check(b, c, cfg));
+        other_checks(b, c, cfg, &mut checks);
+    }
+    checks
+}
+
+/// A check of `b`'s scenario and strategy: (metric, baseline, current,
+/// delta, threshold, pass, note).
+#[allow(clippy::type_complexity)]
+fn checker(
+    b: &Aggregate,
+) -> impl Fn(&'static str, String, String, String, String, bool, String) -> Check + '_ {
+    move |metric, baseline, current, delta, threshold, pass, note| Check {
+        scenario: b.scenario.clone(),
+        strategy: b.strategy.clone(),
+        metric,
+        baseline,
+        current,
+        delta,
+        threshold,
+        pass,
+        note,
+    }
+}
+
+/// The recall floor, and the drops of recall and quality (higher is
+/// better), under the noise rule.
+fn recall_checks(b: &Aggregate, c: &Aggregate, cfg: &GateConfig, checks: &mut Vec<Check>) {
+    let check = checker(b);
+    if let Some(&floor) = cfg.min_recall.get(&b.strategy)
+        && let Some(cur) = c.mean_recall
+    {
         checks.push(check(
-            "leaked",
-            b.leaked.to_string(),
-            leaked.to_string(),
+            "min_recall",
+            b.mean_recall.map(fmt3).unwrap_or_default(),
+            fmt3(cur),
             String::new(),
-            "= 0".into(),
-            leaked == 0,
-            if leaked == 0 {
+            format!(">= {floor:.3}"),
+            cur >= floor,
+            if cur >= floor {
                 String::new()
             } else {
-                format!("{leaked} context items came from another user")
-            },
-        ));
-        let allowed = b.stale + cfg.max_stale_increase;
-        checks.push(check(
-            "stale",
-            b.stale.to_string(),
-            c.stale.to_string(),
-            format!("{:+}", c.stale as i64 - b.stale as i64),
-            format!("<= {allowed}"),
-            c.stale <= allowed,
-            if c.stale <= allowed {
-                String::new()
-            } else {
-                format!("{} stale facts (allowed {allowed})", c.stale)
+                format!("mean recall {cur:.3} is below {floor:.3}")
             },
         ));
     }
-    checks
+    for (metric, limit, get, samples) in [
+        (
+            "mean_recall",
+            cfg.max_recall_drop,
+            (|a: &Aggregate| a.mean_recall) as fn(&Aggregate) -> Option<f64>,
+            (|s: &crate::results::Samples| &s.mean_recall)
+                as fn(&crate::results::Samples) -> &Vec<Option<f64>>,
+        ),
+        (
+            "final_recall",
+            cfg.max_final_recall_drop,
+            |a| a.final_recall,
+            |s| &s.final_recall,
+        ),
+        (
+            "mean_quality",
+            cfg.max_quality_drop,
+            |a| a.mean_quality,
+            |s| &s.mean_quality,
+        ),
+    ] {
+        let (bv, cv) = (values_opt(b, get, samples), values_opt(c, get, samples));
+        let (Some(bm), Some(cm)) = (mean(bv.iter().copied()), mean(cv.iter().copied())) else {
+            continue;
+        };
+        let delta = cm - bm;
+        let margin = crate::stats::welch_half_width(&bv, &cv);
+        let regressed = -delta > limit + 1e-12 && -delta - margin > 0.0;
+        let note = if regressed {
+            format!("{metric} dropped by {:.3} (allowed {limit:.3})", -delta)
+        } else if -delta > limit && margin > 0.0 {
+            format!(
+                "drop of {:.3} is within run-to-run noise (±{margin:.3})",
+                -delta
+            )
+        } else {
+            String::new()
+        };
+        checks.push(check(
+            metric,
+            fmt3(bm),
+            fmt3(cm),
+            format!("{delta:+.3}"),
+            format!("drop <= {limit:.3}"),
+            !regressed,
+            note,
+        ));
+    }
+}
+
+/// Total tokens (lower is better), in percent of the baseline, under the
+/// noise rule; none where the baseline spent nothing.
+fn token_check(b: &Aggregate, c: &Aggregate, cfg: &GateConfig) -> Option<Check> {
+    let check = checker(b);
+    let tokens = |a: &Aggregate| -> Vec<f64> {
+        match &a.samples {
+            Some(s) => s.total_tokens.iter().map(|&t| t as f64).collect(),
+            None => vec![a.total_tokens as f64],
+        }
+    };
+    let (bt, ct) = (tokens(b), tokens(c));
+    let (bm, cm) = (
+        mean(bt.iter().copied()).unwrap_or(0.0),
+        mean(ct.iter().copied()).unwrap_or(0.0),
+    );
+    if bm <= 0.0 {
+        return None;
+    }
+    let pct = (cm - bm) / bm * 100.0;
+    let margin_pct = crate::stats::welch_half_width(&bt, &ct) / bm * 100.0;
+    let limit = cfg.max_token_increase_pct;
+    let regressed = pct > limit + 1e-9 && pct - margin_pct > 0.0;
+    Some(check(
+        "total_tokens",
+        format!("{bm:.0}"),
+        format!("{cm:.0}"),
+        format!("{pct:+.1}%"),
+        format!("increase <= {limit:.1}%"),
+        !regressed,
+        if regressed {
+            format!("total tokens grew by {pct:.1}% (allowed {limit:.1}%)")
+        } else {
+            String::new()
+        },
+    ))
+}
+
+/// The quality floor, leaks and stale facts.
+fn other_checks(b: &Aggregate, c: &Aggregate, cfg: &GateConfig, checks: &mut Vec<Check>) {
+    let check = checker(b);
+    if let Some(q) = c.mean_quality
+        && cfg.min_quality > 0.0
+    {
+        let pass = q >= cfg.min_quality;
+        checks.push(check(
+            "min_quality",
+            b.mean_quality.map(fmt3).unwrap_or_default(),
+            fmt3(q),
+            String::new(),
+            format!(">= {:.3}", cfg.min_quality),
+            pass,
+            if pass {
+                String::new()
+            } else {
+                format!(
+                    "mean summary quality {q:.3} is below {:.3}",
+                    cfg.min_quality
+                )
+            },
+        ));
+    }
+    let leaked = c
+        .samples
+        .as_ref()
+        .map_or(c.leaked, |s| s.leaked.iter().copied().max().unwrap_or(0));
+    checks.push(check(
+        "leaked",
+        b.leaked.to_string(),
+        leaked.to_string(),
+        String::new(),
+        "= 0".into(),
+        leaked == 0,
+        if leaked == 0 {
+            String::new()
+        } else {
+            format!("{leaked} context items came from another user")
+        },
+    ));
+    let allowed = b.stale + cfg.max_stale_increase;
+    checks.push(check(
+        "stale",
+        b.stale.to_string(),
+        c.stale.to_string(),
+        format!("{:+}", c.stale as i64 - b.stale as i64),
+        format!("<= {allowed}"),
+        c.stale <= allowed,
+        if c.stale <= allowed {
+            String::new()
+        } else {
+            format!("{} stale facts (allowed {allowed})", c.stale)
+        },
+    ));
 }
 
 /// The table printed by the gate, failures marked, then a verdict line.
