@@ -574,6 +574,21 @@ pub fn path_component(name: &str) -> std::borrow::Cow<'_, str> {
 /// The charts of one scenario.
 fn scenario_charts(data: &RunData, sc: &str, charts: &Path) -> Result<Vec<Written>, String> {
     let mut written = Vec::new();
+    for chart in [
+        context_chart,
+        cumulative_chart,
+        recall_chart,
+        budget_chart,
+        quality_chart,
+    ] {
+        written.extend(chart(data, sc, charts)?);
+    }
+    Ok(written)
+}
+
+/// Context tokens per call, with the budget line.
+fn context_chart(data: &RunData, sc: &str, charts: &Path) -> Result<Option<Written>, String> {
+    let mut written = Vec::new();
     let context = series_per_strategy(
         data,
         |k| {
@@ -612,6 +627,12 @@ fn scenario_charts(data: &RunData, sc: &str, charts: &Path) -> Result<Vec<Writte
         Some(sc),
         charts,
     )?);
+    Ok(written.pop())
+}
+
+/// Everything spent so far, per message.
+fn cumulative_chart(data: &RunData, sc: &str, charts: &Path) -> Result<Option<Written>, String> {
+    let mut written = Vec::new();
     let cumulative = series_per_strategy(
         data,
         |k| {
@@ -651,6 +672,12 @@ fn scenario_charts(data: &RunData, sc: &str, charts: &Path) -> Result<Vec<Writte
         Some(sc),
         charts,
     )?);
+    Ok(written.pop())
+}
+
+/// Recall over the conversation (none without recall to draw).
+fn recall_chart(data: &RunData, sc: &str, charts: &Path) -> Result<Option<Written>, String> {
+    let mut written = Vec::new();
     // Many probe turns are averaged over equal stretches of the
     // conversation, so the chart shows a trend rather than a comb.
     let probe_turns: std::collections::BTreeSet<u32> = data
@@ -708,6 +735,12 @@ fn scenario_charts(data: &RunData, sc: &str, charts: &Path) -> Result<Vec<Writte
             charts,
         )?);
     }
+    Ok(written.pop())
+}
+
+/// The token budget dashboard: each call's context by section.
+fn budget_chart(data: &RunData, sc: &str, charts: &Path) -> Result<Option<Written>, String> {
+    let mut written = Vec::new();
     written.push(emit(
 &Budget {
                 title: format!("{sc}: the context of each call, by section"),
@@ -740,6 +773,12 @@ format!("{}/budget", path_component(sc)),
 Some(sc),
 charts,
 )?);
+    Ok(written.pop())
+}
+
+/// The judged quality of each summary (none without judged summaries).
+fn quality_chart(data: &RunData, sc: &str, charts: &Path) -> Result<Option<Written>, String> {
+    let mut written = Vec::new();
     let quality = series_per_strategy(
         data,
         |k| {
@@ -769,7 +808,7 @@ charts,
             charts,
         )?);
     }
-    Ok(written)
+    Ok(written.pop())
 }
 
 /// Thins stacked rows to at most [`MAX_POINTS`], keeping the largest call of

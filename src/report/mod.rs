@@ -202,30 +202,7 @@ pub fn print_table(
     if totals.len() > 1 {
         writeln!(out, "* the best strategy of the column, over all scenarios")?;
     }
-    if totals.iter().any(|a| !a.stages.is_empty()) {
-        writeln!(
-            out,
-            "\nlatency per stage, p50 / p95 / p99 in µs, over all scenarios:"
-        )?;
-        let mut rows = vec![
-            std::iter::once("stage".to_string())
-                .chain(totals.iter().map(|a| a.strategy.clone()))
-                .collect::<Vec<_>>(),
-        ];
-        for stage in Stage::ALL {
-            if totals.iter().all(|a| !a.stages.contains_key(stage.name())) {
-                continue;
-            }
-            let mut row = vec![stage.name().to_string()];
-            for a in totals {
-                row.push(a.stages.get(stage.name()).map_or("-".into(), |l| {
-                    format!("{} / {} / {}", l.p50_us, l.p95_us, l.p99_us)
-                }));
-            }
-            rows.push(row);
-        }
-        write_aligned(out, &rows)?;
-    }
+    stage_table(out, totals)?;
     let kinds = kind_table(totals);
     if !kinds.is_empty() {
         writeln!(
@@ -235,6 +212,35 @@ pub fn print_table(
         write_aligned(out, &kinds)?;
     }
     Ok(())
+}
+
+/// The latency per stage, p50 / p95 / p99, per strategy (where timed).
+fn stage_table(out: &mut impl Write, totals: &[Aggregate]) -> std::io::Result<()> {
+    if totals.iter().all(|a| a.stages.is_empty()) {
+        return Ok(());
+    }
+    writeln!(
+        out,
+        "\nlatency per stage, p50 / p95 / p99 in µs, over all scenarios:"
+    )?;
+    let mut rows = vec![
+        std::iter::once("stage".to_string())
+            .chain(totals.iter().map(|a| a.strategy.clone()))
+            .collect::<Vec<_>>(),
+    ];
+    for stage in Stage::ALL {
+        if totals.iter().all(|a| !a.stages.contains_key(stage.name())) {
+            continue;
+        }
+        let mut row = vec![stage.name().to_string()];
+        for a in totals {
+            row.push(a.stages.get(stage.name()).map_or("-".into(), |l| {
+                format!("{} / {} / {}", l.p50_us, l.p95_us, l.p99_us)
+            }));
+        }
+        rows.push(row);
+    }
+    write_aligned(out, &rows)
 }
 
 /// Rows as a table: the first column left-aligned, the others right-aligned.
