@@ -2,6 +2,7 @@
 //! PNG. Text is rendered with a font embedded in the binary (DejaVu Sans,
 //! `assets/fonts/`), so charts look the same on a machine with no fonts.
 
+pub mod figures;
 pub mod run;
 
 use std::path::Path;
