@@ -6,7 +6,6 @@
 use std::collections::BTreeMap;
 use std::path::Path;
 
-
 use super::{Figure, save, strategy_color, thousands};
 
 pub use super::figures::{Bars, Budget, Lines, SECTIONS, Series, StackRow, thin};

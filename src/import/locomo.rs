@@ -171,10 +171,53 @@ fn conversation(
         ));
     }
 
-    // Messages: dia_id -> (session number, text as written into the scenario).
+    let (messages, order) = messages_of(file, label, &numbered, &a, &b)?;
+    let (cited, probes) = questions(file, label, qa, &messages)?;
+    let facts: Vec<Value> = order
+        .iter()
+        .filter(|(_, dia, _, _)| cited.contains(dia))
+        .map(|(_, dia, _, content)| json!({ "id": dia, "statement": content }))
+        .collect();
+    let plan = Plan {
+        order: &order,
+        cited: &cited,
+        probes: &probes,
+        after_evidence,
+    };
+    let sessions = sessions_of(file, label, conv, &numbered, &plan)?;
+    let name = scenario_name("locomo", id);
+    let scenario = json!({
+        "format": 1,
+        "name": name,
+        "description": format!(
+            "LoCoMo conversation {id} between {a} (user) and {b} (assistant): {} sessions, {} messages, {} questions.",
+            numbered.len(), order.len(), qa.len()
+        ),
+        "system_prompt": format!("You are {b}, talking with your friend {a}. Answer from what you remember of your conversations."),
+        "facts": facts,
+        "sessions": sessions,
+    });
+    Ok((name, scenario))
+}
+
+/// A message of the scenario: session number, dia_id, role, content.
+type Line = (u32, String, String, String);
+
+/// The messages of the sessions, by dia_id (session number and text as
+/// written into the scenario) and in order; `a` is the user, `b` the
+/// assistant.
+#[allow(clippy::type_complexity)]
+fn messages_of(
+    file: &Path,
+    label: &str,
+    numbered: &BTreeMap<u32, &Vec<Value>>,
+    a: &str,
+    b: &str,
+) -> Result<(BTreeMap<String, (u32, String)>, Vec<Line>), ImportError> {
+    let at = |place: &str| format!("conversation {label}: {place}");
     let mut messages: BTreeMap<String, (u32, String)> = BTreeMap::new();
-    let mut order: Vec<(u32, String, String, String)> = Vec::new(); // session, dia_id, role, content
-    for (&n, list) in &numbered {
+    let mut order: Vec<Line> = Vec::new();
+    for (&n, list) in numbered {
         for (j, m) in list.iter().enumerate() {
             let place = at(&format!("session_{n}[{j}]"));
             let field = |k: &str| m.get(k).and_then(Value::as_str).map(str::trim);
@@ -219,10 +262,23 @@ fn conversation(
             order.push((n, dia.to_string(), role.to_string(), content));
         }
     }
+    Ok((messages, order))
+}
 
-    // Questions: evidence, answer, kind.
+/// A question: the session of its last evidence, its probe after the
+/// last session, and its probe right after that evidence.
+type Question = (u32, Value, Value);
+
+/// The questions, and the messages they cite as evidence.
+fn questions(
+    file: &Path,
+    label: &str,
+    qa: &[Value],
+    messages: &BTreeMap<String, (u32, String)>,
+) -> Result<(BTreeSet<String>, Vec<Question>), ImportError> {
+    let at = |place: &str| format!("conversation {label}: {place}");
     let mut cited: BTreeSet<String> = BTreeSet::new();
-    let mut probes: Vec<(u32, Value, Value)> = Vec::new(); // last evidence session, final probe, early probe
+    let mut probes: Vec<Question> = Vec::new();
     for (i, q) in qa.iter().enumerate() {
         let question = q["question"].as_str().unwrap_or("").trim();
         let place = if question.is_empty() {
@@ -276,36 +332,53 @@ fn conversation(
             ),
         ));
     }
+    Ok((cited, probes))
+}
 
-    let facts: Vec<Value> = order
-        .iter()
-        .filter(|(_, dia, _, _)| cited.contains(dia))
-        .map(|(_, dia, _, content)| json!({ "id": dia, "statement": content }))
-        .collect();
+/// What the sessions are made of.
+struct Plan<'a> {
+    order: &'a [Line],
+    cited: &'a BTreeSet<String>,
+    probes: &'a [Question],
+    /// Also ask each question right after its last evidence.
+    after_evidence: bool,
+}
+
+/// The scenario's sessions: the messages (those cited plant their fact),
+/// the probes, and each session's start.
+fn sessions_of(
+    file: &Path,
+    label: &str,
+    conv: &Map<String, Value>,
+    numbered: &BTreeMap<u32, &Vec<Value>>,
+    plan: &Plan<'_>,
+) -> Result<Vec<Value>, ImportError> {
+    let at = |place: &str| format!("conversation {label}: {place}");
     let last = *numbered.keys().last().expect("at least one session");
     let mut sessions = Vec::new();
     for &n in numbered.keys() {
-        let mut turns: Vec<Value> = order
+        let mut turns: Vec<Value> = plan
+            .order
             .iter()
             .filter(|(s, _, _, _)| *s == n)
             .map(|(_, dia, role, content)| {
                 let mut m = json!({ "role": role, "content": content });
-                if cited.contains(dia) {
+                if plan.cited.contains(dia) {
                     m["plants"] = json!([dia]);
                 }
                 m
             })
             .collect();
-        if after_evidence && n != last {
+        if plan.after_evidence && n != last {
             turns.extend(
-                probes
+                plan.probes
                     .iter()
                     .filter(|(s, _, _)| *s == n)
                     .map(|(_, _, early)| early.clone()),
             );
         }
         if n == last {
-            turns.extend(probes.iter().map(|(_, p, _)| p.clone()));
+            turns.extend(plan.probes.iter().map(|(_, p, _)| p.clone()));
         }
         if turns.is_empty() {
             continue;
@@ -326,19 +399,7 @@ fn conversation(
         s.insert("turns".into(), Value::Array(turns));
         sessions.push(Value::Object(s));
     }
-    let name = scenario_name("locomo", id);
-    let scenario = json!({
-        "format": 1,
-        "name": name,
-        "description": format!(
-            "LoCoMo conversation {id} between {a} (user) and {b} (assistant): {} sessions, {} messages, {} questions.",
-            numbered.len(), order.len(), qa.len()
-        ),
-        "system_prompt": format!("You are {b}, talking with your friend {a}. Answer from what you remember of your conversations."),
-        "facts": facts,
-        "sessions": sessions,
-    });
-    Ok((name, scenario))
+    Ok(sessions)
 }
 
 #[cfg(test)]
