@@ -342,56 +342,14 @@ impl Checker {
                 root.pos,
                 "missing the conversation: add \"sessions\" (several sittings) or \"turns\" (one)",
             ),
-            (Some(s), None) => {
-                if let Some(items) = self.array(s, "$.sessions") {
-                    if items.is_empty() {
-                        self.error("$.sessions", s.pos, "must hold at least one session");
-                    }
-                    for (i, item) in items.iter().enumerate() {
-                        let path = format!("$.sessions[{i}]");
-                        let Some(obj) = self.object(item, &path, "a session") else {
-                            continue;
-                        };
-                        self.unknown_fields(obj, &path, SESSION_FIELDS, "a session");
-                        let sget = |k: &str| obj.iter().find(|m| m.key == k).map(|m| &m.value);
-                        let id = sget("id")
-                            .and_then(|n| self.non_empty_string(n, &format!("{path}.id")))
-                            .unwrap_or_else(|| format!("s{}", i + 1));
-                        if let Some(prev) = sessions.iter().position(|s: &Session| s.id == id) {
-                            self.error(
-                                &format!("{path}.id"),
-                                sget("id").map_or(item.pos, |n| n.pos),
-                                format!(
-                                    "session id {id:?} is already used by session {}",
-                                    prev + 1
-                                ),
-                            );
-                        }
-                        let start = sget("start").and_then(|n| {
-                            let spath = format!("{path}.start");
-                            self.time_nodes
-                                .insert(u32::MAX - i as u32, (spath.clone(), n.pos));
-                            self.timestamp(n, &spath)
-                        });
-                        sessions.push(Session { id, start });
-                        let mut entries = Vec::new();
-                        match sget("turns") {
-                            None => self.error(&path, item.pos, "missing required field \"turns\""),
-                            Some(t) => self.entries(
-                                t,
-                                &format!("{path}.turns"),
-                                sessions.len() - 1,
-                                &fact_ids,
-                                &mut messages,
-                                &mut drafts,
-                                &mut entries,
-                                true,
-                            ),
-                        }
-                        plan.push(entries);
-                    }
-                }
-            }
+            (Some(s), None) => self.sessions(
+                s,
+                &fact_ids,
+                &mut messages,
+                &mut drafts,
+                &mut sessions,
+                &mut plan,
+            ),
             (None, Some(t)) => {
                 sessions.push(Session {
                     id: "s1".into(),
@@ -423,25 +381,7 @@ impl Checker {
 
         self.check_times(&sessions, &messages, &plan);
 
-        // Plant facts and check that each is planted.
-        for m in &messages {
-            for &f in &m.plants {
-                facts[f].planted_by.push(m.number);
-            }
-        }
-        for (i, f) in facts.iter().enumerate() {
-            if f.planted_by.is_empty() {
-                let pos = fact_ids.get(&f.id).map(|x| x.1).unwrap_or_default();
-                self.error(
-                    &format!("$.facts[{i}]"),
-                    pos,
-                    format!(
-                        "fact {:?} is never planted: list it in the \"plants\" of the message that states it",
-                        f.id
-                    ),
-                );
-            }
-        }
+        self.plant(&mut facts, &messages, &fact_ids);
         if self.message_entries == 0 && !plan.is_empty() {
             self.error("$", root.pos, "the conversation has no messages");
         }
@@ -449,17 +389,7 @@ impl Checker {
         let probes = self.assign_probe_ids(&mut drafts, &facts);
         let steps = schedule(&plan, &messages, &probes, &drafts, &facts);
         let name = name?;
-        let mut phrases: Vec<String> = Vec::new();
-        for f in &mut facts {
-            for p in &f.expect {
-                let p = crate::text::fold(p);
-                let at = phrases.iter().position(|q| *q == p).unwrap_or_else(|| {
-                    phrases.push(p);
-                    phrases.len() - 1
-                });
-                f.phrases.push(at as u32);
-            }
-        }
+        let phrases = fold_phrases(&mut facts);
         Some(Scenario {
             user: user.unwrap_or_else(|| name.clone()),
             name,
@@ -475,6 +405,108 @@ impl Checker {
             sha256: String::new(),
         })
     }
+    /// The sessions of a scenario with `"sessions"`: their ids and starts,
+    /// their entries into `messages` and `drafts`, and their plans.
+    #[allow(clippy::too_many_arguments)]
+    fn sessions(
+        &mut self,
+        s: &Node,
+        fact_ids: &HashMap<String, (usize, Pos)>,
+        messages: &mut Vec<Message>,
+        drafts: &mut Vec<ProbeDraft>,
+        sessions: &mut Vec<Session>,
+        plan: &mut Vec<Vec<Result<usize, u32>>>,
+    ) {
+        if let Some(items) = self.array(s, "$.sessions") {
+            if items.is_empty() {
+                self.error("$.sessions", s.pos, "must hold at least one session");
+            }
+            for (i, item) in items.iter().enumerate() {
+                let path = format!("$.sessions[{i}]");
+                let Some(obj) = self.object(item, &path, "a session") else {
+                    continue;
+                };
+                self.unknown_fields(obj, &path, SESSION_FIELDS, "a session");
+                let sget = |k: &str| obj.iter().find(|m| m.key == k).map(|m| &m.value);
+                let id = sget("id")
+                    .and_then(|n| self.non_empty_string(n, &format!("{path}.id")))
+                    .unwrap_or_else(|| format!("s{}", i + 1));
+                if let Some(prev) = sessions.iter().position(|s: &Session| s.id == id) {
+                    self.error(
+                        &format!("{path}.id"),
+                        sget("id").map_or(item.pos, |n| n.pos),
+                        format!("session id {id:?} is already used by session {}", prev + 1),
+                    );
+                }
+                let start = sget("start").and_then(|n| {
+                    let spath = format!("{path}.start");
+                    self.time_nodes
+                        .insert(u32::MAX - i as u32, (spath.clone(), n.pos));
+                    self.timestamp(n, &spath)
+                });
+                sessions.push(Session { id, start });
+                let mut entries = Vec::new();
+                match sget("turns") {
+                    None => self.error(&path, item.pos, "missing required field \"turns\""),
+                    Some(t) => self.entries(
+                        t,
+                        &format!("{path}.turns"),
+                        sessions.len() - 1,
+                        fact_ids,
+                        messages,
+                        drafts,
+                        &mut entries,
+                        true,
+                    ),
+                }
+                plan.push(entries);
+            }
+        }
+    }
+
+    /// Each fact's planting messages; a fact no message plants is an error.
+    fn plant(
+        &mut self,
+        facts: &mut [Fact],
+        messages: &[Message],
+        fact_ids: &HashMap<String, (usize, Pos)>,
+    ) {
+        for m in messages {
+            for &f in &m.plants {
+                facts[f].planted_by.push(m.number);
+            }
+        }
+        for (i, f) in facts.iter().enumerate() {
+            if f.planted_by.is_empty() {
+                let pos = fact_ids.get(&f.id).map(|x| x.1).unwrap_or_default();
+                self.error(
+                &format!("$.facts[{i}]"),
+                pos,
+                format!(
+                    "fact {:?} is never planted: list it in the \"plants\" of the message that states it",
+                    f.id
+                ),
+            );
+            }
+        }
+    }
+}
+
+/// The facts' `expect` phrases, folded, each once; every fact notes the
+/// indexes of its own.
+fn fold_phrases(facts: &mut [Fact]) -> Vec<String> {
+    let mut phrases: Vec<String> = Vec::new();
+    for f in facts.iter_mut() {
+        for p in &f.expect {
+            let p = crate::text::fold(p);
+            let at = phrases.iter().position(|q| *q == p).unwrap_or_else(|| {
+                phrases.push(p);
+                phrases.len() - 1
+            });
+            f.phrases.push(at as u32);
+        }
+    }
+    phrases
 }
 
 #[cfg(test)]
