@@ -123,7 +123,72 @@ fn question(file: &Path, index: usize, q: &Value) -> Result<(String, Value), Imp
         .filter_map(text_of)
         .collect();
 
-    // (start, original index) in date order.
+    let order = date_order(file, &at, dates)?;
+
+    // Marked turns are the evidence; without any, whole answer sessions are.
+    let marked = !abstention
+        && sessions
+            .iter()
+            .filter_map(Value::as_array)
+            .flatten()
+            .any(|t| t["has_answer"].as_bool() == Some(true));
+    let session_evidence = (!abstention && !marked).then_some(answer_sessions.as_slice());
+    let Haystack {
+        facts,
+        expects,
+        mut sessions,
+        skipped,
+        messages,
+    } = haystack(file, &at, ids, sessions, &order, marked, session_evidence)?;
+    if expects.is_empty() && !abstention {
+        return Err(error(
+            file,
+            at("answer_session_ids"),
+            "no evidence: no turn has \"has_answer\": true and no answer session is in the haystack",
+        ));
+    }
+    let Some(last) = sessions.last_mut() else {
+        return Err(error(
+            file,
+            at("haystack_sessions"),
+            "the haystack has no messages",
+        ));
+    };
+    let kind = if abstention {
+        "abstention"
+    } else {
+        qtype.as_str()
+    };
+    last["turns"]
+        .as_array_mut()
+        .expect("turns were built as a list")
+        .push(probe(qid, &question, &expects, Some(&answer), kind));
+    let name = scenario_name("longmemeval", qid);
+    let date = q["question_date"].as_str().unwrap_or("unknown");
+    let scenario = json!({
+        "format": 1,
+        "name": name,
+        "description": format!(
+            "LongMemEval question {qid} ({qtype}), asked {date}: {} sessions, {messages} messages{}.",
+            sessions.len(),
+            match skipped {
+                0 => String::new(),
+                1 => ", 1 empty message skipped".into(),
+                n => format!(", {n} empty messages skipped"),
+            }
+        ),
+        "facts": facts,
+        "sessions": sessions,
+    });
+    Ok((name, scenario))
+}
+
+/// The haystack's sessions in date order: (start, index in the lists).
+fn date_order(
+    file: &Path,
+    at: &dyn Fn(&str) -> String,
+    dates: &[Value],
+) -> Result<Vec<(String, usize)>, ImportError> {
     let mut order: Vec<(String, usize)> = Vec::new();
     for (i, d) in dates.iter().enumerate() {
         let raw = d.as_str().unwrap_or("");
@@ -137,21 +202,38 @@ fn question(file: &Path, index: usize, q: &Value) -> Result<(String, Value), Imp
         order.push((rfc, i));
     }
     order.sort();
+    Ok(order)
+}
 
-    // Marked turns are the evidence; without any, whole answer sessions are.
-    let marked = !abstention
-        && sessions
-            .iter()
-            .filter_map(Value::as_array)
-            .flatten()
-            .any(|t| t["has_answer"].as_bool() == Some(true));
+/// The question's haystack as scenario sessions, with its evidence as facts.
+struct Haystack {
+    facts: Vec<Value>,
+    /// The facts a probe expects.
+    expects: Vec<String>,
+    sessions: Vec<Value>,
+    /// Empty messages left out.
+    skipped: usize,
+    messages: usize,
+}
+
+/// The sessions in `order`; with `marked`, the turns marked `has_answer`
+/// are the evidence, else (`session_evidence`) whole answer sessions are.
+fn haystack(
+    file: &Path,
+    at: &dyn Fn(&str) -> String,
+    ids: &[Value],
+    sessions: &[Value],
+    order: &[(String, usize)],
+    marked: bool,
+    session_evidence: Option<&[String]>,
+) -> Result<Haystack, ImportError> {
     let mut facts: Vec<Value> = Vec::new();
     let mut expects: Vec<String> = Vec::new();
     let mut out_sessions: Vec<Value> = Vec::new();
     let mut seen_ids: Vec<String> = Vec::new();
     let mut skipped = 0usize;
     let mut messages = 0usize;
-    for (start, i) in &order {
+    for (start, i) in order {
         let sid = text_of(&ids[*i]).ok_or_else(|| {
             error(
                 file,
@@ -174,7 +256,7 @@ fn question(file: &Path, index: usize, q: &Value) -> Result<(String, Value), Imp
                 "expected a list of turns",
             ));
         };
-        let session_fact = !abstention && !marked && answer_sessions.contains(&sid);
+        let session_fact = session_evidence.is_some_and(|a| a.contains(&sid));
         if session_fact {
             facts
                 .push(json!({ "id": sid, "statement": format!("what was said in session {sid}") }));
@@ -216,47 +298,13 @@ fn question(file: &Path, index: usize, q: &Value) -> Result<(String, Value), Imp
             out_sessions.push(json!({ "id": sid, "start": start, "turns": out_turns }));
         }
     }
-    if expects.is_empty() && !abstention {
-        return Err(error(
-            file,
-            at("answer_session_ids"),
-            "no evidence: no turn has \"has_answer\": true and no answer session is in the haystack",
-        ));
-    }
-    let Some(last) = out_sessions.last_mut() else {
-        return Err(error(
-            file,
-            at("haystack_sessions"),
-            "the haystack has no messages",
-        ));
-    };
-    let kind = if abstention {
-        "abstention"
-    } else {
-        qtype.as_str()
-    };
-    last["turns"]
-        .as_array_mut()
-        .expect("turns were built as a list")
-        .push(probe(qid, &question, &expects, Some(&answer), kind));
-    let name = scenario_name("longmemeval", qid);
-    let date = q["question_date"].as_str().unwrap_or("unknown");
-    let scenario = json!({
-        "format": 1,
-        "name": name,
-        "description": format!(
-            "LongMemEval question {qid} ({qtype}), asked {date}: {} sessions, {messages} messages{}.",
-            out_sessions.len(),
-            match skipped {
-                0 => String::new(),
-                1 => ", 1 empty message skipped".into(),
-                n => format!(", {n} empty messages skipped"),
-            }
-        ),
-        "facts": facts,
-        "sessions": out_sessions,
-    });
-    Ok((name, scenario))
+    Ok(Haystack {
+        facts,
+        expects,
+        sessions: out_sessions,
+        skipped,
+        messages,
+    })
 }
 
 #[cfg(test)]
