@@ -297,8 +297,8 @@ pub fn scenario(o: &GenerateOptions) -> Result<super::Scenario, String> {
     .map_err(|e| format!("a generated scenario is invalid: {e}"))
 }
 
-/// Builds the scenario as JSON, ready to write.
-pub fn generate(o: &GenerateOptions) -> Result<Value, String> {
+/// Refuses options that cannot make a scenario.
+fn check(o: &GenerateOptions) -> Result<(), String> {
     if o.messages < 20 {
         return Err("--messages must be at least 20".into());
     }
@@ -311,12 +311,18 @@ pub fn generate(o: &GenerateOptions) -> Result<Value, String> {
     if o.every == 0 {
         return Err("--every must be at least 1".into());
     }
-    let mut rng = ChaCha8Rng::seed_from_u64(o.seed);
-    let exchanges = o.messages / 2;
-    let templates: Vec<&FactTemplate> = FACTS.iter().take(o.facts as usize).collect();
+    Ok(())
+}
 
-    // Which exchange plants what: facts spread over the first 70% of the
-    // conversation, updates over 75-95%, each slot used once.
+/// Which exchange plants what (a fact, or its update), and which facts are
+/// updated (with the exchange). Facts spread over the first 70% of the
+/// conversation, updates over 75-95%, each slot used once.
+#[allow(clippy::type_complexity)]
+fn plan_plants(
+    rng: &mut ChaCha8Rng,
+    exchanges: u32,
+    templates: &[&FactTemplate],
+) -> (Vec<Option<(usize, bool)>>, Vec<(usize, usize)>) {
     let mut plan: Vec<Option<(usize, bool)>> = vec![None; exchanges as usize];
     let mut place = |rng: &mut ChaCha8Rng, lo: f64, hi: f64, what: (usize, bool)| {
         let (lo, hi) = (
@@ -334,31 +340,26 @@ pub fn generate(o: &GenerateOptions) -> Result<Value, String> {
     let mut plants = Vec::new();
     for (i, _) in templates.iter().enumerate() {
         let slot = 0.7 / n;
-        let at = place(
-            &mut rng,
-            i as f64 * slot,
-            (i as f64 + 1.0) * slot,
-            (i, false),
-        );
+        let at = place(rng, i as f64 * slot, (i as f64 + 1.0) * slot, (i, false));
         plants.push(at);
     }
     let mut updated = Vec::new();
     for (i, t) in templates.iter().enumerate() {
         if t.update.is_some() && i % 2 == 0 {
-            let at = place(&mut rng, 0.75, 0.95, (i, true));
+            let at = place(rng, 0.75, 0.95, (i, true));
             updated.push((i, at));
         }
     }
+    (plan, updated)
+}
 
-    let values: Vec<(&str, &str)> = templates
-        .iter()
-        .map(|t| {
-            let a = rng.random_range(0..t.values.len());
-            let b = (a + 1 + rng.random_range(0..t.values.len() - 1)) % t.values.len();
-            (t.values[a], t.values[b])
-        })
-        .collect();
-
+/// The facts: each template's value, and where it is updated, the old one
+/// superseded by the new.
+fn facts_of(
+    templates: &[&FactTemplate],
+    values: &[(&str, &str)],
+    updated: &[(usize, usize)],
+) -> Vec<Value> {
     let mut facts = Vec::new();
     for (i, t) in templates.iter().enumerate() {
         let (old, new) = values[i];
@@ -377,6 +378,58 @@ pub fn generate(o: &GenerateOptions) -> Result<Value, String> {
             );
         }
     }
+    facts
+}
+
+/// A recurring probe per fact, asked every `every` messages.
+fn recurring_probes(
+    templates: &[&FactTemplate],
+    values: &[(&str, &str)],
+    updated: &[(usize, usize)],
+    every: u32,
+) -> Vec<Value> {
+    templates
+        .iter()
+        .enumerate()
+        .map(|(i, t)| {
+            let (old, new) = values[i];
+            let is_updated = updated.iter().any(|&(u, _)| u == i);
+            let (fid, value) = if is_updated {
+                (t.id.to_string(), new)
+            } else {
+                (t.id.to_string(), old)
+            };
+            json!({
+                "id": format!("ask-{}", t.id),
+                "probe": t.question,
+                "expects": [fid],
+                "answer": value,
+                "kind": t.kind,
+                "every": every,
+            })
+        })
+        .collect()
+}
+
+/// Builds the scenario as JSON, ready to write.
+pub fn generate(o: &GenerateOptions) -> Result<Value, String> {
+    check(o)?;
+    let mut rng = ChaCha8Rng::seed_from_u64(o.seed);
+    let exchanges = o.messages / 2;
+    let templates: Vec<&FactTemplate> = FACTS.iter().take(o.facts as usize).collect();
+
+    let (plan, updated) = plan_plants(&mut rng, exchanges, &templates);
+
+    let values: Vec<(&str, &str)> = templates
+        .iter()
+        .map(|t| {
+            let a = rng.random_range(0..t.values.len());
+            let b = (a + 1 + rng.random_range(0..t.values.len() - 1)) % t.values.len();
+            (t.values[a], t.values[b])
+        })
+        .collect();
+
+    let facts = facts_of(&templates, &values, &updated);
 
     // Sessions start two or three days apart; messages are a minute apart.
     let start_day = day_number(2025, 1, 6).expect("a date");
@@ -453,27 +506,7 @@ pub fn generate(o: &GenerateOptions) -> Result<Value, String> {
     let start = format_rfc3339(day * 86_400_000 + 9 * 3_600_000);
     sessions.push(json!({"id": id, "start": start, "turns": turns}));
 
-    let probes: Vec<Value> = templates
-        .iter()
-        .enumerate()
-        .map(|(i, t)| {
-            let (old, new) = values[i];
-            let is_updated = updated.iter().any(|&(u, _)| u == i);
-            let (fid, value) = if is_updated {
-                (t.id.to_string(), new)
-            } else {
-                (t.id.to_string(), old)
-            };
-            json!({
-                "id": format!("ask-{}", t.id),
-                "probe": t.question,
-                "expects": [fid],
-                "answer": value,
-                "kind": t.kind,
-                "every": o.every,
-            })
-        })
-        .collect();
+    let probes = recurring_probes(&templates, &values, &updated, o.every);
 
     Ok(json!({
         "format": 1,
