@@ -301,9 +301,65 @@ impl Checker {
             Some(n) => self.non_empty_string(n, &format!("{path}.probe")),
         };
         let id = get("id").and_then(|n| self.non_empty_string(n, &format!("{path}.id")));
+        let expects = self.expects(get("expects"), node, path, fact_ids);
+        let answer = get("answer").and_then(|n| self.string(n, &format!("{path}.answer")));
+        let kind = get("kind").and_then(|n| self.non_empty_string(n, &format!("{path}.kind")));
+        let every = if recurring {
+            match get("every") {
+                None => {
+                    self.error(
+                        path,
+                        node.pos,
+                        "missing required field \"every\" (ask after every N messages)",
+                    );
+                    None
+                }
+                Some(n) => self.integer(n, &format!("{path}.every")).and_then(|v| {
+                    if v < 1 || v > u32::MAX as i64 {
+                        self.error(
+                            &format!("{path}.every"),
+                            n.pos,
+                            format!("must be at least 1, not {v}"),
+                        );
+                        None
+                    } else {
+                        Some(v as u32)
+                    }
+                }),
+            }
+        } else {
+            None
+        };
+        let expects = expects?;
+        if recurring && every.is_none() {
+            return None;
+        }
+        Some(ProbeDraft {
+            pos: node.pos,
+            path: path.to_string(),
+            id,
+            question: question?,
+            expects,
+            answer,
+            kind,
+            every,
+            after: None,
+        })
+    }
+
+    /// A probe's `expects`: the facts it needs, each with its path and
+    /// position (`None` where the list has an error).
+    #[allow(clippy::type_complexity)]
+    pub(super) fn expects(
+        &mut self,
+        node_expects: Option<&Node>,
+        node: &Node,
+        path: &str,
+        fact_ids: &HashMap<String, (usize, Pos)>,
+    ) -> Option<Vec<(usize, String, Pos)>> {
         let mut expects = Vec::new();
         let mut expects_ok = true;
-        match get("expects") {
+        match node_expects {
             None => {
                 self.error(
                     path,
@@ -350,48 +406,7 @@ impl Checker {
                 }
             }
         }
-        let answer = get("answer").and_then(|n| self.string(n, &format!("{path}.answer")));
-        let kind = get("kind").and_then(|n| self.non_empty_string(n, &format!("{path}.kind")));
-        let every = if recurring {
-            match get("every") {
-                None => {
-                    self.error(
-                        path,
-                        node.pos,
-                        "missing required field \"every\" (ask after every N messages)",
-                    );
-                    None
-                }
-                Some(n) => self.integer(n, &format!("{path}.every")).and_then(|v| {
-                    if v < 1 || v > u32::MAX as i64 {
-                        self.error(
-                            &format!("{path}.every"),
-                            n.pos,
-                            format!("must be at least 1, not {v}"),
-                        );
-                        None
-                    } else {
-                        Some(v as u32)
-                    }
-                }),
-            }
-        } else {
-            None
-        };
-        if !expects_ok || (recurring && every.is_none()) {
-            return None;
-        }
-        Some(ProbeDraft {
-            pos: node.pos,
-            path: path.to_string(),
-            id,
-            question: question?,
-            expects,
-            answer,
-            kind,
-            every,
-            after: None,
-        })
+        expects_ok.then_some(expects)
     }
 
     pub(super) fn check_times(
