@@ -311,10 +311,16 @@ pub struct Backend {
     pub embedding_price: Option<crate::config::Price>,
 }
 
+/// A backend that cannot be set up (its key, prompt, cache or HTTP
+/// client), worded for the user: the run is refused before it starts.
+#[derive(Debug, Clone, thiserror::Error)]
+#[error("{0}")]
+pub struct SetupError(pub String);
+
 /// The configured backend.
-pub fn from_config(config: &crate::config::Config, tok: Tokenizer) -> Result<Backend, String> {
+pub fn from_config(config: &crate::config::Config, tok: Tokenizer) -> Result<Backend, SetupError> {
     match config.backend.as_str() {
-        "openai" => openai::backend(config, tok),
+        "openai" => openai::backend(config, tok).map_err(SetupError),
         _ => Ok(offline::backend(config.offline.embedding_dim as usize)),
     }
 }

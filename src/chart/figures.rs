@@ -6,7 +6,9 @@ use plotters::coord::ranged1d::{AsRangedCoord, ValueFormatter};
 use plotters::prelude::*;
 use plotters::style::text_anchor::{HPos, Pos, VPos};
 
-use super::{FONT, Figure, Key, PALETTE, Swatch, err, header, strategy_color, thousands};
+use super::{
+    ChartError, FONT, Figure, Key, PALETTE, Swatch, err, header, strategy_color, thousands,
+};
 
 /// The colour of reference lines (the context budget).
 pub(super) const REFERENCE: RGBColor = RGBColor(70, 70, 70);
@@ -89,7 +91,7 @@ impl Lines {
         ys.chain(refs).fold(0.0, f64::max)
     }
 
-    fn draw_on<DB, Y>(&self, root: &DrawingArea<DB, Shift>, y: Y) -> Result<(), String>
+    fn draw_on<DB, Y>(&self, root: &DrawingArea<DB, Shift>, y: Y) -> Result<(), ChartError>
     where
         DB: DrawingBackend,
         Y: AsRangedCoord<Value = f64>,
@@ -161,7 +163,7 @@ impl Lines {
 }
 
 impl Figure for Lines {
-    fn draw<DB: DrawingBackend>(&self, root: &DrawingArea<DB, Shift>) -> Result<(), String> {
+    fn draw<DB: DrawingBackend>(&self, root: &DrawingArea<DB, Shift>) -> Result<(), ChartError> {
         let top = self.y_max();
         match (self.y_range, self.log_y) {
             (Some((lo, hi)), _) => self.draw_on(root, lo..hi),
@@ -193,7 +195,12 @@ pub struct Bars {
 }
 
 impl Bars {
-    fn draw_on<DB, X>(&self, root: &DrawingArea<DB, Shift>, x: X, base: f64) -> Result<(), String>
+    fn draw_on<DB, X>(
+        &self,
+        root: &DrawingArea<DB, Shift>,
+        x: X,
+        base: f64,
+    ) -> Result<(), ChartError>
     where
         DB: DrawingBackend,
         X: AsRangedCoord<Value = f64>,
@@ -272,7 +279,7 @@ impl Figure for Bars {
         (1100, (rows + 170).max(380))
     }
 
-    fn draw<DB: DrawingBackend>(&self, root: &DrawingArea<DB, Shift>) -> Result<(), String> {
+    fn draw<DB: DrawingBackend>(&self, root: &DrawingArea<DB, Shift>) -> Result<(), ChartError> {
         let top = self
             .series
             .iter()
@@ -322,7 +329,7 @@ impl Figure for Budget {
         (1200, 80 + rows * 290)
     }
 
-    fn draw<DB: DrawingBackend>(&self, root: &DrawingArea<DB, Shift>) -> Result<(), String> {
+    fn draw<DB: DrawingBackend>(&self, root: &DrawingArea<DB, Shift>) -> Result<(), ChartError> {
         let mut keys: Vec<Key> = SECTIONS
             .iter()
             .map(|(name, color)| (name.to_string(), *color, Swatch::Block))

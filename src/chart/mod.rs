@@ -36,16 +36,27 @@ pub trait Figure {
     }
 
     /// Draws the figure on `root`.
-    fn draw<DB: DrawingBackend>(&self, root: &DrawingArea<DB, Shift>) -> Result<(), String>;
+    fn draw<DB: DrawingBackend>(&self, root: &DrawingArea<DB, Shift>) -> Result<(), ChartError>;
 }
 
-/// A plotters error as text.
-pub fn err<E: std::fmt::Display>(e: E) -> String {
-    e.to_string()
+/// A chart that could not be drawn or written, with why.
+#[derive(Debug, thiserror::Error)]
+#[error("{0}")]
+pub struct ChartError(pub String);
+
+impl From<String> for ChartError {
+    fn from(m: String) -> Self {
+        ChartError(m)
+    }
+}
+
+/// A plotters error as a chart error.
+pub fn err<E: std::fmt::Display>(e: E) -> ChartError {
+    ChartError(e.to_string())
 }
 
 /// Saves `fig` as `dir/stem.svg` and `dir/stem.png`.
-pub fn save(fig: &impl Figure, dir: &Path, stem: &str) -> Result<(), String> {
+pub fn save(fig: &impl Figure, dir: &Path, stem: &str) -> Result<(), ChartError> {
     init_fonts();
     let size = fig.size();
     let svg_path = dir.join(format!("{stem}.svg"));
@@ -59,11 +70,11 @@ pub fn save(fig: &impl Figure, dir: &Path, stem: &str) -> Result<(), String> {
     std::fs::write(&svg_path, svg).map_err(|e| format!("{}: {e}", svg_path.display()))?;
     let png_path = dir.join(format!("{stem}.png"));
     let png = render_png(fig)?;
-    std::fs::write(&png_path, png).map_err(|e| format!("{}: {e}", png_path.display()))
+    std::fs::write(&png_path, png).map_err(|e| ChartError(format!("{}: {e}", png_path.display())))
 }
 
 /// The figure as PNG bytes.
-pub fn render_png(fig: &impl Figure) -> Result<Vec<u8>, String> {
+pub fn render_png(fig: &impl Figure) -> Result<Vec<u8>, ChartError> {
     init_fonts();
     let (w, h) = fig.size();
     let mut rgb = vec![0u8; w as usize * h as usize * 3];
@@ -76,7 +87,7 @@ pub fn render_png(fig: &impl Figure) -> Result<Vec<u8>, String> {
     encode_png(&rgb, w, h)
 }
 
-fn encode_png(rgb: &[u8], w: u32, h: u32) -> Result<Vec<u8>, String> {
+fn encode_png(rgb: &[u8], w: u32, h: u32) -> Result<Vec<u8>, ChartError> {
     let mut out = Vec::new();
     {
         let mut enc = png::Encoder::new(&mut out, w, h);
@@ -131,7 +142,7 @@ pub fn header<DB: DrawingBackend>(
     root: &DrawingArea<DB, Shift>,
     title: &str,
     keys: &[Key],
-) -> Result<DrawingArea<DB, Shift>, String> {
+) -> Result<DrawingArea<DB, Shift>, ChartError> {
     let (w, _) = root.dim_in_pixel();
     let height = if keys.is_empty() { 44 } else { 74 };
     let (top, rest) = root.split_vertically(height);
@@ -211,7 +222,10 @@ mod tests {
         fn size(&self) -> (u32, u32) {
             (200, 60)
         }
-        fn draw<DB: DrawingBackend>(&self, root: &DrawingArea<DB, Shift>) -> Result<(), String> {
+        fn draw<DB: DrawingBackend>(
+            &self,
+            root: &DrawingArea<DB, Shift>,
+        ) -> Result<(), ChartError> {
             root.draw(&Text::new(self.0, (10, 20), (FONT, 24).into_font()))
                 .map_err(err)
         }

@@ -6,7 +6,7 @@
 use std::collections::BTreeMap;
 use std::path::Path;
 
-use super::{Figure, save, strategy_color, thousands};
+use super::{ChartError, Figure, save, strategy_color, thousands};
 
 pub use super::figures::{Bars, Budget, Lines, SECTIONS, Series, StackRow, thin};
 use crate::results::read::{POSITION_BINS, RunData};
@@ -66,7 +66,7 @@ fn emit(
     caption: String,
     scenario: Option<&str>,
     charts: &Path,
-) -> Result<Written, String> {
+) -> Result<Written, ChartError> {
     if let Some(parent) = charts.join(&stem).parent() {
         std::fs::create_dir_all(parent).map_err(|e| format!("{}: {e}", parent.display()))?;
     }
@@ -80,7 +80,7 @@ fn emit(
 
 /// Writes every chart of a run under `dir/charts/`, returning what it wrote;
 /// the scenarios' charts are drawn in parallel.
-pub fn write_all(data: &RunData, dir: &Path) -> Result<Vec<Written>, String> {
+pub fn write_all(data: &RunData, dir: &Path) -> Result<Vec<Written>, ChartError> {
     let drawn = &data.drawn;
     let of_all = if drawn.len() < data.scenarios.len() {
         format!(
@@ -198,7 +198,7 @@ pub fn path_component(name: &str) -> std::borrow::Cow<'_, str> {
 }
 
 /// The charts of one scenario.
-fn scenario_charts(data: &RunData, sc: &str, charts: &Path) -> Result<Vec<Written>, String> {
+fn scenario_charts(data: &RunData, sc: &str, charts: &Path) -> Result<Vec<Written>, ChartError> {
     let mut written = Vec::new();
     for chart in [
         context_chart,
@@ -213,7 +213,7 @@ fn scenario_charts(data: &RunData, sc: &str, charts: &Path) -> Result<Vec<Writte
 }
 
 /// Context tokens per call, with the budget line.
-fn context_chart(data: &RunData, sc: &str, charts: &Path) -> Result<Option<Written>, String> {
+fn context_chart(data: &RunData, sc: &str, charts: &Path) -> Result<Option<Written>, ChartError> {
     let mut written = Vec::new();
     let context = series_per_strategy(
         data,
@@ -257,7 +257,11 @@ fn context_chart(data: &RunData, sc: &str, charts: &Path) -> Result<Option<Writt
 }
 
 /// Everything spent so far, per message.
-fn cumulative_chart(data: &RunData, sc: &str, charts: &Path) -> Result<Option<Written>, String> {
+fn cumulative_chart(
+    data: &RunData,
+    sc: &str,
+    charts: &Path,
+) -> Result<Option<Written>, ChartError> {
     let mut written = Vec::new();
     let cumulative = series_per_strategy(
         data,
@@ -302,7 +306,7 @@ fn cumulative_chart(data: &RunData, sc: &str, charts: &Path) -> Result<Option<Wr
 }
 
 /// Recall over the conversation (none without recall to draw).
-fn recall_chart(data: &RunData, sc: &str, charts: &Path) -> Result<Option<Written>, String> {
+fn recall_chart(data: &RunData, sc: &str, charts: &Path) -> Result<Option<Written>, ChartError> {
     let mut written = Vec::new();
     // Many probe turns are averaged over equal stretches of the
     // conversation, so the chart shows a trend rather than a comb.
@@ -365,7 +369,7 @@ fn recall_chart(data: &RunData, sc: &str, charts: &Path) -> Result<Option<Writte
 }
 
 /// The token budget dashboard: each call's context by section.
-fn budget_chart(data: &RunData, sc: &str, charts: &Path) -> Result<Option<Written>, String> {
+fn budget_chart(data: &RunData, sc: &str, charts: &Path) -> Result<Option<Written>, ChartError> {
     let mut written = Vec::new();
     written.push(emit(
 &Budget {
@@ -403,7 +407,7 @@ charts,
 }
 
 /// The judged quality of each summary (none without judged summaries).
-fn quality_chart(data: &RunData, sc: &str, charts: &Path) -> Result<Option<Written>, String> {
+fn quality_chart(data: &RunData, sc: &str, charts: &Path) -> Result<Option<Written>, ChartError> {
     let mut written = Vec::new();
     let quality = series_per_strategy(
         data,

@@ -51,12 +51,12 @@ fn read_shard(dir: &Path) -> Result<Shard, Failure> {
     Ok(Shard {
         dir: dir.to_path_buf(),
         meta,
-        turns: read_csv(&dir.join("turns.csv")).map_err(input)?,
-        probes: read_csv(&dir.join("probes.csv")).map_err(input)?,
-        summaries: read_csv(&dir.join("summaries.csv")).map_err(input)?,
+        turns: read_csv(&dir.join("turns.csv"))?,
+        probes: read_csv(&dir.join("probes.csv"))?,
+        summaries: read_csv(&dir.join("summaries.csv"))?,
         // Runs older than calls.csv have none to merge.
         calls: if dir.join("calls.csv").is_file() {
-            read_csv(&dir.join("calls.csv")).map_err(input)?
+            read_csv(&dir.join("calls.csv"))?
         } else {
             Vec::new()
         },

@@ -59,6 +59,13 @@ impl From<OutError> for Failure {
     }
 }
 
+/// A run's files that cannot be read or relied on are bad input.
+impl From<crate::results::ResultsError> for Failure {
+    fn from(e: crate::results::ResultsError) -> Self {
+        Failure::Input(format!("error: {e}"))
+    }
+}
+
 impl From<anyhow::Error> for Failure {
     fn from(e: anyhow::Error) -> Self {
         Failure::Run(e)

@@ -239,7 +239,10 @@ impl Figure for SweepChart<'_> {
         (1000, 650)
     }
 
-    fn draw<DB: DrawingBackend>(&self, root: &DrawingArea<DB, Shift>) -> Result<(), String> {
+    fn draw<DB: DrawingBackend>(
+        &self,
+        root: &DrawingArea<DB, Shift>,
+    ) -> Result<(), chart::ChartError> {
         let points = self.points;
         let tmax = points.iter().map(|p| p.total_tokens).max().unwrap_or(1) as f64 / 1000.0;
         let tmin = points.iter().map(|p| p.total_tokens).min().unwrap_or(0) as f64 / 1000.0;

@@ -5,7 +5,7 @@
 
 use std::fmt::Write as _;
 
-use super::{METRICS, best_values};
+use super::{METRICS, ReportError, best_values};
 use crate::chart::run::Written;
 use crate::chart::thousands;
 use crate::results::Aggregate;
@@ -106,9 +106,12 @@ fn attr<'a>(svg: &'a str, name: &str) -> Option<&'a str> {
     Some(&head[start..start + len])
 }
 
-fn figure(out: &mut String, data: &RunData, w: &Written) -> Result<(), String> {
+fn figure(out: &mut String, data: &RunData, w: &Written) -> Result<(), ReportError> {
     let path = data.dir.join(format!("{}.svg", w.stem));
-    let svg = std::fs::read_to_string(&path).map_err(|e| format!("{}: {e}", path.display()))?;
+    let svg = std::fs::read_to_string(&path).map_err(|source| ReportError::Read {
+        path: path.clone(),
+        source,
+    })?;
     let _ = writeln!(
         out,
         "<figure>{}<figcaption>{} <a href=\"{s}.png\">PNG</a> · <a href=\"{s}.svg\">SVG</a></figcaption></figure>",
@@ -308,7 +311,7 @@ fn metadata(out: &mut String, data: &RunData) {
 }
 
 /// The whole page.
-pub fn render(data: &RunData, charts: &[Written]) -> Result<String, String> {
+pub fn render(data: &RunData, charts: &[Written]) -> Result<String, ReportError> {
     let mut out = String::new();
     out.push_str("<!DOCTYPE html>\n<html lang=\"en\"><head><meta charset=\"utf-8\"><meta name=\"viewport\" content=\"width=device-width, initial-scale=1\"><title>memeval report</title><style>");
     out.push_str(STYLE);
@@ -399,11 +402,14 @@ pub fn render(data: &RunData, charts: &[Written]) -> Result<String, String> {
 }
 
 /// Charts and report.html for the run in `data.dir`.
-pub fn write_report(data: &RunData) -> Result<std::path::PathBuf, String> {
+pub fn write_report(data: &RunData) -> Result<std::path::PathBuf, ReportError> {
     let charts = crate::chart::run::write_all(data, &data.dir)?;
     let html = render(data, &charts)?;
     let path = data.dir.join("report.html");
-    std::fs::write(&path, html).map_err(|e| format!("{}: {e}", path.display()))?;
+    std::fs::write(&path, html).map_err(|source| ReportError::Write {
+        path: path.clone(),
+        source,
+    })?;
     Ok(path)
 }
 

@@ -10,6 +10,29 @@ use std::path::{Path, PathBuf};
 
 use crate::results::Aggregate;
 
+/// Why the charts or report.html of a run could not be made.
+#[derive(Debug, thiserror::Error)]
+pub enum ReportError {
+    /// The run's files could not be read back.
+    #[error(transparent)]
+    Results(#[from] crate::results::ResultsError),
+    /// A chart could not be drawn or written.
+    #[error(transparent)]
+    Chart(#[from] crate::chart::ChartError),
+    /// A chart's SVG could not be read back into the page.
+    #[error("{path}: {source}")]
+    Read {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    /// report.html could not be written.
+    #[error("{path}: {source}")]
+    Write {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+}
+
 use crate::memory::Stage;
 
 /// Which way is better for a column of the results table.
@@ -263,6 +286,6 @@ fn write_aligned(out: &mut impl Write, rows: &[Vec<String>]) -> std::io::Result<
 }
 
 /// Charts and report.html from the files of the run in `dir`.
-pub fn write_report(dir: &Path) -> Result<PathBuf, String> {
+pub fn write_report(dir: &Path) -> Result<PathBuf, ReportError> {
     html::write_report(&crate::results::read::RunData::load(dir)?)
 }

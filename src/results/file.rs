@@ -5,6 +5,7 @@ use std::path::Path;
 
 use serde::{Deserialize, Serialize};
 
+use super::ResultsError;
 use super::aggregate::Aggregate;
 
 /// A run's results as the gate reads them: results.json, a run folder, or
@@ -21,29 +22,28 @@ pub struct RunResults {
 }
 
 /// Reads results from a run folder, a results.json or a baseline file.
-pub fn load_results(path: &Path) -> Result<RunResults, String> {
+pub fn load_results(path: &Path) -> Result<RunResults, ResultsError> {
     let file = if path.is_dir() {
         path.join("results.json")
     } else {
         path.to_path_buf()
     };
-    let bytes = crate::files::read_capped(&file, crate::files::cap::RESULTS, "memeval results")
-        .map_err(|e| e.to_string())?;
+    let bytes = crate::files::read_capped(&file, crate::files::cap::RESULTS, "memeval results")?;
     // The file whole first, so that a broken one is reported where it
     // breaks; then its metadata, typed.
     let raw: Raw = serde_json::from_slice(&bytes).map_err(|e| {
-        format!(
+        ResultsError::Invalid(format!(
             "{}:{}:{}: not memeval results: {e}",
             file.display(),
             e.line(),
             e.column()
-        )
+        ))
     })?;
     let meta = serde_json::from_value(raw.meta).map_err(|e| {
-        format!(
+        ResultsError::Invalid(format!(
             "{}: meta: not a memeval run's metadata: {e}",
             file.display()
-        )
+        ))
     })?;
     Ok(RunResults {
         memeval_baseline: raw.memeval_baseline,
@@ -70,22 +70,24 @@ pub const BASELINE_VERSION: u32 = 1;
 /// Refuses results no gate may rest on: an unknown baseline version, a run
 /// that was interrupted (its results marked partial), or no result at all.
 /// A gate over them would pass with fewer checks than it seems to make.
-pub fn check_usable(results: &RunResults) -> Result<(), String> {
+pub fn check_usable(results: &RunResults) -> Result<(), ResultsError> {
     if let Some(v) = results.memeval_baseline
         && v != BASELINE_VERSION
     {
-        return Err(format!(
+        return Err(ResultsError::Unusable(format!(
             "a baseline of version {v}, which this memeval (reading version {BASELINE_VERSION}) does not know"
-        ));
+        )));
     }
     if results.meta.partial {
-        return Err(
+        return Err(ResultsError::Unusable(
             "the results of an interrupted run (marked partial): finish it with `memeval run --resume` first"
                 .into(),
-        );
+        ));
     }
     if results.results.is_empty() {
-        return Err("holds no results: a gate over it would check nothing".into());
+        return Err(ResultsError::Unusable(
+            "holds no results: a gate over it would check nothing".into(),
+        ));
     }
     Ok(())
 }

@@ -19,3 +19,19 @@ pub use metadata::*;
 pub use pool::{Aggregator, Counts, Pool};
 pub use rows::*;
 pub use write::*;
+
+/// Why a run's files could not be read or relied on; every message names
+/// the file (and the line where there is one).
+#[derive(Debug, thiserror::Error)]
+pub enum ResultsError {
+    /// The file could not be read (missing, over its size cap, I/O).
+    #[error(transparent)]
+    File(#[from] crate::files::FileError),
+    /// The file is not what memeval writes.
+    #[error("{0}")]
+    Invalid(String),
+    /// The results may not be relied on: an interrupted run's, an empty
+    /// one, or a baseline of an unknown version.
+    #[error("{0}")]
+    Unusable(String),
+}

@@ -5,7 +5,7 @@
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
 
-use super::Aggregate;
+use super::{Aggregate, ResultsError};
 use crate::results::{ProbeRow as Probe, SummaryRow as Summary, TurnRow as Turn};
 
 /// A row of turns.csv, probes.csv or summaries.csv: whose it is.
@@ -63,7 +63,9 @@ pub struct RunData {
 }
 
 /// Rows of a CSV output; errors name the file and line.
-pub(crate) fn read_csv<T: serde::de::DeserializeOwned>(path: &Path) -> Result<Vec<T>, String> {
+pub(crate) fn read_csv<T: serde::de::DeserializeOwned>(
+    path: &Path,
+) -> Result<Vec<T>, ResultsError> {
     let mut out = Vec::new();
     for_each_row(path, |r| out.push(r))?;
     Ok(out)
@@ -73,16 +75,16 @@ pub(crate) fn read_csv<T: serde::de::DeserializeOwned>(path: &Path) -> Result<Ve
 fn for_each_row<T: serde::de::DeserializeOwned>(
     path: &Path,
     mut f: impl FnMut(T),
-) -> Result<(), String> {
+) -> Result<(), ResultsError> {
     let mut r = csv::Reader::from_path(path)
-        .map_err(|e| format!("{}: cannot read: {e}", path.display()))?;
+        .map_err(|e| ResultsError::Invalid(format!("{}: cannot read: {e}", path.display())))?;
     for row in r.deserialize() {
         let row = row.map_err(|e| {
             let at = e
                 .position()
                 .map(|p| format!(":{}", p.line()))
                 .unwrap_or_default();
-            format!("{}{at}: not a memeval output: {e}", path.display())
+            ResultsError::Invalid(format!("{}{at}: not a memeval output: {e}", path.display()))
         })?;
         f(row);
     }
@@ -91,7 +93,7 @@ fn for_each_row<T: serde::de::DeserializeOwned>(
 
 impl RunData {
     /// Reads a run's output folder, row by row.
-    pub fn load(dir: &Path) -> Result<RunData, String> {
+    pub fn load(dir: &Path) -> Result<RunData, ResultsError> {
         let results = crate::results::load_results(&dir.join("results.json"))?;
         let scenarios: Vec<String> = results
             .results
