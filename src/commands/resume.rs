@@ -118,3 +118,84 @@ pub fn finished_unpublished(out: &Path) -> bool {
     let staging = outdir::staging_of(out);
     staging.is_dir() && !staging.join(JOURNAL).exists()
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A run's record for the shipped scenario copied into `dir`.
+    fn spec_in(dir: &Path) -> RunSpec {
+        let file = dir.join("s.json");
+        let shipped = Path::new(env!("CARGO_MANIFEST_DIR")).join("scenarios/travel-multihop.json");
+        std::fs::copy(shipped, &file).unwrap();
+        let s = scenario::load_file(&file).unwrap();
+        RunSpec {
+            cwd: dir.to_path_buf(),
+            files: vec![PathBuf::from("s.json")],
+            sha256: BTreeMap::from([(s.name.clone(), s.sha256.clone())]),
+            config: Config::default(),
+            shard: None,
+            repeat: 2,
+            timings: false,
+            latest: true,
+        }
+    }
+
+    fn message(r: Result<(RunSpec, Vec<scenario::Scenario>, Journal), Failure>) -> String {
+        match r {
+            Err(Failure::Input(m)) => m,
+            Err(other) => panic!("not an input error: {other:?}"),
+            Ok(_) => panic!("resumed"),
+        }
+    }
+
+    #[test]
+    fn a_new_runs_record_is_read_back_as_it_was_written() {
+        let dir = tempfile::tempdir().unwrap();
+        let out = dir.path().join("out");
+        let spec = spec_in(dir.path());
+        assert!(message(resumed_run(&out)).contains("no interrupted run"));
+        drop(new_journal(&outdir::staging_of(&out), &spec).unwrap());
+        // Nothing is left beside the staging folder (its `.new` twin is gone).
+        let names: Vec<_> = std::fs::read_dir(dir.path())
+            .unwrap()
+            .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+            .collect();
+        assert_eq!(names.len(), 2, "{names:?}");
+        assert!(!finished_unpublished(&out), "a journal means unfinished");
+        let (back, scenarios, _journal) = resumed_run(&out).unwrap();
+        assert_eq!(
+            serde_json::to_string(&back).unwrap(),
+            serde_json::to_string(&spec).unwrap()
+        );
+        assert_eq!(scenarios.len(), 1);
+        // Named as when the run started, so its outputs say the same.
+        assert_eq!(scenarios[0].file, PathBuf::from("s.json"));
+    }
+
+    #[test]
+    fn a_run_whose_scenario_or_configuration_changed_is_not_resumed() {
+        let dir = tempfile::tempdir().unwrap();
+        let out = dir.path().join("out");
+        let mut spec = spec_in(dir.path());
+        drop(new_journal(&outdir::staging_of(&out), &spec).unwrap());
+        let file = dir.path().join("s.json");
+        let text = std::fs::read_to_string(&file).unwrap();
+        std::fs::write(&file, text.replace("14:05", "14:06")).unwrap();
+        assert!(message(resumed_run(&out)).contains("changed since the run started"));
+        // A record whose configuration this memeval's rules refuse.
+        std::fs::remove_dir_all(outdir::staging_of(&out)).unwrap();
+        spec.config.openai.timeout_secs = 1e308;
+        drop(new_journal(&outdir::staging_of(&out), &spec).unwrap());
+        assert!(message(resumed_run(&out)).contains("openai.timeout_secs"));
+    }
+
+    #[test]
+    fn a_staging_folder_without_its_journal_holds_a_finished_run() {
+        let dir = tempfile::tempdir().unwrap();
+        let out = dir.path().join("out");
+        assert!(!finished_unpublished(&out));
+        std::fs::create_dir(outdir::staging_of(&out)).unwrap();
+        assert!(finished_unpublished(&out));
+    }
+}
