@@ -272,16 +272,21 @@ fn faults_are_retried_and_change_nothing() {
     same_results(&dir.path().join("clean"), &other.path().join("faulty"));
 }
 
+/// A fault plan under which every summarization fails with a 503.
+fn summaries_fail() -> common::openai_server::FaultPlan {
+    Box::new(|_, _, body| {
+        let prompt = body["messages"][0]["content"].as_str().unwrap_or("");
+        prompt
+            .contains("Please summarize")
+            .then_some(Fault::Status(503, None))
+    })
+}
+
 #[test]
 fn calls_that_keep_failing_are_recorded_and_the_run_completes() {
     // Every summarization fails; the rest works.
     let server = Server::start(Options {
-        faults: Some(Box::new(|_, _, body| {
-            let prompt = body["messages"][0]["content"].as_str().unwrap_or("");
-            prompt
-                .contains("Please summarize")
-                .then_some(Fault::Status(503, None))
-        })),
+        faults: Some(summaries_fail()),
         error_echo: Some(KEY.into()),
         ..Options::default()
     });
@@ -529,12 +534,7 @@ fn the_key_never_reaches_an_output_in_any_case_cut_or_in_the_url() {
     // The server echoes the key upper-cased, lower-cased and cut to 12
     // characters in every error body; every summarization fails.
     let server = Server::start(Options {
-        faults: Some(Box::new(|_, _, body| {
-            let prompt = body["messages"][0]["content"].as_str().unwrap_or("");
-            prompt
-                .contains("Please summarize")
-                .then_some(Fault::Status(503, None))
-        })),
+        faults: Some(summaries_fail()),
         error_echo: Some(format!(
             "{} / {} / {}",
             KEY.to_uppercase(),

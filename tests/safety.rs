@@ -65,6 +65,24 @@ fn unchanged(dir: &Path, before: &BTreeMap<PathBuf, Vec<u8>>, case: &str) {
     assert!(changed.is_empty(), "{case} changed {changed:?}");
 }
 
+/// A run of the scenario through `window` alone into `out`, which must
+/// succeed.
+fn quick_run(work: &Path, out: &str) {
+    let o = memeval(
+        &[
+            "run",
+            "s.json",
+            "-q",
+            "--out",
+            out,
+            "--strategies",
+            "window",
+        ],
+        work,
+    );
+    assert!(o.status.success(), "{}", stderr(&o));
+}
+
 fn stderr(o: &Output) -> String {
     String::from_utf8_lossy(&o.stderr).into_owned()
 }
@@ -151,22 +169,7 @@ fn force_never_empties_the_working_folder_its_parents_or_the_inputs() {
     }
     unchanged(root.path(), &before, "");
     // memeval's own folder: replaced with --force, and nothing else moves.
-    assert!(
-        memeval(
-            &[
-                "run",
-                "s.json",
-                "-q",
-                "--out",
-                "mine",
-                "--strategies",
-                "window"
-            ],
-            &work
-        )
-        .status
-        .success()
-    );
+    quick_run(&work, "mine");
     let o = memeval(
         &[
             "run",
@@ -209,22 +212,7 @@ fn force_never_empties_the_working_folder_its_parents_or_the_inputs() {
 #[test]
 fn single_files_are_regular_files_written_whole() {
     let (root, work) = scratch();
-    assert!(
-        memeval(
-            &[
-                "run",
-                "s.json",
-                "-q",
-                "--out",
-                "r",
-                "--strategies",
-                "window"
-            ],
-            &work
-        )
-        .status
-        .success()
-    );
+    quick_run(&work, "r");
     std::os::unix::fs::symlink(work.join("keep/notes.txt"), work.join("link.json")).unwrap();
     let before = snapshot(root.path());
     let cases: Vec<Vec<&str>> = vec![
@@ -400,22 +388,7 @@ fn a_second_command_into_a_folder_in_use_is_told_who_holds_it() {
 #[test]
 fn every_file_read_is_read_through_a_cap() {
     let (root, work) = scratch();
-    assert!(
-        memeval(
-            &[
-                "run",
-                "s.json",
-                "-q",
-                "--out",
-                "r",
-                "--strategies",
-                "window"
-            ],
-            &work
-        )
-        .status
-        .success()
-    );
+    quick_run(&work, "r");
     let before = snapshot(root.path());
     let cases: Vec<Vec<&str>> = vec![
         vec!["run", "s.json", "--config", "/dev/zero"],
