@@ -1,5 +1,6 @@
-//! Outputs of a run (OUTPUTS.md): turns.csv, probes.csv, summaries.csv,
-//! results.json and metadata.json, plus the table printed at the end.
+//! What a person reads of a run: the results table printed at the end (and
+//! its stage latencies and recall by probe kind), and report.html with the
+//! charts ([`html`]). The files themselves are written by [`crate::results`].
 
 pub mod html;
 
