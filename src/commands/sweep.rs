@@ -408,7 +408,7 @@ pub fn cmd_sweep(args: &SweepArgs) -> Result<(), Failure> {
         .clone()
         .unwrap_or_else(|| outdir::default_dir("sweep-"));
     let mut inputs = files.clone();
-    inputs.extend(args.cfg.config.clone());
+    inputs.extend(super::config_file(&args.cfg));
     let claim = outdir::claim(&out, args.force, &inputs)?;
     let points =
         claim.publish_staged(|staging| sweep_into(args, &combos, &configs, &scenarios, staging))?;
