@@ -92,7 +92,7 @@ pub fn load(file: Option<&Path>, overrides: &[String]) -> Result<Config, ConfigE
                 ConfigError(format!("{}: {}", path.display(), e.to_string().trim()))
             })?;
             // Check the file alone first, so its errors name the file.
-            check_keys(&table, "", path.display().to_string().as_str())?;
+            check_keys(&table, path.display().to_string().as_str())?;
             toml::Value::Table(table.clone())
                 .try_into::<Config>()
                 .map_err(|e| {
@@ -104,7 +104,7 @@ pub fn load(file: Option<&Path>, overrides: &[String]) -> Result<Config, ConfigE
     for item in overrides {
         apply_override(&mut table, item)?;
     }
-    check_keys(&table, "", "--set")?;
+    check_keys(&table, "--set")?;
     let mut config: Config = toml::Value::Table(table)
         .try_into()
         .map_err(|e| ConfigError(format!("configuration: {}", e.to_string().trim())))?;
@@ -167,17 +167,31 @@ pub fn apply_override(table: &mut toml::Table, item: &str) -> Result<(), ConfigE
 /// configuration's own definition (its defaults, serialized), so that the
 /// list of valid keys and "did you mean" cannot drift from the types.
 /// `None` for a section whose keys are the user's (`[prices]`).
-fn known_keys(section: &str) -> Option<Vec<String>> {
-    let defaults = serde_json::to_value(Config::default()).ok()?;
+fn known_keys(schema: &serde_json::Value, section: &str) -> Option<Vec<String>> {
     let table = match section {
-        "" => defaults.as_object()?,
-        s => defaults.get(s)?.as_object().filter(|t| !t.is_empty())?,
+        "" => schema.as_object()?,
+        s => schema.get(s)?.as_object().filter(|t| !t.is_empty())?,
     };
     Some(table.keys().cloned().collect())
 }
 
-fn check_keys(table: &toml::Table, section: &str, origin: &str) -> Result<(), ConfigError> {
-    let Some(known) = known_keys(section) else {
+/// The configuration's defaults, serialized once per check: the schema
+/// [`known_keys`] reads.
+fn schema() -> serde_json::Value {
+    serde_json::to_value(Config::default()).unwrap_or_default()
+}
+
+fn check_keys(table: &toml::Table, origin: &str) -> Result<(), ConfigError> {
+    check_section(table, &schema(), "", origin)
+}
+
+fn check_section(
+    table: &toml::Table,
+    schema: &serde_json::Value,
+    section: &str,
+    origin: &str,
+) -> Result<(), ConfigError> {
+    let Some(known) = known_keys(schema, section) else {
         return Ok(());
     };
     for (k, v) in table {
@@ -197,7 +211,7 @@ fn check_keys(table: &toml::Table, section: &str, origin: &str) -> Result<(), Co
         if section.is_empty()
             && let Some(t) = v.as_table()
         {
-            check_keys(t, k, origin)?;
+            check_section(t, schema, k, origin)?;
         }
     }
     Ok(())
@@ -470,6 +484,8 @@ mod tests {
 
     #[test]
     fn every_key_of_every_section_is_known_and_nothing_else() {
+        let schema = schema();
+        let known_keys = |section| known_keys(&schema, section);
         let top = known_keys("").unwrap();
         for section in [
             "model", "memory", "window", "summary", "vector", "offline", "openai", "registry",
