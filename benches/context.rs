@@ -56,7 +56,7 @@ fn contexts(c: &mut Criterion) {
                 calls: Vec::new(),
             };
             let mut t = Transcript::new();
-            let mut s = create(strategy.parse().expect("a strategy"), &params, &t, None);
+            let mut s = create(&strategy.parse().expect("a strategy"), &params, &t, None);
             for i in 1..=n {
                 let content = text(i);
                 let tokens = tok.count(&content);
@@ -74,6 +74,7 @@ fn contexts(c: &mut Criterion) {
             }
             let question = "What was the Zephyr42 code again?";
             let q = Query {
+                probe: None,
                 text: question,
                 embedding: s
                     .needs_embeddings()

@@ -20,6 +20,7 @@ pub mod memory;
 pub mod metrics;
 pub mod outdir;
 pub mod par;
+pub mod plugin;
 pub mod report;
 pub mod results;
 pub mod runner;

@@ -404,6 +404,10 @@ impl Journal {
                  PRIMARY KEY (scenario, strategy, repeat, seq));
              CREATE TABLE IF NOT EXISTS done (
                  scenario TEXT NOT NULL, strategy TEXT NOT NULL, repeat INTEGER NOT NULL,
+                 PRIMARY KEY (scenario, strategy, repeat));
+             CREATE TABLE IF NOT EXISTS failed (
+                 scenario TEXT NOT NULL, strategy TEXT NOT NULL, repeat INTEGER NOT NULL,
+                 error TEXT NOT NULL,
                  PRIMARY KEY (scenario, strategy, repeat));",
         )
         .map_err(wrap)?;
@@ -495,7 +499,35 @@ impl Journal {
                 "DELETE FROM done WHERE scenario = ?1 AND strategy = ?2 AND repeat = ?3",
                 k,
             )?;
+            tx.execute(
+                "DELETE FROM failed WHERE scenario = ?1 AND strategy = ?2 AND repeat = ?3",
+                k,
+            )?;
             tx.commit()
+        })
+    }
+
+    /// Records a replay that failed, forgetting its rows (none of them is
+    /// written); `--resume` replays it again.
+    pub fn fail(&self, key: &JobKey, error: &str) -> Result<(), StoreError> {
+        self.clear(key)?;
+        self.with(|c| {
+            c.execute(
+                "INSERT OR REPLACE INTO failed (scenario, strategy, repeat, error) VALUES (?1, ?2, ?3, ?4)",
+                params![key.0, key.1, key.2, error],
+            )
+            .map(|_| ())
+        })
+    }
+
+    /// The replays that failed, with their errors.
+    pub fn failures(&self) -> Result<Vec<(JobKey, String)>, StoreError> {
+        self.with(|c| {
+            let mut stmt = c.prepare(
+                "SELECT scenario, strategy, repeat, error FROM failed ORDER BY scenario, strategy, repeat",
+            )?;
+            let rows = stmt.query_map([], |r| Ok(((r.get(0)?, r.get(1)?, r.get(2)?), r.get(3)?)))?;
+            rows.collect()
         })
     }
 

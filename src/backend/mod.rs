@@ -136,6 +136,27 @@ pub struct CallRecord {
     pub error: Option<String>,
 }
 
+impl CallRecord {
+    /// A call about to be made: what memeval counts of its input; the rest
+    /// is filled in as it is served.
+    pub fn new(kind: CallKind, model: &str, inputs: u32, local_input_tokens: u32) -> CallRecord {
+        CallRecord {
+            kind,
+            model: model.to_string(),
+            cached: false,
+            attempts: 0,
+            latency_us: 0,
+            inputs,
+            local_input_tokens,
+            local_output_tokens: 0,
+            api_input_tokens: None,
+            api_output_tokens: None,
+            cost_usd: 0.0,
+            error: None,
+        }
+    }
+}
+
 /// Where a backend reports the API calls it made for one operation.
 pub type Calls = Vec<CallRecord>;
 
@@ -188,6 +209,36 @@ pub trait Summarizer: Send + Sync {
         tok: &Tokenizer,
         calls: &mut Calls,
     ) -> Result<SummaryOutput, BackendError>;
+
+    /// A chat completion that a plugin asks of the metering endpoint: its
+    /// messages as sent, at most `max_tokens` back. `input_tokens` is the
+    /// request's (billed, else counted), `output_tokens` the reply's.
+    fn chat(
+        &self,
+        req: &ChatRequest<'_>,
+        tok: &Tokenizer,
+        calls: &mut Calls,
+    ) -> Result<SummaryOutput, BackendError>;
+}
+
+/// A plugin's own chat call, through the metering endpoint.
+pub struct ChatRequest<'a> {
+    pub messages: &'a [(ChatRole, &'a str)],
+    pub temperature: f32,
+    pub max_tokens: u32,
+    /// JSON mode (`response_format` `json_object`).
+    pub json: bool,
+}
+
+impl ChatRequest<'_> {
+    /// The request's input tokens by memeval's count.
+    pub fn local_input_tokens(&self, tok: &Tokenizer) -> u32 {
+        self.messages
+            .iter()
+            .map(|(_, c)| tok.count_message(c))
+            .sum::<u32>()
+            + crate::tokens::REPLY_PRIMING
+    }
 }
 
 pub trait Embedder: Send + Sync {

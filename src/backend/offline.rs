@@ -11,8 +11,9 @@
 use std::sync::Arc;
 
 use super::{
-    AnswerCheck, AnswerVerdict, Backend, BackendError, CallKind, Calls, ChatMessage, ChatRole,
-    Embedder, Judge, Responder, Summarizer, SummaryOutput, SummaryRequest, Verdict,
+    AnswerCheck, AnswerVerdict, Backend, BackendError, CallKind, Calls, ChatMessage, ChatRequest,
+    ChatRole, Covered, Embedder, Judge, Responder, Summarizer, SummaryOutput, SummaryRequest,
+    Verdict,
 };
 use crate::index::Embedding;
 use crate::scenario::Role;
@@ -249,6 +250,43 @@ impl Summarizer for ExtractiveSummarizer {
             output_tokens: tokens,
             text_tokens: tokens,
             text,
+        })
+    }
+
+    /// A plugin's chat call: an extractive summary of its user and
+    /// assistant messages (its instructions, in system messages, are not
+    /// material to summarize), within its `max_tokens`.
+    fn chat(
+        &self,
+        req: &ChatRequest<'_>,
+        tok: &Tokenizer,
+        calls: &mut Calls,
+    ) -> Result<SummaryOutput, BackendError> {
+        let messages: Vec<Covered<'_>> = req
+            .messages
+            .iter()
+            .filter_map(|&(role, content)| {
+                let role = match role {
+                    ChatRole::System => return None,
+                    ChatRole::User => Role::User,
+                    ChatRole::Assistant => Role::Assistant,
+                };
+                Some(Covered::new(role, content, tok))
+            })
+            .collect();
+        let out = self.summarize(
+            &SummaryRequest {
+                prior: None,
+                prior_tokens: 0,
+                messages: &messages,
+                max_tokens: req.max_tokens,
+            },
+            tok,
+            calls,
+        )?;
+        Ok(SummaryOutput {
+            input_tokens: req.local_input_tokens(tok),
+            ..out
         })
     }
 }

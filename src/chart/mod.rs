@@ -121,7 +121,11 @@ pub fn strategy_color(strategy: &str) -> RGBColor {
         Ok(S::Summary) => PALETTE[0],
         Ok(S::Vector) => PALETTE[2],
         Ok(S::Hybrid) => PALETTE[3],
-        Err(_) => PALETTE[4 + strategy.len() % 2],
+        // Plugins (and names from elsewhere): orange, sky blue or yellow,
+        // by name, the same on every chart.
+        Ok(S::Plugin(_)) | Err(_) => {
+            PALETTE[[4, 5, 7][crate::text::fnv1a(strategy.as_bytes()) as usize % 3]]
+        }
     }
 }
 

@@ -29,6 +29,17 @@ pub struct RunSpec {
     /// Written to the default folder, so `reports/latest` points at it.
     #[serde(default)]
     pub latest: bool,
+    /// The folder of the configuration file (as named from `cwd`): where
+    /// plugin commands start.
+    #[serde(default)]
+    pub config_dir: PathBuf,
+}
+
+impl RunSpec {
+    /// Where the run's plugin commands start.
+    pub fn command_dir(&self) -> PathBuf {
+        self.cwd.join(&self.config_dir)
+    }
 }
 
 /// The journal of a run in progress, inside its staging folder.
@@ -138,6 +149,7 @@ mod tests {
             repeat: 2,
             timings: false,
             latest: true,
+            config_dir: PathBuf::new(),
         }
     }
 

@@ -219,6 +219,9 @@ fn new_run(args: &RunArgs) -> Result<Ready, Failure> {
         repeat: args.repeat,
         timings: !args.no_timings,
         latest,
+        config_dir: config_file(&args.cfg)
+            .and_then(|f| f.parent().map(Path::to_path_buf))
+            .unwrap_or_default(),
     };
     Ok(Ready {
         spec,
@@ -358,6 +361,20 @@ pub(crate) fn finish(
             args.allow_mismatch,
         )?;
     }
+    if !results.meta.failed.is_empty() {
+        let list: Vec<String> = results
+            .meta
+            .failed
+            .iter()
+            .map(|f| format!("  {}/{}/{}: {}", f.scenario, f.strategy, f.repeat, f.error))
+            .collect();
+        return Err(Failure::Incomplete(format!(
+            "completed with {} failed replay(s), left out of every output (listed in {}):\n{}",
+            results.meta.failed.len(),
+            out.join("metadata.json").display(),
+            list.join("\n")
+        )));
+    }
     let failed: u64 = results.results.iter().map(|a| a.failed_calls).sum();
     if failed > 0 {
         return Err(Failure::Incomplete(format!(
@@ -392,7 +409,18 @@ pub(crate) fn run_into(
         timings: spec.timings,
         progress: !args.quiet,
         repeats: spec.repeat,
+        plugins: None,
     };
+    let plugins = crate::plugin::Plugins::start(&crate::plugin::Setup {
+        config,
+        backend,
+        tok,
+        context_window,
+        run_dir: dir,
+        command_dir: &spec.command_dir(),
+    })
+    .map_err(|e| anyhow::anyhow!(e))?;
+    rt.plugins = Some(&plugins);
     if backend.name != "offline" && args.jobs.is_none() {
         // One request per user message at a time: enough workers to keep
         // every allowed request in flight.
@@ -406,8 +434,19 @@ pub(crate) fn run_into(
         }
         Err(e) => return Err(anyhow::Error::from(e).into()),
     }
-    let meta = run_metadata(spec, scenarios, backend, tok, context_window, false)?;
-    let keys = runner::job_keys(scenarios, config, spec.repeat);
+    let mut meta = run_metadata(spec, scenarios, backend, tok, context_window, false)?;
+    meta.plugins = plugins.identities();
+    plugins.shutdown();
+    meta.failed = failures(journal)?;
+    let keys: Vec<JobKey> = runner::job_keys(scenarios, config, spec.repeat)
+        .into_iter()
+        .filter(|k| {
+            !meta
+                .failed
+                .iter()
+                .any(|f| (&f.scenario, &f.strategy, f.repeat) == (&k.0, &k.1, k.2))
+        })
+        .collect();
     let written = write_from_journal(dir, journal, &keys, &ahead, &meta)?;
     if !args.quiet {
         let mut calls = Vec::new();
@@ -440,6 +479,23 @@ pub(crate) fn run_into(
     }
     report::write_report(dir).map_err(|e| anyhow::anyhow!("writing the report: {e}"))?;
     Ok(())
+}
+
+/// The replays the journal records as failed.
+fn failures(journal: &Journal) -> Result<Vec<crate::results::FailedReplay>, Failure> {
+    Ok(journal
+        .failures()
+        .map_err(anyhow::Error::from)?
+        .into_iter()
+        .map(
+            |((scenario, strategy, repeat), error)| crate::results::FailedReplay {
+                scenario,
+                strategy,
+                repeat,
+                error,
+            },
+        )
+        .collect())
 }
 
 /// The outputs of the replays `keys` (in output order), read from the
@@ -507,6 +563,8 @@ pub(crate) fn run_metadata(
         repeats: spec.repeat,
         shard: spec.shard.map(|(k, n)| format!("{k}/{n}")),
         partial,
+        plugins: Default::default(),
+        failed: Vec::new(),
     };
     Ok(meta)
 }
@@ -528,7 +586,9 @@ pub(crate) fn write_partial(
             .into_iter()
             .filter(|k| done.contains(k))
             .collect();
-        let meta = run_metadata(spec, scenarios, rt.backend, rt.tok, rt.context_window, true)?;
+        let mut meta = run_metadata(spec, scenarios, rt.backend, rt.tok, rt.context_window, true)?;
+        meta.plugins = rt.plugins.map(|p| p.identities()).unwrap_or_default();
+        meta.failed = failures(journal)?;
         write_from_journal(dir, journal, &keys, ahead, &meta)?;
         report::write_report(dir).map_err(|e| anyhow::anyhow!("writing the report: {e}"))?;
         Ok((

@@ -40,6 +40,9 @@ pub struct Config {
     pub registry: RegistryConfig,
     /// Thresholds of `memeval gate`.
     pub gate: GateConfig,
+    /// Memories outside memeval, by name: the strategies `plugin:NAME`.
+    #[serde(skip_serializing_if = "BTreeMap::is_empty")]
+    pub plugins: BTreeMap<String, PluginConfig>,
 }
 
 impl Default for Config {
@@ -58,6 +61,7 @@ impl Default for Config {
             prices: BTreeMap::new(),
             registry: RegistryConfig::default(),
             gate: GateConfig::default(),
+            plugins: BTreeMap::new(),
         }
     }
 }
@@ -178,7 +182,11 @@ fn known_keys(schema: &serde_json::Value, section: &str) -> Option<Vec<String>> 
 /// The configuration's defaults, serialized once per check: the schema
 /// [`known_keys`] reads.
 fn schema() -> serde_json::Value {
-    serde_json::to_value(Config::default()).unwrap_or_default()
+    let mut schema = serde_json::to_value(Config::default()).unwrap_or_default();
+    // Left out of outputs when empty, as it is by default; its sections are
+    // the user's, each checked by its own type.
+    schema["plugins"] = serde_json::json!({});
+    schema
 }
 
 fn check_keys(table: &toml::Table, origin: &str) -> Result<(), ConfigError> {
@@ -218,6 +226,64 @@ fn check_section(
 }
 
 impl Config {
+    /// Every `plugin:NAME` strategy has its `[plugins.NAME]`, and every
+    /// plugin one transport, with settings in range.
+    fn validate_plugins(&self) -> Result<(), ConfigError> {
+        let fail = |m: String| Err(ConfigError(m));
+        for s in &self.strategies {
+            if let Some(name) = s.plugin()
+                && !self.plugins.contains_key(name)
+            {
+                let known: Vec<&str> = self.plugins.keys().map(String::as_str).collect();
+                return fail(format!(
+                    "strategy \"{s}\": no [plugins.{name}] section configures it{}",
+                    suggestion(name, &known)
+                ));
+            }
+        }
+        for (name, p) in &self.plugins {
+            if !strategy::is_plugin_name(name) {
+                return fail(format!(
+                    "[plugins.{name}]: a plugin's name is 1 to 64 letters, digits, '-' and '_'"
+                ));
+            }
+            match (&p.command.is_empty(), &p.url) {
+                (true, None) => {
+                    return fail(format!(
+                        "[plugins.{name}]: set command (stdio) or url (http)"
+                    ));
+                }
+                (false, Some(_)) => {
+                    return fail(format!(
+                        "[plugins.{name}]: set command (stdio) or url (http), not both"
+                    ));
+                }
+                (_, Some(u)) if !u.starts_with("http://") => {
+                    return fail(format!(
+                        "plugins.{name}.url: the http transport takes an http:// URL, not {u:?}"
+                    ));
+                }
+                _ => {}
+            }
+            if p.command.first().is_some_and(|c| c.is_empty()) {
+                return fail(format!("plugins.{name}.command: the program is empty"));
+            }
+            if !(1..=1024).contains(&p.processes) {
+                return fail(format!(
+                    "plugins.{name}.processes is between 1 and 1024, not {}",
+                    p.processes
+                ));
+            }
+            if !(1..=86_400_000).contains(&p.timeout_ms) {
+                return fail(format!(
+                    "plugins.{name}.timeout_ms is between 1 and 86400000, not {}",
+                    p.timeout_ms
+                ));
+            }
+        }
+        Ok(())
+    }
+
     /// The tokenizer of the configured model.
     pub fn tokenizer(&self) -> Result<Tokenizer, ConfigError> {
         let name = match &self.model.encoding {
@@ -338,7 +404,7 @@ impl Config {
         }
         for (i, s) in self.strategies.iter().enumerate() {
             if self.strategies[..i].contains(s) {
-                return fail(format!("strategy {s:?} is named twice"));
+                return fail(format!("strategy {:?} is named twice", s.as_str()));
             }
         }
         const BACKENDS: &[&str] = &["offline", "openai"];
@@ -398,9 +464,11 @@ impl Config {
                 "vector.min_score is a cosine similarity between -1 and 1, not {s}"
             ));
         }
-        self.gate
-            .validate(&StrategyName::NAMES)
-            .map_err(ConfigError)?;
+        self.validate_plugins()?;
+        let plugins: Vec<String> = self.plugins.keys().map(|n| format!("plugin:{n}")).collect();
+        let mut names: Vec<&str> = StrategyName::NAMES.to_vec();
+        names.extend(plugins.iter().map(String::as_str));
+        self.gate.validate(&names).map_err(ConfigError)?;
         self.tokenizer()?;
         let window = self.context_window()?;
         if self.summary.trigger_tokens >= window {

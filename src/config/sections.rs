@@ -309,3 +309,39 @@ impl GateConfig {
         Ok(())
     }
 }
+
+/// `[plugins.NAME]`: a memory outside memeval, replayed as the strategy
+/// `plugin:NAME` over the plugin protocol (docs/PLUGIN_PROTOCOL.md).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct PluginConfig {
+    /// The stdio transport: the program and its arguments, started in the
+    /// folder of the configuration file.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub command: Vec<String>,
+    /// The http transport: each request POSTed here (`http://` only).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub url: Option<String>,
+    /// Handed to the plugin in `hello`, as they are.
+    pub params: serde_json::Map<String, serde_json::Value>,
+    /// Plugin processes at most, each serving one replay at a time (stdio).
+    pub processes: u32,
+    /// How long a request may take, in milliseconds.
+    pub timeout_ms: u64,
+    /// End the process at every session boundary and start a fresh one,
+    /// which must restore each user from its own storage.
+    pub restart_between_sessions: bool,
+}
+
+impl Default for PluginConfig {
+    fn default() -> Self {
+        PluginConfig {
+            command: Vec::new(),
+            url: None,
+            params: serde_json::Map::new(),
+            processes: 1,
+            timeout_ms: 30_000,
+            restart_between_sessions: false,
+        }
+    }
+}

@@ -13,7 +13,7 @@ impl Strategy for Buffer {
 
     fn observe(&mut self, _t: &Transcript, _env: &mut Env<'_>) {}
 
-    fn build(&self, t: &Transcript, _query: Option<&Query<'_>>, env: &mut Env<'_>) -> Context {
+    fn build(&mut self, t: &Transcript, _query: Option<&Query<'_>>, env: &mut Env<'_>) -> Context {
         env.context(t, 0, None, Vec::new())
     }
 }

@@ -38,7 +38,7 @@ impl Strategy for Hybrid {
         self.s.after_observe(t, env)
     }
 
-    fn build(&self, t: &Transcript, query: Option<&Query<'_>>, env: &mut Env<'_>) -> Context {
+    fn build(&mut self, t: &Transcript, query: Option<&Query<'_>>, env: &mut Env<'_>) -> Context {
         let from = self.s.buffer_from();
         let retrieved = match query {
             Some(q) => self.r.retrieve(t, q, from, env),

@@ -275,6 +275,8 @@ pub fn line_counts_apart(content: &str) -> bool {
 /// What a context is built for.
 pub struct Query<'a> {
     pub text: &'a str,
+    /// The probe's id, when it is a probe's question (never added).
+    pub probe: Option<&'a str>,
     /// The query's embedding when already known (a user message embedded on arrival).
     pub embedding: Option<Embedding>,
 }
@@ -504,18 +506,40 @@ pub trait Strategy: Send {
 
     /// The context of a call. `query` is `None` for the state between calls
     /// (no retrieval happens then).
-    fn build(&self, t: &Transcript, query: Option<&Query<'_>>, env: &mut Env<'_>) -> Context;
+    fn build(&mut self, t: &Transcript, query: Option<&Query<'_>>, env: &mut Env<'_>) -> Context;
 
     /// The latest summary, if the strategy keeps one.
     fn summary(&self) -> Option<&Arc<SummaryState>> {
         None
     }
+
+    /// The memory is about to be dropped and rebuilt from storage: what it
+    /// keeps outside memeval's store (a plugin's own storage) is persisted.
+    fn suspend(&mut self, _how: Suspend, _env: &mut Env<'_>) {}
+
+    /// Why the memory cannot go on (a plugin's fault): the replay fails.
+    fn fault(&self) -> Option<&str> {
+        None
+    }
 }
 
-/// Creates a strategy by name, restored to the state that `t` and `summary`
-/// (as loaded from storage) imply. An empty transcript gives a fresh memory.
+/// Why a memory is dropped.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Suspend {
+    /// A session ended: the user returns later.
+    SessionEnd,
+    /// The registry evicts the user to make room.
+    Evict,
+    /// The replay is over.
+    End,
+}
+
+/// Creates a built-in strategy by name, restored to the state that `t` and
+/// `summary` (as loaded from storage) imply. An empty transcript gives a
+/// fresh memory. (A plugin is made by `plugin::PluginStrategy`, over its
+/// process.)
 pub fn create(
-    name: StrategyName,
+    name: &StrategyName,
     params: &Params,
     t: &Transcript,
     summary: Option<Arc<SummaryState>>,
@@ -526,6 +550,7 @@ pub fn create(
         StrategyName::Summary => Box::new(summary::Summary::restore(summary)),
         StrategyName::Vector => Box::new(vector::Vector::restore(params, t)),
         StrategyName::Hybrid => Box::new(hybrid::Hybrid::restore(params, t, summary)),
+        StrategyName::Plugin(p) => unreachable!("{p}: a plugin is not a built-in strategy"),
     }
 }
 

@@ -29,7 +29,7 @@ impl Strategy for Summary {
         self.s.after_observe(t, env)
     }
 
-    fn build(&self, t: &Transcript, _query: Option<&Query<'_>>, env: &mut Env<'_>) -> Context {
+    fn build(&mut self, t: &Transcript, _query: Option<&Query<'_>>, env: &mut Env<'_>) -> Context {
         env.context(t, self.s.buffer_from(), self.s.latest.as_ref(), Vec::new())
     }
 

@@ -95,10 +95,10 @@ fn a_restored_memory_builds_exactly_the_same_contexts() {
         let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(7);
         let mut live_env = fx.env();
         let mut live_t = Transcript::new();
-        let mut live = create(name.parse().unwrap(), &fx.params, &live_t, None);
+        let mut live = create(&name.parse().unwrap(), &fx.params, &live_t, None);
         let mut env = fx.env();
         let mut t = Transcript::new();
-        let mut restored = create(name.parse().unwrap(), &fx.params, &t, None);
+        let mut restored = create(&name.parse().unwrap(), &fx.params, &t, None);
         let (mut saved_to, mut summaries) = (0usize, Vec::new());
         for i in 1..=160u32 {
             let text = message(&mut rng, i);
@@ -117,7 +117,7 @@ fn a_restored_memory_builds_exactly_the_same_contexts() {
                 drop(restored);
                 let (loaded, latest) = store.load(&ns).unwrap();
                 saved_to = loaded.len();
-                restored = create(name.parse().unwrap(), &fx.params, &loaded, latest);
+                restored = create(&name.parse().unwrap(), &fx.params, &loaded, latest);
                 t = loaded;
             }
             for q in [
@@ -126,6 +126,7 @@ fn a_restored_memory_builds_exactly_the_same_contexts() {
                 "W17",
             ] {
                 let query = Query {
+                    probe: None,
                     text: q,
                     embedding: None,
                 };
@@ -145,8 +146,9 @@ fn cold_start_builds_an_empty_context() {
     for &name in STRATEGIES {
         let mut env = fx.env();
         let t = Transcript::new();
-        let s = create(name.parse().unwrap(), &fx.params, &t, None);
+        let mut s = create(&name.parse().unwrap(), &fx.params, &t, None);
         let q = Query {
+            probe: None,
             text: "Who am I?",
             embedding: None,
         };
@@ -174,7 +176,7 @@ fn invariants_hold_on_random_conversations() {
         for &name in STRATEGIES {
             let mut env = fx.env();
             let mut t = Transcript::new();
-            let mut s = create(name.parse().unwrap(), &fx.params, &t, None);
+            let mut s = create(&name.parse().unwrap(), &fx.params, &t, None);
             let mut longest = 0;
             for i in 1..=120u32 {
                 let text = message(&mut rng, i);
@@ -183,6 +185,7 @@ fn invariants_hold_on_random_conversations() {
                 t.push(e);
                 s.observe(&t, &mut env);
                 let q = Query {
+                    probe: None,
                     text: "code word W3",
                     embedding: None,
                 };
@@ -257,7 +260,7 @@ fn a_fold_keeps_the_newest_keep_ratio_of_the_buffer_raw() {
         let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(seed);
         let mut env = fx.env();
         let mut t = Transcript::new();
-        let mut s = create(crate::config::StrategyName::Summary, &fx.params, &t, None);
+        let mut s = create(&crate::config::StrategyName::Summary, &fx.params, &t, None);
         let mut folds = 0;
         for i in 1..=80u32 {
             let raw_before = t.len() - s.summary().map_or(0, |x| x.covered_to as usize);
@@ -286,7 +289,7 @@ fn a_lagging_index_cannot_retrieve_the_newest_messages() {
         ]);
         let mut env = fx.env();
         let mut t = Transcript::new();
-        let mut v = create(crate::config::StrategyName::Vector, &fx.params, &t, None);
+        let mut v = create(&crate::config::StrategyName::Vector, &fx.params, &t, None);
         let texts = [
             "Small talk about the weather today.",
             "More small talk about lunch plans.",
@@ -301,6 +304,7 @@ fn a_lagging_index_cannot_retrieve_the_newest_messages() {
             t.push(e);
             v.observe(&t, &mut env);
             let q = Query {
+                probe: None,
                 text: "What is my locker code Zanzibar?",
                 embedding: None,
             };
@@ -311,8 +315,9 @@ fn a_lagging_index_cannot_retrieve_the_newest_messages() {
         // of 3 it is not indexed until message 7.
         assert_eq!(found[5], lag == 0, "lag {lag}: {found:?}");
         // A restart indexes everything stored: the queue has drained.
-        let restored = create(crate::config::StrategyName::Vector, &fx.params, &t, None);
+        let mut restored = create(&crate::config::StrategyName::Vector, &fx.params, &t, None);
         let q = Query {
+            probe: None,
             text: "What is my locker code Zanzibar?",
             embedding: None,
         };

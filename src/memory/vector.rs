@@ -38,7 +38,7 @@ impl Strategy for Vector {
         env.times.record(super::Stage::IndexInsert, start);
     }
 
-    fn build(&self, t: &Transcript, query: Option<&Query<'_>>, env: &mut Env<'_>) -> Context {
+    fn build(&mut self, t: &Transcript, query: Option<&Query<'_>>, env: &mut Env<'_>) -> Context {
         let from = self.buffer_from(t);
         let retrieved = match query {
             Some(q) => self.r.retrieve(t, q, from, env),

@@ -33,7 +33,7 @@ impl Strategy for Window {
         }
     }
 
-    fn build(&self, t: &Transcript, _query: Option<&Query<'_>>, env: &mut Env<'_>) -> Context {
+    fn build(&mut self, t: &Transcript, _query: Option<&Query<'_>>, env: &mut Env<'_>) -> Context {
         env.context(t, self.from, None, Vec::new())
     }
 }

@@ -41,6 +41,23 @@ pub struct Metadata {
     /// replays that had finished; `memeval run --resume` completes them.
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub partial: bool,
+    /// What each plugin said it is (its `hello` reply: name, version,
+    /// capabilities) and its transport, by plugin name.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub plugins: BTreeMap<String, serde_json::Value>,
+    /// Replays that could not finish (a plugin's fault), with why: their
+    /// rows are in no output, and the run exits with status 4.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub failed: Vec<FailedReplay>,
+}
+
+/// A replay that could not finish.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct FailedReplay {
+    pub scenario: String,
+    pub strategy: String,
+    pub repeat: u32,
+    pub error: String,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]

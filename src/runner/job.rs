@@ -14,10 +14,11 @@ use rand_chacha::ChaCha8Rng;
 use crate::backend::{AnswerCheck, CallKind, ChatMessage, ChatRole, ExpectedFact};
 use crate::config::StrategyName;
 use crate::memory::{
-    self, Context, Entry, Env, Params, Query, Stage, StageTimes, Strategy, SummaryState,
+    self, Context, Entry, Env, Params, Query, Stage, StageTimes, Strategy, SummaryState, Suspend,
     Transcript, Usage,
 };
 use crate::metrics::{evaluate_probe, fact_retention, facts_planted_in};
+use crate::plugin::{Plugin, PluginStrategy, SharedLease};
 use crate::results::{CallRow, JobResult, ProbeRow, SummaryRow, TurnRow};
 use crate::scenario::{Role, Scenario, Step};
 use crate::stats::round6;
@@ -70,6 +71,8 @@ pub(super) struct Job<'a> {
     pub(super) env: Env<'a>,
     transcript: Transcript,
     strategy: Box<dyn Strategy>,
+    /// A plugin's process, where the strategy is a plugin.
+    plugin: Option<(std::sync::Arc<Plugin>, SharedLease)>,
     /// Transcript positions from here on are not in the store yet.
     unsaved_from: usize,
     unsaved_summaries: Vec<Arc<SummaryState>>,
@@ -91,19 +94,22 @@ impl<'a> Job<'a> {
         repeat: u32,
         params: &'a Params,
         rt: &'a Runtime<'a>,
+        plugin: Option<(std::sync::Arc<Plugin>, SharedLease)>,
     ) -> Result<Job<'a>, RunError> {
         let transcript = Transcript::new();
-        Ok(Job {
+        let ns = namespace(&scenario.name, strategy_name.as_str(), repeat);
+        let label: Arc<str> = strategy_name.as_str().into();
+        let mut job = Job {
             scenario,
             prepared,
             strategy_name,
             repeat,
             seed: rt.config.seed.wrapping_add(u64::from(repeat) - 1),
-            ns: namespace(&scenario.name, strategy_name.as_str(), repeat),
+            ns,
             owner: Arc::from(scenario.user.as_str()),
             labels: Labels {
                 scenario: scenario.name.as_str().into(),
-                strategy: strategy_name.as_str().into(),
+                strategy: label.clone(),
                 sessions: scenario
                     .sessions
                     .iter()
@@ -125,7 +131,9 @@ impl<'a> Job<'a> {
                 times: StageTimes::new(rt.timings),
                 calls: Vec::new(),
             },
-            strategy: memory::create(strategy_name, params, &transcript, None),
+            // A stand-in (a unit struct), replaced below by `fresh_strategy`.
+            strategy: memory::create(&StrategyName::Buffer, params, &transcript, None),
+            plugin,
             transcript,
             unsaved_from: 0,
             unsaved_summaries: Vec::new(),
@@ -135,7 +143,7 @@ impl<'a> Job<'a> {
             session: 0,
             out: JobResult {
                 scenario: scenario.name.clone(),
-                strategy: strategy_name.to_string(),
+                strategy: label.to_string(),
                 repeat,
                 turns: Vec::new(),
                 probes: Vec::new(),
@@ -144,7 +152,34 @@ impl<'a> Job<'a> {
                 times: StageTimes::default(),
             },
             cost: 0.0,
-        })
+        };
+        job.strategy = job.fresh_strategy(None);
+        Ok(job)
+    }
+
+    /// The memory restored to what the transcript and `summary` (as loaded
+    /// from the store) imply; a plugin's, opened again at its next request.
+    fn fresh_strategy(&self, summary: Option<std::sync::Arc<SummaryState>>) -> Box<dyn Strategy> {
+        match &self.plugin {
+            Some((plugin, lease)) => Box::new(PluginStrategy::new(
+                plugin,
+                lease,
+                &self.owner,
+                &self.scenario.name,
+                &self.labels.sessions[self.session],
+                summary,
+            )),
+            None => memory::create(&self.strategy_name, self.params, &self.transcript, summary),
+        }
+    }
+
+    /// Which replay this is.
+    pub(super) fn key(&self) -> crate::results::JobKey {
+        (
+            self.scenario.name.clone(),
+            self.labels.strategy.to_string(),
+            self.repeat,
+        )
     }
 
     /// Replays the whole scenario, alone.
@@ -162,6 +197,8 @@ impl<'a> Job<'a> {
     /// Persists what is left and hands over the results (those since the
     /// last part taken).
     pub(super) fn finish(mut self, store: &mut Store) -> Result<JobResult, RunError> {
+        self.strategy.suspend(Suspend::End, &mut self.env);
+        self.check()?;
         self.flush(store)?;
         self.env.times.us[Stage::Tokenize as usize] = self.prepared.tokenize_us.clone();
         Ok(self.take_part())
@@ -194,6 +231,10 @@ impl<'a> Job<'a> {
         }
         match step {
             Step::Session(i) => {
+                if i > 0 {
+                    self.strategy.suspend(Suspend::SessionEnd, &mut self.env);
+                    self.check()?;
+                }
                 self.session = i;
                 if i > 0 {
                     self.restore(store)?;
@@ -207,12 +248,20 @@ impl<'a> Job<'a> {
             }
             Step::Probe { probe, turn } => self.probe(probe, turn)?,
         }
-        Ok(())
+        self.check()
+    }
+
+    /// A replay whose memory cannot go on fails here (a plugin's fault).
+    fn check(&self) -> Result<(), RunError> {
+        match self.strategy.fault() {
+            Some(f) => Err(RunError::Replay(f.to_string())),
+            None => Ok(()),
+        }
     }
 
     /// Files the API calls made at `turn` under this replay; how many failed.
     pub(super) fn take_calls(&mut self, turn: u32) -> u32 {
-        let (scenario, strategy) = (&self.scenario.name, self.strategy_name.as_str());
+        let (scenario, strategy) = (&self.scenario.name, &*self.labels.strategy);
         let failed = self.env.calls.iter().filter(|c| c.error.is_some()).count() as u32;
         for r in self.env.calls.drain(..) {
             self.out.calls.push(CallRow::new(
@@ -244,26 +293,34 @@ impl<'a> Job<'a> {
     /// the store, as a server process would after a restart.
     pub(super) fn restore(&mut self, store: &mut Store) -> Result<(), RunError> {
         self.flush(store)?;
-        self.last_call = None;
+        if self.plugin.is_none() {
+            self.last_call = None;
+        }
         // Nothing of the old state survives: the new one is built from the store alone.
         let (t, summary) = store.load(&self.ns)?;
-        self.strategy = memory::create(self.strategy_name, self.params, &t, summary);
         self.unsaved_from = t.len();
         self.transcript = t;
+        self.strategy = self.fresh_strategy(summary);
         Ok(())
     }
 
     /// Evicted from the registry: persisted, then every in-memory structure
     /// dropped until [`Job::restore`] brings it back.
     pub(super) fn evict(&mut self, store: &mut Store) -> Result<(), RunError> {
+        self.strategy.suspend(Suspend::Evict, &mut self.env);
+        self.check()?;
         self.flush(store)?;
-        self.last_call = None;
+        if self.plugin.is_none() {
+            // A plugin's context was its reply: a reply still to generate
+            // is generated from it (a built-in's is rebuilt, the same).
+            self.last_call = None;
+        }
         // Embedded again at their next ask (the same vectors: the embedder
         // is deterministic, and an API's are fetched ahead).
         self.probe_embeddings.fill(None);
         self.transcript = Transcript::new();
         self.unsaved_from = 0;
-        self.strategy = memory::create(self.strategy_name, self.params, &self.transcript, None);
+        self.strategy = self.fresh_strategy(None);
         Ok(())
     }
 
@@ -311,6 +368,7 @@ impl<'a> Job<'a> {
             && (self.scenario.messages.get(n as usize)).is_some_and(|m| m.content.is_none());
         let (ctx, build_us) = if is_call {
             let q = Query {
+                probe: None,
                 text: &content,
                 embedding,
             };
@@ -392,6 +450,7 @@ impl<'a> Job<'a> {
             Some(c) => c,
             None => {
                 let q = last.as_ref().map(|e| Query {
+                    probe: None,
                     text: e.content(),
                     embedding: e.embedding.clone(),
                 });
@@ -418,6 +477,7 @@ impl<'a> Job<'a> {
             self.probe_embeddings[index] = (!e.is_empty()).then_some(e);
         }
         let q = Query {
+            probe: Some(&p.id),
             text: &p.question,
             embedding: self.probe_embeddings[index].clone(),
         };

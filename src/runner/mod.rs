@@ -41,6 +41,9 @@ pub enum RunError {
     Store(#[from] StoreError),
     #[error("interrupted")]
     Interrupted,
+    /// One replay cannot go on (a plugin's fault); the others can.
+    #[error("{0}")]
+    Replay(String),
 }
 
 /// Where finished replays go.
@@ -59,6 +62,19 @@ impl Sink<'_> {
             Sink::Journal(j) => j.append(std::slice::from_ref(&r), true)?,
         }
         Ok(())
+    }
+
+    /// A replay that could not go on: into a journal, its rows are
+    /// forgotten and its error recorded, and the run goes on; in memory
+    /// (sweeps, the budget dashboard), the whole fails.
+    fn failed(&self, key: &JobKey, error: String) -> Result<(), RunError> {
+        match self {
+            Sink::Memory(_) => Err(RunError::Replay(error)),
+            Sink::Journal(j) => {
+                crate::errln!("replay {}/{}/{} failed: {error}", key.0, key.1, key.2);
+                Ok(j.fail(key, &error)?)
+            }
+        }
     }
 }
 
@@ -99,6 +115,14 @@ impl<'a> Spill<'a> {
             self.flush()?;
         }
         Ok(())
+    }
+
+    /// Drops what `user` recorded, held here or not yet taken (its replay
+    /// failed: none of its rows is written).
+    fn forget(&mut self, user: &mut Job<'_>) {
+        let key = user.key();
+        let _ = user.take_part();
+        self.parts.retain(|p| p.key() != key);
     }
 
     fn flush(&mut self) -> Result<(), RunError> {
@@ -145,6 +169,32 @@ pub struct Runtime<'a> {
     pub progress: bool,
     /// Replays of each (scenario, strategy), with seeds `seed`, `seed + 1`, ...
     pub repeats: u32,
+    /// The run's plugins, where a strategy is one.
+    pub plugins: Option<&'a crate::plugin::Plugins>,
+}
+
+impl Runtime<'_> {
+    /// A process of the plugin that `k` names, for replays of number
+    /// `repeat` (waiting for one to be free); `None` for a built-in.
+    fn lease(
+        &self,
+        k: &StrategyName,
+        repeat: u32,
+    ) -> Result<
+        Option<(
+            std::sync::Arc<crate::plugin::Plugin>,
+            crate::plugin::SharedLease,
+        )>,
+        RunError,
+    > {
+        let Some(name) = k.plugin() else {
+            return Ok(None);
+        };
+        let plugin = self.plugins.and_then(|p| p.get(name)).ok_or_else(|| {
+            RunError::Replay(format!("{k}: the plugin was not started for this command"))
+        })?;
+        Ok(Some((plugin.clone(), crate::plugin::lease(plugin, repeat))))
+    }
 }
 
 impl<'a> Runtime<'a> {
@@ -166,6 +216,7 @@ impl<'a> Runtime<'a> {
             timings: false,
             progress: false,
             repeats: 1,
+            plugins: None,
         })
     }
 }
@@ -244,13 +295,13 @@ fn replay(scenarios: &[Scenario], rt: &Runtime<'_>, sink: &Sink<'_>) -> Result<(
     )?;
     let mut order: Vec<usize> = (0..scenarios.len()).collect();
     order.sort_by(|&a, &b| scenarios[a].name.cmp(&scenarios[b].name));
-    let jobs: Vec<(usize, StrategyName, u32)> = order
+    let jobs: Vec<(usize, &StrategyName, u32)> = order
         .iter()
         .flat_map(|&s| {
             rt.config
                 .strategies
                 .iter()
-                .flat_map(move |&k| (1..=rt.repeats.max(1)).map(move |r| (s, k, r)))
+                .flat_map(move |k| (1..=rt.repeats.max(1)).map(move |r| (s, k, r)))
         })
         .collect();
     let params = Params::from_config(rt.config, rt.backend);
@@ -264,12 +315,13 @@ fn replay(scenarios: &[Scenario], rt: &Runtime<'_>, sink: &Sink<'_>) -> Result<(
         Sink::Journal(j) => j.done()?,
         Sink::Memory(_) => Default::default(),
     };
-    let key =
-        |s: usize, k: StrategyName, repeat: u32| (scenarios[s].name.clone(), k.to_string(), repeat);
+    let key = |s: usize, k: &StrategyName, repeat: u32| {
+        (scenarios[s].name.clone(), k.to_string(), repeat)
+    };
     // Replays the journal holds as finished are skipped; any other starts
     // afresh: whatever an interrupted attempt stored (its memories, its
     // rows) is forgotten.
-    let skip = |users: &[usize], k: StrategyName, repeat: u32| -> Result<bool, RunError> {
+    let skip = |users: &[usize], k: &StrategyName, repeat: u32| -> Result<bool, RunError> {
         let keys: Vec<JobKey> = users.iter().map(|&s| key(s, k, repeat)).collect();
         if !keys.is_empty() && keys.iter().all(|k| done.contains(k)) {
             if let Some(b) = &bar {
@@ -306,18 +358,31 @@ fn replay(scenarios: &[Scenario], rt: &Runtime<'_>, sink: &Sink<'_>) -> Result<(
                 if skip(&[s], k, repeat)? {
                     return Ok(());
                 }
-                let job = Job::new(&scenarios[s], &prepared[s], k, repeat, &params, rt)?;
-                sink.finished(job.run(&mut Store::open(rt.store)?, bar.as_ref())?)
+                let lease = rt.lease(k, repeat)?;
+                let job = Job::new(
+                    &scenarios[s],
+                    &prepared[s],
+                    k.clone(),
+                    repeat,
+                    &params,
+                    rt,
+                    lease,
+                )?;
+                match job.run(&mut Store::open(rt.store)?, bar.as_ref()) {
+                    Ok(r) => sink.finished(r),
+                    Err(RunError::Replay(e)) => sink.failed(&key(s, k, repeat), e),
+                    Err(e) => Err(e),
+                }
             },
         )?;
     } else {
         // One lane per strategy and replay: all users interleaved through a
         // registry of `cap` live memories.
-        let lanes: Vec<(StrategyName, u32)> = rt
+        let lanes: Vec<(&StrategyName, u32)> = rt
             .config
             .strategies
             .iter()
-            .flat_map(|&k| (1..=rt.repeats.max(1)).map(move |r| (k, r)))
+            .flat_map(|k| (1..=rt.repeats.max(1)).map(move |r| (k, r)))
             .collect();
         let schedule = interleave(scenarios, &order);
         par_map(
@@ -329,9 +394,23 @@ fn replay(scenarios: &[Scenario], rt: &Runtime<'_>, sink: &Sink<'_>) -> Result<(
                 if skip(&order, k, repeat)? {
                     return Ok(());
                 }
+                // One process serves the lane: its users open and close
+                // in it as the registry takes them in and drops them.
+                let lease = rt.lease(k, repeat)?;
                 let users: Vec<Job<'_>> = order
                     .iter()
-                    .map(|&s| Job::new(&scenarios[s], &prepared[s], k, repeat, &params, rt))
+                    .map(|&s| {
+                        let l = lease.clone();
+                        Job::new(
+                            &scenarios[s],
+                            &prepared[s],
+                            k.clone(),
+                            repeat,
+                            &params,
+                            rt,
+                            l,
+                        )
+                    })
                     .collect::<Result<_, _>>()?;
                 run_lane(users, &schedule, cap, rt, sink, bar.as_ref())
             },
@@ -359,8 +438,8 @@ fn progress_bar(rt: &Runtime<'_>, total: u64) -> Option<ProgressBar> {
 
 /// How much a strategy's replay costs per message, relatively: the buffer
 /// strategy's contexts grow with the conversation.
-fn weight(k: StrategyName) -> u64 {
-    if k == StrategyName::Buffer { 4 } else { 1 }
+fn weight(k: &StrategyName) -> u64 {
+    if *k == StrategyName::Buffer { 4 } else { 1 }
 }
 
 /// The store namespace of one replay's memory.
@@ -468,38 +547,73 @@ fn run_lane(
     let mut lru: std::collections::BTreeMap<u64, usize> = std::collections::BTreeMap::new();
     let mut last = vec![0u64; users.len()];
     let mut started = vec![false; users.len()];
+    // Users whose replay failed: skipped from then on.
+    let mut failed = vec![false; users.len()];
     for (at, &(u, i)) in schedule.iter().enumerate() {
-        let tick = at as u64 + 1;
-        if last[u] == 0 {
-            if lru.len() >= cap
-                && let Some((_, v)) = lru.pop_first()
-            {
-                let t = users[v].env.times.start();
-                users[v].evict(&mut store)?;
-                last[v] = 0;
-                users[v].env.times.record(Stage::Evict, t);
-                spill.take(&mut users[v])?;
-            }
-            if started[u] {
-                let t = users[u].env.times.start();
-                users[u].restore(&mut store)?;
-                users[u].env.times.record(Stage::Reload, t);
-            }
-            started[u] = true;
-        } else {
-            lru.remove(&last[u]);
+        if failed[u] {
+            continue;
         }
-        last[u] = tick;
-        lru.insert(tick, u);
-        let step = users[u].scenario.steps[i];
-        users[u].step(step, &mut store, bar)?;
-        if at == last_step[u] {
-            spill.take(&mut users[u])?;
+        let tick = at as u64 + 1;
+        let outcome = (|| -> Result<(), RunError> {
+            if last[u] == 0 {
+                if lru.len() >= cap
+                    && let Some((_, v)) = lru.pop_first()
+                {
+                    last[v] = 0;
+                    let t = users[v].env.times.start();
+                    match users[v].evict(&mut store) {
+                        Err(RunError::Replay(e)) => {
+                            failed[v] = true;
+                            spill.forget(&mut users[v]);
+                            sink.failed(&users[v].key(), e)?;
+                        }
+                        r => r?,
+                    }
+                    users[v].env.times.record(Stage::Evict, t);
+                    if !failed[v] {
+                        spill.take(&mut users[v])?;
+                    }
+                }
+                if started[u] {
+                    let t = users[u].env.times.start();
+                    users[u].restore(&mut store)?;
+                    users[u].env.times.record(Stage::Reload, t);
+                }
+                started[u] = true;
+            } else {
+                lru.remove(&last[u]);
+            }
+            last[u] = tick;
+            lru.insert(tick, u);
+            let step = users[u].scenario.steps[i];
+            users[u].step(step, &mut store, bar)?;
+            if at == last_step[u] {
+                spill.take(&mut users[u])?;
+            }
+            Ok(())
+        })();
+        match outcome {
+            Err(RunError::Replay(e)) => {
+                failed[u] = true;
+                lru.remove(&last[u]);
+                last[u] = 0;
+                spill.forget(&mut users[u]);
+                sink.failed(&users[u].key(), e)?;
+            }
+            r => r?,
         }
     }
     spill.flush()?;
-    for user in users {
-        sink.finished(user.finish(&mut store)?)?;
+    for (user, failed) in users.into_iter().zip(failed) {
+        if failed {
+            continue;
+        }
+        let key = user.key();
+        match user.finish(&mut store) {
+            Ok(r) => sink.finished(r)?,
+            Err(RunError::Replay(e)) => sink.failed(&key, e)?,
+            Err(e) => return Err(e),
+        }
     }
     Ok(())
 }

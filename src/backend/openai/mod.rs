@@ -48,7 +48,7 @@ use tokio::sync::Semaphore;
 
 use super::{
     AnswerCheck, AnswerVerdict, Backend, BackendError, CallKind, CallRecord, Calls, ChatMessage,
-    ChatRole, Embedder, Judge, Responder, Summarizer, SummaryOutput, SummaryRequest,
+    ChatRequest, ChatRole, Embedder, Judge, Responder, Summarizer, SummaryOutput, SummaryRequest,
     SummaryTemplate, Verdict,
 };
 use crate::config::prices::{self, Price};
@@ -276,27 +276,6 @@ async fn counted<T>(fut: impl Future<Output = T>) -> (T, u32) {
             (out, ATTEMPTS.with(Cell::get))
         })
         .await
-}
-
-impl CallRecord {
-    /// A call about to be made: what memeval counts of its input; the rest
-    /// is filled in as it is served.
-    fn new(kind: CallKind, model: &str, inputs: u32, local_input_tokens: u32) -> CallRecord {
-        CallRecord {
-            kind,
-            model: model.to_string(),
-            cached: false,
-            attempts: 0,
-            latency_us: 0,
-            inputs,
-            local_input_tokens,
-            local_output_tokens: 0,
-            api_input_tokens: None,
-            api_output_tokens: None,
-            cost_usd: 0.0,
-            error: None,
-        }
-    }
 }
 
 /// A chat model behind the API.

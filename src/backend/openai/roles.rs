@@ -36,6 +36,29 @@ impl Summarizer for ChatSummarizer {
             text,
         })
     }
+
+    fn chat(
+        &self,
+        req: &ChatRequest<'_>,
+        tok: &Tokenizer,
+        calls: &mut Calls,
+    ) -> Result<SummaryOutput, BackendError> {
+        let r = self.chat.complete(
+            CallKind::Summarize,
+            req.messages,
+            req.temperature,
+            req.max_tokens,
+            req.json,
+            calls,
+        )?;
+        let text_tokens = tok.count(&r.text);
+        Ok(SummaryOutput {
+            input_tokens: r.api_input.unwrap_or_else(|| req.local_input_tokens(tok)),
+            output_tokens: r.api_output.unwrap_or(text_tokens),
+            text_tokens,
+            text: r.text,
+        })
+    }
 }
 
 pub(super) struct ChatResponder {

@@ -1,0 +1,553 @@
+//! A plugin as a memory strategy: each step of a replay becomes the
+//! protocol's requests (`open`, `context`, `add`, `flush`, `close`), and
+//! each context reply becomes a [`Context`] that memeval counts with its
+//! own tokenizer, exactly as it counts a built-in strategy's.
+
+use std::sync::Arc;
+
+use serde_json::{Map, Value, json};
+
+use super::{Lease, Plugin, SharedLease};
+use crate::backend::{CallKind, CallRecord};
+use crate::memory::{
+    Context, Entry, Env, Item, Query, SUMMARY_HEADER, Section, Strategy, SummaryState, Suspend,
+    Transcript, retrieved_block,
+};
+use crate::scenario::Role;
+use crate::text::Reading;
+use crate::tokens::{MESSAGE_OVERHEAD, REPLY_PRIMING};
+
+/// One user's memory in a plugin.
+pub struct PluginStrategy {
+    plugin: Arc<Plugin>,
+    lease: SharedLease,
+    user: Arc<str>,
+    scenario: String,
+    session: Arc<str>,
+    /// The process generation this user was opened in.
+    opened: Option<u64>,
+    /// The context of the user message just observed (asked before `add`).
+    pending: Option<Context>,
+    /// The latest summary seen, and the number of the next.
+    summary: Option<Arc<SummaryState>>,
+    fault: Option<String>,
+}
+
+impl PluginStrategy {
+    /// A user's memory, opened (or restored by the plugin) at its first
+    /// request. `summary` is the latest one the store holds, so that
+    /// summaries keep their numbers across restores.
+    pub fn new(
+        plugin: &Arc<Plugin>,
+        lease: &SharedLease,
+        user: &Arc<str>,
+        scenario: &str,
+        session: &Arc<str>,
+        summary: Option<Arc<SummaryState>>,
+    ) -> PluginStrategy {
+        PluginStrategy {
+            plugin: plugin.clone(),
+            lease: lease.clone(),
+            user: user.clone(),
+            scenario: scenario.to_string(),
+            session: session.clone(),
+            opened: None,
+            pending: None,
+            summary,
+            fault: None,
+        }
+    }
+
+    /// One request for this user, opening it first where its process has
+    /// not; what the plugin spent meanwhile is filed in `env`. A fault is
+    /// kept (the replay fails) and every later request is skipped.
+    fn request(
+        &mut self,
+        op: &str,
+        mut fields: Map<String, Value>,
+        number: Option<u32>,
+        env: &mut Env<'_>,
+    ) -> Option<Map<String, Value>> {
+        if self.fault.is_some() {
+            return None;
+        }
+        let lease = self.lease.clone();
+        let mut lease = lease.lock().unwrap_or_else(|e| e.into_inner());
+        let mut at = op;
+        let result = (|| {
+            let proc = lease.proc()?;
+            if self.opened != Some(proc.conn.generation) || !proc.conn.open.contains(&*self.user) {
+                at = "open";
+                let mut open = Map::new();
+                open.insert("user".into(), json!(&*self.user));
+                open.insert("scenario".into(), json!(self.scenario));
+                open.insert("system_prompt".into(), json!(env.system_prompt));
+                proc.conn.call("open", open)?;
+                proc.conn.open.insert(self.user.to_string());
+                self.opened = Some(proc.conn.generation);
+                at = op;
+            }
+            fields.insert("user".into(), json!(&*self.user));
+            proc.conn.call(op, fields)
+        })();
+        self.take_metered(&mut lease, env);
+        match result {
+            Ok(reply) => {
+                if let Err(e) = self.file_calls(&reply, env) {
+                    self.fail(&mut lease, at, number, e);
+                    return None;
+                }
+                Some(reply)
+            }
+            Err(e) => {
+                self.fail(&mut lease, at, number, e);
+                None
+            }
+        }
+    }
+
+    /// Files what the plugin spent through the metering endpoint.
+    fn take_metered(&self, lease: &mut Lease, env: &mut Env<'_>) {
+        let Some(p) = &lease.proc else { return };
+        let mut tab = p.tab.lock().unwrap_or_else(|e| e.into_inner());
+        env.calls.append(&mut tab.calls);
+        let u = std::mem::take(&mut tab.usage);
+        env.usage.summarizer_tokens += u.summarizer_tokens;
+        env.usage.summarizer_output_tokens += u.summarizer_output_tokens;
+        env.usage.embedding_tokens += u.embedding_tokens;
+    }
+
+    /// The reply's `calls`: what the plugin spent outside the endpoint.
+    fn file_calls(&self, reply: &Map<String, Value>, env: &mut Env<'_>) -> Result<(), String> {
+        let Some(calls) = reply.get("calls") else {
+            return Ok(());
+        };
+        let list = calls
+            .as_array()
+            .ok_or("\"calls\" is not an array of {kind, model, input_tokens, output_tokens}")?;
+        for (i, c) in list.iter().enumerate() {
+            let tokens = |k: &str| -> Result<u32, String> {
+                match c.get(k) {
+                    None | Some(Value::Null) => Ok(0),
+                    Some(v) => v
+                        .as_u64()
+                        .and_then(|n| u32::try_from(n).ok())
+                        .ok_or_else(|| format!("calls[{i}].{k}: expected a token count")),
+                }
+            };
+            let (input, output) = (tokens("input_tokens")?, tokens("output_tokens")?);
+            let kind = match c.get("kind").and_then(Value::as_str) {
+                Some("embed" | "embedding" | "embeddings") => CallKind::Embed,
+                _ => CallKind::Summarize,
+            };
+            let model = c.get("model").and_then(Value::as_str).unwrap_or("unknown");
+            let mut record = CallRecord::new(kind, model, 1, input);
+            record.attempts = 1;
+            record.local_output_tokens = output;
+            record.api_input_tokens = Some(input);
+            record.api_output_tokens = Some(output);
+            if kind == CallKind::Embed {
+                env.usage.embedding_tokens += u64::from(input);
+            } else {
+                env.usage.summarizer_tokens += u64::from(input + output);
+                env.usage.summarizer_output_tokens += u64::from(output);
+            }
+            env.calls.push(record);
+        }
+        Ok(())
+    }
+
+    fn fail(&mut self, lease: &mut Lease, op: &str, number: Option<u32>, what: String) {
+        let tail = match &mut lease.proc {
+            Some(p) => {
+                p.conn.break_with(what.clone());
+                super::with_tail(&p.conn)
+            }
+            None => String::new(),
+        };
+        let at = match number {
+            Some(n) => format!(", message {n}"),
+            None => String::new(),
+        };
+        self.fault = Some(format!(
+            "plugin {:?}, op {op:?}, user {:?}{at}: {what}{tail}",
+            self.plugin.name, &*self.user
+        ));
+    }
+
+    fn message(e: &Entry, session: &str) -> Value {
+        json!({
+            "number": e.number,
+            "role": e.role.as_str(),
+            "content": &**e.content(),
+            "at": e.at.map(rfc3339),
+            "session": session,
+            "tokens": e.tokens + MESSAGE_OVERHEAD,
+        })
+    }
+
+    /// Asks for a context; the reply assembled, with `query` (the user
+    /// message it answers) last in its buffer.
+    fn context(
+        &mut self,
+        t: &Transcript,
+        query: Value,
+        asked: Option<&Entry>,
+        number: Option<u32>,
+        env: &mut Env<'_>,
+    ) -> Context {
+        let mut fields = Map::new();
+        fields.insert("query".into(), query);
+        let reply = self.request("context", fields, number, env);
+        let assembled = reply.map(|r| self.assemble(&r, t, asked, env));
+        match assembled {
+            Some(Ok(ctx)) => ctx,
+            Some(Err(e)) => {
+                let lease = self.lease.clone();
+                let mut lease = lease.lock().unwrap_or_else(|e| e.into_inner());
+                self.fail(&mut lease, "context", number, e);
+                empty(env)
+            }
+            None => empty(env),
+        }
+    }
+
+    /// The context a reply describes, counted as memeval counts its own.
+    fn assemble(
+        &mut self,
+        reply: &Map<String, Value>,
+        t: &Transcript,
+        asked: Option<&Entry>,
+        env: &Env<'_>,
+    ) -> Result<Context, String> {
+        let sections = reply
+            .get("sections")
+            .and_then(Value::as_array)
+            .ok_or("a context reply without \"sections\" (an array)")?;
+        let mut texts: Vec<&str> = Vec::new();
+        let mut sources: Vec<u32> = Vec::new();
+        let mut summary_owner_ok = true;
+        let mut retrieved = Vec::new();
+        let mut buffer = Vec::new();
+        let mut tokens_buffer = 0u32;
+        for (i, s) in sections.iter().enumerate() {
+            let kind = s.get("kind").and_then(Value::as_str).unwrap_or("");
+            let at = |what: &str| format!("sections[{i}] ({kind}): {what}");
+            match kind {
+                "summary" | "other" => {
+                    let text = s
+                        .get("text")
+                        .and_then(Value::as_str)
+                        .ok_or_else(|| at("expected \"text\", a string"))?;
+                    texts.push(text);
+                    if let Some(list) = s.get("sources") {
+                        let list = list
+                            .as_array()
+                            .ok_or_else(|| at("\"sources\" is not an array"))?;
+                        for (j, v) in list.iter().enumerate() {
+                            let n = number_of(v).ok_or_else(|| {
+                                at(&format!("sources[{j}] is not a message number: {v}"))
+                            })?;
+                            summary_owner_ok &= self.owner(t, n, None).as_ref() == Some(&self.user);
+                            sources.push(n);
+                        }
+                    }
+                }
+                "retrieved" => {
+                    let items = s
+                        .get("items")
+                        .and_then(Value::as_array)
+                        .ok_or_else(|| at("expected \"items\", an array"))?;
+                    for (j, it) in items.iter().enumerate() {
+                        let n = it.get("source").and_then(number_of).ok_or_else(|| {
+                            at(&format!("items[{j}].source is not a message number"))
+                        })?;
+                        let text = it
+                            .get("text")
+                            .and_then(Value::as_str)
+                            .ok_or_else(|| at(&format!("items[{j}].text: expected a string")))?;
+                        let score = it.get("score").and_then(Value::as_f64).map(|x| x as f32);
+                        retrieved.push(self.item(t, n, it, Some(text), Section::Retrieved, score));
+                    }
+                }
+                "buffer" => {
+                    let messages = s
+                        .get("messages")
+                        .and_then(Value::as_array)
+                        .ok_or_else(|| at("expected \"messages\", an array"))?;
+                    for (j, m) in messages.iter().enumerate() {
+                        let n = m.get("number").and_then(number_of).ok_or_else(|| {
+                            at(&format!("messages[{j}].number is not a message number"))
+                        })?;
+                        let content = match m.get("content") {
+                            None | Some(Value::Null) => None,
+                            Some(Value::String(c)) => Some(c.as_str()),
+                            Some(_) => {
+                                return Err(at(&format!(
+                                    "messages[{j}].content: expected a string"
+                                )));
+                            }
+                        };
+                        let item = self.item(t, n, m, content, Section::Buffer, None);
+                        tokens_buffer += match (content, verbatim(t, n)) {
+                            (None, Some(e)) => e.tokens,
+                            _ => env.tok.count(item.content()),
+                        } + MESSAGE_OVERHEAD;
+                        buffer.push(item);
+                    }
+                }
+                other => {
+                    return Err(format!(
+                        "sections[{i}]: unknown section kind {other:?} (summary, retrieved, buffer or other)"
+                    ));
+                }
+            }
+        }
+        if let Some(e) = asked {
+            tokens_buffer += e.tokens + MESSAGE_OVERHEAD;
+            buffer.push(Item {
+                section: Section::Buffer,
+                number: e.number,
+                role: e.role,
+                owner: e.owner.clone(),
+                read: e.read.clone(),
+                score: None,
+                via: None,
+                line_tokens: 0,
+            });
+        }
+        let summary = (!texts.is_empty()).then(|| {
+            self.summary_of(
+                texts.join("\n\n"),
+                &sources,
+                summary_owner_ok,
+                t,
+                asked,
+                env,
+            )
+        });
+        let tokens_retrieved = if retrieved.is_empty() {
+            0
+        } else {
+            env.tok.count(&retrieved_block(&retrieved)) + MESSAGE_OVERHEAD
+        };
+        Ok(Context {
+            tokens_system: env.system_prompt_tokens + MESSAGE_OVERHEAD + REPLY_PRIMING,
+            tokens_summary: summary
+                .as_ref()
+                .map_or(0, |s| s.system_message_tokens - env.system_prompt_tokens),
+            tokens_retrieved,
+            tokens_buffer,
+            summary,
+            retrieved,
+            buffer_messages: buffer.len() as u32,
+            buffer,
+        })
+    }
+
+    /// Whose message `n` is: this user's where the transcript holds it,
+    /// else the `user` the plugin names, else nobody's (a leak either way).
+    fn owner(&self, t: &Transcript, n: u32, named: Option<&str>) -> Option<Arc<str>> {
+        match named {
+            Some(u) if u != &*self.user => Some(Arc::from(u)),
+            _ => verbatim(t, n).map(|e| e.owner.clone()),
+        }
+    }
+
+    fn item(
+        &self,
+        t: &Transcript,
+        n: u32,
+        v: &Value,
+        content: Option<&str>,
+        section: Section,
+        score: Option<f32>,
+    ) -> Item {
+        let named = v.get("user").and_then(Value::as_str);
+        let entry = verbatim(t, n).filter(|_| named.is_none_or(|u| u == &*self.user));
+        let role = match v.get("role").and_then(Value::as_str) {
+            Some("assistant") => Role::Assistant,
+            Some("user") => Role::User,
+            _ => entry.map_or(Role::User, |e| e.role),
+        };
+        let read = match (content, entry) {
+            (None, Some(e)) => e.read.clone(),
+            (Some(c), _) => Arc::new(Reading::new(Arc::from(c))),
+            (None, None) => Arc::new(Reading::new(Arc::from(""))),
+        };
+        Item {
+            section,
+            number: n,
+            role,
+            owner: self.owner(t, n, named).unwrap_or_else(|| Arc::from("")),
+            read,
+            score,
+            via: None,
+            line_tokens: 0,
+        }
+    }
+
+    /// The summary a context carries: the latest one again where its text
+    /// is the same, else a new one, numbered on and handed to `env` to be
+    /// scored over the messages its sources span.
+    fn summary_of(
+        &mut self,
+        text: String,
+        sources: &[u32],
+        owned: bool,
+        t: &Transcript,
+        asked: Option<&Entry>,
+        env: &Env<'_>,
+    ) -> Arc<SummaryState> {
+        if let Some(s) = &self.summary
+            && s.text() == text
+            && (s.owner == self.user) == owned
+        {
+            return s.clone();
+        }
+        let known = t.len() - usize::from(asked.is_some());
+        let (from, to) = match (sources.iter().min(), sources.iter().max()) {
+            (Some(&a), Some(&b)) => ((a as usize).saturating_sub(1), (b as usize).min(known)),
+            _ => (0, known),
+        };
+        let tokens = env.tok.count(&text);
+        let system = format!("{}{SUMMARY_HEADER}{text}", env.system_prompt);
+        let s = Arc::new(SummaryState {
+            index: self.summary.as_ref().map_or(0, |s| s.index) + 1,
+            turn: t.last().map_or(0, |e| e.number),
+            read: Arc::new(Reading::new(Arc::from(text))),
+            tokens,
+            system_message_tokens: env.tok.count(&system),
+            covered_to: to as u32,
+            covered_from: from.min(to) as u32,
+            input_tokens: 0,
+            output_tokens: 0,
+            owner: if owned {
+                self.user.clone()
+            } else {
+                Arc::from("")
+            },
+        });
+        self.summary = Some(s.clone());
+        s
+    }
+}
+
+/// Message `n` of the transcript, where it holds it.
+fn verbatim(t: &Transcript, n: u32) -> Option<&Entry> {
+    let pos = (n as usize).checked_sub(1)?;
+    (pos < t.len())
+        .then(|| t.get(pos))
+        .filter(|e| e.number == n)
+}
+
+/// A message number: a whole number from 1.
+fn number_of(v: &Value) -> Option<u32> {
+    v.as_u64()
+        .filter(|&n| n >= 1)
+        .and_then(|n| u32::try_from(n).ok())
+}
+
+/// The context of a failed request: the system prompt alone.
+fn empty(env: &Env<'_>) -> Context {
+    Context {
+        tokens_system: env.system_prompt_tokens + MESSAGE_OVERHEAD + REPLY_PRIMING,
+        tokens_summary: 0,
+        tokens_retrieved: 0,
+        tokens_buffer: 0,
+        summary: None,
+        retrieved: Vec::new(),
+        buffer: Vec::new(),
+        buffer_messages: 0,
+    }
+}
+
+fn rfc3339(ms: i64) -> String {
+    if ms % 1000 == 0 {
+        crate::clock::format_rfc3339(ms)
+    } else {
+        jiff::Timestamp::from_millisecond(ms)
+            .map(|t| t.strftime("%Y-%m-%dT%H:%M:%S%.3fZ").to_string())
+            .unwrap_or_else(|_| crate::clock::format_rfc3339(ms))
+    }
+}
+
+impl Strategy for PluginStrategy {
+    fn name(&self) -> &'static str {
+        "plugin"
+    }
+
+    /// A user message is asked for its context first (it is not in the
+    /// memory yet), then added; an assistant message is added.
+    fn observe(&mut self, t: &Transcript, env: &mut Env<'_>) {
+        let Some(e) = t.last() else { return };
+        let session = self.session.clone();
+        if e.role == Role::User {
+            let query = json!({
+                "content": &**e.content(),
+                "number": e.number,
+                "tokens": e.tokens + MESSAGE_OVERHEAD,
+            });
+            self.pending = Some(self.context(t, query, Some(e), Some(e.number), env));
+        }
+        let mut fields = Map::new();
+        fields.insert("message".into(), Self::message(e, &session));
+        self.request("add", fields, Some(e.number), env);
+    }
+
+    fn build(&mut self, t: &Transcript, query: Option<&Query<'_>>, env: &mut Env<'_>) -> Context {
+        let number = t.last().map(|e| e.number);
+        match query {
+            None => self.context(t, Value::Null, None, number, env),
+            Some(q) => match (q.probe, self.pending.take()) {
+                (None, Some(ctx)) => ctx,
+                (probe, _) => {
+                    let tokens = env.tok.count(q.text) + MESSAGE_OVERHEAD;
+                    let query = match probe {
+                        Some(id) => json!({"content": q.text, "probe": id, "tokens": tokens}),
+                        None => json!({"content": q.text, "number": number, "tokens": tokens}),
+                    };
+                    self.context(t, query, None, number, env)
+                }
+            },
+        }
+    }
+
+    fn summary(&self) -> Option<&Arc<SummaryState>> {
+        self.summary.as_ref()
+    }
+
+    /// `flush` at a session's end (then a fresh process, where the plugin
+    /// restarts between sessions); `flush` and `close` when the registry
+    /// drops the user or the replay ends.
+    fn suspend(&mut self, how: Suspend, env: &mut Env<'_>) {
+        if self.opened.is_none() {
+            return;
+        }
+        self.request("flush", Map::new(), None, env);
+        match how {
+            Suspend::SessionEnd => {
+                if self.plugin.config.restart_between_sessions && self.fault.is_none() {
+                    let lease = self.lease.clone();
+                    let mut lease = lease.lock().unwrap_or_else(|e| e.into_inner());
+                    if let Err(e) = lease.restart(&self.user) {
+                        self.fail(&mut lease, "restart", None, e);
+                    }
+                }
+            }
+            Suspend::Evict | Suspend::End => {
+                self.request("close", Map::new(), None, env);
+                let lease = self.lease.clone();
+                let mut lease = lease.lock().unwrap_or_else(|e| e.into_inner());
+                if let Some(p) = &mut lease.proc {
+                    p.conn.open.remove(&*self.user);
+                }
+            }
+        }
+        self.opened = None;
+    }
+
+    fn fault(&self) -> Option<&str> {
+        self.fault.as_deref()
+    }
+}
