@@ -42,6 +42,7 @@ __all__ = [
     "other",
     "retrieved",
     "serve",
+    "serve_http",
     "summary",
 ]
 
@@ -266,19 +267,59 @@ def serve(memory: Memory, stdin=None, stdout=None) -> None:
         if not line:
             continue
         req = json.loads(line)
-        rid = req.get("id")
         if req.get("op") == "shutdown":
-            out.write(json.dumps({"id": rid, "ok": True}) + "\n")
+            out.write(json.dumps({"id": req.get("id"), "ok": True}) + "\n")
             out.flush()
             return
-        try:
-            reply = {"id": rid, "ok": True}
-            reply.update(_handle(memory, req))
-        except Exception as e:  # reported to memeval, which fails the replay
-            traceback.print_exc(file=sys.stderr)
-            reply = {"id": rid, "ok": False, "error": f"{type(e).__name__}: {e}"}
+        reply = _reply(memory, req)
         out.write(json.dumps(reply, ensure_ascii=False) + "\n")
         out.flush()
+
+
+def _reply(memory: Memory, req: dict) -> dict:
+    rid = req.get("id")
+    try:
+        reply = {"id": rid, "ok": True}
+        reply.update(_handle(memory, req))
+    except Exception as e:  # reported to memeval, which fails the replay
+        traceback.print_exc(file=sys.stderr)
+        reply = {"id": rid, "ok": False, "error": f"{type(e).__name__}: {e}"}
+    return reply
+
+
+def serve_http(memory: Memory, host: str = "127.0.0.1", port: int = 0, ready=None) -> None:
+    """Answers memeval's requests POSTed to ``http://host:port/`` (the
+    protocol's http transport) until ``shutdown``. ``ready``, if given, is
+    called with the port once the server listens (port 0: any free port)."""
+    from http.server import BaseHTTPRequestHandler, HTTPServer
+
+    class Handler(BaseHTTPRequestHandler):
+        protocol_version = "HTTP/1.1"
+
+        def do_POST(self):
+            n = int(self.headers.get("Content-Length", "0"))
+            req = json.loads(self.rfile.read(n))
+            if req.get("op") == "shutdown":
+                reply = {"id": req.get("id"), "ok": True}
+                self.server.done = True
+            else:
+                reply = _reply(memory, req)
+            body = json.dumps(reply, ensure_ascii=False).encode()
+            self.send_response(200)
+            self.send_header("Content-Type", "application/json")
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+
+        def log_message(self, *args):
+            pass
+
+    server = HTTPServer((host, port), Handler)
+    server.done = False
+    if ready:
+        ready(server.server_address[1])
+    while not server.done:
+        server.handle_request()
 
 
 def _post(hello: Hello, path: str, body: dict) -> dict:

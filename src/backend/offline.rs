@@ -253,31 +253,48 @@ impl Summarizer for ExtractiveSummarizer {
         })
     }
 
-    /// A plugin's chat call: an extractive summary of its user and
-    /// assistant messages (its instructions, in system messages, are not
-    /// material to summarize), within its `max_tokens`.
+    /// A plugin's chat call: an extractive summary of what it asks to be
+    /// summarized, within its `max_tokens`. A summarizing memory sends a
+    /// prompt of instructions around conversation lines (`USER: ...`,
+    /// `assistant: ...`) and perhaps a `Prior summary:` block: where
+    /// such lines are found, they are the material (and the block the
+    /// prior summary); else every user and assistant message is. System
+    /// messages, instructions, are never material.
     fn chat(
         &self,
         req: &ChatRequest<'_>,
         tok: &Tokenizer,
         calls: &mut Calls,
     ) -> Result<SummaryOutput, BackendError> {
-        let messages: Vec<Covered<'_>> = req
+        let said: Vec<(ChatRole, &str)> = req
             .messages
             .iter()
-            .filter_map(|&(role, content)| {
-                let role = match role {
-                    ChatRole::System => return None,
-                    ChatRole::User => Role::User,
-                    ChatRole::Assistant => Role::Assistant,
-                };
-                Some(Covered::new(role, content, tok))
-            })
+            .copied()
+            .filter(|(role, _)| *role != ChatRole::System)
             .collect();
+        let mut messages: Vec<Covered<'_>> = said
+            .iter()
+            .flat_map(|(_, c)| c.lines())
+            .filter_map(|line| conversation_line(line).map(|(r, t)| Covered::new(r, t, tok)))
+            .collect();
+        let prior = said.iter().find_map(|(_, c)| prior_summary(c));
+        if messages.is_empty() {
+            messages = said
+                .iter()
+                .map(|&(role, c)| {
+                    let role = if role == ChatRole::Assistant {
+                        Role::Assistant
+                    } else {
+                        Role::User
+                    };
+                    Covered::new(role, c, tok)
+                })
+                .collect();
+        }
         let out = self.summarize(
             &SummaryRequest {
-                prior: None,
-                prior_tokens: 0,
+                prior,
+                prior_tokens: prior.map_or(0, |p| tok.count(p)),
                 messages: &messages,
                 max_tokens: req.max_tokens,
             },
@@ -289,6 +306,30 @@ impl Summarizer for ExtractiveSummarizer {
             ..out
         })
     }
+}
+
+/// A line of a transcript in a prompt: `USER: text`, `Assistant: text`,
+/// `- user: text`, `[assistant]: text` (or Human / AI).
+fn conversation_line(line: &str) -> Option<(Role, &str)> {
+    let l = line.trim_start().trim_start_matches("- ");
+    let (who, text) = l.split_once(':')?;
+    let who = who.trim().trim_start_matches('[').trim_end_matches(']');
+    let role = match who.to_ascii_lowercase().as_str() {
+        "user" | "human" => Role::User,
+        "assistant" | "ai" => Role::Assistant,
+        _ => return None,
+    };
+    let text = text.trim();
+    (!text.is_empty()).then_some((role, text))
+}
+
+/// The `Prior summary:` block of a summarizing prompt, up to a blank line.
+fn prior_summary(prompt: &str) -> Option<&str> {
+    let start = prompt.find("Prior summary:")? + "Prior summary:".len();
+    let rest = prompt[start..].trim_start_matches([' ', '\n']);
+    let end = rest.find("\n\n").unwrap_or(rest.len());
+    let p = rest[..end].trim();
+    (!p.is_empty()).then_some(p)
 }
 
 /// Feature hashing of content words (sublinear term frequency) into a unit

@@ -579,6 +579,61 @@ mod tests {
     }
 
     #[test]
+    fn plugins_are_checked_and_named_as_strategies() {
+        let ok = load(
+            None,
+            &[
+                "strategies=[\"window\", \"plugin:mine\"]".into(),
+                "plugins.mine.command=[\"python3\", \"mine.py\"]".into(),
+                "plugins.mine.params.max_tokens=300".into(),
+                "gate.min_recall={ \"plugin:mine\" = 0.5 }".into(),
+            ],
+        )
+        .unwrap();
+        assert_eq!(ok.strategies[1].plugin(), Some("mine"));
+        assert_eq!(ok.plugins["mine"].params["max_tokens"], 300);
+        assert_eq!(ok.plugins["mine"].processes, 1);
+        let with = |more: &[&str]| {
+            let mut sets = vec!["strategies=[\"plugin:mine\"]".to_string()];
+            sets.extend(more.iter().map(|s| s.to_string()));
+            load(None, &sets).unwrap_err().0
+        };
+        for (more, want) in [
+            (&[][..], "no [plugins.mine] section"),
+            (
+                &["plugins.mine.processes=2"][..],
+                "set command (stdio) or url (http)",
+            ),
+            (
+                &[
+                    "plugins.mine.command=[\"x\"]",
+                    "plugins.mine.url=\"http://h:1/\"",
+                ][..],
+                "not both",
+            ),
+            (&["plugins.mine.url=\"https://h/\""][..], "http:// URL"),
+            (
+                &["plugins.mine.command=[\"x\"]", "plugins.mine.processes=0"][..],
+                "between 1 and 1024",
+            ),
+            (
+                &["plugins.mine.command=[\"x\"]", "plugins.mine.timeout_ms=0"][..],
+                "timeout_ms",
+            ),
+            (
+                &[
+                    "plugins.mine.command=[\"x\"]",
+                    "plugins.mine.comand=[\"y\"]",
+                ][..],
+                "comand",
+            ),
+        ] {
+            let e = with(more);
+            assert!(e.contains(want), "{more:?}: {e}");
+        }
+    }
+
+    #[test]
     fn credentials_never_stay_in_the_base_url() {
         for (given, want) in [
             ("http://user:sk-secret@host:8080/v1", "http://host:8080/v1"),

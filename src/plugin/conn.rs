@@ -52,10 +52,8 @@ pub struct Conn {
     timeout: Duration,
     next_id: u64,
     log: Log,
-    /// Users opened since the process started.
+    /// Users opened in this process and not closed since.
     pub open: BTreeSet<String>,
-    /// Bumped at every (re)start, so that a user knows to open again.
-    pub generation: u64,
     /// Why the connection cannot be used any more.
     pub broken: Option<String>,
 }
@@ -148,7 +146,6 @@ impl Conn {
             next_id: 1,
             log,
             open: BTreeSet::new(),
-            generation: 0,
             broken: None,
         })
     }
@@ -161,7 +158,6 @@ impl Conn {
             next_id: 1,
             log,
             open: BTreeSet::new(),
-            generation: 0,
             broken: None,
         })
     }

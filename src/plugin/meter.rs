@@ -128,7 +128,10 @@ fn connection(conn: TcpStream, tabs: &Tabs, serve: &Serve) {
             }
         };
         let (status, body) = answer(&req, tabs, serve);
-        if http::respond(&mut writer, status, &body).is_err() {
+        let close = req
+            .header("connection")
+            .is_some_and(|v| v.eq_ignore_ascii_case("close"));
+        if http::respond(&mut writer, status, &body).is_err() || close {
             return;
         }
     }
@@ -337,7 +340,10 @@ fn embeddings(body: &Value, serve: &Serve, tab: &Mutex<Metered>) -> Answer {
         .map_or_else(|| serve.backend.name.clone(), |(_, m)| m.clone());
     let mut calls = Vec::new();
     let out = serve.backend.embedder.embed(&refs, &mut calls);
-    let fallback = CallRecord::new(CallKind::Embed, &model, refs.len() as u32, tokens);
+    let mut fallback = CallRecord::new(CallKind::Embed, &model, refs.len() as u32, tokens);
+    // An API embedder that made no request served every text from its
+    // cache; the offline one computes them.
+    fallback.cached = !model.starts_with("offline-");
     match out {
         Ok(vectors) => {
             file(tab, calls, fallback, |u| {
@@ -364,7 +370,7 @@ fn embeddings(body: &Value, serve: &Serve, tab: &Mutex<Metered>) -> Answer {
             }))
         }
         Err(e) => {
-            let mut fallback = fallback;
+            fallback.cached = false;
             fallback.error = Some(e.message.clone());
             file(tab, calls, fallback, |_| {});
             Err((502, e.to_string()))
@@ -398,6 +404,64 @@ fn base64_encode(bytes: &[u8]) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::io::{Read, Write};
+
+    /// One request on its own connection: the status and the body.
+    fn post(m: &Meter, path: &str, token: Option<&str>, body: &str) -> (u16, Value) {
+        let mut s = TcpStream::connect(m.addr).unwrap();
+        let auth = token.map_or(String::new(), |t| format!("Authorization: Bearer {t}\r\n"));
+        write!(
+            s,
+            "POST {path} HTTP/1.1\r\nHost: x\r\n{auth}Content-Length: {}\r\nConnection: close\r\n\r\n{body}",
+            body.len()
+        )
+        .unwrap();
+        let mut r = BufReader::new(s);
+        let m = http::read(&mut r).unwrap().unwrap();
+        let status = m.start.split_whitespace().nth(1).unwrap().parse().unwrap();
+        let mut rest = Vec::new();
+        // The server closes the connection, as asked.
+        r.read_to_end(&mut rest).unwrap();
+        assert!(rest.is_empty());
+        (status, serde_json::from_slice(&m.body).unwrap())
+    }
+
+    #[test]
+    fn only_a_plugins_token_is_served_and_its_calls_are_filed_under_it() {
+        let tok = Tokenizer::by_encoding("o200k_base").unwrap();
+        let m = Meter::start(&crate::backend::offline::backend(64), tok, 100).unwrap();
+        assert!(m.base_url.starts_with("http://127.0.0.1:"));
+        let chat = r#"{"model": "x", "messages": [{"role": "user", "content": "USER: I live in Porto and work on dbt models.\nASSISTANT: Noted."}], "max_tokens": 50}"#;
+        let (status, body) = post(&m, "/v1/chat/completions", None, chat);
+        assert_eq!(status, 401, "{body}");
+        let (status, _) = post(&m, "/v1/chat/completions", Some("memeval-guess"), chat);
+        assert_eq!(status, 401);
+        let (token, tab) = m.open_tab();
+        let (status, body) = post(&m, "/v1/chat/completions", Some(&token), chat);
+        assert_eq!(status, 200, "{body}");
+        let text = body["choices"][0]["message"]["content"].as_str().unwrap();
+        assert!(text.contains("Porto"), "{text}");
+        let (status, body) = post(
+            &m,
+            "/v1/embeddings",
+            Some(&token),
+            r#"{"model": "x", "input": ["dbt on Snowflake", "a cabin"], "encoding_format": "base64"}"#,
+        );
+        assert_eq!(status, 200, "{body}");
+        assert_eq!(body["data"].as_array().unwrap().len(), 2);
+        let (status, body) = post(&m, "/v1/files", Some(&token), "{}");
+        assert_eq!(status, 404, "{body}");
+        {
+            let t = tab.lock().unwrap();
+            assert_eq!(t.calls.len(), 2);
+            assert_eq!(t.calls[0].kind, CallKind::Summarize);
+            assert_eq!(t.calls[1].kind, CallKind::Embed);
+            assert!(t.usage.summarizer_tokens > 0 && t.usage.embedding_tokens > 0);
+        }
+        m.close_tab(&token);
+        let (status, _) = post(&m, "/v1/embeddings", Some(&token), r#"{"input": "x"}"#);
+        assert_eq!(status, 401, "a closed tab's token is refused");
+    }
 
     #[test]
     fn base64_matches_the_standard_alphabet_and_padding() {

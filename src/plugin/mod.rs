@@ -340,8 +340,9 @@ impl Lease {
         Ok(self.proc.as_mut().expect("started above"))
     }
 
-    /// Ends the process and starts a fresh one, after flushing every user
-    /// it holds besides `flushed` (which the caller has flushed).
+    /// Ends the process and starts a fresh one (which opens each user
+    /// again at its next request), after flushing every user it holds
+    /// besides `flushed` (which the caller has flushed).
     fn restart(&mut self, flushed: &str) -> Result<(), String> {
         let Some(mut old) = self.proc.take() else {
             return Ok(());
@@ -358,11 +359,8 @@ impl Lease {
             m.insert("user".into(), json!(u));
             old.conn.call("flush", m)?;
         }
-        let generation = old.conn.generation + 1;
         old.end(&self.plugin.meter);
-        let p = self.proc()?;
-        p.conn.generation = generation;
-        Ok(())
+        self.proc().map(|_| ())
     }
 }
 

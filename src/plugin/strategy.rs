@@ -24,8 +24,6 @@ pub struct PluginStrategy {
     user: Arc<str>,
     scenario: String,
     session: Arc<str>,
-    /// The process generation this user was opened in.
-    opened: Option<u64>,
     /// The context of the user message just observed (asked before `add`).
     pending: Option<Context>,
     /// The latest summary seen, and the number of the next.
@@ -51,7 +49,6 @@ impl PluginStrategy {
             user: user.clone(),
             scenario: scenario.to_string(),
             session: session.clone(),
-            opened: None,
             pending: None,
             summary,
             fault: None,
@@ -76,7 +73,9 @@ impl PluginStrategy {
         let mut at = op;
         let result = (|| {
             let proc = lease.proc()?;
-            if self.opened != Some(proc.conn.generation) || !proc.conn.open.contains(&*self.user) {
+            // Opened once per process: a fresh process (a restart) opens
+            // every user again, and so does a user the registry closed.
+            if !proc.conn.open.contains(&*self.user) {
                 at = "open";
                 let mut open = Map::new();
                 open.insert("user".into(), json!(&*self.user));
@@ -84,7 +83,6 @@ impl PluginStrategy {
                 open.insert("system_prompt".into(), json!(env.system_prompt));
                 proc.conn.call("open", open)?;
                 proc.conn.open.insert(self.user.to_string());
-                self.opened = Some(proc.conn.generation);
                 at = op;
             }
             fields.insert("user".into(), json!(&*self.user));
@@ -218,7 +216,7 @@ impl PluginStrategy {
         reply: &Map<String, Value>,
         t: &Transcript,
         asked: Option<&Entry>,
-        env: &Env<'_>,
+        env: &mut Env<'_>,
     ) -> Result<Context, String> {
         let sections = reply
             .get("sections")
@@ -397,7 +395,7 @@ impl PluginStrategy {
         owned: bool,
         t: &Transcript,
         asked: Option<&Entry>,
-        env: &Env<'_>,
+        env: &mut Env<'_>,
     ) -> Arc<SummaryState> {
         if let Some(s) = &self.summary
             && s.text() == text
@@ -429,6 +427,9 @@ impl PluginStrategy {
             },
         });
         self.summary = Some(s.clone());
+        if s.covered_from < s.covered_to {
+            env.summaries.push(s.clone());
+        }
         s
     }
 }
@@ -521,7 +522,14 @@ impl Strategy for PluginStrategy {
     /// restarts between sessions); `flush` and `close` when the registry
     /// drops the user or the replay ends.
     fn suspend(&mut self, how: Suspend, env: &mut Env<'_>) {
-        if self.opened.is_none() {
+        let open = {
+            let lease = self.lease.lock().unwrap_or_else(|e| e.into_inner());
+            lease
+                .proc
+                .as_ref()
+                .is_some_and(|p| p.conn.open.contains(&*self.user))
+        };
+        if !open {
             return;
         }
         self.request("flush", Map::new(), None, env);
@@ -544,7 +552,6 @@ impl Strategy for PluginStrategy {
                 }
             }
         }
-        self.opened = None;
     }
 
     fn fault(&self) -> Option<&str> {

@@ -427,11 +427,7 @@ impl<'a> Job<'a> {
         if is_call {
             self.last_call = Some(ctx);
         }
-        let written: Vec<Arc<SummaryState>> = self.env.summaries.drain(..).collect();
-        for s in written {
-            self.score_summary(&s);
-            self.unsaved_summaries.push(s);
-        }
+        self.take_summaries();
         let failed = reply_failed + self.take_calls(n);
         if let Some(row) = self.out.turns.last_mut() {
             row.failed_calls = failed;
@@ -440,6 +436,16 @@ impl<'a> Job<'a> {
             self.flush(store)?;
         }
         Ok(())
+    }
+
+    /// Scores the summaries written since last taken, and keeps them to be
+    /// stored.
+    fn take_summaries(&mut self) {
+        let written: Vec<Arc<SummaryState>> = self.env.summaries.drain(..).collect();
+        for s in written {
+            self.score_summary(&s);
+            self.unsaved_summaries.push(s);
+        }
     }
 
     /// The reply a live chatbot would give now, from the context the
@@ -486,6 +492,8 @@ impl<'a> Job<'a> {
             .build(&self.transcript, Some(&q), &mut self.env);
         // Probes measure the memory; their spend is not the chatbot's.
         self.env.usage = saved;
+        // (A plugin may show a new summary first in a probe's context.)
+        self.take_summaries();
         let o = evaluate_probe(
             self.scenario,
             &p.expects,
