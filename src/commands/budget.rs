@@ -187,14 +187,22 @@ pub fn cmd_budget(args: &BudgetArgs) -> Result<(), Failure> {
     let tok = config.tokenizer().map_err(|e| Failure::Input(e.0))?;
     let backend = crate::backend::from_config(&config, tok)
         .map_err(|e| Failure::Input(format!("error: {e}")))?;
-    let store = std::env::temp_dir().join(format!("memeval-budget-{}.sqlite", std::process::id()));
-    let rt = Runtime::plain(&config, &backend, &store).map_err(|e| Failure::Input(e.0))?;
-    // Embeddings fetched ahead also tell the index their size.
-    runner::prefetch_embeddings(std::slice::from_ref(sc), &rt);
-    let jobs = runner::run(std::slice::from_ref(sc), &rt);
-    for suffix in ["", "-wal", "-shm", "-journal"] {
-        let _ = std::fs::remove_file(format!("{}{suffix}", store.display()));
-    }
+    // The replay's memory (and a plugin's log and storage), gone after.
+    let work = std::env::temp_dir().join(format!("memeval-budget-{}", std::process::id()));
+    std::fs::create_dir_all(&work).map_err(anyhow::Error::from)?;
+    let jobs = (|| {
+        let store = work.join("memory.sqlite");
+        let plugins =
+            super::start_plugins(&config, &backend, &work, &super::config_dir(&args.cfg))?;
+        let mut rt = Runtime::plain(&config, &backend, &store).map_err(|e| Failure::Input(e.0))?;
+        rt.plugins = Some(&plugins);
+        // Embeddings fetched ahead also tell the index their size.
+        runner::prefetch_embeddings(std::slice::from_ref(sc), &rt);
+        let jobs = runner::run(std::slice::from_ref(sc), &rt);
+        Ok::<_, Failure>((jobs, rt.context_window))
+    })();
+    let _ = std::fs::remove_dir_all(&work);
+    let (jobs, context_window) = jobs?;
     let jobs = jobs.map_err(|e| Failure::Run(e.into()))?;
     let row = jobs[0]
         .turns
@@ -204,7 +212,7 @@ pub fn cmd_budget(args: &BudgetArgs) -> Result<(), Failure> {
     crate::term::out(&render(
         row,
         config.memory.max_context_tokens,
-        rt.context_window,
+        context_window,
     ));
     Ok(())
 }

@@ -125,6 +125,34 @@ pub fn config_file(cfg: &ConfigArgs) -> Option<PathBuf> {
         .or_else(|| default_file.is_file().then_some(default_file))
 }
 
+/// The folder of the configuration file (as named), where plugin
+/// commands start: the working folder without one.
+pub fn config_dir(cfg: &ConfigArgs) -> PathBuf {
+    config_file(cfg)
+        .and_then(|f| f.parent().map(std::path::Path::to_path_buf))
+        .unwrap_or_default()
+}
+
+/// Starts the plugins that `config`'s strategies name, their logs and
+/// storage under `dir`, their commands started in `command_dir`.
+pub fn start_plugins(
+    config: &Config,
+    backend: &crate::backend::Backend,
+    dir: &std::path::Path,
+    command_dir: &std::path::Path,
+) -> Result<crate::plugin::Plugins, Failure> {
+    let input = |e: crate::config::ConfigError| Failure::Input(e.0);
+    crate::plugin::Plugins::start(&crate::plugin::Setup {
+        config,
+        backend,
+        tok: config.tokenizer().map_err(input)?,
+        context_window: config.context_window().map_err(input)?,
+        run_dir: dir,
+        command_dir,
+    })
+    .map_err(|e| Failure::Run(anyhow::anyhow!(e)))
+}
+
 /// A number of worker threads: 1 to 1024.
 pub fn parse_jobs(s: &str) -> Result<usize, String> {
     match s.trim().parse::<usize>() {

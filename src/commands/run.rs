@@ -219,9 +219,7 @@ fn new_run(args: &RunArgs) -> Result<Ready, Failure> {
         repeat: args.repeat,
         timings: !args.no_timings,
         latest,
-        config_dir: config_file(&args.cfg)
-            .and_then(|f| f.parent().map(Path::to_path_buf))
-            .unwrap_or_default(),
+        config_dir: super::config_dir(&args.cfg),
     };
     Ok(Ready {
         spec,
@@ -411,15 +409,7 @@ pub(crate) fn run_into(
         repeats: spec.repeat,
         plugins: None,
     };
-    let plugins = crate::plugin::Plugins::start(&crate::plugin::Setup {
-        config,
-        backend,
-        tok,
-        context_window,
-        run_dir: dir,
-        command_dir: &spec.command_dir(),
-    })
-    .map_err(|e| anyhow::anyhow!(e))?;
+    let plugins = super::start_plugins(config, backend, dir, &spec.command_dir())?;
     rt.plugins = Some(&plugins);
     if backend.name != "offline" && args.jobs.is_none() {
         // One request per user message at a time: enough workers to keep

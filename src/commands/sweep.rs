@@ -443,6 +443,9 @@ fn sweep_into(
         std::thread::available_parallelism().map_or(1, std::num::NonZeroUsize::get)
     });
     let indexed: Vec<usize> = (0..combos.len()).collect();
+    let command_dir = std::env::current_dir()
+        .map_err(anyhow::Error::from)?
+        .join(super::config_dir(&args.cfg));
     let aggs: Vec<Aggregate> = par_map(
         &indexed,
         cores,
@@ -452,7 +455,16 @@ fn sweep_into(
             let tok = cfg.tokenizer().map_err(|e| anyhow::anyhow!(e.0))?;
             let backend = crate::backend::from_config(cfg, tok).map_err(|e| anyhow::anyhow!(e))?;
             let store = dir.join(format!("combination-{i}.sqlite"));
-            let rt = Runtime::plain(cfg, &backend, &store).map_err(|e| anyhow::anyhow!(e.0))?;
+            // A plugin's log and storage: in the combination's folder.
+            let plugins = super::start_plugins(
+                cfg,
+                &backend,
+                &dir.join(format!("combination-{i}")),
+                &command_dir,
+            )
+            .map_err(|e| anyhow::anyhow!("{e:?}"))?;
+            let mut rt = Runtime::plain(cfg, &backend, &store).map_err(|e| anyhow::anyhow!(e.0))?;
+            rt.plugins = Some(&plugins);
             // Embeddings fetched ahead also tell the index their size.
             runner::prefetch_embeddings(scenarios, &rt);
             let jobs = runner::run(scenarios, &rt)?;
