@@ -345,20 +345,6 @@ pub(crate) fn finish(
         writeln!(table, "\noutputs: {}", out.display()).map_err(anyhow::Error::from)?;
         crate::term::out(&String::from_utf8_lossy(&table));
     }
-    if let Some(path) = &args.save_baseline {
-        write_baseline(&results, &files::Target::File(path.clone()))?;
-    }
-    if let Some(b) = baseline {
-        // Where not given, the run's own, as its results record them.
-        let thresholds = thresholds.unwrap_or(&results.meta.config.gate);
-        run_gate(
-            b,
-            &results,
-            thresholds,
-            args.junit.as_deref(),
-            args.allow_mismatch,
-        )?;
-    }
     if !results.meta.failed.is_empty() {
         let list: Vec<String> = results
             .meta
@@ -372,6 +358,20 @@ pub(crate) fn finish(
             out.join("metadata.json").display(),
             list.join("\n")
         )));
+    }
+    if let Some(path) = &args.save_baseline {
+        write_baseline(&results, &files::Target::File(path.clone()))?;
+    }
+    if let Some(b) = baseline {
+        // Where not given, the run's own, as its results record them.
+        let thresholds = thresholds.unwrap_or(&results.meta.config.gate);
+        run_gate(
+            b,
+            &results,
+            thresholds,
+            args.junit.as_deref(),
+            args.allow_mismatch,
+        )?;
     }
     let failed: u64 = results.results.iter().map(|a| a.failed_calls).sum();
     if failed > 0 {

@@ -332,6 +332,24 @@ pub fn render(data: &RunData, charts: &[Written]) -> Result<String, ReportError>
     if data.meta.partial {
         out.push_str("<p class=\"warn\"><strong>Partial run:</strong> it was interrupted; only the replays that had finished are here. <code>memeval run --resume</code> completes it.</p>\n");
     }
+    if !data.meta.failed.is_empty() {
+        let _ = writeln!(
+            out,
+            "<p class=\"warn\"><strong>Failed replays:</strong> {} replay(s) could not finish and are left out of every figure:</p>\n<ul>",
+            data.meta.failed.len()
+        );
+        for f in &data.meta.failed {
+            let _ = writeln!(
+                out,
+                "<li><code>{}/{}/{}</code>: <pre>{}</pre></li>",
+                esc(&f.scenario),
+                esc(&f.strategy),
+                f.repeat,
+                esc(&f.error)
+            );
+        }
+        out.push_str("</ul>\n");
+    }
     let failed: u64 = data.results.iter().map(|a| a.failed_calls).sum();
     if failed > 0 {
         let _ = writeln!(

@@ -84,6 +84,15 @@ pub fn check_usable(results: &RunResults) -> Result<(), ResultsError> {
                 .into(),
         ));
     }
+    if let Some(f) = results.meta.failed.first() {
+        return Err(ResultsError::Unusable(format!(
+            "{} replay(s) of this run failed (the first: {}/{}/{}), so its results leave them out: fix the plugin and run it again",
+            results.meta.failed.len(),
+            f.scenario,
+            f.strategy,
+            f.repeat
+        )));
+    }
     if results.results.is_empty() {
         return Err(ResultsError::Unusable(
             "holds no results: a gate over it would check nothing".into(),
