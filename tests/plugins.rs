@@ -292,7 +292,18 @@ fn every_fault_fails_its_replay_with_a_named_error_and_the_others_finish() {
         assert!(!has("travel-multihop", "plugin:bad"), "{fault}");
         assert!(has("cold-start-billing", "plugin:bad"), "{fault}");
         assert!(has("travel-multihop", "window") && has("cold-start-billing", "window"));
-        assert!(out.join("report.html").is_file());
+        let report = std::fs::read_to_string(out.join("report.html")).unwrap();
+        assert!(report.contains("Failed replays"), "{fault}");
+        // A gate over results that leave replays out checks nothing true.
+        let o = memeval(
+            &["gate", "--baseline", "out", "--current", "out"],
+            dir.path(),
+        );
+        assert_eq!(o.status.code(), Some(2), "{fault}");
+        assert!(
+            String::from_utf8_lossy(&o.stderr).contains("failed"),
+            "{fault}"
+        );
     }
 }
 
@@ -494,4 +505,100 @@ fn a_plugin_strategy_without_its_section_is_refused() {
     let err = String::from_utf8_lossy(&o.stderr);
     assert!(err.contains("no [plugins.nope] section"), "{err}");
     assert!(!dir.path().join("out").exists());
+}
+
+/// The Python of a virtualenv with LangChain and mem0 (.ci/run makes it:
+/// `MEMEVAL_PLUGIN_PYTHON`). In CI (`MEMEVAL_REQUIRE_PLUGINS=1`) its
+/// absence fails the test; elsewhere the test says it skips.
+fn third_party_python() -> Option<String> {
+    let python = std::env::var("MEMEVAL_PLUGIN_PYTHON").ok();
+    if python.is_none() {
+        assert!(
+            std::env::var("MEMEVAL_REQUIRE_PLUGINS").is_err(),
+            "MEMEVAL_REQUIRE_PLUGINS is set but MEMEVAL_PLUGIN_PYTHON is not"
+        );
+        eprintln!(
+            "SKIPPED: set MEMEVAL_PLUGIN_PYTHON to a Python with langchain-core, langchain-openai and mem0ai (see .ci/run)"
+        );
+    }
+    python
+}
+
+#[test]
+fn langchain_and_mem0_memories_are_measured_through_the_protocol() {
+    let Some(py) = third_party_python() else {
+        return;
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let file = |f: &str| root().join(f).display().to_string();
+    let section = |name: &str, f: &str, extra: &str| {
+        format!(
+            "[plugins.{name}]\ncommand = [{py:?}, {:?}]\n{extra}\n",
+            file(f)
+        )
+    };
+    let cfg = config(
+        dir.path(),
+        &["window", "plugin:lc-trim", "plugin:lc-summary", "plugin:mem0"],
+        &[
+            section(
+                "lc-trim",
+                "examples/plugins/langchain_memory.py",
+                "params = { mode = \"trim\", max_tokens = 600 }",
+            ),
+            section(
+                "lc-summary",
+                "examples/plugins/langchain_memory.py",
+                "params = { mode = \"summary\", max_tokens = 600 }\nrestart_between_sessions = true",
+            ),
+            section(
+                "mem0",
+                "examples/plugins/mem0_memory.py",
+                "params = { infer = false, recent = 4, top_k = 5 }\nrestart_between_sessions = true\ntimeout_ms = 120000",
+            ),
+        ]
+        .concat(),
+    );
+    let scenarios = ["dbt-fanout-support", "returning-renovation"];
+    ok(&run(dir.path(), &cfg, "a", &scenarios, &[]));
+    let a = dir.path().join("a");
+    let meta: Value =
+        serde_json::from_slice(&std::fs::read(a.join("metadata.json")).unwrap()).unwrap();
+    assert_eq!(meta["plugins"]["lc-trim"]["name"], "langchain-trim");
+    assert_eq!(meta["plugins"]["mem0"]["name"], "mem0");
+    let calls = rows(&a.join("calls.csv"));
+    let count = |k: &str, kind: &str| {
+        calls
+            .iter()
+            .filter(|r| r["strategy"] == k && r["kind"] == kind)
+            .count()
+    };
+    // LangChain's summaries went through ChatOpenAI to the endpoint; mem0's
+    // embeddings through its OpenAI embedder.
+    assert!(count("plugin:lc-summary", "summarize") > 0);
+    assert_eq!(count("plugin:lc-trim", "summarize"), 0);
+    assert!(count("plugin:mem0", "embed") > 0);
+    let summaries = rows_of(&a, "summaries.csv", "plugin:lc-summary");
+    assert!(!summaries.is_empty(), "LangChain's summaries are scored");
+    // Retrieval by mem0 shows as retrieved messages with provenance.
+    let retrieved: u64 = rows_of(&a, "turns.csv", "plugin:mem0")
+        .iter()
+        .map(|r| r["retrieved_messages"].parse::<u64>().unwrap())
+        .sum();
+    assert!(retrieved > 0);
+    for k in ["plugin:lc-trim", "plugin:lc-summary", "plugin:mem0"] {
+        let probes = rows_of(&a, "probes.csv", k);
+        assert!(!probes.is_empty(), "{k}");
+        assert!(probes.iter().all(|p| p["leaked"] == "0"), "{k}");
+    }
+    // Restarted between sessions, they come back from their own storage:
+    // a rerun is the same.
+    ok(&run(dir.path(), &cfg, "b", &scenarios, &[]));
+    for k in ["plugin:lc-summary", "plugin:mem0"] {
+        assert_eq!(
+            rows_of(&a, "turns.csv", k),
+            rows_of(&dir.path().join("b"), "turns.csv", k),
+            "{k}"
+        );
+    }
 }

@@ -89,6 +89,12 @@ impl Plugins {
                     "context_window": s.context_window,
                     "max_context_tokens": s.config.memory.max_context_tokens,
                 },
+                // (Added to the protocol: what the metering endpoint's
+                // embeddings are.)
+                "embedder": {
+                    "model": s.backend.models.iter().find(|(k, _)| *k == "embedder").map(|(_, m)| m.as_str()),
+                    "dim": s.backend.embedder.dim(),
+                },
             });
             let plugin = Plugin {
                 name: name.to_string(),
