@@ -4,9 +4,9 @@
 //! bounded by `timeout_ms`.
 
 use std::collections::{BTreeSet, VecDeque};
-use std::io::{BufRead, BufReader, Read, Write};
-use std::process::{Child, ChildStdin, Command, Stdio};
-use std::sync::mpsc::{Receiver, RecvTimeoutError};
+use std::io::{BufRead, BufReader, Write};
+use std::os::fd::AsRawFd;
+use std::process::{Child, ChildStdin, ChildStdout, Command, Stdio};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -39,7 +39,7 @@ enum Transport {
     Stdio {
         child: Child,
         stdin: ChildStdin,
-        lines: Receiver<Result<String, String>>,
+        lines: Lines,
         tail: Arc<Mutex<VecDeque<String>>>,
         stderr: Option<std::thread::JoinHandle<()>>,
     },
@@ -93,33 +93,7 @@ impl Conn {
         let stdin = child.stdin.take().expect("piped");
         let stdout = child.stdout.take().expect("piped");
         let stderr = child.stderr.take().expect("piped");
-        let (tx, lines) = std::sync::mpsc::channel();
-        std::thread::spawn(move || {
-            let mut r = BufReader::new(stdout);
-            loop {
-                let mut buf = Vec::new();
-                match r.by_ref().take(MAX_LINE).read_until(b'\n', &mut buf) {
-                    Ok(0) => {
-                        let _ = tx.send(Err("the plugin closed its stdout (exited?)".into()));
-                        return;
-                    }
-                    Ok(_) if buf.last() != Some(&b'\n') && buf.len() as u64 >= MAX_LINE => {
-                        let _ = tx.send(Err(format!("a reply line over {MAX_LINE} bytes")));
-                        return;
-                    }
-                    Ok(_) => {
-                        let line = String::from_utf8_lossy(&buf).trim_end().to_string();
-                        if tx.send(Ok(line)).is_err() {
-                            return;
-                        }
-                    }
-                    Err(e) => {
-                        let _ = tx.send(Err(format!("reading its stdout: {e}")));
-                        return;
-                    }
-                }
-            }
-        });
+        let lines = Lines::new(stdout);
         let tail = Arc::new(Mutex::new(VecDeque::new()));
         let (t, l, label) = (tail.clone(), log.clone(), s.label.clone());
         let stderr = std::thread::spawn(move || {
@@ -182,11 +156,7 @@ impl Conn {
 
     /// Sends one request and returns the reply's fields (`ok` was true).
     /// Any fault breaks the connection: its process is ended.
-    pub fn call(
-        &mut self,
-        op: &str,
-        fields: Map<String, Value>,
-    ) -> Result<Map<String, Value>, String> {
+    pub fn call(&mut self, op: &str, fields: Map<String, Value>) -> Result<String, String> {
         if let Some(b) = &self.broken {
             return Err(format!("the plugin's connection failed earlier: {b}"));
         }
@@ -200,7 +170,7 @@ impl Conn {
         let mut line = serde_json::to_vec(&Value::Object(req)).expect("JSON serializes");
         let result = self
             .exchange(&mut line)
-            .and_then(|text| check_reply(&text, id));
+            .and_then(|text| check_reply(text, id));
         if let Err(e) = &result {
             self.break_with(e.clone());
         }
@@ -221,14 +191,13 @@ impl Conn {
                     .write_all(line)
                     .and_then(|()| stdin.flush())
                     .map_err(|e| exited(child, &format!("writing to its stdin: {e}")))?;
-                match lines.recv_timeout(timeout) {
-                    Ok(Ok(l)) => Ok(l),
-                    Ok(Err(e)) => Err(exited(child, &e)),
-                    Err(RecvTimeoutError::Timeout) => Err(format!(
+                match lines.next(timeout) {
+                    Ok(Some(l)) => Ok(l),
+                    Ok(None) => Err(format!(
                         "no reply within timeout_ms = {}",
                         timeout.as_millis()
                     )),
-                    Err(RecvTimeoutError::Disconnected) => Err(exited(child, "its stdout closed")),
+                    Err(e) => Err(exited(child, &e)),
                 }
             }
             Transport::Http(c) => match c.post(line) {
@@ -308,6 +277,92 @@ impl Drop for Conn {
     }
 }
 
+/// The lines of a process's stdout, read in this thread with a deadline
+/// (poll(2) on the pipe): no reader thread, so a reply costs no handoff.
+struct Lines {
+    out: ChildStdout,
+    buf: Vec<u8>,
+    /// Where the unread part of `buf` starts.
+    at: usize,
+}
+
+impl Lines {
+    fn new(out: ChildStdout) -> Lines {
+        Lines {
+            out,
+            buf: Vec::with_capacity(64 << 10),
+            at: 0,
+        }
+    }
+
+    /// The next line (without its newline); `None` when none came within
+    /// `timeout`.
+    fn next(&mut self, timeout: Duration) -> Result<Option<String>, String> {
+        use std::io::Read;
+        let deadline = std::time::Instant::now() + timeout;
+        let mut searched = self.at;
+        loop {
+            if let Some(i) = self.buf[searched..].iter().position(|&b| b == b'\n') {
+                let end = searched + i;
+                let line = String::from_utf8_lossy(&self.buf[self.at..end])
+                    .trim_end()
+                    .to_string();
+                self.at = end + 1;
+                if self.at == self.buf.len() {
+                    self.buf.clear();
+                    self.at = 0;
+                }
+                return Ok(Some(line));
+            }
+            searched = self.buf.len();
+            if (self.buf.len() - self.at) as u64 > MAX_LINE {
+                return Err(format!("a reply line over {MAX_LINE} bytes"));
+            }
+            let left = deadline.saturating_duration_since(std::time::Instant::now());
+            if left.is_zero() {
+                return Ok(None);
+            }
+            let mut fds = libc::pollfd {
+                fd: self.out.as_raw_fd(),
+                events: libc::POLLIN,
+                revents: 0,
+            };
+            let ms = left.as_millis().clamp(1, i32::MAX as u128) as i32;
+            // SAFETY: one valid pollfd, for the duration of the call.
+            let ready = unsafe { libc::poll(&mut fds, 1, ms) };
+            if ready < 0 {
+                let e = std::io::Error::last_os_error();
+                if e.kind() == std::io::ErrorKind::Interrupted {
+                    continue;
+                }
+                return Err(format!("waiting for its stdout: {e}"));
+            }
+            if ready == 0 {
+                continue;
+            }
+            if self.at > 0 {
+                self.buf.drain(..self.at);
+                searched -= self.at;
+                self.at = 0;
+            }
+            let len = self.buf.len();
+            self.buf.resize(len + (64 << 10), 0);
+            match self.out.read(&mut self.buf[len..]) {
+                Ok(0) => {
+                    self.buf.truncate(len);
+                    return Err("the plugin closed its stdout (exited?)".into());
+                }
+                Ok(n) => self.buf.truncate(len + n),
+                Err(e) if e.kind() == std::io::ErrorKind::Interrupted => self.buf.truncate(len),
+                Err(e) => {
+                    self.buf.truncate(len);
+                    return Err(format!("reading its stdout: {e}"));
+                }
+            }
+        }
+    }
+}
+
 /// Why the process stopped answering, with its exit status where it has one.
 fn exited(child: &mut Child, what: &str) -> String {
     // A process that closed its stdout is usually exiting: give it a moment.
@@ -320,38 +375,42 @@ fn exited(child: &mut Child, what: &str) -> String {
     what.to_string()
 }
 
-/// A reply line: a JSON object with our id, `ok` true; its fields.
-fn check_reply(text: &str, id: u64) -> Result<Map<String, Value>, String> {
+/// What every reply holds; the rest is read by whoever asked.
+#[derive(serde::Deserialize)]
+struct Head {
+    id: Option<Value>,
+    ok: Option<Value>,
+    error: Option<Value>,
+}
+
+/// A reply line: a JSON object with our id and `ok` true (the line is
+/// returned whole, for its fields to be read as the operation needs).
+fn check_reply(text: String, id: u64) -> Result<String, String> {
     let shown = || {
         let t: String = text.chars().take(200).collect();
-        if t.len() < text.len() {
-            format!("{t}...")
-        } else {
-            t
+        if t.len() < text.len() { format!("{t}...") } else { t }
+    };
+    let head: Head = serde_json::from_str(&text).map_err(|e| match e.classify() {
+        serde_json::error::Category::Data => {
+            format!("a reply that is not a JSON object: {:?}", shown())
         }
-    };
-    let v: Value = serde_json::from_str(text)
-        .map_err(|e| format!("a reply that is not JSON ({e}): {:?}", shown()))?;
-    let Value::Object(m) = v else {
-        return Err(format!("a reply that is not a JSON object: {:?}", shown()));
-    };
-    match m.get("id").and_then(Value::as_u64) {
+        _ => format!("a reply that is not JSON ({e}): {:?}", shown()),
+    })?;
+    match head.id.as_ref().and_then(Value::as_u64) {
         Some(got) if got == id => {}
         Some(got) => return Err(format!("a reply with id {got} to request {id}")),
         None => return Err(format!("a reply without a numeric id: {:?}", shown())),
     }
-    match m.get("ok") {
-        Some(Value::Bool(true)) => Ok(m),
+    match head.ok {
+        Some(Value::Bool(true)) => Ok(text),
         Some(Value::Bool(false)) => Err(format!(
             "the plugin reported an error: {}",
-            m.get("error")
+            head.error
+                .as_ref()
                 .and_then(Value::as_str)
                 .unwrap_or("(no error text)")
         )),
-        _ => Err(format!(
-            "a reply without \"ok\": true or false: {:?}",
-            shown()
-        )),
+        _ => Err(format!("a reply without \"ok\": true or false: {:?}", shown())),
     }
 }
 
@@ -361,14 +420,17 @@ mod tests {
 
     #[test]
     fn replies_are_checked_for_json_id_and_ok() {
-        assert!(check_reply(r#"{"id": 3, "ok": true, "x": 1}"#, 3).is_ok());
-        let e = check_reply("hello", 3).unwrap_err();
+        let check = |t: &str| check_reply(t.to_string(), 3);
+        assert!(check(r#"{"id": 3, "ok": true, "x": 1}"#).is_ok());
+        let e = check("hello").unwrap_err();
         assert!(e.contains("not JSON"), "{e}");
-        let e = check_reply(r#"{"id": 4, "ok": true}"#, 3).unwrap_err();
+        let e = check(r#"{"id": 4, "ok": true}"#).unwrap_err();
         assert!(e.contains("id 4 to request 3"), "{e}");
-        let e = check_reply(r#"{"id": 3, "ok": false, "error": "disk full"}"#, 3).unwrap_err();
+        let e = check(r#"{"id": 3, "ok": false, "error": "disk full"}"#).unwrap_err();
         assert!(e.contains("disk full"), "{e}");
-        let e = check_reply(r#"[1]"#, 3).unwrap_err();
+        let e = check(r#"[1]"#).unwrap_err();
         assert!(e.contains("not a JSON object"), "{e}");
+        let e = check(r#"{"id": 3}"#).unwrap_err();
+        assert!(e.contains("\"ok\""), "{e}");
     }
 }

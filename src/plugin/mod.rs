@@ -248,6 +248,7 @@ impl Plugin {
         let reply = conn
             .call("hello", hello)
             .map_err(|e| format!("{e}{}", with_tail(&conn)))?;
+        let reply: Map<String, Value> = serde_json::from_str(&reply).unwrap_or_default();
         let _ = self.identity.set(json!({
             "name": reply.get("name").cloned().unwrap_or(Value::Null),
             "version": reply.get("version").cloned().unwrap_or(Value::Null),

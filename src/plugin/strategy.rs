@@ -3,6 +3,7 @@
 //! each context reply becomes a [`Context`] that memeval counts with its
 //! own tokenizer, exactly as it counts a built-in strategy's.
 
+use std::borrow::Cow;
 use std::sync::Arc;
 
 use serde_json::{Map, Value, json};
@@ -64,7 +65,7 @@ impl PluginStrategy {
         mut fields: Map<String, Value>,
         number: Option<u32>,
         env: &mut Env<'_>,
-    ) -> Option<Map<String, Value>> {
+    ) -> Option<String> {
         if self.fault.is_some() {
             return None;
         }
@@ -116,8 +117,12 @@ impl PluginStrategy {
     }
 
     /// The reply's `calls`: what the plugin spent outside the endpoint.
-    fn file_calls(&self, reply: &Map<String, Value>, env: &mut Env<'_>) -> Result<(), String> {
-        let Some(calls) = reply.get("calls") else {
+    fn file_calls(&self, reply: &str, env: &mut Env<'_>) -> Result<(), String> {
+        #[derive(serde::Deserialize)]
+        struct WithCalls {
+            calls: Option<Value>,
+        }
+        let Ok(WithCalls { calls: Some(calls) }) = serde_json::from_str::<WithCalls>(reply) else {
             return Ok(());
         };
         let list = calls
@@ -213,82 +218,81 @@ impl PluginStrategy {
     /// The context a reply describes, counted as memeval counts its own.
     fn assemble(
         &mut self,
-        reply: &Map<String, Value>,
+        reply: &str,
         t: &Transcript,
         asked: Option<&Entry>,
         env: &mut Env<'_>,
     ) -> Result<Context, String> {
+        let reply: ContextReply<'_> = serde_json::from_str(reply)
+            .map_err(|e| format!("a context reply not as the protocol says: {e}"))?;
         let sections = reply
-            .get("sections")
-            .and_then(Value::as_array)
+            .sections
             .ok_or("a context reply without \"sections\" (an array)")?;
         let mut texts: Vec<&str> = Vec::new();
         let mut sources: Vec<u32> = Vec::new();
         let mut summary_owner_ok = true;
         let mut retrieved = Vec::new();
         let mut buffer = Vec::new();
-        let mut tokens_buffer = 0u32;
+        let (mut tokens_buffer, mut buffer_messages) = (0u32, 0u32);
         for (i, s) in sections.iter().enumerate() {
-            let kind = s.get("kind").and_then(Value::as_str).unwrap_or("");
+            let kind = s.kind.as_deref().unwrap_or("");
             let at = |what: &str| format!("sections[{i}] ({kind}): {what}");
             match kind {
                 "summary" | "other" => {
                     let text = s
-                        .get("text")
-                        .and_then(Value::as_str)
+                        .text
+                        .as_deref()
                         .ok_or_else(|| at("expected \"text\", a string"))?;
                     texts.push(text);
-                    if let Some(list) = s.get("sources") {
-                        let list = list
-                            .as_array()
-                            .ok_or_else(|| at("\"sources\" is not an array"))?;
-                        for (j, v) in list.iter().enumerate() {
-                            let n = number_of(v).ok_or_else(|| {
-                                at(&format!("sources[{j}] is not a message number: {v}"))
-                            })?;
-                            summary_owner_ok &= self.owner(t, n, None).as_ref() == Some(&self.user);
-                            sources.push(n);
-                        }
+                    for (j, v) in s.sources.iter().flatten().enumerate() {
+                        let n = number_of(v).ok_or_else(|| {
+                            at(&format!("sources[{j}] is not a message number: {v}"))
+                        })?;
+                        summary_owner_ok &= self.owner(t, n, None).as_ref() == Some(&self.user);
+                        sources.push(n);
                     }
                 }
                 "retrieved" => {
                     let items = s
-                        .get("items")
-                        .and_then(Value::as_array)
+                        .items
+                        .as_ref()
                         .ok_or_else(|| at("expected \"items\", an array"))?;
                     for (j, it) in items.iter().enumerate() {
-                        let n = it.get("source").and_then(number_of).ok_or_else(|| {
+                        let n = it.source.as_ref().and_then(number_of).ok_or_else(|| {
                             at(&format!("items[{j}].source is not a message number"))
                         })?;
                         let text = it
-                            .get("text")
-                            .and_then(Value::as_str)
+                            .text
+                            .as_deref()
                             .ok_or_else(|| at(&format!("items[{j}].text: expected a string")))?;
-                        let score = it.get("score").and_then(Value::as_f64).map(|x| x as f32);
+                        let score = it.score.map(|x| x as f32);
                         retrieved.push(self.item(t, n, it, Some(text), Section::Retrieved, score));
                     }
                 }
                 "buffer" => {
                     let messages = s
-                        .get("messages")
-                        .and_then(Value::as_array)
+                        .messages
+                        .as_ref()
                         .ok_or_else(|| at("expected \"messages\", an array"))?;
                     for (j, m) in messages.iter().enumerate() {
-                        let n = m.get("number").and_then(number_of).ok_or_else(|| {
+                        let n = m.number.as_ref().and_then(number_of).ok_or_else(|| {
                             at(&format!("messages[{j}].number is not a message number"))
                         })?;
-                        let content = match m.get("content") {
-                            None | Some(Value::Null) => None,
-                            Some(Value::String(c)) => Some(c.as_str()),
-                            Some(_) => {
-                                return Err(at(&format!(
-                                    "messages[{j}].content: expected a string"
-                                )));
-                            }
-                        };
+                        let content = m.content.as_deref();
+                        buffer_messages += 1;
+                        // A message verbatim, where this user's, is
+                        // counted already; listed only where the context
+                        // is read (as the built-ins do).
+                        let mine = m.user.as_deref().is_none_or(|u| u == &*self.user);
+                        if let (None, Some(e), true, false) =
+                            (content, verbatim(t, n), mine, env.list_buffer)
+                        {
+                            tokens_buffer += e.tokens + MESSAGE_OVERHEAD;
+                            continue;
+                        }
                         let item = self.item(t, n, m, content, Section::Buffer, None);
                         tokens_buffer += match (content, verbatim(t, n)) {
-                            (None, Some(e)) => e.tokens,
+                            (None, Some(e)) if mine => e.tokens,
                             _ => env.tok.count(item.content()),
                         } + MESSAGE_OVERHEAD;
                         buffer.push(item);
@@ -303,26 +307,22 @@ impl PluginStrategy {
         }
         if let Some(e) = asked {
             tokens_buffer += e.tokens + MESSAGE_OVERHEAD;
-            buffer.push(Item {
-                section: Section::Buffer,
-                number: e.number,
-                role: e.role,
-                owner: e.owner.clone(),
-                read: e.read.clone(),
-                score: None,
-                via: None,
-                line_tokens: 0,
-            });
+            buffer_messages += 1;
+            if env.list_buffer {
+                buffer.push(Item {
+                    section: Section::Buffer,
+                    number: e.number,
+                    role: e.role,
+                    owner: e.owner.clone(),
+                    read: e.read.clone(),
+                    score: None,
+                    via: None,
+                    line_tokens: 0,
+                });
+            }
         }
         let summary = (!texts.is_empty()).then(|| {
-            self.summary_of(
-                texts.join("\n\n"),
-                &sources,
-                summary_owner_ok,
-                t,
-                asked,
-                env,
-            )
+            self.summary_of(texts.join("\n\n"), &sources, summary_owner_ok, t, asked, env)
         });
         let tokens_retrieved = if retrieved.is_empty() {
             0
@@ -338,7 +338,7 @@ impl PluginStrategy {
             tokens_buffer,
             summary,
             retrieved,
-            buffer_messages: buffer.len() as u32,
+            buffer_messages,
             buffer,
         })
     }
@@ -356,14 +356,14 @@ impl PluginStrategy {
         &self,
         t: &Transcript,
         n: u32,
-        v: &Value,
+        v: &Part<'_>,
         content: Option<&str>,
         section: Section,
         score: Option<f32>,
     ) -> Item {
-        let named = v.get("user").and_then(Value::as_str);
+        let named = v.user.as_deref();
         let entry = verbatim(t, n).filter(|_| named.is_none_or(|u| u == &*self.user));
-        let role = match v.get("role").and_then(Value::as_str) {
+        let role = match v.role.as_deref() {
             Some("assistant") => Role::Assistant,
             Some("user") => Role::User,
             _ => entry.map_or(Role::User, |e| e.role),
@@ -432,6 +432,44 @@ impl PluginStrategy {
         }
         s
     }
+}
+
+/// A context reply, as read (strings borrowed from the line where they
+/// hold no escapes). Numbers are read as JSON values, so that one that is
+/// not a message number is reported as such.
+#[derive(serde::Deserialize)]
+struct ContextReply<'a> {
+    #[serde(borrow)]
+    sections: Option<Vec<SectionPart<'a>>>,
+}
+
+#[derive(serde::Deserialize)]
+struct SectionPart<'a> {
+    #[serde(borrow)]
+    kind: Option<Cow<'a, str>>,
+    #[serde(borrow)]
+    text: Option<Cow<'a, str>>,
+    sources: Option<Vec<Value>>,
+    #[serde(borrow)]
+    items: Option<Vec<Part<'a>>>,
+    #[serde(borrow)]
+    messages: Option<Vec<Part<'a>>>,
+}
+
+/// A retrieved item or a buffer message.
+#[derive(serde::Deserialize)]
+struct Part<'a> {
+    source: Option<Value>,
+    number: Option<Value>,
+    #[serde(borrow)]
+    text: Option<Cow<'a, str>>,
+    #[serde(borrow)]
+    content: Option<Cow<'a, str>>,
+    #[serde(borrow)]
+    role: Option<Cow<'a, str>>,
+    #[serde(borrow)]
+    user: Option<Cow<'a, str>>,
+    score: Option<f64>,
 }
 
 /// Message `n` of the transcript, where it holds it.

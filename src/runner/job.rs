@@ -360,12 +360,13 @@ impl<'a> Job<'a> {
         entry.embedding = embedding.clone();
         self.transcript.push(entry);
         self.last_call = None;
-        self.strategy.observe(&self.transcript, &mut self.env);
         let is_call = m.role == Role::User;
         // The context is read only where the next message is a reply to
-        // generate from it; else it is counted, not listed.
+        // generate from it; else it is counted, not listed. (Set before
+        // `observe`: a plugin asks for a user message's context there.)
         self.env.list_buffer = is_call
             && (self.scenario.messages.get(n as usize)).is_some_and(|m| m.content.is_none());
+        self.strategy.observe(&self.transcript, &mut self.env);
         let (ctx, build_us) = if is_call {
             let q = Query {
                 probe: None,
