@@ -3,7 +3,7 @@
 
 Two memories, chosen with params.mode:
 
-- "trim": the chat history (`InMemoryChatMessageHistory`) cut to its last
+- "trim": the chat history (a list of LangChain messages) cut to its last
   `max_tokens` with LangChain's `trim_messages` (strategy "last", starting
   on a human message, counted by `count_tokens_approximately`): what most
   LangChain and LangGraph chatbots do today.
@@ -27,7 +27,6 @@ import sys
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "..", "python"))
 
-from langchain_core.chat_history import InMemoryChatMessageHistory  # noqa: E402
 from langchain_core.messages import (  # noqa: E402
     AIMessage,
     HumanMessage,
@@ -69,7 +68,7 @@ New summary:"""
 
 class User:
     def __init__(self):
-        self.history = InMemoryChatMessageHistory()
+        self.history = []  # HumanMessage and AIMessage, ids = message numbers
         self.summary = ""
         self.folded = 0  # messages of the history folded into the summary
         self.sources = []
@@ -112,7 +111,7 @@ class LangChainMemory(Memory):
         try:
             with open(self.path(user)) as f:
                 saved = json.load(f)
-            u.history.add_messages(messages_from_dict(saved["history"]))
+            u.history = messages_from_dict(saved["history"])
             u.summary, u.folded, u.sources = saved["summary"], saved["folded"], saved["sources"]
         except FileNotFoundError:
             pass
@@ -136,13 +135,13 @@ class LangChainMemory(Memory):
 
     def add(self, user, message):
         u = self.users[user]
-        u.history.add_message(self.message(message.number, message.role, message.content))
+        u.history.append(self.message(message.number, message.role, message.content))
         if self.mode == "summary":
             self.fold(u)
 
     def fold(self, u):
         """What the window no longer holds goes into the summary."""
-        messages = u.history.messages
+        messages = u.history
         kept = self.window(messages)
         first_kept = len(messages) - len(kept)
         if first_kept <= u.folded:
@@ -156,7 +155,7 @@ class LangChainMemory(Memory):
 
     def context(self, user, query):
         u = self.users[user]
-        messages = list(u.history.messages)
+        messages = list(u.history)
         if query is not None and query.number is not None:
             # The message being answered is part of the call.
             messages.append(self.message(query.number, "user", query.content))
@@ -174,7 +173,7 @@ class LangChainMemory(Memory):
         with open(tmp, "w") as f:
             json.dump(
                 {
-                    "history": messages_to_dict(u.history.messages),
+                    "history": messages_to_dict(u.history),
                     "summary": u.summary,
                     "folded": u.folded,
                     "sources": u.sources,

@@ -388,7 +388,11 @@ struct Head {
 fn check_reply(text: String, id: u64) -> Result<String, String> {
     let shown = || {
         let t: String = text.chars().take(200).collect();
-        if t.len() < text.len() { format!("{t}...") } else { t }
+        if t.len() < text.len() {
+            format!("{t}...")
+        } else {
+            t
+        }
     };
     let head: Head = serde_json::from_str(&text).map_err(|e| match e.classify() {
         serde_json::error::Category::Data => {
@@ -410,7 +414,10 @@ fn check_reply(text: String, id: u64) -> Result<String, String> {
                 .and_then(Value::as_str)
                 .unwrap_or("(no error text)")
         )),
-        _ => Err(format!("a reply without \"ok\": true or false: {:?}", shown())),
+        _ => Err(format!(
+            "a reply without \"ok\": true or false: {:?}",
+            shown()
+        )),
     }
 }
 

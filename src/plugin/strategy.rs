@@ -322,7 +322,14 @@ impl PluginStrategy {
             }
         }
         let summary = (!texts.is_empty()).then(|| {
-            self.summary_of(texts.join("\n\n"), &sources, summary_owner_ok, t, asked, env)
+            self.summary_of(
+                texts.join("\n\n"),
+                &sources,
+                summary_owner_ok,
+                t,
+                asked,
+                env,
+            )
         });
         let tokens_retrieved = if retrieved.is_empty() {
             0
