@@ -103,7 +103,7 @@ impl Plugins {
                     file: Arc::new(Mutex::new(file)),
                     shown: format!("plugins/{name}.log"),
                 },
-                state_root: logs.join(name).join("state"),
+                state_root: fresh_state(&logs.join(name)),
                 command_dir: s.command_dir.to_path_buf(),
                 hello: match hello {
                     Value::Object(m) => m,
@@ -303,6 +303,21 @@ impl Plugin {
         drop(pool);
         self.returned.notify_one();
     }
+}
+
+/// A state folder no attempt of this run has used: `state`, else `state.2`,
+/// `state.3`... A resumed run replays its unfinished replays from the
+/// start, so their plugin must not find what an interrupted attempt
+/// stored (finished replays are not replayed; their storage stays).
+fn fresh_state(dir: &Path) -> PathBuf {
+    let first = dir.join("state");
+    if !first.exists() {
+        return first;
+    }
+    (2u32..)
+        .map(|n| dir.join(format!("state.{n}")))
+        .find(|p| !p.exists())
+        .expect("a free name")
 }
 
 fn with_tail(conn: &Conn) -> String {
