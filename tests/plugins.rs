@@ -497,6 +497,22 @@ answer_probes = false
 }
 
 #[test]
+fn a_plugin_whose_program_is_missing_is_refused_before_anything_runs() {
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = config(
+        dir.path(),
+        &["window", "plugin:gone"],
+        "[plugins.gone]\ncommand = [\"./no-such-plugin\"]\n",
+    );
+    let o = run(dir.path(), &cfg, "out", &["travel-multihop"], &[]);
+    assert_eq!(o.status.code(), Some(2));
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(err.contains("plugins.gone.command: no program"), "{err}");
+    assert!(!dir.path().join("out").exists());
+    assert!(!dir.path().join(".out.partial").exists());
+}
+
+#[test]
 fn a_plugin_strategy_without_its_section_is_refused() {
     let dir = tempfile::tempdir().unwrap();
     let cfg = config(dir.path(), &["window", "plugin:nope"], "");

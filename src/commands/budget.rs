@@ -161,6 +161,7 @@ pub fn cmd_budget(args: &BudgetArgs) -> Result<(), Failure> {
         flags.push(format!("model.name={}", toml::Value::String(model.clone())));
     }
     let config = resolve_config(&args.cfg, flags)?;
+    crate::plugin::check_commands(&config, &super::config_dir(&args.cfg)).map_err(input)?;
     let scenarios = scenario::load_all(std::slice::from_ref(&args.scenario)).map_err(|e| {
         Failure::Input(format!(
             "{e}\n{} error(s). The format is described in docs/SCENARIO_FORMAT.md.",

@@ -192,6 +192,9 @@ fn new_run(args: &RunArgs) -> Result<Ready, Failure> {
     let files = expand_inputs(&args.files)?;
     let scenarios = run_scenarios(&files, args.shard)?;
     let engine = engine(&config)?;
+    let cwd = std::env::current_dir().map_err(anyhow::Error::from)?;
+    crate::plugin::check_commands(&config, &cwd.join(super::config_dir(&args.cfg)))
+        .map_err(|e| Failure::Input(format!("error: {e}")))?;
     let latest = args.out.is_none();
     let out = args.out.clone().unwrap_or_else(|| outdir::default_dir(""));
     let mut inputs = files.clone();

@@ -401,6 +401,10 @@ pub fn cmd_sweep(args: &SweepArgs) -> Result<(), Failure> {
             })
         })
         .collect::<Result<_, _>>()?;
+    let command_dir = super::config_dir(&args.cfg);
+    for c in &configs {
+        crate::plugin::check_commands(c, &command_dir).map_err(input)?;
+    }
     let files = expand_inputs(&args.files)?;
     let scenarios: Vec<Scenario> = scenario::load_all(&files).map_err(|e| input(e.to_string()))?;
     let out = args

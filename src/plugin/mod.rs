@@ -305,6 +305,31 @@ impl Plugin {
     }
 }
 
+/// Checks, before anything runs, that every plugin the strategies name can
+/// be started: its program exists (a path, from `command_dir`, or a name
+/// on `PATH`). A worded error otherwise.
+pub fn check_commands(config: &Config, command_dir: &Path) -> Result<(), String> {
+    for name in config.strategies.iter().filter_map(|k| k.plugin()) {
+        let Some(program) = config.plugins[name].command.first() else {
+            continue;
+        };
+        let found = if program.contains('/') {
+            command_dir.join(program).is_file()
+        } else {
+            std::env::var_os("PATH").is_some_and(|paths| {
+                std::env::split_paths(&paths).any(|d| d.join(program).is_file())
+            })
+        };
+        if !found {
+            return Err(format!(
+                "plugins.{name}.command: no program {program:?} (from {}, or on PATH)",
+                command_dir.display()
+            ));
+        }
+    }
+    Ok(())
+}
+
 /// A state folder no attempt of this run has used: `state`, else `state.2`,
 /// `state.3`... A resumed run replays its unfinished replays from the
 /// start, so their plugin must not find what an interrupted attempt
