@@ -385,3 +385,54 @@ fn an_interrupted_run_is_neither_overwritten_nor_resumed_with_other_files() {
     assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
     assert!(out.join("results.json").is_file() && !staging(&out).exists());
 }
+
+#[test]
+fn a_run_with_a_plugin_killed_mid_run_resumes_to_the_same_outputs() {
+    let dir = tempfile::tempdir().unwrap();
+    let plugin =
+        std::path::PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("examples/plugins/tutorial.py");
+    let cfg = dir.path().join("plugin.toml");
+    std::fs::write(
+        &cfg,
+        format!(
+            "strategies = [\"window\", \"plugin:tutorial\"]\n[plugins.tutorial]\ncommand = [\"python3\", {:?}]\nparams = {{ summary_trigger_tokens = 600, buffer_message_limit = 8 }}\n",
+            plugin.display().to_string()
+        ),
+    )
+    .unwrap();
+    let cfg = cfg.display().to_string();
+    let extra = ["--config", cfg.as_str(), "--jobs", "1"];
+    let (want, took) = reference(dir.path(), &extra);
+    let out = dir.path().join("killed");
+    caught_mid_run(
+        took,
+        &out,
+        || spawn(dir.path(), &out, &extra),
+        |child| {
+            // SAFETY: signalling our own child process (SIGKILL: the
+            // plugin's process is left to see its stdin close).
+            unsafe {
+                libc::kill(child.id() as i32, libc::SIGKILL);
+            }
+        },
+    );
+    resume(dir.path(), &out);
+    // The plugin's storage of the interrupted attempt is not the resumed
+    // one's: the unfinished replays start over on empty storage.
+    assert!(out.join("plugins/tutorial/state.2").is_dir());
+    let without_plugins = |files: std::collections::BTreeMap<String, Vec<u8>>| {
+        files
+            .into_iter()
+            .filter(|(k, _)| !k.starts_with("plugins"))
+            .collect::<std::collections::BTreeMap<_, _>>()
+    };
+    let got = without_plugins(output_files(&out));
+    let want = without_plugins(want);
+    assert_eq!(
+        want.keys().collect::<Vec<_>>(),
+        got.keys().collect::<Vec<_>>()
+    );
+    for (k, v) in &want {
+        assert!(got[k] == *v, "{k} differs after the resume");
+    }
+}
