@@ -353,7 +353,7 @@ fn a_plugin_over_http_equals_the_builtin_window() {
         dir.path(),
         &["window", "plugin:web"],
         &format!(
-            "[plugins.web]\nurl = \"http://127.0.0.1:{port}/\"\nparams = {{ max_tokens = 4000 }}\n"
+            "[plugins.web]\nurl = \"http://127.0.0.1:{port}/\"\nparams = {{ max_tokens = 4000 }}\nrestart_between_sessions = true\n"
         ),
     );
     let o = run(

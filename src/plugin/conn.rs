@@ -136,6 +136,11 @@ impl Conn {
         })
     }
 
+    /// Whether this is an http endpoint (no process of memeval's own).
+    pub fn is_http(&self) -> bool {
+        matches!(self.transport, Transport::Http(_))
+    }
+
     /// The last lines of the process's log, for an error message.
     pub fn tail(&self) -> String {
         match &self.transport {

@@ -406,7 +406,14 @@ impl Lease {
             m.insert("user".into(), json!(u));
             old.conn.call("flush", m)?;
         }
-        old.end(&self.plugin.meter);
+        if old.conn.is_http() {
+            // A service is not memeval's to end: a new connection, greeted
+            // again, stands for the fresh process.
+            self.plugin.meter.close_tab(&old.token);
+            drop(old);
+        } else {
+            old.end(&self.plugin.meter);
+        }
         self.proc().map(|_| ())
     }
 }
