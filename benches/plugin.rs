@@ -64,8 +64,6 @@ fn replay(dir: &Path, cfg: &config::Config, s: &[Scenario]) {
     let plugins = Plugins::start(&Setup {
         config: cfg,
         backend: &backend,
-        tok: cfg.tokenizer().expect("tokenizer"),
-        context_window: cfg.context_window().expect("window"),
         run_dir: run.path(),
         command_dir: Path::new(env!("CARGO_MANIFEST_DIR")),
     })

@@ -362,6 +362,17 @@ pub struct Backend {
     pub embedding_price: Option<crate::config::Price>,
 }
 
+impl Backend {
+    /// The model serving `role` (`summarizer`, `embedder`, `judge`,
+    /// `responder`), as the run's metadata names it.
+    pub fn model(&self, role: &str) -> Option<&str> {
+        self.models
+            .iter()
+            .find(|(k, _)| *k == role)
+            .map(|(_, m)| m.as_str())
+    }
+}
+
 /// A backend that cannot be set up (its key, prompt, cache or HTTP
 /// client), worded for the user: the run is refused before it starts.
 #[derive(Debug, Clone, thiserror::Error)]

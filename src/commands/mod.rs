@@ -141,12 +141,9 @@ pub fn start_plugins(
     dir: &std::path::Path,
     command_dir: &std::path::Path,
 ) -> Result<crate::plugin::Plugins, Failure> {
-    let input = |e: crate::config::ConfigError| Failure::Input(e.0);
     crate::plugin::Plugins::start(&crate::plugin::Setup {
         config,
         backend,
-        tok: config.tokenizer().map_err(input)?,
-        context_window: config.context_window().map_err(input)?,
         run_dir: dir,
         command_dir,
     })

@@ -15,7 +15,7 @@ mod window;
 
 use std::sync::Arc;
 
-use crate::backend::{Backend, Calls, ChatMessage, ChatRole};
+use crate::backend::{Backend, CallKind, Calls, ChatMessage, ChatRole};
 use crate::clock::Millis;
 use crate::config::Config;
 use crate::config::StrategyName;
@@ -171,7 +171,8 @@ impl Item {
         self.read.content()
     }
 
-    fn from_entry(e: &Entry, section: Section, score: Option<f32>, via: Option<Via>) -> Item {
+    /// A transcript message, as it stands in a context.
+    pub fn from_entry(e: &Entry, section: Section, score: Option<f32>, via: Option<Via>) -> Item {
         Item {
             section,
             number: e.number,
@@ -288,6 +289,27 @@ pub struct Usage {
     pub summarizer_tokens: u64,
     pub summarizer_output_tokens: u64,
     pub embedding_tokens: u64,
+}
+
+impl Usage {
+    /// A model call's tokens: an embedding's input as embedding tokens,
+    /// any other call's input and output as summarizer tokens.
+    pub fn add_call(&mut self, kind: CallKind, input: u32, output: u32) {
+        if kind == CallKind::Embed {
+            self.embedding_tokens += u64::from(input);
+        } else {
+            self.summarizer_tokens += u64::from(input) + u64::from(output);
+            self.summarizer_output_tokens += u64::from(output);
+        }
+    }
+}
+
+impl std::ops::AddAssign for Usage {
+    fn add_assign(&mut self, o: Usage) {
+        self.summarizer_tokens += o.summarizer_tokens;
+        self.summarizer_output_tokens += o.summarizer_output_tokens;
+        self.embedding_tokens += o.embedding_tokens;
+    }
 }
 
 /// Strategy parameters, resolved from the configuration.

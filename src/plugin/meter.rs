@@ -198,19 +198,21 @@ type Answer = Result<Value, (u16, String)>;
 
 /// Files the calls the backend recorded, or one of its own where it
 /// recorded none (the offline backend's are not API calls, but a plugin's
-/// call is counted all the same).
-fn file(
-    tab: &Mutex<Metered>,
-    mut calls: Calls,
-    fallback: CallRecord,
-    usage: impl FnOnce(&mut Usage),
-) {
+/// call is counted all the same), and what they spent.
+fn file(tab: &Mutex<Metered>, mut calls: Calls, fallback: CallRecord, usage: Usage) {
     if calls.is_empty() {
         calls.push(fallback);
     }
     let mut t = tab.lock().expect("no panic holds a tab");
     t.calls.append(&mut calls);
-    usage(&mut t.usage);
+    t.usage += usage;
+}
+
+/// What one call spent.
+fn spent(kind: CallKind, input: u32, output: u32) -> Usage {
+    let mut u = Usage::default();
+    u.add_call(kind, input, output);
+    u
 }
 
 fn chat(body: &Value, serve: &Serve, tab: &Mutex<Metered>) -> Answer {
@@ -261,7 +263,7 @@ fn chat(body: &Value, serve: &Serve, tab: &Mutex<Metered>) -> Answer {
     };
     let mut calls = Vec::new();
     let out = serve.backend.summarizer.chat(&req, &serve.tok, &mut calls);
-    let model = summarizer_model(&serve.backend);
+    let model = model_of(&serve.backend, "summarizer");
     let mut fallback = CallRecord::new(
         CallKind::Summarize,
         &model,
@@ -271,10 +273,8 @@ fn chat(body: &Value, serve: &Serve, tab: &Mutex<Metered>) -> Answer {
     match out {
         Ok(o) => {
             fallback.local_output_tokens = o.output_tokens;
-            file(tab, calls, fallback, |u| {
-                u.summarizer_tokens += u64::from(o.input_tokens + o.output_tokens);
-                u.summarizer_output_tokens += u64::from(o.output_tokens);
-            });
+            let usage = spent(CallKind::Summarize, o.input_tokens, o.output_tokens);
+            file(tab, calls, fallback, usage);
             Ok(json!({
                 "id": "memeval-metered",
                 "object": "chat.completion",
@@ -294,17 +294,15 @@ fn chat(body: &Value, serve: &Serve, tab: &Mutex<Metered>) -> Answer {
         }
         Err(e) => {
             fallback.error = Some(e.message.clone());
-            file(tab, calls, fallback, |_| {});
+            file(tab, calls, fallback, Usage::default());
             Err((502, e.to_string()))
         }
     }
 }
 
-fn summarizer_model(b: &Backend) -> String {
-    b.models
-        .iter()
-        .find(|(k, _)| *k == "summarizer")
-        .map_or_else(|| b.name.clone(), |(_, m)| m.clone())
+/// The model serving `role`, else the backend's name.
+fn model_of(b: &Backend, role: &str) -> String {
+    b.model(role).unwrap_or(&b.name).to_string()
 }
 
 fn embeddings(body: &Value, serve: &Serve, tab: &Mutex<Metered>) -> Answer {
@@ -332,12 +330,7 @@ fn embeddings(body: &Value, serve: &Serve, tab: &Mutex<Metered>) -> Answer {
     };
     let refs: Vec<&str> = inputs.iter().map(String::as_str).collect();
     let tokens: u32 = refs.iter().map(|t| serve.tok.count(t)).sum();
-    let model = serve
-        .backend
-        .models
-        .iter()
-        .find(|(k, _)| *k == "embedder")
-        .map_or_else(|| serve.backend.name.clone(), |(_, m)| m.clone());
+    let model = model_of(&serve.backend, "embedder");
     let mut calls = Vec::new();
     let out = serve.backend.embedder.embed(&refs, &mut calls);
     let mut fallback = CallRecord::new(CallKind::Embed, &model, refs.len() as u32, tokens);
@@ -346,9 +339,7 @@ fn embeddings(body: &Value, serve: &Serve, tab: &Mutex<Metered>) -> Answer {
     fallback.cached = !model.starts_with("offline-");
     match out {
         Ok(vectors) => {
-            file(tab, calls, fallback, |u| {
-                u.embedding_tokens += u64::from(tokens)
-            });
+            file(tab, calls, fallback, spent(CallKind::Embed, tokens, 0));
             let data: Vec<Value> = vectors
                 .iter()
                 .enumerate()
@@ -372,7 +363,7 @@ fn embeddings(body: &Value, serve: &Serve, tab: &Mutex<Metered>) -> Answer {
         Err(e) => {
             fallback.cached = false;
             fallback.error = Some(e.message.clone());
-            file(tab, calls, fallback, |_| {});
+            file(tab, calls, fallback, Usage::default());
             Err((502, e.to_string()))
         }
     }

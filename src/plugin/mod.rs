@@ -20,7 +20,6 @@ use serde_json::{Map, Value, json};
 
 use crate::backend::Backend;
 use crate::config::{Config, PluginConfig};
-use crate::tokens::Tokenizer;
 use conn::{Conn, Log, Spawn};
 pub use meter::{Meter, Metered};
 pub use strategy::PluginStrategy;
@@ -39,8 +38,6 @@ pub struct Plugins {
 pub struct Setup<'a> {
     pub config: &'a Config,
     pub backend: &'a Backend,
-    pub tok: Tokenizer,
-    pub context_window: u32,
     /// The run's folder: `plugins/NAME.log` and `plugins/NAME/state/`.
     pub run_dir: &'a Path,
     /// Where commands start (the configuration file's folder).
@@ -63,8 +60,10 @@ impl Plugins {
                 _meter: None,
             });
         }
+        let tok = s.config.tokenizer().map_err(|e| e.0)?;
+        let context_window = s.config.context_window().map_err(|e| e.0)?;
         let meter = Arc::new(
-            Meter::start(s.backend, s.tok, s.config.summary.max_summary_tokens)
+            Meter::start(s.backend, tok, s.config.summary.max_summary_tokens)
                 .map_err(|e| format!("cannot start the metering endpoint on 127.0.0.1: {e}"))?,
         );
         let logs = s.run_dir.join("plugins");
@@ -85,14 +84,14 @@ impl Plugins {
                 "params": config.params,
                 "model": {
                     "name": s.config.model.name,
-                    "encoding": s.tok.name(),
-                    "context_window": s.context_window,
+                    "encoding": tok.name(),
+                    "context_window": context_window,
                     "max_context_tokens": s.config.memory.max_context_tokens,
                 },
                 // (Added to the protocol: what the metering endpoint's
                 // embeddings are.)
                 "embedder": {
-                    "model": s.backend.models.iter().find(|(k, _)| *k == "embedder").map(|(_, m)| m.as_str()),
+                    "model": s.backend.model("embedder"),
                     "dim": s.backend.embedder.dim(),
                 },
             });
@@ -199,10 +198,6 @@ impl Proc {
 }
 
 impl Plugin {
-    pub fn config(&self) -> &PluginConfig {
-        &self.config
-    }
-
     /// Starts a process (or connects) and greets it.
     fn start(&self, repeat: u32) -> Result<Proc, String> {
         let n = self

@@ -27,7 +27,7 @@ pub struct PluginStrategy {
     session: Arc<str>,
     /// The context of the user message just observed (asked before `add`).
     pending: Option<Context>,
-    /// The latest summary seen, and the number of the next.
+    /// The latest summary seen (the next is numbered after it).
     summary: Option<Arc<SummaryState>>,
     fault: Option<String>,
 }
@@ -110,10 +110,7 @@ impl PluginStrategy {
         let Some(p) = &lease.proc else { return };
         let mut tab = p.tab.lock().unwrap_or_else(|e| e.into_inner());
         env.calls.append(&mut tab.calls);
-        let u = std::mem::take(&mut tab.usage);
-        env.usage.summarizer_tokens += u.summarizer_tokens;
-        env.usage.summarizer_output_tokens += u.summarizer_output_tokens;
-        env.usage.embedding_tokens += u.embedding_tokens;
+        env.usage += std::mem::take(&mut tab.usage);
     }
 
     /// The reply's `calls`: what the plugin spent outside the endpoint.
@@ -149,12 +146,7 @@ impl PluginStrategy {
             record.local_output_tokens = output;
             record.api_input_tokens = Some(input);
             record.api_output_tokens = Some(output);
-            if kind == CallKind::Embed {
-                env.usage.embedding_tokens += u64::from(input);
-            } else {
-                env.usage.summarizer_tokens += u64::from(input + output);
-                env.usage.summarizer_output_tokens += u64::from(output);
-            }
+            env.usage.add_call(kind, input, output);
             env.calls.push(record);
         }
         Ok(())
@@ -248,7 +240,8 @@ impl PluginStrategy {
                         let n = number_of(v).ok_or_else(|| {
                             at(&format!("sources[{j}] is not a message number: {v}"))
                         })?;
-                        summary_owner_ok &= self.owner(t, n, None).as_ref() == Some(&self.user);
+                        // Any message of the transcript is this user's.
+                        summary_owner_ok &= verbatim(t, n).is_some();
                         sources.push(n);
                     }
                 }
@@ -266,7 +259,8 @@ impl PluginStrategy {
                             .as_deref()
                             .ok_or_else(|| at(&format!("items[{j}].text: expected a string")))?;
                         let score = it.score.map(|x| x as f32);
-                        retrieved.push(self.item(t, n, it, Some(text), Section::Retrieved, score));
+                        retrieved
+                            .push(self.item(t, n, it, Some(text), Section::Retrieved, score).0);
                     }
                 }
                 "buffer" => {
@@ -280,22 +274,17 @@ impl PluginStrategy {
                         })?;
                         let content = m.content.as_deref();
                         buffer_messages += 1;
-                        // A message verbatim, where this user's, is
-                        // counted already; listed only where the context
-                        // is read (as the built-ins do).
-                        let mine = m.user.as_deref().is_none_or(|u| u == &*self.user);
-                        if let (None, Some(e), true, false) =
-                            (content, verbatim(t, n), mine, env.list_buffer)
-                        {
-                            tokens_buffer += e.tokens + MESSAGE_OVERHEAD;
-                            continue;
-                        }
-                        let item = self.item(t, n, m, content, Section::Buffer, None);
-                        tokens_buffer += match (content, verbatim(t, n)) {
-                            (None, Some(e)) if mine => e.tokens,
+                        let (item, entry) = self.item(t, n, m, content, Section::Buffer, None);
+                        // A message verbatim is counted already.
+                        tokens_buffer += match (content, entry) {
+                            (None, Some(e)) => e.tokens,
                             _ => env.tok.count(item.content()),
                         } + MESSAGE_OVERHEAD;
-                        buffer.push(item);
+                        // Listed only where the context is read, as the
+                        // built-ins do.
+                        if env.list_buffer {
+                            buffer.push(item);
+                        }
                     }
                 }
                 other => {
@@ -309,16 +298,7 @@ impl PluginStrategy {
             tokens_buffer += e.tokens + MESSAGE_OVERHEAD;
             buffer_messages += 1;
             if env.list_buffer {
-                buffer.push(Item {
-                    section: Section::Buffer,
-                    number: e.number,
-                    role: e.role,
-                    owner: e.owner.clone(),
-                    read: e.read.clone(),
-                    score: None,
-                    via: None,
-                    line_tokens: 0,
-                });
+                buffer.push(Item::from_entry(e, Section::Buffer, None, None));
             }
         }
         let summary = (!texts.is_empty()).then(|| {
@@ -350,26 +330,21 @@ impl PluginStrategy {
         })
     }
 
-    /// Whose message `n` is: this user's where the transcript holds it,
-    /// else the `user` the plugin names, else nobody's (a leak either way).
-    fn owner(&self, t: &Transcript, n: u32, named: Option<&str>) -> Option<Arc<str>> {
-        match named {
-            Some(u) if u != &*self.user => Some(Arc::from(u)),
-            _ => verbatim(t, n).map(|e| e.owner.clone()),
-        }
-    }
-
-    fn item(
+    /// Message `n` as the plugin gives it, and the transcript's message
+    /// where it is this user's. Its owner is this user where the transcript
+    /// holds it, else the `user` the plugin names, else nobody (a leak
+    /// either way).
+    fn item<'t>(
         &self,
-        t: &Transcript,
+        t: &'t Transcript,
         n: u32,
         v: &Part<'_>,
         content: Option<&str>,
         section: Section,
         score: Option<f32>,
-    ) -> Item {
-        let named = v.user.as_deref();
-        let entry = verbatim(t, n).filter(|_| named.is_none_or(|u| u == &*self.user));
+    ) -> (Item, Option<&'t Entry>) {
+        let named = v.user.as_deref().filter(|u| *u != &*self.user);
+        let entry = verbatim(t, n).filter(|_| named.is_none());
         let role = match v.role.as_deref() {
             Some("assistant") => Role::Assistant,
             Some("user") => Role::User,
@@ -380,16 +355,22 @@ impl PluginStrategy {
             (Some(c), _) => Arc::new(Reading::new(Arc::from(c))),
             (None, None) => Arc::new(Reading::new(Arc::from(""))),
         };
-        Item {
+        let owner = match (named, entry) {
+            (Some(u), _) => Arc::from(u),
+            (None, Some(e)) => e.owner.clone(),
+            (None, None) => Arc::from(""),
+        };
+        let item = Item {
             section,
             number: n,
             role,
-            owner: self.owner(t, n, named).unwrap_or_else(|| Arc::from("")),
+            owner,
             read,
             score,
             via: None,
             line_tokens: 0,
-        }
+        };
+        (item, entry)
     }
 
     /// The summary a context carries: the latest one again where its text

@@ -25,16 +25,12 @@ impl Summarizer for ChatSummarizer {
             false,
             calls,
         )?;
-        let text = r.text.trim().to_string();
-        let text_tokens = tok.count(&text);
-        Ok(SummaryOutput {
-            input_tokens: r
-                .api_input
-                .unwrap_or_else(|| tok.count_message(&prompt) + REPLY_PRIMING),
-            output_tokens: r.api_output.unwrap_or(text_tokens),
-            text_tokens,
-            text,
-        })
+        Ok(output(
+            r.text.trim().to_string(),
+            (r.api_input, r.api_output),
+            || tok.count_message(&prompt) + REPLY_PRIMING,
+            tok,
+        ))
     }
 
     fn chat(
@@ -51,13 +47,30 @@ impl Summarizer for ChatSummarizer {
             req.json,
             calls,
         )?;
-        let text_tokens = tok.count(&r.text);
-        Ok(SummaryOutput {
-            input_tokens: r.api_input.unwrap_or_else(|| req.local_input_tokens(tok)),
-            output_tokens: r.api_output.unwrap_or(text_tokens),
-            text_tokens,
-            text: r.text,
-        })
+        Ok(output(
+            r.text,
+            (r.api_input, r.api_output),
+            || req.local_input_tokens(tok),
+            tok,
+        ))
+    }
+}
+
+/// A chat reply as a summarizer's output: its `text`, and the API's token
+/// figures (input, output) where it gave them, else memeval's count
+/// (`local_input` for the request).
+fn output(
+    text: String,
+    (api_input, api_output): (Option<u32>, Option<u32>),
+    local_input: impl FnOnce() -> u32,
+    tok: &Tokenizer,
+) -> SummaryOutput {
+    let text_tokens = tok.count(&text);
+    SummaryOutput {
+        input_tokens: api_input.unwrap_or_else(local_input),
+        output_tokens: api_output.unwrap_or(text_tokens),
+        text_tokens,
+        text,
     }
 }
 
