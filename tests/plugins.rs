@@ -145,6 +145,11 @@ fn the_python_window_equals_the_builtin_window_on_every_shipped_scenario() {
         serde_json::from_slice(&std::fs::read(out.join("metadata.json")).unwrap()).unwrap();
     assert_eq!(meta["plugins"]["pywindow"]["name"], "Window");
     assert_eq!(meta["plugins"]["pywindow"]["transport"], "stdio");
+    // The SDK answers in order, so it lets memeval send requests together.
+    assert_eq!(
+        meta["plugins"]["pywindow"]["capabilities"]["pipeline"],
+        true
+    );
     // Two processes served the ten replays.
     let started = log(&out, "pywindow").matches("started:").count();
     assert!((1..=2).contains(&started), "{started} processes");
@@ -231,6 +236,11 @@ fn the_registry_evicts_users_through_close_and_reopens_them_through_open() {
 /// A run of the window and a misbehaving plugin over two scenarios; the
 /// plugin misbehaves for `user` at message 3.
 fn faulty_run(fault: &str, user: &str) -> (tempfile::TempDir, Output) {
+    faulty_run_with(fault, user, false)
+}
+
+/// As `faulty_run`, the plugin declaring `pipeline` or not.
+fn faulty_run_with(fault: &str, user: &str, pipeline: bool) -> (tempfile::TempDir, Output) {
     let dir = tempfile::tempdir().unwrap();
     let cfg = config(
         dir.path(),
@@ -239,7 +249,7 @@ fn faulty_run(fault: &str, user: &str) -> (tempfile::TempDir, Output) {
             "bad",
             "tests/plugins/faulty.py",
             &format!(
-                "params = {{ fault = {fault:?}, user = {user:?}, at = 3 }}\ntimeout_ms = 1500"
+                "params = {{ fault = {fault:?}, user = {user:?}, at = 3, pipeline = {pipeline} }}\ntimeout_ms = 1500"
             ),
         ),
     );
@@ -255,16 +265,23 @@ fn faulty_run(fault: &str, user: &str) -> (tempfile::TempDir, Output) {
 
 #[test]
 fn every_fault_fails_its_replay_with_a_named_error_and_the_others_finish() {
-    for (fault, says) in [
-        ("garbage", "not JSON"),
-        ("wrong_id", "a reply with id"),
-        ("hang", "no reply within timeout_ms = 1500"),
-        ("exit", "exited"),
-        ("error", "the memory store is full"),
-        ("bad_kind", "unknown section kind \"graph\""),
-        ("bad_source", "is not a message number"),
+    // Each fault with requests one at a time, and sent together to a
+    // process that pipelines.
+    for (fault, says, pipeline) in [
+        ("garbage", "not JSON", false),
+        ("wrong_id", "a reply with id", false),
+        ("hang", "no reply within timeout_ms = 1500", false),
+        ("exit", "exited", false),
+        ("error", "the memory store is full", false),
+        ("bad_kind", "unknown section kind \"graph\"", false),
+        ("bad_source", "is not a message number", false),
+        ("garbage", "not JSON", true),
+        ("wrong_id", "a reply with id", true),
+        ("exit", "exited", true),
+        ("error", "the memory store is full", true),
+        ("bad_source", "is not a message number", true),
     ] {
-        let (dir, o) = faulty_run(fault, "ines.travel");
+        let (dir, o) = faulty_run_with(fault, "ines.travel", pipeline);
         let err = String::from_utf8_lossy(&o.stderr).into_owned();
         assert_eq!(o.status.code(), Some(4), "{fault}: {err}");
         assert!(err.contains("plugin \"bad\""), "{fault}: {err}");

@@ -256,24 +256,57 @@ def _handle(memory: Memory, req: dict) -> dict:
 def serve(memory: Memory, stdin=None, stdout=None) -> None:
     """Answers memeval's requests on stdin until ``shutdown``. Anything the
     memory prints goes to stderr (memeval keeps it in the run's
-    plugins/NAME.log), never into the protocol."""
-    inp = stdin or sys.stdin
+    plugins/NAME.log), never into the protocol.
+
+    Requests are answered in order, each before the next is read, so this
+    declares the ``pipeline`` capability: memeval may send several requests
+    in one write, and the replies to all that arrived together go back in
+    one write (one wake-up of memeval for all)."""
     out = stdout or os.fdopen(os.dup(sys.stdout.fileno()), "w", encoding="utf-8")
     if stdout is None:
         # print() inside the memory must not reach the protocol's stream.
         sys.stdout = sys.stderr
-    for line in inp:
-        line = line.strip()
-        if not line:
-            continue
-        req = json.loads(line)
-        if req.get("op") == "shutdown":
-            out.write(json.dumps({"id": req.get("id"), "ok": True}) + "\n")
-            out.flush()
-            return
-        reply = _reply(memory, req)
-        out.write(json.dumps(reply, ensure_ascii=False) + "\n")
+    for batch in _batches(stdin):
+        replies = []
+        for line in batch:
+            line = line.strip()
+            if not line:
+                continue
+            req = json.loads(line)
+            if req.get("op") == "shutdown":
+                replies.append(json.dumps({"id": req.get("id"), "ok": True}) + "\n")
+                out.write("".join(replies))
+                out.flush()
+                return
+            reply = _reply(memory, req)
+            if req.get("op") == "hello" and reply.get("ok"):
+                reply["capabilities"] = dict(reply.get("capabilities") or {}, pipeline=True)
+            replies.append(json.dumps(reply, ensure_ascii=False) + "\n")
+        out.write("".join(replies))
         out.flush()
+
+
+def _batches(stdin):
+    """The request lines that arrive together, as lists: from the process's
+    stdin, every complete line of each read; from a given stream, one line
+    at a time."""
+    if stdin is not None:
+        for line in stdin:
+            yield [line]
+        return
+    fd, buf = sys.stdin.fileno(), bytearray()
+    while True:
+        data = os.read(fd, 1 << 16)
+        if not data:
+            if buf.strip():
+                yield [buf.decode("utf-8")]
+            return
+        buf += data
+        if b"\n" not in data:
+            continue
+        *lines, rest = buf.split(b"\n")
+        buf = bytearray(rest)
+        yield [line.decode("utf-8") for line in lines]
 
 
 def _reply(memory: Memory, req: dict) -> dict:

@@ -18,6 +18,10 @@ use super::http;
 const TAIL: usize = 12;
 /// The longest line a plugin may reply with.
 const MAX_LINE: u64 = http::MAX_BODY as u64;
+/// The most request bytes sent in one write to a pipelining process: less
+/// than a pipe holds, so that the write never waits for the process to
+/// read while it waits for memeval to read its replies.
+const PIPELINE_BYTES: usize = 32 << 10;
 
 /// Where a plugin's log lines go: the run's `plugins/NAME.log`, and the
 /// last few of each process for its errors.
@@ -56,6 +60,10 @@ pub struct Conn {
     pub open: BTreeSet<String>,
     /// Why the connection cannot be used any more.
     pub broken: Option<String>,
+    /// The process declared `capabilities.pipeline` (stdio only): it reads
+    /// requests in order and answers each in turn, so several can be sent
+    /// at once.
+    pub pipeline: bool,
 }
 
 /// How a process is started.
@@ -121,6 +129,7 @@ impl Conn {
             log,
             open: BTreeSet::new(),
             broken: None,
+            pipeline: false,
         })
     }
 
@@ -133,6 +142,7 @@ impl Conn {
             log,
             open: BTreeSet::new(),
             broken: None,
+            pipeline: false,
         })
     }
 
@@ -159,53 +169,76 @@ impl Conn {
         }
     }
 
-    /// Sends one request and returns the reply's fields (`ok` was true).
-    /// Any fault breaks the connection: its process is ended.
+    /// Sends one request and returns its reply line (`ok` was true). Any
+    /// fault breaks the connection: its process is ended.
     pub fn call(&mut self, op: &str, fields: Map<String, Value>) -> Result<String, String> {
-        if let Some(b) = &self.broken {
-            return Err(format!("the plugin's connection failed earlier: {b}"));
-        }
-        let id = self.next_id;
-        self.next_id += 1;
-        let mut req = Map::new();
-        req.insert("v".into(), Value::from(1));
-        req.insert("id".into(), Value::from(id));
-        req.insert("op".into(), Value::from(op));
-        req.extend(fields);
-        let mut line = serde_json::to_vec(&Value::Object(req)).expect("JSON serializes");
-        let result = self
-            .exchange(&mut line)
-            .and_then(|text| check_reply(text, id));
-        if let Err(e) = &result {
-            self.break_with(e.clone());
-        }
-        result
+        self.call_many(vec![(op, fields)])
+            .map(|mut replies| replies.pop().expect("one reply a request"))
+            .map_err(|(_, e)| e)
     }
 
-    fn exchange(&mut self, line: &mut Vec<u8>) -> Result<String, String> {
+    /// Sends requests in order and returns their reply lines (each `ok`).
+    /// A process that declared the `pipeline` capability gets them in one
+    /// write and answers them in order before memeval reads (one wake-up
+    /// for all); any other gets them one at a time. A fault names the
+    /// index of the request it is about and breaks the connection.
+    pub fn call_many(
+        &mut self,
+        requests: Vec<(&str, Map<String, Value>)>,
+    ) -> Result<Vec<String>, (usize, String)> {
+        if let Some(b) = &self.broken {
+            return Err((0, format!("the plugin's connection failed earlier: {b}")));
+        }
+        let first = self.next_id;
+        self.next_id += requests.len() as u64;
+        let mut lines = Vec::with_capacity(requests.len());
+        for (i, (op, fields)) in requests.into_iter().enumerate() {
+            let mut req = Map::new();
+            req.insert("v".into(), Value::from(1));
+            req.insert("id".into(), Value::from(first + i as u64));
+            req.insert("op".into(), Value::from(op));
+            req.extend(fields);
+            let mut line = serde_json::to_vec(&Value::Object(req)).expect("JSON serializes");
+            line.push(b'\n');
+            lines.push(line);
+        }
+        let together = self.pipeline
+            && lines.len() > 1
+            && lines.iter().map(Vec::len).sum::<usize>() <= PIPELINE_BYTES;
+        let mut replies = Vec::with_capacity(lines.len());
+        let mut result = Ok(());
+        if together {
+            result = self.send(&lines.concat()).map_err(|e| (0, e));
+        }
+        for (i, line) in lines.iter().enumerate() {
+            if result.is_err() {
+                break;
+            }
+            let reply = if together {
+                self.receive()
+            } else {
+                self.exchange(line)
+            };
+            result = reply
+                .and_then(|text| check_reply(text, first + i as u64))
+                .map(|text| replies.push(text))
+                .map_err(|e| (i, e));
+        }
+        if let Err((_, e)) = &result {
+            self.break_with(e.clone());
+        }
+        result.map(|()| replies)
+    }
+
+    /// One request line sent, and its reply line.
+    fn exchange(&mut self, line: &[u8]) -> Result<String, String> {
         let timeout = self.timeout;
         match &mut self.transport {
-            Transport::Stdio {
-                stdin,
-                lines,
-                child,
-                ..
-            } => {
-                line.push(b'\n');
-                stdin
-                    .write_all(line)
-                    .and_then(|()| stdin.flush())
-                    .map_err(|e| exited(child, &format!("writing to its stdin: {e}")))?;
-                match lines.next(timeout) {
-                    Ok(Some(l)) => Ok(l),
-                    Ok(None) => Err(format!(
-                        "no reply within timeout_ms = {}",
-                        timeout.as_millis()
-                    )),
-                    Err(e) => Err(exited(child, &e)),
-                }
+            Transport::Stdio { .. } => {
+                self.send(line)?;
+                self.receive()
             }
-            Transport::Http(c) => match c.post(line) {
+            Transport::Http(c) => match c.post(&line[..line.len() - 1]) {
                 Ok((200, body)) => String::from_utf8(body)
                     .map_err(|_| "the response body is not UTF-8".to_string()),
                 Ok((status, body)) => Err(format!(
@@ -225,6 +258,33 @@ impl Conn {
                 }
                 Err(e) => Err(format!("POST failed: {e}")),
             },
+        }
+    }
+
+    /// Writes request lines to the process's stdin.
+    fn send(&mut self, bytes: &[u8]) -> Result<(), String> {
+        let Transport::Stdio { stdin, child, .. } = &mut self.transport else {
+            unreachable!("only a process is written to");
+        };
+        stdin
+            .write_all(bytes)
+            .and_then(|()| stdin.flush())
+            .map_err(|e| exited(child, &format!("writing to its stdin: {e}")))
+    }
+
+    /// The process's next reply line, waiting at most `timeout_ms`.
+    fn receive(&mut self) -> Result<String, String> {
+        let timeout = self.timeout;
+        let Transport::Stdio { lines, child, .. } = &mut self.transport else {
+            unreachable!("only a process is read from");
+        };
+        match lines.next(timeout) {
+            Ok(Some(l)) => Ok(l),
+            Ok(None) => Err(format!(
+                "no reply within timeout_ms = {}",
+                timeout.as_millis()
+            )),
+            Err(e) => Err(exited(child, &e)),
         }
     }
 
@@ -286,17 +346,19 @@ impl Drop for Conn {
 /// (poll(2) on the pipe): no reader thread, so a reply costs no handoff.
 struct Lines {
     out: ChildStdout,
+    /// Read bytes are `buf[at..end]`; the rest is room to read into.
     buf: Vec<u8>,
-    /// Where the unread part of `buf` starts.
     at: usize,
+    end: usize,
 }
 
 impl Lines {
     fn new(out: ChildStdout) -> Lines {
         Lines {
             out,
-            buf: Vec::with_capacity(64 << 10),
+            buf: vec![0; 64 << 10],
             at: 0,
+            end: 0,
         }
     }
 
@@ -307,20 +369,22 @@ impl Lines {
         let deadline = std::time::Instant::now() + timeout;
         let mut searched = self.at;
         loop {
-            if let Some(i) = self.buf[searched..].iter().position(|&b| b == b'\n') {
-                let end = searched + i;
-                let line = String::from_utf8_lossy(&self.buf[self.at..end])
+            if let Some(i) = self.buf[searched..self.end]
+                .iter()
+                .position(|&b| b == b'\n')
+            {
+                let stop = searched + i;
+                let line = String::from_utf8_lossy(&self.buf[self.at..stop])
                     .trim_end()
                     .to_string();
-                self.at = end + 1;
-                if self.at == self.buf.len() {
-                    self.buf.clear();
-                    self.at = 0;
+                self.at = stop + 1;
+                if self.at == self.end {
+                    (self.at, self.end) = (0, 0);
                 }
                 return Ok(Some(line));
             }
-            searched = self.buf.len();
-            if (self.buf.len() - self.at) as u64 > MAX_LINE {
+            searched = self.end;
+            if (self.end - self.at) as u64 > MAX_LINE {
                 return Err(format!("a reply line over {MAX_LINE} bytes"));
             }
             let left = deadline.saturating_duration_since(std::time::Instant::now());
@@ -345,24 +409,21 @@ impl Lines {
             if ready == 0 {
                 continue;
             }
-            if self.at > 0 {
-                self.buf.drain(..self.at);
-                searched -= self.at;
+            // Room to read: the unread part moved to the front, and the
+            // buffer doubled when that is not room enough.
+            if self.end == self.buf.len() {
+                self.buf.copy_within(self.at..self.end, 0);
+                (searched, self.end) = (searched - self.at, self.end - self.at);
                 self.at = 0;
+                if self.end > self.buf.len() / 2 {
+                    self.buf.resize(self.buf.len() * 2, 0);
+                }
             }
-            let len = self.buf.len();
-            self.buf.resize(len + (64 << 10), 0);
-            match self.out.read(&mut self.buf[len..]) {
-                Ok(0) => {
-                    self.buf.truncate(len);
-                    return Err("the plugin closed its stdout (exited?)".into());
-                }
-                Ok(n) => self.buf.truncate(len + n),
-                Err(e) if e.kind() == std::io::ErrorKind::Interrupted => self.buf.truncate(len),
-                Err(e) => {
-                    self.buf.truncate(len);
-                    return Err(format!("reading its stdout: {e}"));
-                }
+            match self.out.read(&mut self.buf[self.end..]) {
+                Ok(0) => return Err("the plugin closed its stdout (exited?)".into()),
+                Ok(n) => self.end += n,
+                Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+                Err(e) => return Err(format!("reading its stdout: {e}")),
             }
         }
     }
@@ -429,6 +490,28 @@ fn check_reply(text: String, id: u64) -> Result<String, String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn lines_longer_than_the_buffer_and_many_in_one_read_are_split_right() {
+        let mut child = Command::new("sh")
+            .args([
+                "-c",
+                "head -c 200000 /dev/zero | tr '\\0' a; printf '\\nb\\nc\\n'; sleep 0.2; printf 'd\\n'",
+            ])
+            .stdout(Stdio::piped())
+            .spawn()
+            .unwrap();
+        let mut lines = Lines::new(child.stdout.take().unwrap());
+        let t = Duration::from_secs(5);
+        let long = lines.next(t).unwrap().unwrap();
+        assert_eq!(long.len(), 200_000);
+        assert!(long.bytes().all(|b| b == b'a'));
+        for want in ["b", "c", "d"] {
+            assert_eq!(lines.next(t).unwrap().as_deref(), Some(want));
+        }
+        assert!(lines.next(t).unwrap_err().contains("closed its stdout"));
+        child.wait().unwrap();
+    }
 
     #[test]
     fn replies_are_checked_for_json_id_and_ok() {

@@ -244,6 +244,12 @@ impl Plugin {
             .call("hello", hello)
             .map_err(|e| format!("{e}{}", with_tail(&conn)))?;
         let reply: Map<String, Value> = serde_json::from_str(&reply).unwrap_or_default();
+        conn.pipeline = !conn.is_http()
+            && reply
+                .get("capabilities")
+                .and_then(|c| c.get("pipeline"))
+                .and_then(Value::as_bool)
+                .unwrap_or(false);
         let _ = self.identity.set(json!({
             "name": reply.get("name").cloned().unwrap_or(Value::Null),
             "version": reply.get("version").cloned().unwrap_or(Value::Null),

@@ -56,50 +56,68 @@ impl PluginStrategy {
         }
     }
 
-    /// One request for this user, opening it first where its process has
-    /// not; what the plugin spent meanwhile is filed in `env`. A fault is
-    /// kept (the replay fails) and every later request is skipped.
-    fn request(
+    /// Requests for this user, sent together (one round trip where the
+    /// process pipelines), opening the user first where its process has
+    /// not; what the plugin spent meanwhile, through the metering endpoint
+    /// or in a reply's `calls`, is filed in `env` (a context reply's are
+    /// filed where it is assembled). A fault is kept (the replay fails) and
+    /// every later request is skipped.
+    fn requests(
         &mut self,
-        op: &str,
-        mut fields: Map<String, Value>,
+        ops: Vec<(&'static str, Map<String, Value>)>,
         number: Option<u32>,
         env: &mut Env<'_>,
-    ) -> Option<String> {
+    ) -> Option<Vec<String>> {
         if self.fault.is_some() {
             return None;
         }
         let lease = self.lease.clone();
         let mut lease = lease.lock().unwrap_or_else(|e| e.into_inner());
-        let mut at = op;
+        let mut names = Vec::with_capacity(ops.len() + 1);
         let result = (|| {
-            let proc = lease.proc()?;
+            let proc = lease.proc().map_err(|e| (ops[0].0, e))?;
+            let mut requests = Vec::with_capacity(ops.len() + 1);
             // Opened once per process: a fresh process (a restart) opens
             // every user again, and so does a user the registry closed.
-            if !proc.conn.open.contains(&*self.user) {
-                at = "open";
+            let opening = !proc.conn.open.contains(&*self.user);
+            if opening {
                 let mut open = Map::new();
-                open.insert("user".into(), json!(&*self.user));
                 open.insert("scenario".into(), json!(self.scenario));
                 open.insert("system_prompt".into(), json!(env.system_prompt));
-                proc.conn.call("open", open)?;
-                proc.conn.open.insert(self.user.to_string());
-                at = op;
+                requests.push(("open", open));
             }
-            fields.insert("user".into(), json!(&*self.user));
-            proc.conn.call(op, fields)
+            requests.extend(ops);
+            for (op, fields) in &mut requests {
+                fields.insert("user".into(), json!(&*self.user));
+                names.push(*op);
+            }
+            let replies = proc
+                .conn
+                .call_many(requests)
+                .map_err(|(i, e)| (names[i], e))?;
+            if opening {
+                proc.conn.open.insert(self.user.to_string());
+            }
+            Ok(replies)
         })();
         self.take_metered(&mut lease, env);
-        match result {
-            Ok(reply) => {
-                if let Err(e) = self.file_calls(&reply, env) {
-                    self.fail(&mut lease, at, number, e);
-                    return None;
+        let filed = result.and_then(|replies| {
+            for (op, reply) in names.iter().zip(&replies) {
+                if *op != "context" {
+                    self.file_calls(reply, env).map_err(|e| (*op, e))?;
                 }
-                Some(reply)
             }
-            Err(e) => {
-                self.fail(&mut lease, at, number, e);
+            Ok(replies)
+        });
+        match filed {
+            Ok(mut replies) => {
+                if names.first() == Some(&"open") {
+                    replies.remove(0);
+                }
+                Some(replies)
+            }
+            Err((op, e)) => {
+                self.fail(&mut lease, op, number, e);
                 None
             }
         }
@@ -113,15 +131,19 @@ impl PluginStrategy {
         env.usage += std::mem::take(&mut tab.usage);
     }
 
-    /// The reply's `calls`: what the plugin spent outside the endpoint.
+    /// A reply's `calls`: what the plugin spent outside the endpoint.
     fn file_calls(&self, reply: &str, env: &mut Env<'_>) -> Result<(), String> {
         #[derive(serde::Deserialize)]
         struct WithCalls {
             calls: Option<Value>,
         }
-        let Ok(WithCalls { calls: Some(calls) }) = serde_json::from_str::<WithCalls>(reply) else {
-            return Ok(());
-        };
+        match serde_json::from_str::<WithCalls>(reply) {
+            Ok(WithCalls { calls: Some(calls) }) => Self::file_call_list(&calls, env),
+            _ => Ok(()),
+        }
+    }
+
+    fn file_call_list(calls: &Value, env: &mut Env<'_>) -> Result<(), String> {
         let list = calls
             .as_array()
             .ok_or("\"calls\" is not an array of {kind, model, input_tokens, output_tokens}")?;
@@ -181,19 +203,22 @@ impl PluginStrategy {
         })
     }
 
-    /// Asks for a context; the reply assembled, with `query` (the user
-    /// message it answers) last in its buffer.
+    /// Asks for a context (after or before `add` of message `number`,
+    /// sent with it); the reply assembled, with `asked` (the user message
+    /// it answers) last in its buffer.
     fn context(
         &mut self,
         t: &Transcript,
-        query: Value,
+        ops: Vec<(&'static str, Map<String, Value>)>,
         asked: Option<&Entry>,
         number: Option<u32>,
         env: &mut Env<'_>,
     ) -> Context {
-        let mut fields = Map::new();
-        fields.insert("query".into(), query);
-        let reply = self.request("context", fields, number, env);
+        let at = ops.iter().position(|(op, _)| *op == "context");
+        let replies = self.requests(ops, number, env);
+        let reply = replies
+            .zip(at)
+            .and_then(|(mut r, i)| r.get_mut(i).map(std::mem::take));
         let assembled = reply.map(|r| self.assemble(&r, t, asked, env));
         match assembled {
             Some(Ok(ctx)) => ctx,
@@ -217,6 +242,9 @@ impl PluginStrategy {
     ) -> Result<Context, String> {
         let reply: ContextReply<'_> = serde_json::from_str(reply)
             .map_err(|e| format!("a context reply not as the protocol says: {e}"))?;
+        if let Some(calls) = &reply.calls {
+            Self::file_call_list(calls, env)?;
+        }
         let sections = reply
             .sections
             .ok_or("a context reply without \"sections\" (an array)")?;
@@ -237,7 +265,7 @@ impl PluginStrategy {
                         .ok_or_else(|| at("expected \"text\", a string"))?;
                     texts.push(text);
                     for (j, v) in s.sources.iter().flatten().enumerate() {
-                        let n = number_of(v).ok_or_else(|| {
+                        let n = v.get().ok_or_else(|| {
                             at(&format!("sources[{j}] is not a message number: {v}"))
                         })?;
                         // Any message of the transcript is this user's.
@@ -251,7 +279,7 @@ impl PluginStrategy {
                         .as_ref()
                         .ok_or_else(|| at("expected \"items\", an array"))?;
                     for (j, it) in items.iter().enumerate() {
-                        let n = it.source.as_ref().and_then(number_of).ok_or_else(|| {
+                        let n = it.source.as_ref().and_then(Num::get).ok_or_else(|| {
                             at(&format!("items[{j}].source is not a message number"))
                         })?;
                         let text = it
@@ -259,8 +287,7 @@ impl PluginStrategy {
                             .as_deref()
                             .ok_or_else(|| at(&format!("items[{j}].text: expected a string")))?;
                         let score = it.score.map(|x| x as f32);
-                        retrieved
-                            .push(self.item(t, n, it, Some(text), Section::Retrieved, score).0);
+                        retrieved.push(self.item(t, n, it, Some(text), Section::Retrieved, score));
                     }
                 }
                 "buffer" => {
@@ -269,21 +296,20 @@ impl PluginStrategy {
                         .as_ref()
                         .ok_or_else(|| at("expected \"messages\", an array"))?;
                     for (j, m) in messages.iter().enumerate() {
-                        let n = m.number.as_ref().and_then(number_of).ok_or_else(|| {
+                        let n = m.number.as_ref().and_then(Num::get).ok_or_else(|| {
                             at(&format!("messages[{j}].number is not a message number"))
                         })?;
                         let content = m.content.as_deref();
                         buffer_messages += 1;
-                        let (item, entry) = self.item(t, n, m, content, Section::Buffer, None);
                         // A message verbatim is counted already.
-                        tokens_buffer += match (content, entry) {
+                        tokens_buffer += match (content, self.entry(t, n, m)) {
                             (None, Some(e)) => e.tokens,
-                            _ => env.tok.count(item.content()),
+                            (content, _) => env.tok.count(content.unwrap_or("")),
                         } + MESSAGE_OVERHEAD;
                         // Listed only where the context is read, as the
                         // built-ins do.
                         if env.list_buffer {
-                            buffer.push(item);
+                            buffer.push(self.item(t, n, m, content, Section::Buffer, None));
                         }
                     }
                 }
@@ -330,21 +356,27 @@ impl PluginStrategy {
         })
     }
 
-    /// Message `n` as the plugin gives it, and the transcript's message
-    /// where it is this user's. Its owner is this user where the transcript
-    /// holds it, else the `user` the plugin names, else nobody (a leak
-    /// either way).
-    fn item<'t>(
+    /// The transcript's message `n`, where the plugin gives this user's
+    /// (it names no other user) and the transcript holds it.
+    fn entry<'t>(&self, t: &'t Transcript, n: u32, v: &Part<'_>) -> Option<&'t Entry> {
+        let named = v.user.as_deref().is_some_and(|u| u != &*self.user);
+        verbatim(t, n).filter(|_| !named)
+    }
+
+    /// Message `n` as the plugin gives it. Its owner is this user where
+    /// the transcript holds it, else the `user` the plugin names, else
+    /// nobody (a leak either way).
+    fn item(
         &self,
-        t: &'t Transcript,
+        t: &Transcript,
         n: u32,
         v: &Part<'_>,
         content: Option<&str>,
         section: Section,
         score: Option<f32>,
-    ) -> (Item, Option<&'t Entry>) {
+    ) -> Item {
         let named = v.user.as_deref().filter(|u| *u != &*self.user);
-        let entry = verbatim(t, n).filter(|_| named.is_none());
+        let entry = self.entry(t, n, v);
         let role = match v.role.as_deref() {
             Some("assistant") => Role::Assistant,
             Some("user") => Role::User,
@@ -360,7 +392,7 @@ impl PluginStrategy {
             (None, Some(e)) => e.owner.clone(),
             (None, None) => Arc::from(""),
         };
-        let item = Item {
+        Item {
             section,
             number: n,
             role,
@@ -369,8 +401,7 @@ impl PluginStrategy {
             score,
             via: None,
             line_tokens: 0,
-        };
-        (item, entry)
+        }
     }
 
     /// The summary a context carries: the latest one again where its text
@@ -429,6 +460,7 @@ impl PluginStrategy {
 struct ContextReply<'a> {
     #[serde(borrow)]
     sections: Option<Vec<SectionPart<'a>>>,
+    calls: Option<Value>,
 }
 
 #[derive(serde::Deserialize)]
@@ -437,7 +469,7 @@ struct SectionPart<'a> {
     kind: Option<Cow<'a, str>>,
     #[serde(borrow)]
     text: Option<Cow<'a, str>>,
-    sources: Option<Vec<Value>>,
+    sources: Option<Vec<Num>>,
     #[serde(borrow)]
     items: Option<Vec<Part<'a>>>,
     #[serde(borrow)]
@@ -447,8 +479,8 @@ struct SectionPart<'a> {
 /// A retrieved item or a buffer message.
 #[derive(serde::Deserialize)]
 struct Part<'a> {
-    source: Option<Value>,
-    number: Option<Value>,
+    source: Option<Num>,
+    number: Option<Num>,
     #[serde(borrow)]
     text: Option<Cow<'a, str>>,
     #[serde(borrow)]
@@ -468,11 +500,77 @@ fn verbatim(t: &Transcript, n: u32) -> Option<&Entry> {
         .filter(|e| e.number == n)
 }
 
-/// A message number: a whole number from 1.
-fn number_of(v: &Value) -> Option<u32> {
-    v.as_u64()
-        .filter(|&n| n >= 1)
-        .and_then(|n| u32::try_from(n).ok())
+/// A message number as a reply gives it: a whole number from 1, or what
+/// stood there instead (shown in the error).
+enum Num {
+    Number(u32),
+    Not(String),
+}
+
+impl Num {
+    fn get(&self) -> Option<u32> {
+        match self {
+            Num::Number(n) => Some(*n),
+            Num::Not(_) => None,
+        }
+    }
+}
+
+impl std::fmt::Display for Num {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Num::Number(n) => write!(f, "{n}"),
+            Num::Not(v) => f.write_str(v),
+        }
+    }
+}
+
+impl<'de> serde::Deserialize<'de> for Num {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Num, D::Error> {
+        // Read as a JSON value only where it is not a whole number (rare),
+        // so that the common case costs no allocation.
+        struct V;
+        impl<'de> serde::de::Visitor<'de> for V {
+            type Value = Num;
+            fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                f.write_str("a message number")
+            }
+            fn visit_u64<E>(self, n: u64) -> Result<Num, E> {
+                Ok(match u32::try_from(n) {
+                    Ok(n) if n >= 1 => Num::Number(n),
+                    _ => Num::Not(n.to_string()),
+                })
+            }
+            fn visit_i64<E>(self, n: i64) -> Result<Num, E> {
+                Ok(Num::Not(n.to_string()))
+            }
+            fn visit_f64<E>(self, x: f64) -> Result<Num, E> {
+                Ok(Num::Not(Value::from(x).to_string()))
+            }
+            fn visit_bool<E>(self, b: bool) -> Result<Num, E> {
+                Ok(Num::Not(b.to_string()))
+            }
+            fn visit_str<E>(self, s: &str) -> Result<Num, E> {
+                Ok(Num::Not(Value::from(s).to_string()))
+            }
+            fn visit_unit<E>(self) -> Result<Num, E> {
+                Ok(Num::Not("null".into()))
+            }
+            fn visit_seq<A: serde::de::SeqAccess<'de>>(self, a: A) -> Result<Num, A::Error> {
+                let v: Value = serde::Deserialize::deserialize(
+                    serde::de::value::SeqAccessDeserializer::new(a),
+                )?;
+                Ok(Num::Not(v.to_string()))
+            }
+            fn visit_map<A: serde::de::MapAccess<'de>>(self, a: A) -> Result<Num, A::Error> {
+                let v: Value = serde::Deserialize::deserialize(
+                    serde::de::value::MapAccessDeserializer::new(a),
+                )?;
+                Ok(Num::Not(v.to_string()))
+            }
+        }
+        d.deserialize_any(V)
+    }
 }
 
 /// The context of a failed request: the system prompt alone.
@@ -505,39 +603,53 @@ impl Strategy for PluginStrategy {
     }
 
     /// A user message is asked for its context first (it is not in the
-    /// memory yet), then added; an assistant message is added.
+    /// memory yet), then added; an assistant message is added, then the
+    /// memory's state is asked for (`build` comes next, with no query). The
+    /// two requests go together, in one round trip where the process
+    /// pipelines.
     fn observe(&mut self, t: &Transcript, env: &mut Env<'_>) {
         let Some(e) = t.last() else { return };
-        let session = self.session.clone();
-        if e.role == Role::User {
-            let query = json!({
-                "content": &**e.content(),
-                "number": e.number,
-                "tokens": e.tokens + MESSAGE_OVERHEAD,
-            });
-            self.pending = Some(self.context(t, query, Some(e), Some(e.number), env));
-        }
-        let mut fields = Map::new();
-        fields.insert("message".into(), Self::message(e, &session));
-        self.request("add", fields, Some(e.number), env);
+        let mut add = Map::new();
+        add.insert("message".into(), Self::message(e, &self.session));
+        let (query, asked) = match e.role {
+            Role::User => (
+                json!({
+                    "content": &**e.content(),
+                    "number": e.number,
+                    "tokens": e.tokens + MESSAGE_OVERHEAD,
+                }),
+                Some(e),
+            ),
+            Role::Assistant => (Value::Null, None),
+        };
+        let mut context = Map::new();
+        context.insert("query".into(), query);
+        let ops = match e.role {
+            Role::User => vec![("context", context), ("add", add)],
+            Role::Assistant => vec![("add", add), ("context", context)],
+        };
+        self.pending = Some(self.context(t, ops, asked, Some(e.number), env));
     }
 
+    /// The context asked for in `observe` (the last message's), or one
+    /// asked for now (a probe's).
     fn build(&mut self, t: &Transcript, query: Option<&Query<'_>>, env: &mut Env<'_>) -> Context {
         let number = t.last().map(|e| e.number);
-        match query {
-            None => self.context(t, Value::Null, None, number, env),
-            Some(q) => match (q.probe, self.pending.take()) {
-                (None, Some(ctx)) => ctx,
-                (probe, _) => {
-                    let tokens = env.tok.count(q.text) + MESSAGE_OVERHEAD;
-                    let query = match probe {
-                        Some(id) => json!({"content": q.text, "probe": id, "tokens": tokens}),
-                        None => json!({"content": q.text, "number": number, "tokens": tokens}),
-                    };
-                    self.context(t, query, None, number, env)
+        let pending = self.pending.take();
+        let query = match (query, pending) {
+            (None | Some(Query { probe: None, .. }), Some(ctx)) => return ctx,
+            (None, None) => Value::Null,
+            (Some(q), _) => {
+                let tokens = env.tok.count(q.text) + MESSAGE_OVERHEAD;
+                match q.probe {
+                    Some(id) => json!({"content": q.text, "probe": id, "tokens": tokens}),
+                    None => json!({"content": q.text, "number": number, "tokens": tokens}),
                 }
-            },
-        }
+            }
+        };
+        let mut fields = Map::new();
+        fields.insert("query".into(), query);
+        self.context(t, vec![("context", fields)], None, number, env)
     }
 
     fn summary(&self) -> Option<&Arc<SummaryState>> {
@@ -558,9 +670,9 @@ impl Strategy for PluginStrategy {
         if !open {
             return;
         }
-        self.request("flush", Map::new(), None, env);
         match how {
             Suspend::SessionEnd => {
+                self.requests(vec![("flush", Map::new())], None, env);
                 if self.plugin.config.restart_between_sessions && self.fault.is_none() {
                     let lease = self.lease.clone();
                     let mut lease = lease.lock().unwrap_or_else(|e| e.into_inner());
@@ -570,7 +682,11 @@ impl Strategy for PluginStrategy {
                 }
             }
             Suspend::Evict | Suspend::End => {
-                self.request("close", Map::new(), None, env);
+                self.requests(
+                    vec![("flush", Map::new()), ("close", Map::new())],
+                    None,
+                    env,
+                );
                 let lease = self.lease.clone();
                 let mut lease = lease.lock().unwrap_or_else(|e| e.into_inner());
                 if let Some(p) = &mut lease.proc {

@@ -6,6 +6,8 @@ params: fault  = "garbage" | "wrong_id" | "hang" | "exit" | "error" |
         user   = the user whose replay misbehaves ("" for every user)
         at     = the message number (of an add, or a context asked for it)
         log_ops = true: every request's op and user on stderr
+        pipeline = true: declare the pipeline capability (requests still
+                   read and answered one line at a time)
         http   = true: serve over http, writing the port to `port_file`
 """
 
@@ -73,6 +75,8 @@ def main():
             out.flush()
             return
         reply = memeval_plugin._reply(memory, req)
+        if req.get("op") == "hello" and (req.get("params") or {}).get("pipeline"):
+            reply["capabilities"] = {"pipeline": True}
         m = req.get("message") or req.get("query") or {}
         number = m.get("number") if isinstance(m, dict) else None
         if number is not None and req.get("op") in ("add", "context") and memory.hit(req.get("user"), number):
