@@ -138,18 +138,22 @@ def retrieved(items: Iterable[Union[tuple, dict]]) -> dict:
 def buffer(messages: Iterable[Union[int, tuple, dict, Message]]) -> dict:
     """Recent messages, oldest first: a message number (the message
     verbatim), a ``(number, content)`` pair (the message as the memory
-    changed it), a :class:`Message`, or a dict."""
+    changed it), a :class:`Message`, or a dict. Where every one is verbatim,
+    the section lists bare ``numbers`` (the short form, cheaper to send and
+    read)."""
     out = []
     for m in messages:
         if isinstance(m, Message):
-            out.append({"number": m.number})
+            out.append(m.number)
         elif isinstance(m, dict):
             out.append(m)
         elif isinstance(m, tuple):
             out.append({"number": m[0], "content": m[1]})
         else:
-            out.append({"number": int(m)})
-    return {"kind": "buffer", "messages": out}
+            out.append(int(m))
+    if all(isinstance(m, int) for m in out):
+        return {"kind": "buffer", "numbers": out}
+    return {"kind": "buffer", "messages": [m if isinstance(m, dict) else {"number": m} for m in out]}
 
 
 class Memory:

@@ -331,6 +331,11 @@ pub struct PluginConfig {
     /// End the process at every session boundary and start a fresh one,
     /// which must restore each user from its own storage.
     pub restart_between_sessions: bool,
+    /// While a replay holds a process, run the replay's thread and the
+    /// process's main thread on one CPU (Linux, stdio): a request then
+    /// costs no cross-CPU wake-up. Off for a plugin whose main thread does
+    /// heavy parallel work of its own.
+    pub pin_cpu: bool,
 }
 
 impl Default for PluginConfig {
@@ -342,6 +347,7 @@ impl Default for PluginConfig {
             processes: 1,
             timeout_ms: 30_000,
             restart_between_sessions: false,
+            pin_cpu: true,
         }
     }
 }

@@ -146,6 +146,14 @@ impl Conn {
         })
     }
 
+    /// The process's id (none for an http endpoint).
+    pub fn pid(&self) -> Option<u32> {
+        match &self.transport {
+            Transport::Stdio { child, .. } => Some(child.id()),
+            Transport::Http(_) => None,
+        }
+    }
+
     /// Whether this is an http endpoint (no process of memeval's own).
     pub fn is_http(&self) -> bool {
         matches!(self.transport, Transport::Http(_))
@@ -374,14 +382,14 @@ impl Lines {
                 .position(|&b| b == b'\n')
             {
                 let stop = searched + i;
-                let line = String::from_utf8_lossy(&self.buf[self.at..stop])
-                    .trim_end()
-                    .to_string();
+                let line = self.buf[self.at..stop].trim_ascii_end().to_vec();
                 self.at = stop + 1;
                 if self.at == self.end {
                     (self.at, self.end) = (0, 0);
                 }
-                return Ok(Some(line));
+                return String::from_utf8(line)
+                    .map(Some)
+                    .map_err(|_| "a reply line that is not UTF-8".to_string());
             }
             searched = self.end;
             if (self.end - self.at) as u64 > MAX_LINE {

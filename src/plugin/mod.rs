@@ -6,6 +6,7 @@
 //! the same [`crate::memory::Strategy`] trait as the built-in strategies,
 //! so that a plugin is measured exactly like them.
 
+mod affinity;
 mod conn;
 pub mod http;
 pub mod meter;
@@ -359,6 +360,9 @@ pub struct Lease {
     proc: Option<Proc>,
     /// Set when starting a process failed: every later request fails too.
     failed: Option<String>,
+    /// The thread that talks to the process and the process, on one CPU:
+    /// which process and thread.
+    pin: Option<(u32, std::thread::ThreadId, affinity::Pin)>,
 }
 
 impl Lease {
@@ -368,6 +372,7 @@ impl Lease {
             repeat,
             proc,
             failed: None,
+            pin: None,
         }
     }
 
@@ -385,7 +390,18 @@ impl Lease {
                 }
             }
         }
-        Ok(self.proc.as_mut().expect("started above"))
+        let proc = self.proc.as_mut().expect("started above");
+        if self.plugin.config.pin_cpu
+            && let Some(pid) = proc.conn.pid()
+        {
+            let thread = std::thread::current().id();
+            if !matches!(&self.pin, Some((p, t, _)) if *p == pid && *t == thread) {
+                // The previous pair's thread gets its CPUs back first.
+                self.pin = None;
+                self.pin = Some((pid, thread, affinity::Pin::pair(pid)));
+            }
+        }
+        Ok(proc)
     }
 
     /// Ends the process and starts a fresh one (which opens each user
@@ -421,6 +437,7 @@ impl Lease {
 
 impl Drop for Lease {
     fn drop(&mut self) {
+        self.pin = None;
         self.plugin.give_back(self.proc.take());
     }
 }

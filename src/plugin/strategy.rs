@@ -291,14 +291,39 @@ impl PluginStrategy {
                     }
                 }
                 "buffer" => {
-                    let messages = s
-                        .messages
-                        .as_ref()
-                        .ok_or_else(|| at("expected \"messages\", an array"))?;
-                    for (j, m) in messages.iter().enumerate() {
-                        let n = m.number.as_ref().and_then(Num::get).ok_or_else(|| {
-                            at(&format!("messages[{j}].number is not a message number"))
-                        })?;
+                    // Messages as objects, or (verbatim ones) as bare numbers.
+                    let bare = Part::default();
+                    let given: Box<dyn Iterator<Item = Result<(u32, &Part<'_>), String>>> =
+                        match (&s.messages, &s.numbers) {
+                            (Some(list), None) => {
+                                Box::new(list.iter().enumerate().map(|(j, m)| {
+                                    m.number
+                                        .as_ref()
+                                        .and_then(Num::get)
+                                        .map(|n| (n, m))
+                                        .ok_or_else(|| {
+                                            at(&format!(
+                                                "messages[{j}].number is not a message number"
+                                            ))
+                                        })
+                                }))
+                            }
+                            (None, Some(list)) => {
+                                Box::new(list.iter().enumerate().map(|(j, v)| {
+                                    v.get().map(|n| (n, &bare)).ok_or_else(|| {
+                                        at(&format!("numbers[{j}] is not a message number: {v}"))
+                                    })
+                                }))
+                            }
+                            (Some(_), Some(_)) => {
+                                return Err(at("both \"messages\" and \"numbers\": give one"));
+                            }
+                            (None, None) => {
+                                return Err(at("expected \"messages\" or \"numbers\", an array"));
+                            }
+                        };
+                    for given in given {
+                        let (n, m) = given?;
                         let content = m.content.as_deref();
                         buffer_messages += 1;
                         // A message verbatim is counted already.
@@ -474,10 +499,12 @@ struct SectionPart<'a> {
     items: Option<Vec<Part<'a>>>,
     #[serde(borrow)]
     messages: Option<Vec<Part<'a>>>,
+    /// A buffer's verbatim messages, as bare numbers (`messages` short).
+    numbers: Option<Vec<Num>>,
 }
 
 /// A retrieved item or a buffer message.
-#[derive(serde::Deserialize)]
+#[derive(Default, serde::Deserialize)]
 struct Part<'a> {
     source: Option<Num>,
     number: Option<Num>,
