@@ -86,6 +86,13 @@ pub fn format_rfc3339(ms: Millis) -> String {
         .unwrap_or_else(|_| format!("{ms} ms past the epoch"))
 }
 
+/// `2025-03-10 (Monday) 09:00`: the date an answering call is told (UTC).
+pub fn format_day(ms: Millis) -> String {
+    jiff::Timestamp::from_second(ms.div_euclid(1000))
+        .map(|t| t.strftime("%Y-%m-%d (%A) %H:%M").to_string())
+        .unwrap_or_else(|_| format_rfc3339(ms))
+}
+
 /// `20250310-090000`: a sortable folder name for a run started at `ms`.
 pub fn folder_stamp(ms: Millis) -> String {
     format_rfc3339(ms)

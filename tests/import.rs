@@ -163,7 +163,8 @@ fn a_longmemeval_question_becomes_one_scenario() {
     assert_eq!(
         probe,
         json!({"id": "t-0001", "probe": "Which city did I say my brother moved to?",
-               "expects": ["sess-b#1"], "answer": "Porto", "kind": "single-session-user"})
+               "expects": ["sess-b#1"], "answer": "Porto", "kind": "single-session-user",
+               "at": "2023-06-02T10:00:00Z"})
     );
     // An abstention question expects nothing.
     let abs = read(&d.join("sc/longmemeval-t-0002_abs.json"));
@@ -253,8 +254,16 @@ fn import_errors_name_the_conversation_and_the_question() {
     for (i, (value, expected)) in cases.into_iter().enumerate() {
         let file = d.join(format!("bad-{i}.json"));
         std::fs::write(&file, serde_json::to_string_pretty(&value).unwrap()).unwrap();
+        // A dangling evidence id is repaired unless --strict.
         let o = memeval(
-            &["import", "locomo", file.to_str().unwrap(), "--out", "never"],
+            &[
+                "import",
+                "locomo",
+                file.to_str().unwrap(),
+                "--out",
+                "never",
+                "--strict",
+            ],
             d,
         );
         let stderr = String::from_utf8_lossy(&o.stderr);
@@ -298,8 +307,13 @@ fn import_errors_name_the_conversation_and_the_question() {
 }
 
 #[test]
-fn the_real_locomo_sample_when_available() {
+fn the_real_locomo_sample() {
     let Some(path) = std::env::var_os("MEMEVAL_LOCOMO_SAMPLE") else {
+        // In CI (.ci/run sets the variable) this must run, or fail.
+        assert!(
+            std::env::var_os("CI").is_none(),
+            "MEMEVAL_LOCOMO_SAMPLE is not set: CI must read the real LoCoMo sample"
+        );
         eprintln!(
             "SKIPPED: set MEMEVAL_LOCOMO_SAMPLE to a LoCoMo file (e.g. ../shared/datasets/locomo-sample/26.json)"
         );
@@ -341,4 +355,259 @@ fn the_real_locomo_sample_when_available() {
     assert!(out.contains("recall by probe kind"), "{out}");
     let html = std::fs::read_to_string(d.join("run/report.html")).unwrap();
     assert!(html.contains("id=\"kinds\""));
+}
+
+/// The LoCoMo excerpt as the release's array of conversations: the excerpt,
+/// and a copy as conversation `conv-two` whose question 2 cites a message
+/// that does not exist besides a real one, and question 4 only one that
+/// does not (the release's annotation errors).
+fn locomo_release(dir: &Path) -> PathBuf {
+    let base: Value = read(Path::new(&data("locomo-excerpt.json")));
+    let mut two = base.clone();
+    two["sample_id"] = json!("conv-two");
+    two["qa"][1]["evidence"] = json!(["D1:1", "D10:19"]);
+    two["qa"][3]["evidence"] = json!(["D7:3"]);
+    let file = dir.join("locomo10.json");
+    std::fs::write(&file, serde_json::to_string(&json!([base, two])).unwrap()).unwrap();
+    file
+}
+
+#[test]
+fn the_locomo_releases_defects_are_repaired_reported_and_kept_with_the_scenarios() {
+    let tmp = tempfile::tempdir().unwrap();
+    let d = tmp.path();
+    let file = locomo_release(d);
+    let stdout = ok(&memeval(
+        &["import", "locomo", file.to_str().unwrap(), "--out", "sc"],
+        d,
+    ));
+    assert!(
+        stdout.contains("imported 2 scenario(s) from 1 file(s)"),
+        "{stdout}"
+    );
+    assert!(stdout.contains("repaired 3 defect(s)"), "{stdout}");
+    assert!(
+        stdout.contains(
+            "conversation [1] (conv-two): q2 (qa[1]): evidence \"D10:19\" is not a message of this conversation: dropped"
+        ),
+        "{stdout}"
+    );
+    assert!(
+        stdout.contains("q4 (qa[3]): no evidence left: judged by its answer alone"),
+        "{stdout}"
+    );
+    // The summary is kept beside the scenarios, and is no scenario.
+    let kept = std::fs::read_to_string(d.join("sc/import-summary.txt")).unwrap();
+    assert_eq!(kept.trim_end(), stdout.trim_end());
+    let s = read(&d.join("sc/locomo-conv-two.json"));
+    assert_eq!(s["source"]["dataset"], "locomo");
+    assert_eq!(s["source"]["id"], "conv-two");
+    assert_eq!(s["source"]["repairs"].as_array().unwrap().len(), 3);
+    let untouched = read(&d.join("sc/locomo-conv-test.json"));
+    assert!(untouched["source"].get("repairs").is_none());
+    let probes: Vec<Value> = s["sessions"].as_array().unwrap().last().unwrap()["turns"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|t| t.get("probe").is_some())
+        .cloned()
+        .collect();
+    let by_id = |id: &str| probes.iter().find(|p| p["id"] == id).unwrap().clone();
+    assert_eq!(by_id("q2")["expects"], json!(["D1:1"]));
+    assert_eq!(by_id("q4")["expects"], json!([]));
+    // Asked the day after the last session (17 March 2024, 18:40).
+    assert_eq!(by_id("q4")["at"], "2024-03-18T18:40:00Z");
+    // A run on the folder: the repairs are in its provenance, and the
+    // question without evidence has no recall (not 0).
+    ok(&memeval(
+        &["run", "sc", "--out", "run", "--strategies", "window"],
+        d,
+    ));
+    let meta = read(&d.join("run/metadata.json"));
+    let two = meta["scenarios"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|m| m["name"] == "locomo-conv-two")
+        .unwrap();
+    assert_eq!(two["source"]["repairs"].as_array().unwrap().len(), 3);
+    let mut rdr = csv::Reader::from_path(d.join("run/probes.csv")).unwrap();
+    let headers = rdr.headers().unwrap().clone();
+    let col = |name: &str| headers.iter().position(|h| h == name).unwrap();
+    let q4 = rdr
+        .records()
+        .map(Result::unwrap)
+        .find(|r| r[col("scenario")] == *"locomo-conv-two" && r[col("probe_id")] == *"q4")
+        .unwrap();
+    assert_eq!(&q4[col("recall")], "");
+    assert_eq!(&q4[col("expected")], "");
+    // --strict refuses the same file, naming the defect, and writes nothing.
+    let o = memeval(
+        &[
+            "import",
+            "locomo",
+            file.to_str().unwrap(),
+            "--out",
+            "strict",
+            "--strict",
+        ],
+        d,
+    );
+    assert_eq!(o.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&o.stderr).contains("\"D10:19\" is not a message"));
+    assert!(!d.join("strict").exists());
+}
+
+#[test]
+fn both_locomo_layouts_give_the_same_scenario() {
+    let tmp = tempfile::tempdir().unwrap();
+    let d = tmp.path();
+    let release = locomo_release(d);
+    // One file per conversation: the conversation object alone, named by
+    // its file (as in the release's per-conversation folder).
+    let base: Value = read(Path::new(&data("locomo-excerpt.json")));
+    let mut alone = base["conversation"].clone();
+    alone["qa"] = base["qa"].clone();
+    std::fs::create_dir(d.join("one")).unwrap();
+    std::fs::write(d.join("one/conv-test.json"), alone.to_string()).unwrap();
+    ok(&memeval(&["import", "locomo", "one", "--out", "a"], d));
+    ok(&memeval(
+        &["import", "locomo", release.to_str().unwrap(), "--out", "b"],
+        d,
+    ));
+    let (mut a, mut b) = (
+        read(&d.join("a/locomo-conv-test.json")),
+        read(&d.join("b/locomo-conv-test.json")),
+    );
+    // Only the source file differs.
+    assert_ne!(a["source"]["file"], b["source"]["file"]);
+    a["source"]["file"] = json!("");
+    b["source"]["file"] = json!("");
+    assert_eq!(a, b);
+}
+
+#[test]
+fn questions_are_left_out_by_category_and_by_an_errata_list() {
+    let tmp = tempfile::tempdir().unwrap();
+    let d = tmp.path();
+    let file = locomo_release(d);
+    std::fs::write(
+        d.join("errata.txt"),
+        "# gold answers found wrong\nconv-test/q1\nconv-two/q3  # a comment\n\nconv-nine/q1\n",
+    )
+    .unwrap();
+    let stdout = ok(&memeval(
+        &[
+            "import",
+            "locomo",
+            file.to_str().unwrap(),
+            "--out",
+            "sc",
+            "--categories",
+            "1,2,3,4",
+            "--exclude",
+            "errata.txt",
+        ],
+        d,
+    ));
+    // Each conversation has one adversarial (category 5) question.
+    assert!(
+        stdout.contains("left out 2 question(s) of other categories (--categories 1,2,3,4)"),
+        "{stdout}"
+    );
+    assert!(
+        stdout.contains("left out 2 question(s) listed in errata.txt"),
+        "{stdout}"
+    );
+    assert!(
+        stdout.contains("1 of its ids are in none of the files: conv-nine/q1"),
+        "{stdout}"
+    );
+    let s = read(&d.join("sc/locomo-conv-test.json"));
+    let ids: Vec<String> = s["sessions"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .flat_map(|x| x["turns"].as_array().unwrap().clone())
+        .filter_map(|t| t["id"].as_str().map(String::from))
+        .collect();
+    // Probe ids keep the question's place in the release.
+    assert_eq!(ids, ["q2", "q3", "q4"]);
+    assert_eq!(s["source"]["excluded"], json!(["q1", "q5"]));
+    // A category is LoCoMo's, and one of 1 to 5.
+    for (args, says) in [
+        (
+            vec!["locomo", "x.json", "--categories", "6"],
+            "6 is not a LoCoMo category",
+        ),
+        (
+            vec!["longmemeval", "x.json", "--categories", "1"],
+            "only LoCoMo",
+        ),
+    ] {
+        let mut all = vec!["import"];
+        all.extend(args);
+        all.extend(["--out", "never"]);
+        let o = memeval(&all, d);
+        assert_eq!(o.status.code(), Some(2));
+        assert!(String::from_utf8_lossy(&o.stderr).contains(says));
+    }
+}
+
+#[test]
+fn longmemeval_defects_are_repaired_and_its_questions_asked_at_their_date() {
+    let tmp = tempfile::tempdir().unwrap();
+    let d = tmp.path();
+    let mut lme: Value = read(Path::new(&data("longmemeval-excerpt.json")));
+    // No evidence anywhere; a question date before its last session.
+    for t in lme[0]["haystack_sessions"].as_array_mut().unwrap() {
+        for m in t.as_array_mut().unwrap() {
+            m.as_object_mut().unwrap().remove("has_answer");
+        }
+    }
+    lme[0]["answer_session_ids"] = json!(["nowhere"]);
+    lme[2]["question_date"] = json!("2023/06/15 (Thu) 09:00");
+    std::fs::write(d.join("lme.json"), lme.to_string()).unwrap();
+    let stdout = ok(&memeval(
+        &["import", "longmemeval", "lme.json", "--out", "sc"],
+        d,
+    ));
+    assert!(stdout.contains("repaired 2 defect(s)"), "{stdout}");
+    assert!(
+        stdout.contains("[0] (question t-0001): no evidence"),
+        "{stdout}"
+    );
+    assert!(
+        stdout.contains("question_date \"2023/06/15 (Thu) 09:00\" (2023-06-15T09:00:00Z) is before its last session (2023-06-20T12:00:00Z): asked without a date"),
+        "{stdout}"
+    );
+    let last_probe = |name: &str| {
+        let s = read(&d.join(format!("sc/{name}.json")));
+        s["sessions"].as_array().unwrap().last().unwrap()["turns"]
+            .as_array()
+            .unwrap()
+            .last()
+            .unwrap()
+            .clone()
+    };
+    assert_eq!(last_probe("longmemeval-t-0001")["expects"], json!([]));
+    assert!(last_probe("longmemeval-t-0003").get("at").is_none());
+    assert_eq!(
+        last_probe("longmemeval-t-0002_abs")["at"],
+        "2023-06-02T10:00:00Z"
+    );
+    let o = memeval(
+        &[
+            "import",
+            "longmemeval",
+            "lme.json",
+            "--out",
+            "never",
+            "--strict",
+        ],
+        d,
+    );
+    assert_eq!(o.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&o.stderr).contains("(--strict)"));
+    assert!(!d.join("never").exists());
 }

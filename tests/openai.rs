@@ -630,3 +630,47 @@ fn a_missing_key_is_refused_before_anything_runs() {
     );
     ok(&run(dir.path(), &cfg, "out", &["--strategies", "window"]));
 }
+
+#[test]
+fn a_question_asked_at_a_date_is_told_the_date() {
+    let server = Server::start(Options::default());
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    let lme = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/data/longmemeval-excerpt.json");
+    let o = Command::new(env!("CARGO_BIN_EXE_memeval"))
+        .args([
+            "import",
+            "longmemeval",
+            lme.to_str().unwrap(),
+            "--out",
+            "sc",
+        ])
+        .current_dir(d)
+        .output()
+        .unwrap();
+    ok(&o);
+    let cfg = config(d, &server, "");
+    let o = Command::new(env!("CARGO_BIN_EXE_memeval"))
+        .args([
+            "run",
+            "sc",
+            "--config",
+            cfg.to_str().unwrap(),
+            "--out",
+            "out",
+            "--strategies",
+            "window",
+        ])
+        .current_dir(d)
+        .env("MEMEVAL_TEST_KEY", KEY)
+        .output()
+        .unwrap();
+    ok(&o);
+    let asked = server.stats.last_prompts.lock().unwrap().clone();
+    // LongMemEval's question_date "2023/06/02 (Fri) 10:00", in the answering call.
+    assert!(
+        asked.iter().any(|p| p
+            == "Current date: 2023-06-02 (Friday) 10:00\nWhich city did I say my brother moved to?"),
+        "{asked:?}"
+    );
+}

@@ -550,6 +550,7 @@ pub(crate) fn run_metadata(
                 sha256: s.sha256.clone(),
                 messages: s.messages.len(),
                 probes: s.probe_asks(),
+                source: s.source.clone(),
             })
             .collect(),
         timings: spec.timings,

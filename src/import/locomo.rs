@@ -27,7 +27,7 @@ use std::path::Path;
 
 use serde_json::{Map, Value, json};
 
-use super::{ImportError, error, probe, scenario_name, text_of};
+use super::{ImportError, Options, Tally, error, probe, scenario_name, source, text_of};
 
 const CATEGORIES: [&str; 5] = [
     "multi-hop",
@@ -41,7 +41,8 @@ const CATEGORIES: [&str; 5] = [
 pub fn import(
     file: &Path,
     root: &Value,
-    after_evidence: bool,
+    opts: &Options,
+    tally: &mut Tally,
 ) -> Result<Vec<(String, Value)>, ImportError> {
     let stem = file
         .file_stem()
@@ -55,7 +56,7 @@ pub fn import(
                 let id = item["sample_id"]
                     .as_str()
                     .map_or_else(|| format!("{stem}-{}", i + 1), String::from);
-                conversation(file, &format!("[{i}] ({id})"), &id, item, after_evidence)
+                conversation(file, &format!("[{i}] ({id})"), &id, item, opts, tally)
             })
             .collect(),
         Value::Object(o) if o.contains_key("conversation") => {
@@ -63,15 +64,9 @@ pub fn import(
                 .get("sample_id")
                 .and_then(Value::as_str)
                 .map_or(stem, String::from);
-            Ok(vec![conversation(file, &id, &id, root, after_evidence)?])
+            Ok(vec![conversation(file, &id, &id, root, opts, tally)?])
         }
-        Value::Object(_) => Ok(vec![conversation(
-            file,
-            &stem,
-            &stem,
-            root,
-            after_evidence,
-        )?]),
+        Value::Object(_) => Ok(vec![conversation(file, &stem, &stem, root, opts, tally)?]),
         _ => Err(error(
             file,
             "$",
@@ -129,7 +124,8 @@ fn conversation(
     label: &str,
     id: &str,
     item: &Value,
-    after_evidence: bool,
+    opts: &Options,
+    tally: &mut Tally,
 ) -> Result<(String, Value), ImportError> {
     let at = |place: &str| format!("conversation {label}: {place}");
     let conv = item.get("conversation").unwrap_or(item);
@@ -172,7 +168,12 @@ fn conversation(
     }
 
     let (messages, order) = messages_of(file, label, &numbered, &a, &b)?;
-    let (cited, probes) = questions(file, label, qa, &messages)?;
+    let Questions {
+        cited,
+        probes,
+        repairs,
+        excluded,
+    } = questions(file, label, id, qa, &messages, opts, tally)?;
     let facts: Vec<Value> = order
         .iter()
         .filter(|(_, dia, _, _)| cited.contains(dia))
@@ -182,7 +183,7 @@ fn conversation(
         order: &order,
         cited: &cited,
         probes: &probes,
-        after_evidence,
+        after_evidence: opts.after_evidence,
     };
     let sessions = sessions_of(file, label, conv, &numbered, &plan)?;
     let name = scenario_name("locomo", id);
@@ -191,11 +192,12 @@ fn conversation(
         "name": name,
         "description": format!(
             "LoCoMo conversation {id} between {a} (user) and {b} (assistant): {} sessions, {} messages, {} questions.",
-            numbered.len(), order.len(), qa.len()
+            numbered.len(), order.len(), probes.len()
         ),
         "system_prompt": format!("You are {b}, talking with your friend {a}. Answer from what you remember of your conversations."),
         "facts": facts,
         "sessions": sessions,
+        "source": source("locomo", file, id, &repairs, &excluded),
     });
     Ok((name, scenario))
 }
@@ -269,17 +271,37 @@ fn messages_of(
 /// last session, and its probe right after that evidence.
 type Question = (u32, Value, Value);
 
-/// The questions, and the messages they cite as evidence.
+/// The questions kept, the messages they cite as evidence, what was
+/// repaired, and the ids of the questions left out.
+struct Questions {
+    cited: BTreeSet<String>,
+    probes: Vec<Question>,
+    repairs: Vec<String>,
+    excluded: Vec<String>,
+}
+
+/// The questions of conversation `sample` (its `qa`). An evidence id that
+/// is no message of the conversation (an annotation error of the release)
+/// is reported and dropped, unless `opts.strict`; a question left with no
+/// evidence is judged by its answer alone.
 fn questions(
     file: &Path,
     label: &str,
+    sample: &str,
     qa: &[Value],
     messages: &BTreeMap<String, (u32, String)>,
-) -> Result<(BTreeSet<String>, Vec<Question>), ImportError> {
+    opts: &Options,
+    tally: &mut Tally,
+) -> Result<Questions, ImportError> {
     let at = |place: &str| format!("conversation {label}: {place}");
-    let mut cited: BTreeSet<String> = BTreeSet::new();
-    let mut probes: Vec<Question> = Vec::new();
+    let mut out = Questions {
+        cited: BTreeSet::new(),
+        probes: Vec::new(),
+        repairs: Vec::new(),
+        excluded: Vec::new(),
+    };
     for (i, q) in qa.iter().enumerate() {
+        let id = format!("q{}", i + 1);
         let question = q["question"].as_str().unwrap_or("").trim();
         let place = if question.is_empty() {
             at(&format!("qa[{i}]"))
@@ -294,33 +316,61 @@ fn questions(
             .filter(|c| (1..=5).contains(c))
             .ok_or_else(|| error(file, &place, "\"category\" must be 1 to 5"))?;
         let kind = CATEGORIES[category as usize - 1];
+        let full_id = format!("{sample}/{id}");
+        if opts.exclude.contains(&full_id) {
+            tally.excluded.insert(full_id);
+            out.excluded.push(id);
+            continue;
+        }
+        if opts
+            .categories
+            .as_ref()
+            .is_some_and(|c| !c.contains(&category))
+        {
+            tally.filtered += 1;
+            out.excluded.push(id);
+            continue;
+        }
         let mut evidence: Vec<String> = Vec::new();
+        let mut dropped = 0;
         for e in q["evidence"].as_array().into_iter().flatten() {
             let Some(e) = e.as_str() else {
                 return Err(error(file, &place, "evidence ids are strings"));
             };
-            for id in e.split([';', ',']).map(str::trim).filter(|s| !s.is_empty()) {
-                if !messages.contains_key(id) {
-                    return Err(error(
-                        file,
-                        &place,
-                        format!("evidence {id:?} is not a message of this conversation"),
-                    ));
+            for eid in e.split([';', ',']).map(str::trim).filter(|s| !s.is_empty()) {
+                if !messages.contains_key(eid) {
+                    let what = format!("evidence {eid:?} is not a message of this conversation");
+                    if opts.strict {
+                        return Err(error(file, &place, format!("{what} (--strict)")));
+                    }
+                    dropped += 1;
+                    let note = format!("{id} (qa[{i}]): {what}: dropped");
+                    tally
+                        .repairs
+                        .push(format!("{}: conversation {label}: {note}", file.display()));
+                    out.repairs.push(note);
+                    continue;
                 }
-                if !evidence.iter().any(|x| x == id) {
-                    evidence.push(id.to_string());
+                if !evidence.iter().any(|x| x == eid) {
+                    evidence.push(eid.to_string());
                 }
             }
+        }
+        if dropped > 0 && evidence.is_empty() {
+            let note = format!("{id} (qa[{i}]): no evidence left: judged by its answer alone");
+            tally
+                .repairs
+                .push(format!("{}: conversation {label}: {note}", file.display()));
+            out.repairs.push(note);
         }
         let answer = if category == 5 {
             Some("Not mentioned in the conversation.".to_string())
         } else {
             q.get("answer").and_then(text_of)
         };
-        cited.extend(evidence.iter().cloned());
+        out.cited.extend(evidence.iter().cloned());
         let last_session = evidence.iter().map(|e| messages[e].0).max().unwrap_or(0);
-        let id = format!("q{}", i + 1);
-        probes.push((
+        out.probes.push((
             last_session,
             probe(&id, question, &evidence, answer.as_deref(), kind),
             probe(
@@ -332,7 +382,7 @@ fn questions(
             ),
         ));
     }
-    Ok((cited, probes))
+    Ok(out)
 }
 
 /// What the sessions are made of.
@@ -377,29 +427,48 @@ fn sessions_of(
                     .map(|(_, _, early)| early.clone()),
             );
         }
+        let start = match conv.get(&format!("session_{n}_date_time")) {
+            Some(dt) => {
+                let text = dt.as_str().unwrap_or("");
+                Some(parse_date_time(text).ok_or_else(|| {
+                    error(
+                        file,
+                        at(&format!("session_{n}_date_time")),
+                        format!("{text:?} is not a date like \"1:56 pm on 8 May, 2023\""),
+                    )
+                })?)
+            }
+            None => None,
+        };
         if n == last {
-            turns.extend(plan.probes.iter().map(|(_, p, _)| p.clone()));
+            // Asked the day after the last session, and told so.
+            let asked = start.as_deref().map(day_after);
+            turns.extend(plan.probes.iter().map(|(_, p, _)| {
+                let mut p = p.clone();
+                if let Some(at) = &asked {
+                    p["at"] = json!(at);
+                }
+                p
+            }));
         }
         if turns.is_empty() {
             continue;
         }
         let mut s = Map::new();
         s.insert("id".into(), json!(format!("session_{n}")));
-        if let Some(dt) = conv.get(&format!("session_{n}_date_time")) {
-            let text = dt.as_str().unwrap_or("");
-            let rfc = parse_date_time(text).ok_or_else(|| {
-                error(
-                    file,
-                    at(&format!("session_{n}_date_time")),
-                    format!("{text:?} is not a date like \"1:56 pm on 8 May, 2023\""),
-                )
-            })?;
+        if let Some(rfc) = start {
             s.insert("start".into(), json!(rfc));
         }
         s.insert("turns".into(), Value::Array(turns));
         sessions.push(Value::Object(s));
     }
     Ok(sessions)
+}
+
+/// The RFC 3339 time a day after `rfc` (a time this importer wrote).
+fn day_after(rfc: &str) -> String {
+    let t = crate::clock::parse_rfc3339(rfc).expect("written by parse_date_time");
+    crate::clock::format_rfc3339(t + 86_400_000)
 }
 
 #[cfg(test)]

@@ -17,13 +17,24 @@
 //!   `abstention` and expects nothing: the right answer is that the
 //!   conversation does not say.
 //!
-//! Accepted shapes: the published array of questions, or one question object.
+//! - The probe is asked at `question_date` (its `at`), which the answering
+//!   call is told: "how many days ago" has no answer without it. A
+//!   question date before the last session is reported and left out.
+//! - A question with no evidence in its haystack (no marked turn, no answer
+//!   session) is reported and judged by its answer alone, unless `--strict`.
+//!
+//! Accepted shapes: the published array of questions (`longmemeval_s`,
+//! `longmemeval_m`, `longmemeval_oracle`, and their cleaned releases, which
+//! have the same fields), or one question object. The file is read as a
+//! stream, one question at a time, so that memory holds one question
+//! whatever the file's size (`longmemeval_m` is several GB).
 
 use std::path::Path;
 
+use serde::de::{self, Deserialize, Deserializer, MapAccess, SeqAccess, Visitor};
 use serde_json::{Value, json};
 
-use super::{ImportError, error, probe, scenario_name, text_of};
+use super::{ImportError, Options, Tally, error, probe, scenario_name, source, text_of};
 
 /// "2023/05/20 (Sat) 02:21" as RFC 3339 (UTC).
 pub fn parse_date(s: &str) -> Option<String> {
@@ -48,24 +59,85 @@ pub fn parse_date(s: &str) -> Option<String> {
     Some(rfc)
 }
 
-/// Every question of one file, as (scenario name, scenario).
-pub fn import(file: &Path, root: &Value) -> Result<Vec<(String, Value)>, ImportError> {
-    match root {
-        Value::Array(items) => items
-            .iter()
-            .enumerate()
-            .map(|(i, q)| question(file, i, q))
-            .collect(),
-        Value::Object(_) => Ok(vec![question(file, 0, root)?]),
-        _ => Err(error(
+/// Reads `file` question by question, handing each scenario (name,
+/// scenario) to `emit` as soon as it is built; questions left out by
+/// `opts.exclude` are counted in `tally`. Stops at the first error, the
+/// importer's or `emit`'s.
+pub fn stream<E: From<ImportError>>(
+    file: &Path,
+    opts: &Options,
+    tally: &mut Tally,
+    mut emit: impl FnMut(String, Value) -> Result<(), E>,
+) -> Result<(), E> {
+    let f = std::fs::File::open(file).map_err(|e| error(file, "$", format!("cannot read: {e}")))?;
+    let mut de =
+        serde_json::Deserializer::from_reader(std::io::BufReader::with_capacity(1 << 20, f));
+    let mut stopped: Option<E> = None;
+    let mut each = |index: usize, q: Value| -> Result<(), ()> {
+        let built = question(file, index, &q, opts, tally).map_err(E::from);
+        drop(q);
+        match built.and_then(|b| match b {
+            Some((name, scenario)) => emit(name, scenario),
+            None => Ok(()),
+        }) {
+            Ok(()) => Ok(()),
+            Err(e) => {
+                stopped = Some(e);
+                Err(())
+            }
+        }
+    };
+    let read = de.deserialize_any(Each(&mut each)).and_then(|()| de.end());
+    match (read, stopped) {
+        (_, Some(e)) => Err(e),
+        (Ok(()), None) => Ok(()),
+        (Err(e), None) => Err(E::from(error(
             file,
-            "$",
-            "expected LongMemEval's array of questions",
-        )),
+            format!("{}:{}", e.line(), e.column()),
+            match e.classify() {
+                serde_json::error::Category::Data => {
+                    "expected LongMemEval's array of questions".into()
+                }
+                _ => format!("not JSON: {e}"),
+            },
+        ))),
     }
 }
 
-fn question(file: &Path, index: usize, q: &Value) -> Result<(String, Value), ImportError> {
+/// Hands each question of the top-level array (or the one question
+/// object) to its function, as it is read.
+struct Each<'f, F>(&'f mut F);
+
+impl<'de, F: FnMut(usize, Value) -> Result<(), ()>> Visitor<'de> for Each<'_, F> {
+    type Value = ();
+
+    fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("LongMemEval's array of questions")
+    }
+
+    fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<(), A::Error> {
+        let mut index = 0;
+        while let Some(q) = seq.next_element::<Value>()? {
+            (self.0)(index, q).map_err(|()| de::Error::custom("stopped"))?;
+            index += 1;
+        }
+        Ok(())
+    }
+
+    fn visit_map<A: MapAccess<'de>>(self, map: A) -> Result<(), A::Error> {
+        let q = Value::deserialize(de::value::MapAccessDeserializer::new(map))?;
+        (self.0)(0, q).map_err(|()| de::Error::custom("stopped"))
+    }
+}
+
+/// One question as a scenario; `None` where `--exclude` leaves it out.
+fn question(
+    file: &Path,
+    index: usize,
+    q: &Value,
+    opts: &Options,
+    tally: &mut Tally,
+) -> Result<Option<(String, Value)>, ImportError> {
     let qid = q["question_id"].as_str().map(str::trim).unwrap_or("");
     let at = |place: &str| {
         if qid.is_empty() {
@@ -90,6 +162,18 @@ fn question(file: &Path, index: usize, q: &Value) -> Result<(String, Value), Imp
         text_of(field(k)?)
             .filter(|s| !s.trim().is_empty())
             .ok_or_else(|| error(file, at(k), "expected non-empty text"))
+    };
+    if opts.exclude.contains(qid) {
+        tally.excluded.insert(qid.to_string());
+        return Ok(None);
+    }
+    let mut repairs: Vec<String> = Vec::new();
+    let mut repair = |note: String| {
+        tally.repairs.push(format!(
+            "{}: [{index}] (question {qid}): {note}",
+            file.display()
+        ));
+        repairs.push(note);
     };
     let question = text("question")?;
     let answer = text("answer")?;
@@ -141,11 +225,15 @@ fn question(file: &Path, index: usize, q: &Value) -> Result<(String, Value), Imp
         messages,
     } = haystack(file, &at, ids, sessions, &order, marked, session_evidence)?;
     if expects.is_empty() && !abstention {
-        return Err(error(
-            file,
-            at("answer_session_ids"),
-            "no evidence: no turn has \"has_answer\": true and no answer session is in the haystack",
-        ));
+        let what = "no evidence: no turn has \"has_answer\": true and no answer session is in the haystack";
+        if opts.strict {
+            return Err(error(
+                file,
+                at("answer_session_ids"),
+                format!("{what} (--strict)"),
+            ));
+        }
+        repair(format!("{what}: judged by its answer alone"));
     }
     let Some(last) = sessions.last_mut() else {
         return Err(error(
@@ -159,12 +247,37 @@ fn question(file: &Path, index: usize, q: &Value) -> Result<(String, Value), Imp
     } else {
         qtype.as_str()
     };
+    let date = q["question_date"].as_str().unwrap_or("unknown");
+    let mut p = probe(qid, &question, &expects, Some(&answer), kind);
+    // Asked at its date, where that is one and not before the haystack.
+    let last_start = last["start"].as_str().unwrap_or("").to_string();
+    match parse_date(date) {
+        Some(at) if at >= last_start => p["at"] = json!(at),
+        parsed => {
+            let what = match parsed {
+                Some(at) => format!(
+                    "question_date {date:?} ({at}) is before its last session ({last_start})"
+                ),
+                None if q.get("question_date").is_none() => "no question_date".to_string(),
+                None => {
+                    format!("question_date {date:?} is not a date like \"2023/05/20 (Sat) 02:21\"")
+                }
+            };
+            if opts.strict {
+                return Err(error(
+                    file,
+                    at("question_date"),
+                    format!("{what} (--strict)"),
+                ));
+            }
+            repair(format!("{what}: asked without a date"));
+        }
+    }
     last["turns"]
         .as_array_mut()
         .expect("turns were built as a list")
-        .push(probe(qid, &question, &expects, Some(&answer), kind));
+        .push(p);
     let name = scenario_name("longmemeval", qid);
-    let date = q["question_date"].as_str().unwrap_or("unknown");
     let scenario = json!({
         "format": 1,
         "name": name,
@@ -179,8 +292,9 @@ fn question(file: &Path, index: usize, q: &Value) -> Result<(String, Value), Imp
         ),
         "facts": facts,
         "sessions": sessions,
+        "source": source("longmemeval", file, qid, &repairs, &[]),
     });
-    Ok((name, scenario))
+    Ok(Some((name, scenario)))
 }
 
 /// The haystack's sessions in date order: (start, index in the lists).

@@ -6,6 +6,7 @@
 pub mod locomo;
 pub mod longmemeval;
 
+use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
 
 use clap::ValueEnum;
@@ -19,19 +20,70 @@ pub enum Dataset {
     Longmemeval,
 }
 
+/// How to import: what to repair or refuse, and what to leave out.
+#[derive(Debug, Default)]
+pub struct Options {
+    /// Refuse data with any defect instead of repairing it.
+    pub strict: bool,
+    /// LoCoMo: also ask each question right after its last evidence.
+    pub after_evidence: bool,
+    /// LoCoMo: the categories to keep (all when `None`).
+    pub categories: Option<BTreeSet<u64>>,
+    /// Question ids to leave out (`--exclude`): LoCoMo's
+    /// `<sample_id>/q<N>`, LongMemEval's `question_id`.
+    pub exclude: BTreeSet<String>,
+}
+
+/// What an import did besides converting: repairs and exclusions, for its
+/// summary.
+#[derive(Debug, Default)]
+pub struct Tally {
+    /// Each repair, with its file and place.
+    pub repairs: Vec<String>,
+    /// Ids of `--exclude` found in the data.
+    pub excluded: BTreeSet<String>,
+    /// Questions left out by `--categories`.
+    pub filtered: usize,
+}
+
+/// The `source` of an imported scenario.
+pub fn source(
+    dataset: &str,
+    file: &Path,
+    id: &str,
+    repairs: &[String],
+    excluded: &[String],
+) -> Value {
+    let mut s = json!({ "dataset": dataset, "file": file.display().to_string(), "id": id });
+    if !repairs.is_empty() {
+        s["repairs"] = json!(repairs);
+    }
+    if !excluded.is_empty() {
+        s["excluded"] = json!(excluded);
+    }
+    s
+}
+
 /// An import error: the file, then where in it, then what.
 #[derive(Debug, Clone, PartialEq)]
 pub struct ImportError {
     pub file: PathBuf,
+    /// A JSON path and the question it is about, or (for JSON that does
+    /// not parse) `line:column`.
     pub place: String,
     pub message: String,
 }
 
 impl std::fmt::Display for ImportError {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let sep = if self.place.starts_with(|c: char| c.is_ascii_digit()) {
+            ":"
+        } else {
+            ": "
+        };
         write!(
             f,
-            "error: {}: {}: {}",
+            "error: {}{sep}{}: {}",
             self.file.display(),
             self.place,
             self.message

@@ -68,6 +68,9 @@ pub struct ScenarioMeta {
     pub sha256: String,
     pub messages: usize,
     pub probes: usize,
+    /// An imported scenario's origin, with what its importer repaired.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub source: Option<crate::scenario::Source>,
 }
 
 /// The configuration as recorded: `[openai]` only where it is used.

@@ -576,7 +576,17 @@ impl<'a> Job<'a> {
     ) -> (String, Option<u8>, String) {
         let b = self.rt.backend;
         let mut call = ctx.call_messages(&self.scenario.system_prompt);
-        call.push(ChatMessage::new(ChatRole::User, p.question.as_str()));
+        // A question asked at a date is told it, as the benchmarks' own
+        // prompts do ("how many days ago" has no answer without it).
+        let asked = match p.at {
+            Some(at) => format!(
+                "Current date: {}\n{}",
+                crate::clock::format_day(at),
+                p.question
+            ),
+            None => p.question.clone(),
+        };
+        call.push(ChatMessage::new(ChatRole::User, asked.as_str()));
         let answer =
             match b
                 .responder

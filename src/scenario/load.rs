@@ -32,11 +32,13 @@ const TOP_FIELDS: &[&str] = &[
     "sessions",
     "turns",
     "probes",
+    "source",
 ];
+const SOURCE_FIELDS: &[&str] = &["dataset", "file", "id", "repairs", "excluded"];
 const FACT_FIELDS: &[&str] = &["id", "statement", "expect", "supersedes"];
 const SESSION_FIELDS: &[&str] = &["id", "start", "turns"];
 const MESSAGE_FIELDS: &[&str] = &["role", "content", "plants", "at"];
-const PROBE_FIELDS: &[&str] = &["probe", "id", "expects", "answer", "kind"];
+const PROBE_FIELDS: &[&str] = &["probe", "id", "expects", "answer", "kind", "at"];
 const RECURRING_FIELDS: &[&str] = &["probe", "id", "expects", "answer", "kind", "every"];
 
 /// Loads and validates several files; also checks the run-level rules
@@ -192,6 +194,8 @@ struct ProbeDraft {
     expects: Vec<(usize, String, Pos)>,
     answer: Option<String>,
     kind: Option<String>,
+    /// When it is asked (inline probes), with where that is written.
+    at: Option<(Millis, String, Pos)>,
     every: Option<u32>,
     /// For inline probes: the number of messages before it.
     after: Option<u32>,
@@ -319,6 +323,7 @@ impl Checker {
         let description = get("description").and_then(|n| self.string(n, "$.description"));
         let user = get("user").and_then(|n| self.non_empty_string(n, "$.user"));
         let system_prompt = get("system_prompt").and_then(|n| self.string(n, "$.system_prompt"));
+        let source = get("source").and_then(|n| self.source(n));
 
         let (facts, fact_ids) = match get("facts") {
             Some(n) => self.facts(n),
@@ -379,7 +384,7 @@ impl Checker {
             }
         }
 
-        self.check_times(&sessions, &messages, &plan);
+        self.check_times(&sessions, &messages, &plan, &drafts);
 
         self.plant(&mut facts, &messages, &fact_ids);
         if self.message_entries == 0 && !plan.is_empty() {
@@ -403,7 +408,45 @@ impl Checker {
             phrases: crate::text::Phrases::new(phrases),
             file: self.file.clone(),
             sha256: String::new(),
+            source,
         })
+    }
+
+    /// `source`: where an imported scenario came from, what the importer
+    /// repaired and which questions it left out.
+    fn source(&mut self, n: &Node) -> Option<super::Source> {
+        let obj = self.object(n, "$.source", "a source")?;
+        self.unknown_fields(obj, "$.source", SOURCE_FIELDS, "a source");
+        let mut source = super::Source::default();
+        for m in obj {
+            let path = format!("$.source.{}", m.key);
+            match m.key.as_str() {
+                "dataset" | "file" | "id" => {
+                    let text = self.string(&m.value, &path).unwrap_or_default();
+                    match m.key.as_str() {
+                        "dataset" => source.dataset = text,
+                        "file" => source.file = text,
+                        _ => source.id = text,
+                    }
+                }
+                "repairs" | "excluded" => {
+                    let list: Vec<String> = self
+                        .array(&m.value, &path)
+                        .unwrap_or_default()
+                        .iter()
+                        .enumerate()
+                        .filter_map(|(i, item)| self.string(item, &format!("{path}[{i}]")))
+                        .collect();
+                    if m.key == "repairs" {
+                        source.repairs = list;
+                    } else {
+                        source.excluded = list;
+                    }
+                }
+                _ => {}
+            }
+        }
+        Some(source)
     }
     /// The sessions of a scenario with `"sessions"`: their ids and starts,
     /// their entries into `messages` and `drafts`, and their plans.

@@ -101,6 +101,8 @@ pub struct Probe {
     pub expects: Vec<usize>,
     pub answer: Option<String>,
     pub kind: Option<String>,
+    /// When an inline probe is asked: the answering call is told the date.
+    pub at: Option<crate::clock::Millis>,
     /// Set for recurring probes.
     pub every: Option<u32>,
 }
@@ -141,6 +143,25 @@ pub struct Scenario {
     pub file: PathBuf,
     /// SHA-256 of the file's bytes, hex.
     pub sha256: String,
+    /// Where an imported scenario came from (`source`).
+    pub source: Option<Source>,
+}
+
+/// Where an imported scenario came from, and what its importer changed.
+#[derive(Debug, Clone, Default, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct Source {
+    /// The benchmark (`locomo`, `longmemeval`).
+    pub dataset: String,
+    /// The dataset file it was imported from, as given to the importer.
+    pub file: String,
+    /// The conversation or question id in that file.
+    pub id: String,
+    /// What the importer repaired, one sentence each.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub repairs: Vec<String>,
+    /// Question ids left out (`--exclude`, `--categories`).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub excluded: Vec<String>,
 }
 
 impl Scenario {

@@ -48,6 +48,8 @@ pub struct Stats {
     pub auth: Mutex<Vec<String>>,
     /// The first user message of every chat request.
     pub prompts: Mutex<Vec<String>>,
+    /// The last user message of every chat request (a probe's question).
+    pub last_prompts: Mutex<Vec<String>>,
 }
 
 pub struct Server {
@@ -293,6 +295,7 @@ fn answer(
         .unwrap_or("")
         .to_string();
     stats.prompts.lock().unwrap().push(first_user.clone());
+    stats.last_prompts.lock().unwrap().push(last_user.clone());
     let json_mode = body["response_format"]["type"] == "json_object";
     let content = if json_mode {
         let scripted = {

@@ -304,6 +304,10 @@ impl Checker {
         let expects = self.expects(get("expects"), node, path, fact_ids);
         let answer = get("answer").and_then(|n| self.string(n, &format!("{path}.answer")));
         let kind = get("kind").and_then(|n| self.non_empty_string(n, &format!("{path}.kind")));
+        let at = get("at").and_then(|n| {
+            let apath = format!("{path}.at");
+            self.timestamp(n, &apath).map(|t| (t, apath, n.pos))
+        });
         let every = if recurring {
             match get("every") {
                 None => {
@@ -342,6 +346,7 @@ impl Checker {
             expects,
             answer,
             kind,
+            at,
             every,
             after: None,
         })
@@ -414,6 +419,7 @@ impl Checker {
         sessions: &[Session],
         messages: &[Message],
         plan: &[Vec<Result<usize, u32>>],
+        drafts: &[ProbeDraft],
     ) {
         let mut last: Option<(Millis, String)> = None;
         let mut problems = Vec::new();
@@ -437,10 +443,20 @@ impl Checker {
                 );
             }
             for e in entries {
-                if let Err(n) = e
-                    && let Some(at) = messages[*n as usize - 1].at
-                {
-                    check(at, *n, format!("message {n}"));
+                match e {
+                    Err(n) => {
+                        if let Some(at) = messages[*n as usize - 1].at {
+                            check(at, *n, format!("message {n}"));
+                        }
+                    }
+                    Ok(i) => {
+                        if let Some((at, path, pos)) = &drafts[*i].at {
+                            // Keys below the sessions' and above the messages'.
+                            let key = u32::MAX / 2 - *i as u32;
+                            self.time_nodes.insert(key, (path.clone(), *pos));
+                            check(*at, key, format!("the probe at {path}"));
+                        }
+                    }
                 }
             }
         }
@@ -503,6 +519,7 @@ impl Checker {
                 expects: d.expects.iter().map(|e| e.0).collect(),
                 answer: d.answer.clone(),
                 kind: d.kind.clone(),
+                at: d.at.as_ref().map(|a| a.0),
                 every: d.every,
             })
             .collect()

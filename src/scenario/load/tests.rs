@@ -108,3 +108,60 @@ fn a_byte_order_mark_is_accepted() {
         load("\u{feff}{\"name\": \"bom\", \"turns\": [{\"role\": \"user\", \"content\": \"x\"}]}");
     assert_eq!(s.name, "bom");
 }
+
+#[test]
+fn a_probe_at_a_date_keeps_time_moving_forward() {
+    let s = load(
+        r#"{"name": "d", "sessions": [{"start": "2024-01-01T10:00:00Z", "turns": [
+            {"role": "user", "content": "hi"},
+            {"probe": "?", "expects": [], "at": "2024-01-02T09:00:00Z"}]}]}"#,
+    );
+    assert_eq!(
+        s.probes[0].at,
+        Some(crate::clock::parse_rfc3339("2024-01-02T09:00:00Z").unwrap())
+    );
+    let e = load_str(
+        r#"{"name": "d", "sessions": [{"start": "2024-01-03T10:00:00Z", "turns": [
+            {"role": "user", "content": "hi"},
+            {"probe": "?", "expects": [], "at": "2024-01-02T09:00:00Z"},
+            {"role": "user", "content": "again", "at": "2024-01-01T09:00:00Z"}]}]}"#,
+        Path::new("t.json"),
+    )
+    .unwrap_err()
+    .to_string();
+    assert!(
+        e.contains("$.sessions[0].turns[1].at") && e.contains("goes back in time"),
+        "{e}"
+    );
+    // A recurring probe is asked many times: no `at`.
+    let e = load_str(
+        r#"{"name": "d", "turns": [{"role": "user", "content": "hi"}],
+            "probes": [{"probe": "?", "expects": [], "every": 1, "at": "2024-01-02T09:00:00Z"}]}"#,
+        Path::new("t.json"),
+    )
+    .unwrap_err()
+    .to_string();
+    assert!(e.contains("$.probes[0]") && e.contains("\"at\""), "{e}");
+}
+
+#[test]
+fn an_imported_scenarios_source_is_read_and_checked() {
+    let s = load(
+        r#"{"name": "s", "turns": [{"role": "user", "content": "hi"}],
+            "source": {"dataset": "locomo", "file": "locomo10.json", "id": "conv-26",
+                       "repairs": ["q2 (qa[1]): evidence \"D9:9\" dropped"], "excluded": ["q5"]}}"#,
+    );
+    let src = s.source.unwrap();
+    assert_eq!(src.dataset, "locomo");
+    assert_eq!(src.repairs.len(), 1);
+    assert_eq!(src.excluded, ["q5"]);
+    let e = load_str(
+        r#"{"name": "s", "turns": [{"role": "user", "content": "hi"}],
+            "source": {"dataset": "locomo", "repair": [], "excluded": "q5"}}"#,
+        Path::new("t.json"),
+    )
+    .unwrap_err()
+    .to_string();
+    assert!(e.contains("$.source") && e.contains("\"repair\""), "{e}");
+    assert!(e.contains("$.source.excluded"), "{e}");
+}
