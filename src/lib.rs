@@ -25,6 +25,7 @@ pub mod report;
 pub mod results;
 pub mod runner;
 pub mod scenario;
+pub mod scores;
 pub mod stats;
 pub mod store;
 pub mod term;

@@ -372,10 +372,12 @@ pub enum Stage {
     Summarize,
     Evict,
     Reload,
+    /// A probe's context built and its question answered (with answers on).
+    Answer,
 }
 
 impl Stage {
-    pub const ALL: [Stage; 9] = [
+    pub const ALL: [Stage; 10] = [
         Stage::Tokenize,
         Stage::Embed,
         Stage::IndexInsert,
@@ -385,6 +387,7 @@ impl Stage {
         Stage::Summarize,
         Stage::Evict,
         Stage::Reload,
+        Stage::Answer,
     ];
 
     pub fn name(self) -> &'static str {
@@ -398,6 +401,7 @@ impl Stage {
             Stage::Summarize => "summarize",
             Stage::Evict => "evict",
             Stage::Reload => "reload",
+            Stage::Answer => "answer",
         }
     }
 }
@@ -405,7 +409,7 @@ impl Stage {
 /// Latencies in microseconds, per stage.
 #[derive(Debug, Clone, Default, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct StageTimes {
-    pub us: [Vec<u64>; 9],
+    pub us: [Vec<u64>; Stage::ALL.len()],
     /// False for a run without timings: the counts stand, every time is 0.
     pub timed: bool,
 }

@@ -51,6 +51,10 @@ pub struct Aggregate {
     pub build_p50_us: u64,
     pub build_p95_us: u64,
     pub build_p99_us: u64,
+    /// The scores the public benchmarks' evaluations report (see
+    /// `scores`); absent where none applies.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub published: Option<PublishedScores>,
     /// Recall (and answer accuracy) per probe kind; empty where no probe
     /// has a kind.
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
@@ -78,6 +82,52 @@ pub struct KindAggregate {
     pub probes: u64,
     pub mean_recall: Option<f64>,
     pub answer_accuracy: Option<f64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub published: Option<PublishedScores>,
+}
+
+/// Means of the probes' published scores: the answers' token F1 and
+/// BLEU-1 (mem0's LoCoMo evaluation) where they had a reference answer,
+/// the context tokens of a probe's call, and the retrieval scores
+/// (LongMemEval's, named as probes.csv's columns) where the strategy
+/// retrieved.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct PublishedScores {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub answer_f1: Option<f64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub answer_bleu1: Option<f64>,
+    /// Probes whose answer was scored.
+    #[serde(default)]
+    pub answers_scored: u64,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub probe_context_tokens: Option<f64>,
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub retrieval: BTreeMap<String, f64>,
+}
+
+impl PublishedScores {
+    /// The mean of replays' scores.
+    fn mean_of<'a>(
+        reps: impl Iterator<Item = Option<&'a PublishedScores>> + Clone,
+    ) -> Option<PublishedScores> {
+        let all: Vec<&PublishedScores> = reps.flatten().collect();
+        let first = *all.first()?;
+        let of = |f: &dyn Fn(&PublishedScores) -> Option<f64>| {
+            mean(all.iter().filter_map(|s| f(s))).map(round6)
+        };
+        Some(PublishedScores {
+            answer_f1: of(&|s| s.answer_f1),
+            answer_bleu1: of(&|s| s.answer_bleu1),
+            answers_scored: first.answers_scored,
+            probe_context_tokens: of(&|s| s.probe_context_tokens),
+            retrieval: first
+                .retrieval
+                .keys()
+                .filter_map(|k| Some((k.clone(), of(&|s| s.retrieval.get(k).copied())?)))
+                .collect(),
+        })
+    }
 }
 
 fn one() -> u32 {
@@ -164,10 +214,15 @@ pub(crate) fn combine(reps: Vec<Aggregate>) -> Aggregate {
                     probes: v.probes,
                     mean_recall: of(|x| x.mean_recall),
                     answer_accuracy: of(|x| x.answer_accuracy),
+                    published: PublishedScores::mean_of(
+                        reps.iter()
+                            .map(|a| a.by_kind.get(k).and_then(|x| x.published.as_ref())),
+                    ),
                 };
                 (k.clone(), kind)
             })
             .collect(),
+        published: PublishedScores::mean_of(reps.iter().map(|a| a.published.as_ref())),
         // Latencies are the first replay's.
         stages: first.stages.clone(),
         samples: Some(samples),

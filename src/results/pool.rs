@@ -7,7 +7,9 @@
 
 use std::collections::BTreeMap;
 
-use super::{Aggregate, KindAggregate, StageLatency, combine};
+use super::{
+    Aggregate, KindAggregate, ProbeRow, PublishedScores, RETRIEVAL_COLUMNS, StageLatency, combine,
+};
 use crate::memory::Stage;
 use crate::results::JobResult;
 use crate::stats::round6;
@@ -92,6 +94,42 @@ struct KindPool {
     probes: u64,
     recall: Mean,
     answers: Mean,
+    published: Published,
+}
+
+/// The published scores of probes, pooled.
+#[derive(Debug, Clone, Default)]
+struct Published {
+    f1: Mean,
+    bleu1: Mean,
+    contexts: Mean,
+    retrieval: [Mean; 12],
+}
+
+impl Published {
+    fn add(&mut self, p: &ProbeRow) {
+        self.f1.add(p.answer_f1);
+        self.bleu1.add(p.answer_bleu1);
+        self.contexts.add(Some(f64::from(p.context_tokens)));
+        for (m, v) in self.retrieval.iter_mut().zip(p.retrieval()) {
+            m.add(v);
+        }
+    }
+
+    fn get(&self) -> Option<PublishedScores> {
+        let s = PublishedScores {
+            answer_f1: self.f1.get(),
+            answer_bleu1: self.bleu1.get(),
+            answers_scored: self.f1.n,
+            probe_context_tokens: self.contexts.get(),
+            retrieval: RETRIEVAL_COLUMNS
+                .iter()
+                .zip(&self.retrieval)
+                .filter_map(|(name, m)| Some((name.to_string(), m.get()?)))
+                .collect(),
+        };
+        (s.probe_context_tokens.is_some()).then_some(s)
+    }
 }
 
 /// Replays folded into one aggregate: pooled over their turns, probes and
@@ -124,6 +162,7 @@ pub struct Pool {
     over_window: u64,
     first_over_window: Option<u32>,
     by_kind: BTreeMap<String, KindPool>,
+    published: Published,
     timed: bool,
     stages: [Counts; Stage::ALL.len()],
 }
@@ -164,11 +203,13 @@ impl Pool {
             let answer = p.answer_correct.map(f64::from);
             self.answers.add(answer);
             self.position.add(p.fact_position);
+            self.published.add(p);
             if !p.kind.is_empty() {
                 let k = self.by_kind.entry(p.kind.clone()).or_default();
                 k.probes += 1;
                 k.recall.add(p.recall);
                 k.answers.add(answer);
+                k.published.add(p);
             }
         }
         let mut auc = Mean::default();
@@ -248,6 +289,7 @@ impl Pool {
             build_p50_us: self.builds.percentile(50.0),
             build_p95_us: self.builds.percentile(95.0),
             build_p99_us: self.builds.percentile(99.0),
+            published: self.published.get(),
             by_kind: self
                 .by_kind
                 .iter()
@@ -256,6 +298,7 @@ impl Pool {
                         probes: v.probes,
                         mean_recall: v.recall.get(),
                         answer_accuracy: v.answers.get(),
+                        published: v.published.get(),
                     };
                     (k.clone(), kind)
                 })

@@ -53,7 +53,7 @@ pub struct TurnRow {
 }
 
 /// One row of probes.csv.
-#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct ProbeRow {
     #[serde(serialize_with = "cell::write", deserialize_with = "cell::read")]
     pub scenario: String,
@@ -102,6 +102,113 @@ pub struct ProbeRow {
     pub context_retrieved: String,
     #[serde(default)]
     pub context_buffer: String,
+    /// The answer's token F1 and BLEU-1 against the reference answer, as
+    /// mem0's LoCoMo evaluation computes them (empty: no reference, or no
+    /// answer).
+    #[serde(default)]
+    pub answer_f1: Option<f64>,
+    #[serde(default)]
+    pub answer_bleu1: Option<f64>,
+    /// The probe's context built and answered, in µs (0 without timings
+    /// or answers).
+    #[serde(default)]
+    pub answer_us: u64,
+    /// LongMemEval's retrieval scores of the retrieved messages at k = 5
+    /// and 10, by turn and by session (empty: the strategy retrieves
+    /// nothing, or the probe expects nothing).
+    #[serde(default)]
+    pub recall_any_turn_5: Option<f64>,
+    #[serde(default)]
+    pub recall_all_turn_5: Option<f64>,
+    #[serde(default)]
+    pub ndcg_turn_5: Option<f64>,
+    #[serde(default)]
+    pub recall_any_turn_10: Option<f64>,
+    #[serde(default)]
+    pub recall_all_turn_10: Option<f64>,
+    #[serde(default)]
+    pub ndcg_turn_10: Option<f64>,
+    #[serde(default)]
+    pub recall_any_session_5: Option<f64>,
+    #[serde(default)]
+    pub recall_all_session_5: Option<f64>,
+    #[serde(default)]
+    pub ndcg_session_5: Option<f64>,
+    #[serde(default)]
+    pub recall_any_session_10: Option<f64>,
+    #[serde(default)]
+    pub recall_all_session_10: Option<f64>,
+    #[serde(default)]
+    pub ndcg_session_10: Option<f64>,
+}
+
+/// The retrieval columns of probes.csv, in their order: by turn, then by
+/// session; k = 5, then 10; recall_any, recall_all, NDCG.
+pub const RETRIEVAL_COLUMNS: [&str; 12] = [
+    "recall_any_turn_5",
+    "recall_all_turn_5",
+    "ndcg_turn_5",
+    "recall_any_turn_10",
+    "recall_all_turn_10",
+    "ndcg_turn_10",
+    "recall_any_session_5",
+    "recall_all_session_5",
+    "ndcg_session_5",
+    "recall_any_session_10",
+    "recall_all_session_10",
+    "ndcg_session_10",
+];
+
+impl ProbeRow {
+    /// Fills the retrieval columns from `by[level][k]` (turn then session,
+    /// k = 5 then 10).
+    pub fn set_retrieval(&mut self, by: &[[crate::scores::Retrieval; 2]; 2]) {
+        let put = |r: &crate::scores::Retrieval| {
+            (
+                Some(round6(r.recall_any)),
+                Some(round6(r.recall_all)),
+                Some(round6(r.ndcg)),
+            )
+        };
+        (
+            self.recall_any_turn_5,
+            self.recall_all_turn_5,
+            self.ndcg_turn_5,
+        ) = put(&by[0][0]);
+        (
+            self.recall_any_turn_10,
+            self.recall_all_turn_10,
+            self.ndcg_turn_10,
+        ) = put(&by[0][1]);
+        (
+            self.recall_any_session_5,
+            self.recall_all_session_5,
+            self.ndcg_session_5,
+        ) = put(&by[1][0]);
+        (
+            self.recall_any_session_10,
+            self.recall_all_session_10,
+            self.ndcg_session_10,
+        ) = put(&by[1][1]);
+    }
+
+    /// The retrieval columns, in the order of [`RETRIEVAL_COLUMNS`].
+    pub fn retrieval(&self) -> [Option<f64>; 12] {
+        [
+            self.recall_any_turn_5,
+            self.recall_all_turn_5,
+            self.ndcg_turn_5,
+            self.recall_any_turn_10,
+            self.recall_all_turn_10,
+            self.ndcg_turn_10,
+            self.recall_any_session_5,
+            self.recall_all_session_5,
+            self.ndcg_session_5,
+            self.recall_any_session_10,
+            self.recall_all_session_10,
+            self.ndcg_session_10,
+        ]
+    }
 }
 
 /// One row of summaries.csv.

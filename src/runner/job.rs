@@ -488,6 +488,8 @@ impl<'a> Job<'a> {
             text: &p.question,
             embedding: self.probe_embeddings[index].clone(),
         };
+        // Answering: the context built, then the question answered.
+        let answering = self.env.times.start();
         let ctx = self
             .strategy
             .build(&self.transcript, Some(&q), &mut self.env);
@@ -520,9 +522,20 @@ impl<'a> Job<'a> {
         } else {
             self.answer(p, &ctx)
         };
+        let answer_us = if self.rt.backend.answer_probes && !o.over_window {
+            self.env.times.record(Stage::Answer, answering)
+        } else {
+            0
+        };
+        // The benchmarks' own scores: the answer against the reference,
+        // the retrieved messages against the evidence.
+        let reference = p.answer.as_deref().filter(|_| !answer.trim().is_empty());
+        let answer_f1 = reference.map(|r| round6(crate::scores::answer_f1(&answer, r)));
+        let answer_bleu1 = reference.map(|r| round6(crate::scores::answer_bleu1(&answer, r)));
+        let retrieval = self.retrieval_scores(p, &ctx, turn);
         // Its failures are in its verdict's reason (and calls.csv).
         self.take_calls(turn);
-        self.out.probes.push(ProbeRow {
+        let mut row = ProbeRow {
             scenario: self.scenario.name.clone(),
             user: self.scenario.user.clone(),
             strategy: self.strategy_name.to_string(),
@@ -564,8 +577,54 @@ impl<'a> Job<'a> {
                 (Some(a), Some(b)) => format!("{}-{}", a.number, b.number),
                 _ => String::new(),
             },
-        });
+            answer_f1,
+            answer_bleu1,
+            answer_us,
+            ..ProbeRow::default()
+        };
+        if let Some(r) = retrieval {
+            row.set_retrieval(&r);
+        }
+        self.out.probes.push(row);
         Ok(())
+    }
+
+    /// LongMemEval's retrieval scores of a probe's retrieved messages
+    /// (best first) against its evidence, the messages so far that planted
+    /// its expected facts: by turn and by session, at k = 5 and 10. None
+    /// where the strategy retrieves nothing or the probe expects nothing.
+    fn retrieval_scores(
+        &self,
+        p: &crate::scenario::Probe,
+        ctx: &Context,
+        turn: u32,
+    ) -> Option<[[crate::scores::Retrieval; 2]; 2]> {
+        use crate::scores::{retrieval, session_retrieval};
+        let retrieves = self.strategy.needs_embeddings() || !ctx.retrieved.is_empty();
+        let mut correct: Vec<u32> = p
+            .expects
+            .iter()
+            .flat_map(|&f| self.scenario.facts[f].planted_by.iter().copied())
+            .filter(|&m| m <= turn)
+            .collect();
+        correct.sort_unstable();
+        correct.dedup();
+        if !retrieves || correct.is_empty() {
+            return None;
+        }
+        let ranking: Vec<u32> = ctx.retrieved.iter().map(|i| i.number).collect();
+        let corpus: Vec<u32> = (1..=turn).collect();
+        // (A leaked number may be no message of this scenario.)
+        let session = |n: u32| {
+            let m = (n as usize)
+                .checked_sub(1)
+                .and_then(|i| self.scenario.messages.get(i));
+            m.map_or(u32::MAX, |m| m.session as u32)
+        };
+        Some([
+            [5, 10].map(|k| retrieval(&ranking, &correct, &corpus, k)),
+            [5, 10].map(|k| session_retrieval(&ranking, &correct, &corpus, k, session)),
+        ])
     }
 
     /// A probe's answer from its context, and the judge's verdict on it.
