@@ -611,3 +611,108 @@ fn longmemeval_defects_are_repaired_and_its_questions_asked_at_their_date() {
     assert!(String::from_utf8_lossy(&o.stderr).contains("(--strict)"));
     assert!(!d.join("never").exists());
 }
+
+/// A LongMemEval-shaped file of `questions` questions, each with
+/// `sessions` sessions of 10 turns of about 60 words (the shape of
+/// longmemeval_m; `benches/longmemeval/generate.py` writes the same at any
+/// size), written as a stream.
+fn longmemeval_like(path: &Path, questions: usize, sessions: usize) {
+    use std::io::Write;
+    let words = ["garden", "river", "coffee", "ticket", "museum", "harbor", "letter", "train"];
+    let text = |seed: usize| -> String {
+        let mut t: Vec<&str> = (0..60).map(|i| words[(seed * 7 + i * 13) % words.len()]).collect();
+        t.push("end.");
+        t.join(" ")
+    };
+    let mut f = std::io::BufWriter::new(std::fs::File::create(path).unwrap());
+    f.write_all(b"[").unwrap();
+    for q in 0..questions {
+        let ids: Vec<String> = (0..sessions).map(|s| format!("q{q}-s{s}")).collect();
+        let dates: Vec<String> = (0..sessions)
+            .map(|s| format!("2023/01/{:02} (Mon) {:02}:{:02}", 1 + s / 48, (s % 48) / 2, (s % 2) * 30))
+            .collect();
+        let haystack: Vec<Value> = (0..sessions)
+            .map(|s| {
+                (0..10)
+                    .map(|t| {
+                        let mut turn = json!({
+                            "role": if t % 2 == 0 { "user" } else { "assistant" },
+                            "content": text(q * 1000 + s * 10 + t),
+                        });
+                        if s == sessions / 2 && t == 0 {
+                            turn["has_answer"] = json!(true);
+                        }
+                        turn
+                    })
+                    .collect()
+            })
+            .collect();
+        if q > 0 {
+            f.write_all(b",").unwrap();
+        }
+        serde_json::to_writer(
+            &mut f,
+            &json!({
+                "question_id": format!("gen-{q:05}"),
+                "question_type": "single-session-user",
+                "question": "Which museum did I say I would visit?",
+                "answer": "the harbor museum",
+                "question_date": "2023/12/30 (Sat) 12:00",
+                "haystack_session_ids": ids,
+                "haystack_dates": dates,
+                "haystack_sessions": haystack,
+                "answer_session_ids": [format!("q{q}-s{}", sessions / 2)],
+            }),
+        )
+        .unwrap();
+    }
+    f.write_all(b"]").unwrap();
+}
+
+/// Runs memeval in `dir` and returns its peak resident memory in KiB.
+fn peak_kib(args: &[&str], dir: &Path) -> u64 {
+    let child = std::process::Command::new(env!("CARGO_BIN_EXE_memeval"))
+        .args(args)
+        .current_dir(dir)
+        .stdout(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let mut status = 0;
+    // SAFETY: wait4 fills the status and the rusage it is given, for our
+    // own child.
+    let usage = unsafe {
+        let mut u: libc::rusage = std::mem::zeroed();
+        assert_eq!(libc::wait4(child.id() as i32, &mut status, 0, &mut u), child.id() as i32);
+        u
+    };
+    assert!(libc::WIFEXITED(status) && libc::WEXITSTATUS(status) == 0, "{args:?}");
+    usage.ru_maxrss as u64
+}
+
+#[test]
+fn a_longmemeval_file_is_imported_in_memory_bounded_by_one_question() {
+    let tmp = tempfile::tempdir().unwrap();
+    let d = tmp.path();
+    // The same questions (100 sessions, about 0.5 MB each), 4 and 64 of them.
+    longmemeval_like(&d.join("small.json"), 4, 100);
+    longmemeval_like(&d.join("large.json"), 64, 100);
+    let (small, large) = (
+        std::fs::metadata(d.join("small.json")).unwrap().len(),
+        std::fs::metadata(d.join("large.json")).unwrap().len(),
+    );
+    let a = peak_kib(&["import", "longmemeval", "small.json", "--out", "a"], d);
+    let b = peak_kib(&["import", "longmemeval", "large.json", "--out", "b"], d);
+    let scenarios = std::fs::read_dir(d.join("b"))
+        .unwrap()
+        .filter(|e| e.as_ref().unwrap().path().extension().is_some_and(|x| x == "json"))
+        .count();
+    assert_eq!(scenarios, 64);
+    // 60 questions more (about 30 MB of JSON, several times that as parsed
+    // values) add next to nothing to the peak: memory holds one question.
+    let grown = b.saturating_sub(a) * 1024;
+    eprintln!("peak {a} KiB for {small} bytes, {b} KiB for {large} bytes");
+    assert!(
+        grown < (large - small) / 5,
+        "peak {a} KiB for {small} bytes, {b} KiB for {large} bytes"
+    );
+}
