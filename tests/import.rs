@@ -618,9 +618,13 @@ fn longmemeval_defects_are_repaired_and_its_questions_asked_at_their_date() {
 /// size), written as a stream.
 fn longmemeval_like(path: &Path, questions: usize, sessions: usize) {
     use std::io::Write;
-    let words = ["garden", "river", "coffee", "ticket", "museum", "harbor", "letter", "train"];
+    let words = [
+        "garden", "river", "coffee", "ticket", "museum", "harbor", "letter", "train",
+    ];
     let text = |seed: usize| -> String {
-        let mut t: Vec<&str> = (0..60).map(|i| words[(seed * 7 + i * 13) % words.len()]).collect();
+        let mut t: Vec<&str> = (0..60)
+            .map(|i| words[(seed * 7 + i * 13) % words.len()])
+            .collect();
         t.push("end.");
         t.join(" ")
     };
@@ -629,7 +633,14 @@ fn longmemeval_like(path: &Path, questions: usize, sessions: usize) {
     for q in 0..questions {
         let ids: Vec<String> = (0..sessions).map(|s| format!("q{q}-s{s}")).collect();
         let dates: Vec<String> = (0..sessions)
-            .map(|s| format!("2023/01/{:02} (Mon) {:02}:{:02}", 1 + s / 48, (s % 48) / 2, (s % 2) * 30))
+            .map(|s| {
+                format!(
+                    "2023/01/{:02} (Mon) {:02}:{:02}",
+                    1 + s / 48,
+                    (s % 48) / 2,
+                    (s % 2) * 30
+                )
+            })
             .collect();
         let haystack: Vec<Value> = (0..sessions)
             .map(|s| {
@@ -670,6 +681,8 @@ fn longmemeval_like(path: &Path, questions: usize, sessions: usize) {
 }
 
 /// Runs memeval in `dir` and returns its peak resident memory in KiB.
+// The child is waited for with wait4, which std's Child does not know.
+#[allow(clippy::zombie_processes)]
 fn peak_kib(args: &[&str], dir: &Path) -> u64 {
     let child = std::process::Command::new(env!("CARGO_BIN_EXE_memeval"))
         .args(args)
@@ -682,10 +695,16 @@ fn peak_kib(args: &[&str], dir: &Path) -> u64 {
     // own child.
     let usage = unsafe {
         let mut u: libc::rusage = std::mem::zeroed();
-        assert_eq!(libc::wait4(child.id() as i32, &mut status, 0, &mut u), child.id() as i32);
+        assert_eq!(
+            libc::wait4(child.id() as i32, &mut status, 0, &mut u),
+            child.id() as i32
+        );
         u
     };
-    assert!(libc::WIFEXITED(status) && libc::WEXITSTATUS(status) == 0, "{args:?}");
+    assert!(
+        libc::WIFEXITED(status) && libc::WEXITSTATUS(status) == 0,
+        "{args:?}"
+    );
     usage.ru_maxrss as u64
 }
 
@@ -704,7 +723,13 @@ fn a_longmemeval_file_is_imported_in_memory_bounded_by_one_question() {
     let b = peak_kib(&["import", "longmemeval", "large.json", "--out", "b"], d);
     let scenarios = std::fs::read_dir(d.join("b"))
         .unwrap()
-        .filter(|e| e.as_ref().unwrap().path().extension().is_some_and(|x| x == "json"))
+        .filter(|e| {
+            e.as_ref()
+                .unwrap()
+                .path()
+                .extension()
+                .is_some_and(|x| x == "json")
+        })
         .count();
     assert_eq!(scenarios, 64);
     // 60 questions more (about 30 MB of JSON, several times that as parsed

@@ -674,3 +674,71 @@ fn a_question_asked_at_a_date_is_told_the_date() {
         "{asked:?}"
     );
 }
+
+#[test]
+fn imported_benchmarks_are_judged_by_their_own_rules() {
+    let server = Server::start(Options::default());
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    let data = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/data");
+    for (dataset, file, out) in [
+        ("longmemeval", "longmemeval-excerpt.json", "lme"),
+        ("locomo", "locomo-excerpt.json", "loc"),
+    ] {
+        let o = Command::new(env!("CARGO_BIN_EXE_memeval"))
+            .args([
+                "import",
+                dataset,
+                data.join(file).to_str().unwrap(),
+                "--out",
+                out,
+            ])
+            .current_dir(d)
+            .output()
+            .unwrap();
+        ok(&o);
+    }
+    let cfg = config(d, &server, "");
+    for out in ["lme", "loc"] {
+        let o = Command::new(env!("CARGO_BIN_EXE_memeval"))
+            .args([
+                "run",
+                out,
+                "--config",
+                cfg.to_str().unwrap(),
+                "--out",
+                &format!("{out}-run"),
+                "--strategies",
+                "buffer",
+            ])
+            .current_dir(d)
+            .env("MEMEVAL_TEST_KEY", KEY)
+            .output()
+            .unwrap();
+        ok(&o);
+    }
+    let prompts = server.stats.prompts.lock().unwrap().clone();
+    let judged = |needle: &str| prompts.iter().any(|p| p.contains(needle));
+    // LongMemEval: its rule per question type, with the reference as its
+    // kind names it.
+    assert!(judged("Correct answer: Porto"), "{prompts:?}");
+    assert!(judged("it recognizes that the question cannot be answered"));
+    assert!(judged("Explanation: "));
+    // LoCoMo: the J question, generous about wording and dates.
+    assert!(judged("Gold answer: Biscuit"));
+    assert!(judged("whatever the format"));
+    // Every answer with a reference got a verdict (the label parsed).
+    let probes = rows(&d.join("loc-run/probes.csv"));
+    assert!(!probes.is_empty());
+    for p in &probes {
+        assert!(!p["answer_correct"].is_empty(), "{p:?}");
+    }
+    // The task-averaged accuracy beside the overall one.
+    let results: Value =
+        serde_json::from_slice(&std::fs::read(d.join("lme-run/results.json")).unwrap()).unwrap();
+    let buffer = &results["totals"][0];
+    assert!(
+        buffer["published"]["task_averaged_accuracy"].is_number(),
+        "{buffer}"
+    );
+}

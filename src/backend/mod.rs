@@ -308,6 +308,22 @@ pub struct AnswerCheck<'a> {
     /// The right answer is "I don't know" (the probe's kind is
     /// `abstention`).
     pub abstention: bool,
+    /// Whose judging rules apply.
+    pub rules: JudgeRules<'a>,
+}
+
+/// Whose rules judge an answer: memeval's own (the expected facts), or a
+/// benchmark's as its published evaluation applies them, for scenarios
+/// imported from it (their `source`): LoCoMo's LLM-judge score (J), as
+/// mem0's evaluation asks it, and LongMemEval's rules per question type.
+/// A model judge applies them; the offline judge has only memeval's.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub enum JudgeRules<'a> {
+    Memeval,
+    Locomo,
+    /// With the question type (`temporal-reasoning`, `knowledge-update`,
+    /// `single-session-preference`, ...; `abstention` for `_abs` questions).
+    LongMemEval(&'a str),
 }
 
 /// Whether an answer is right; `correct` is `None` when it cannot be told.

@@ -104,6 +104,11 @@ pub struct PublishedScores {
     pub probe_context_tokens: Option<f64>,
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub retrieval: BTreeMap<String, f64>,
+    /// The mean of the answer accuracies of the probe kinds (question
+    /// types), each weighing the same: LongMemEval's task-averaged figure.
+    /// (Per strategy and scenario, not per kind.)
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub task_averaged_accuracy: Option<f64>,
 }
 
 impl PublishedScores {
@@ -121,6 +126,7 @@ impl PublishedScores {
             answer_bleu1: of(&|s| s.answer_bleu1),
             answers_scored: first.answers_scored,
             probe_context_tokens: of(&|s| s.probe_context_tokens),
+            task_averaged_accuracy: of(&|s| s.task_averaged_accuracy),
             retrieval: first
                 .retrieval
                 .keys()

@@ -122,6 +122,7 @@ impl Published {
             answer_bleu1: self.bleu1.get(),
             answers_scored: self.f1.n,
             probe_context_tokens: self.contexts.get(),
+            task_averaged_accuracy: None,
             retrieval: RETRIEVAL_COLUMNS
                 .iter()
                 .zip(&self.retrieval)
@@ -289,7 +290,14 @@ impl Pool {
             build_p50_us: self.builds.percentile(50.0),
             build_p95_us: self.builds.percentile(95.0),
             build_p99_us: self.builds.percentile(99.0),
-            published: self.published.get(),
+            published: self.published.get().map(|mut p| {
+                let mut kinds = Mean::default();
+                for k in self.by_kind.values() {
+                    kinds.add(k.answers.get_raw());
+                }
+                p.task_averaged_accuracy = kinds.get();
+                p
+            }),
             by_kind: self
                 .by_kind
                 .iter()

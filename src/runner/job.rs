@@ -11,7 +11,7 @@ use indicatif::ProgressBar;
 use rand::{RngExt, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 
-use crate::backend::{AnswerCheck, CallKind, ChatMessage, ChatRole, ExpectedFact};
+use crate::backend::{AnswerCheck, CallKind, ChatMessage, ChatRole, ExpectedFact, JudgeRules};
 use crate::config::StrategyName;
 use crate::memory::{
     self, Context, Entry, Env, Params, Query, Stage, StageTimes, Strategy, SummaryState, Suspend,
@@ -672,12 +672,21 @@ impl<'a> Job<'a> {
                 }
             })
             .collect();
+        let abstention = p.kind.as_deref() == Some("abstention");
+        // A benchmark's scenario is judged by its own rules.
+        let dataset = self.scenario.source.as_ref().map(|s| s.dataset.as_str());
+        let rules = match dataset {
+            Some("locomo") => JudgeRules::Locomo,
+            Some("longmemeval") => JudgeRules::LongMemEval(p.kind.as_deref().unwrap_or("")),
+            _ => JudgeRules::Memeval,
+        };
         let check = AnswerCheck {
             question: &p.question,
             answer: &answer,
             facts: &facts,
             reference: p.answer.as_deref(),
-            abstention: p.kind.as_deref() == Some("abstention"),
+            abstention,
+            rules,
         };
         match b.judge.judge_answer(&check, &mut self.env.calls) {
             Ok(v) => (answer, v.correct.map(u8::from), v.reason),

@@ -309,6 +309,18 @@ fn answer(
             None if first_user.contains("\"score\"") => {
                 r#"{"score": 0.75, "missing": ["a detail"], "accurate": true}"#.to_string()
             }
+            None if first_user.contains("\"label\"") => {
+                // LoCoMo's J: correct when the answer shares a word with the gold.
+                let part = |from: &str, to: &str| {
+                    let rest = first_user.split(from).nth(1).unwrap_or("");
+                    rest.split(to).next().unwrap_or("").to_string()
+                };
+                let gold = part("Gold answer:", "Generated answer:");
+                let answer = part("Generated answer:", "Give a one-sentence");
+                let shared = words(&answer).iter().any(|w| words(&gold).contains(w));
+                let label = if shared { "CORRECT" } else { "WRONG" };
+                json!({"reason": "fake judge", "label": label}).to_string()
+            }
             None => {
                 // Correct when the answer shares a word with the facts listed.
                 let answer = first_user

@@ -1,6 +1,7 @@
 //! The chat model in its three roles: summarizer, responder and judge.
 
 use super::*;
+use crate::backend::JudgeRules;
 
 pub(super) struct ChatSummarizer {
     pub(super) chat: Chat,
@@ -189,6 +190,85 @@ pub fn parse_verdict(text: &str) -> Result<Verdict, String> {
 }
 
 /// `{"correct": bool, "reason": "..."}`.
+/// Reads a judge's reply into a verdict.
+type ParseVerdict = fn(&str) -> Result<AnswerVerdict, String>;
+
+/// LoCoMo's LLM-judge question (J), as mem0's evaluation asks it.
+const LOCOMO_JUDGE: &str = include_str!("prompts/locomo_judge.txt");
+/// LongMemEval's answer check, with one of the rules below.
+const LONGMEMEVAL_JUDGE: &str = include_str!("prompts/longmemeval_judge.txt");
+/// LongMemEval's judging rule per question type (`type: rule` lines).
+const LONGMEMEVAL_RULES: &str = include_str!("prompts/longmemeval_rules.txt");
+
+/// The rule for a LongMemEval question type, and what its reference is
+/// called: a rubric for preference questions, an explanation for
+/// abstention ones.
+fn longmemeval_rule(kind: &str, abstention: bool) -> (&'static str, &'static str) {
+    let key = if abstention { "abstention" } else { kind };
+    let rule = |k: &str| {
+        LONGMEMEVAL_RULES
+            .lines()
+            .find_map(|l| l.strip_prefix(k).and_then(|r| r.strip_prefix(": ")))
+    };
+    let text = rule(key)
+        .or_else(|| rule("default"))
+        .expect("a default rule");
+    let label = match key {
+        "abstention" => "Explanation",
+        "single-session-preference" => "Rubric",
+        _ => "Correct answer",
+    };
+    (text, label)
+}
+
+/// `template` with each `{name}` replaced by its value, in one pass (a
+/// value holding `{...}` is left as it is).
+fn fill(template: &str, values: &[(&str, &str)]) -> String {
+    let mut out = String::with_capacity(template.len() + 256);
+    let mut rest = template;
+    while let Some(open) = rest.find('{') {
+        out.push_str(&rest[..open]);
+        let after = &rest[open + 1..];
+        match after.find('}').and_then(|close| {
+            values
+                .iter()
+                .find(|(k, _)| *k == &after[..close])
+                .map(|v| (close, v.1))
+        }) {
+            Some((close, value)) => {
+                out.push_str(value);
+                rest = &after[close + 1..];
+            }
+            None => {
+                out.push('{');
+                rest = after;
+            }
+        }
+    }
+    out.push_str(rest);
+    out
+}
+
+/// A verdict given as `"label": "CORRECT"` or `"WRONG"` (LoCoMo's J).
+pub fn parse_label_verdict(text: &str) -> Result<AnswerVerdict, String> {
+    let m = json_object(text)?;
+    let correct = match m.get("label").and_then(serde_json::Value::as_str) {
+        Some(l) if l.eq_ignore_ascii_case("correct") => true,
+        Some(l) if l.eq_ignore_ascii_case("wrong") => false,
+        Some(l) => return Err(format!("label is {l:?}, not CORRECT or WRONG")),
+        None => return Err("no \"label\"".into()),
+    };
+    let reason = m
+        .get("reason")
+        .and_then(serde_json::Value::as_str)
+        .unwrap_or("")
+        .to_string();
+    Ok(AnswerVerdict {
+        correct: Some(correct),
+        reason,
+    })
+}
+
 pub fn parse_answer_verdict(text: &str) -> Result<AnswerVerdict, String> {
     let m = json_object(text)?;
     let correct = match m.get("correct") {
@@ -240,6 +320,47 @@ impl Judge for ChatJudge {
         check: &AnswerCheck<'_>,
         calls: &mut Calls,
     ) -> Result<AnswerVerdict, BackendError> {
+        if let Some(r) = check.reference
+            && check.rules != JudgeRules::Memeval
+        {
+            let (prompt, parse): (String, ParseVerdict) = match check.rules {
+                JudgeRules::Locomo => (
+                    fill(
+                        LOCOMO_JUDGE,
+                        &[
+                            ("question", check.question),
+                            ("gold", r),
+                            ("answer", check.answer),
+                        ],
+                    ),
+                    parse_label_verdict,
+                ),
+                JudgeRules::LongMemEval(kind) => {
+                    let (rule, gold_label) = longmemeval_rule(kind, check.abstention);
+                    let prompt = fill(
+                        LONGMEMEVAL_JUDGE,
+                        &[
+                            ("rule", rule),
+                            ("question", check.question),
+                            ("gold_label", gold_label),
+                            ("gold", r),
+                            ("answer", check.answer),
+                        ],
+                    );
+                    (prompt, parse_answer_verdict)
+                }
+                JudgeRules::Memeval => unreachable!("checked above"),
+            };
+            return Ok(
+                match self.ask(CallKind::JudgeAnswer, &prompt, parse, calls)? {
+                    Ok(v) => v,
+                    Err(why) => AnswerVerdict {
+                        correct: None,
+                        reason: why,
+                    },
+                },
+            );
+        }
         let mut prompt = format!(
             "You are grading a chatbot's answer to a question about what its user said earlier.\n\n\
              Question: {}\n",
@@ -278,5 +399,65 @@ impl Judge for ChatJudge {
                 },
             },
         )
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn templates_are_filled_in_one_pass() {
+        let t = "Q: {question}\nA: {answer} {unknown}";
+        // A value holding a placeholder stays as written.
+        assert_eq!(
+            fill(t, &[("question", "why {answer}?"), ("answer", "x")]),
+            "Q: why {answer}?\nA: x {unknown}"
+        );
+        assert_eq!(fill("{", &[]), "{");
+    }
+
+    #[test]
+    fn each_longmemeval_type_has_its_rule() {
+        let (temporal, label) = longmemeval_rule("temporal-reasoning", false);
+        assert!(temporal.contains("off-by-one") && label == "Correct answer");
+        assert!(
+            longmemeval_rule("knowledge-update", false)
+                .0
+                .contains("updated one")
+        );
+        assert_eq!(
+            longmemeval_rule("single-session-preference", false).1,
+            "Rubric"
+        );
+        let (abs, label) = longmemeval_rule("single-session-user", true);
+        assert!(abs.contains("cannot be answered") && label == "Explanation");
+        let (default, _) = longmemeval_rule("multi-session", false);
+        assert!(default.starts_with("The response is correct when it contains"));
+        // Every placeholder of the prompts is one the judge fills.
+        for (t, names) in [
+            (LOCOMO_JUDGE, &["question", "gold", "answer"][..]),
+            (
+                LONGMEMEVAL_JUDGE,
+                &["rule", "question", "gold_label", "gold", "answer"][..],
+            ),
+        ] {
+            let values: Vec<(&str, &str)> = names.iter().map(|n| (*n, "V")).collect();
+            let filled = fill(t, &values);
+            assert!(!names.iter().any(|n| filled.contains(&format!("{{{n}}}"))));
+        }
+    }
+
+    #[test]
+    fn locomo_labels_are_read() {
+        let v = parse_label_verdict(r#"{"reason": "same date", "label": "CORRECT"}"#).unwrap();
+        assert_eq!(v.correct, Some(true));
+        assert_eq!(
+            parse_label_verdict(r#"{"label": "WRONG"}"#)
+                .unwrap()
+                .correct,
+            Some(false)
+        );
+        assert!(parse_label_verdict(r#"{"label": "MAYBE"}"#).is_err());
     }
 }
