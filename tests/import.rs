@@ -567,12 +567,48 @@ fn longmemeval_defects_are_repaired_and_its_questions_asked_at_their_date() {
     }
     lme[0]["answer_session_ids"] = json!(["nowhere"]);
     lme[2]["question_date"] = json!("2023/06/15 (Thu) 09:00");
+    // The cleaned release's defect: a filler session sampled twice,
+    // identical but for its date; and a different session under a used id.
+    let q = lme[1].as_object_mut().unwrap();
+    let first = q["haystack_sessions"][0].clone();
+    let other = json!([{"role": "user", "content": "Something else entirely."}]);
+    q["haystack_sessions"]
+        .as_array_mut()
+        .unwrap()
+        .extend([first, other]);
+    let id = q["haystack_session_ids"][0].clone();
+    q["haystack_session_ids"]
+        .as_array_mut()
+        .unwrap()
+        .extend([id.clone(), id]);
+    q["haystack_dates"].as_array_mut().unwrap().extend([
+        json!("2023/05/25 (Thu) 08:00"),
+        json!("2023/05/26 (Fri) 08:00"),
+    ]);
     std::fs::write(d.join("lme.json"), lme.to_string()).unwrap();
     let stdout = ok(&memeval(
         &["import", "longmemeval", "lme.json", "--out", "sc"],
         d,
     ));
-    assert!(stdout.contains("repaired 2 defect(s)"), "{stdout}");
+    assert!(stdout.contains("repaired 4 defect(s)"), "{stdout}");
+    assert!(
+        stdout.contains(
+            "is used twice (haystack_sessions[0] and [1], identical): the later copy dropped"
+        ),
+        "{stdout}"
+    );
+    assert!(
+        stdout.contains("different): the later one renamed"),
+        "{stdout}"
+    );
+    let abs = read(&d.join("sc/longmemeval-t-0002_abs.json"));
+    let ids: Vec<&str> = abs["sessions"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|s| s["id"].as_str().unwrap())
+        .collect();
+    assert_eq!(ids, ["sess-c", "sess-c~2"]);
     assert!(
         stdout.contains("[0] (question t-0001): no evidence"),
         "{stdout}"

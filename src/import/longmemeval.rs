@@ -223,7 +223,20 @@ fn question(
         mut sessions,
         skipped,
         messages,
-    } = haystack(file, &at, ids, sessions, &order, marked, session_evidence)?;
+        repaired,
+    } = haystack(
+        file,
+        &at,
+        ids,
+        sessions,
+        &order,
+        marked,
+        session_evidence,
+        opts.strict,
+    )?;
+    for note in repaired {
+        repair(note);
+    }
     if expects.is_empty() && !abstention {
         let what = "no evidence: no turn has \"has_answer\": true and no answer session is in the haystack";
         if opts.strict {
@@ -328,10 +341,17 @@ struct Haystack {
     /// Empty messages left out.
     skipped: usize,
     messages: usize,
+    /// What was repaired (a session id used twice).
+    repaired: Vec<String>,
 }
 
 /// The sessions in `order`; with `marked`, the turns marked `has_answer`
 /// are the evidence, else (`session_evidence`) whole answer sessions are.
+/// A session id used twice (the cleaned release has 13 histories with a
+/// filler session sampled twice, identical but for its date) is repaired
+/// unless `strict`: an identical copy is dropped (the later one), a
+/// different session under the same id is renamed `<id>~2`.
+#[allow(clippy::too_many_arguments)]
 fn haystack(
     file: &Path,
     at: &dyn Fn(&str) -> String,
@@ -340,11 +360,13 @@ fn haystack(
     order: &[(String, usize)],
     marked: bool,
     session_evidence: Option<&[String]>,
+    strict: bool,
 ) -> Result<Haystack, ImportError> {
     let mut facts: Vec<Value> = Vec::new();
     let mut expects: Vec<String> = Vec::new();
     let mut out_sessions: Vec<Value> = Vec::new();
-    let mut seen_ids: Vec<String> = Vec::new();
+    let mut seen_ids: Vec<(String, usize)> = Vec::new();
+    let mut repaired = Vec::new();
     let mut skipped = 0usize;
     let mut messages = 0usize;
     for (start, i) in order {
@@ -355,14 +377,32 @@ fn haystack(
                 "expected text",
             )
         })?;
-        if seen_ids.contains(&sid) {
-            return Err(error(
-                file,
-                at(&format!("haystack_session_ids[{i}]")),
-                format!("session id {sid:?} is used twice"),
+        let mut sid = sid;
+        if let Some(&(_, first)) = seen_ids.iter().find(|(s, _)| *s == sid) {
+            let what = format!("session id {sid:?} is used twice");
+            if strict {
+                return Err(error(
+                    file,
+                    at(&format!("haystack_session_ids[{i}]")),
+                    format!("{what} (--strict)"),
+                ));
+            }
+            if sessions[first] == sessions[*i] {
+                repaired.push(format!(
+                    "{what} (haystack_sessions[{first}] and [{i}], identical): the later copy dropped"
+                ));
+                continue;
+            }
+            let renamed = (2..)
+                .map(|n| format!("{sid}~{n}"))
+                .find(|r| !seen_ids.iter().any(|(s, _)| s == r))
+                .expect("a free name");
+            repaired.push(format!(
+                "{what} (haystack_sessions[{first}] and [{i}], different): the later one renamed {renamed:?}"
             ));
+            sid = renamed;
         }
-        seen_ids.push(sid.clone());
+        seen_ids.push((sid.clone(), *i));
         let Some(turns) = sessions[*i].as_array() else {
             return Err(error(
                 file,
@@ -418,6 +458,7 @@ fn haystack(
         sessions: out_sessions,
         skipped,
         messages,
+        repaired,
     })
 }
 
