@@ -359,14 +359,17 @@ fn the_real_locomo_sample() {
 
 /// The LoCoMo excerpt as the release's array of conversations: the excerpt,
 /// and a copy as conversation `conv-two` whose question 2 cites a message
-/// that does not exist besides a real one, and question 4 only one that
-/// does not (the release's annotation errors).
+/// that does not exist besides a real one, question 4 only one that
+/// does not, and question 3 a space-separated list with a mistyped id (the
+/// release's annotation errors).
 fn locomo_release(dir: &Path) -> PathBuf {
     let base: Value = read(Path::new(&data("locomo-excerpt.json")));
     let mut two = base.clone();
     two["sample_id"] = json!("conv-two");
     two["qa"][1]["evidence"] = json!(["D1:1", "D10:19"]);
     two["qa"][3]["evidence"] = json!(["D7:3"]);
+    // A list written with spaces, one id with a leading zero.
+    two["qa"][2]["evidence"] = json!(["D2:02 D1:1"]);
     let file = dir.join("locomo10.json");
     std::fs::write(&file, serde_json::to_string(&json!([base, two])).unwrap()).unwrap();
     file
@@ -385,7 +388,13 @@ fn the_locomo_releases_defects_are_repaired_reported_and_kept_with_the_scenarios
         stdout.contains("imported 2 scenario(s) from 1 file(s)"),
         "{stdout}"
     );
-    assert!(stdout.contains("repaired 3 defect(s)"), "{stdout}");
+    assert!(stdout.contains("repaired 4 defect(s)"), "{stdout}");
+    assert!(
+        stdout.contains(
+            "q3 (qa[2]): evidence \"D2:02\" is not a message of this conversation: read as \"D2:2\""
+        ),
+        "{stdout}"
+    );
     assert!(
         stdout.contains(
             "conversation [1] (conv-two): q2 (qa[1]): evidence \"D10:19\" is not a message of this conversation: dropped"
@@ -402,7 +411,7 @@ fn the_locomo_releases_defects_are_repaired_reported_and_kept_with_the_scenarios
     let s = read(&d.join("sc/locomo-conv-two.json"));
     assert_eq!(s["source"]["dataset"], "locomo");
     assert_eq!(s["source"]["id"], "conv-two");
-    assert_eq!(s["source"]["repairs"].as_array().unwrap().len(), 3);
+    assert_eq!(s["source"]["repairs"].as_array().unwrap().len(), 4);
     let untouched = read(&d.join("sc/locomo-conv-test.json"));
     assert!(untouched["source"].get("repairs").is_none());
     let probes: Vec<Value> = s["sessions"].as_array().unwrap().last().unwrap()["turns"]
@@ -415,6 +424,7 @@ fn the_locomo_releases_defects_are_repaired_reported_and_kept_with_the_scenarios
     let by_id = |id: &str| probes.iter().find(|p| p["id"] == id).unwrap().clone();
     assert_eq!(by_id("q2")["expects"], json!(["D1:1"]));
     assert_eq!(by_id("q4")["expects"], json!([]));
+    assert_eq!(by_id("q3")["expects"], json!(["D2:2", "D1:1"]));
     // Asked the day after the last session (17 March 2024, 18:40).
     assert_eq!(by_id("q4")["at"], "2024-03-18T18:40:00Z");
     // A run on the folder: the repairs are in its provenance, and the
@@ -430,7 +440,7 @@ fn the_locomo_releases_defects_are_repaired_reported_and_kept_with_the_scenarios
         .iter()
         .find(|m| m["name"] == "locomo-conv-two")
         .unwrap();
-    assert_eq!(two["source"]["repairs"].as_array().unwrap().len(), 3);
+    assert_eq!(two["source"]["repairs"].as_array().unwrap().len(), 4);
     let mut rdr = csv::Reader::from_path(d.join("run/probes.csv")).unwrap();
     let headers = rdr.headers().unwrap().clone();
     let col = |name: &str| headers.iter().position(|h| h == name).unwrap();

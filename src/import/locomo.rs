@@ -337,22 +337,37 @@ fn questions(
             let Some(e) = e.as_str() else {
                 return Err(error(file, &place, "evidence ids are strings"));
             };
-            for eid in e.split([';', ',']).map(str::trim).filter(|s| !s.is_empty()) {
-                if !messages.contains_key(eid) {
+            for eid in e
+                .split(|c: char| c == ';' || c == ',' || c.is_whitespace())
+                .filter(|s| !s.is_empty())
+            {
+                let mut eid = eid.to_string();
+                if !messages.contains_key(&eid) {
                     let what = format!("evidence {eid:?} is not a message of this conversation");
                     if opts.strict {
                         return Err(error(file, &place, format!("{what} (--strict)")));
                     }
-                    dropped += 1;
-                    let note = format!("{id} (qa[{i}]): {what}: dropped");
+                    // A typo of a dialogue id ("D30:05", "D:11:26") is read
+                    // as the id it spells; anything else is dropped.
+                    let fixed = spelled(&eid).filter(|f| messages.contains_key(f));
+                    let note = match &fixed {
+                        Some(f) => format!("{id} (qa[{i}]): {what}: read as {f:?}"),
+                        None => format!("{id} (qa[{i}]): {what}: dropped"),
+                    };
                     tally
                         .repairs
                         .push(format!("{}: conversation {label}: {note}", file.display()));
                     out.repairs.push(note);
-                    continue;
+                    match fixed {
+                        Some(f) => eid = f,
+                        None => {
+                            dropped += 1;
+                            continue;
+                        }
+                    }
                 }
-                if !evidence.iter().any(|x| x == eid) {
-                    evidence.push(eid.to_string());
+                if !evidence.contains(&eid) {
+                    evidence.push(eid);
                 }
             }
         }
@@ -465,6 +480,16 @@ fn sessions_of(
     Ok(sessions)
 }
 
+/// The dialogue id a mistyped one spells: `D30:05` is `D30:5`, `D:11:26`
+/// is `D11:26` (`None` where it spells none, or is already one).
+fn spelled(eid: &str) -> Option<String> {
+    let rest = eid.strip_prefix('D')?.trim_start_matches(':');
+    let (session, turn) = rest.split_once(':')?;
+    let (session, turn): (u32, u32) = (session.parse().ok()?, turn.parse().ok()?);
+    let id = format!("D{session}:{turn}");
+    (id != eid).then_some(id)
+}
+
 /// The RFC 3339 time a day after `rfc` (a time this importer wrote).
 fn day_after(rfc: &str) -> String {
     let t = crate::clock::parse_rfc3339(rfc).expect("written by parse_date_time");
@@ -474,6 +499,15 @@ fn day_after(rfc: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn mistyped_dialogue_ids_are_read_as_the_id_they_spell() {
+        assert_eq!(spelled("D30:05").as_deref(), Some("D30:5"));
+        assert_eq!(spelled("D:11:26").as_deref(), Some("D11:26"));
+        assert_eq!(spelled("D10:19"), None);
+        assert_eq!(spelled("D"), None);
+        assert_eq!(spelled("X1:2"), None);
+    }
 
     #[test]
     fn locomo_dates() {
