@@ -660,70 +660,16 @@ fn longmemeval_defects_are_repaired_and_its_questions_asked_at_their_date() {
 
 /// A LongMemEval-shaped file of `questions` questions, each with
 /// `sessions` sessions of 10 turns of about 60 words (the shape of
-/// longmemeval_m; `benches/longmemeval/generate.py` writes the same at any
-/// size), written as a stream.
+/// longmemeval_m), written by `benches/longmemeval/generate.py`, the
+/// generator of the README's 1 GB figure.
 fn longmemeval_like(path: &Path, questions: usize, sessions: usize) {
-    use std::io::Write;
-    let words = [
-        "garden", "river", "coffee", "ticket", "museum", "harbor", "letter", "train",
-    ];
-    let text = |seed: usize| -> String {
-        let mut t: Vec<&str> = (0..60)
-            .map(|i| words[(seed * 7 + i * 13) % words.len()])
-            .collect();
-        t.push("end.");
-        t.join(" ")
-    };
-    let mut f = std::io::BufWriter::new(std::fs::File::create(path).unwrap());
-    f.write_all(b"[").unwrap();
-    for q in 0..questions {
-        let ids: Vec<String> = (0..sessions).map(|s| format!("q{q}-s{s}")).collect();
-        let dates: Vec<String> = (0..sessions)
-            .map(|s| {
-                format!(
-                    "2023/01/{:02} (Mon) {:02}:{:02}",
-                    1 + s / 48,
-                    (s % 48) / 2,
-                    (s % 2) * 30
-                )
-            })
-            .collect();
-        let haystack: Vec<Value> = (0..sessions)
-            .map(|s| {
-                (0..10)
-                    .map(|t| {
-                        let mut turn = json!({
-                            "role": if t % 2 == 0 { "user" } else { "assistant" },
-                            "content": text(q * 1000 + s * 10 + t),
-                        });
-                        if s == sessions / 2 && t == 0 {
-                            turn["has_answer"] = json!(true);
-                        }
-                        turn
-                    })
-                    .collect()
-            })
-            .collect();
-        if q > 0 {
-            f.write_all(b",").unwrap();
-        }
-        serde_json::to_writer(
-            &mut f,
-            &json!({
-                "question_id": format!("gen-{q:05}"),
-                "question_type": "single-session-user",
-                "question": "Which museum did I say I would visit?",
-                "answer": "the harbor museum",
-                "question_date": "2023/12/30 (Sat) 12:00",
-                "haystack_session_ids": ids,
-                "haystack_dates": dates,
-                "haystack_sessions": haystack,
-                "answer_session_ids": [format!("q{q}-s{}", sessions / 2)],
-            }),
-        )
-        .unwrap();
-    }
-    f.write_all(b"]").unwrap();
+    let o = std::process::Command::new("python3")
+        .arg(PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("benches/longmemeval/generate.py"))
+        .arg(path)
+        .args(["--questions", &questions.to_string(), &sessions.to_string()])
+        .output()
+        .expect("python3 runs the generator");
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
 }
 
 /// Runs memeval in `dir` and returns its peak resident memory in KiB.

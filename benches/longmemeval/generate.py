@@ -4,6 +4,7 @@ synthetic text, at a size given in MB, for measuring `memeval import
 longmemeval` on files of the real ones' size class without their data.
 
     python3 generate.py OUT.json SIZE_MB [SESSIONS_PER_QUESTION]
+    python3 generate.py OUT.json --questions N [SESSIONS_PER_QUESTION]
 
 Each question has SESSIONS_PER_QUESTION sessions (default 500, as in
 longmemeval_m) of 10 turns of about 60 words; one turn of one session is
@@ -52,13 +53,18 @@ def question(q, sessions):
 
 
 def main():
-    out, size_mb = sys.argv[1], float(sys.argv[2])
-    sessions = int(sys.argv[3]) if len(sys.argv) > 3 else 500
-    target = int(size_mb * 1e6)
+    out, args = sys.argv[1], sys.argv[2:]
+    questions = None
+    if args[0] == "--questions":
+        questions, args = int(args[1]), args[2:]
+        target = None
+    else:
+        target, args = int(float(args[0]) * 1e6), args[1:]
+    sessions = int(args[0]) if args else 500
     written, q = 0, 0
     with open(out, "w") as f:
         f.write("[")
-        while written < target:
+        while (q < questions) if questions is not None else (written < target):
             chunk = ("," if q else "") + json.dumps(question(q, sessions))
             f.write(chunk)
             written += len(chunk)

@@ -237,16 +237,21 @@ fn question(
     for note in repaired {
         repair(note);
     }
+    // A defect of the data: refused with --strict, else repaired so.
+    let mut defect = |field: &str, what: String, repaired: &str| {
+        if opts.strict {
+            return Err(error(file, at(field), format!("{what} (--strict)")));
+        }
+        repair(format!("{what}: {repaired}"));
+        Ok(())
+    };
     if expects.is_empty() && !abstention {
         let what = "no evidence: no turn has \"has_answer\": true and no answer session is in the haystack";
-        if opts.strict {
-            return Err(error(
-                file,
-                at("answer_session_ids"),
-                format!("{what} (--strict)"),
-            ));
-        }
-        repair(format!("{what}: judged by its answer alone"));
+        defect(
+            "answer_session_ids",
+            what.into(),
+            "judged by its answer alone",
+        )?;
     }
     let Some(last) = sessions.last_mut() else {
         return Err(error(
@@ -276,14 +281,7 @@ fn question(
                     format!("question_date {date:?} is not a date like \"2023/05/20 (Sat) 02:21\"")
                 }
             };
-            if opts.strict {
-                return Err(error(
-                    file,
-                    at("question_date"),
-                    format!("{what} (--strict)"),
-                ));
-            }
-            repair(format!("{what}: asked without a date"));
+            defect("question_date", what, "asked without a date")?;
         }
     }
     last["turns"]

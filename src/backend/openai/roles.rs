@@ -251,31 +251,33 @@ fn fill(template: &str, values: &[(&str, &str)]) -> String {
 
 /// A verdict given as `"label": "CORRECT"` or `"WRONG"` (LoCoMo's J).
 pub fn parse_label_verdict(text: &str) -> Result<AnswerVerdict, String> {
-    let m = json_object(text)?;
-    let correct = match m.get("label").and_then(serde_json::Value::as_str) {
-        Some(l) if l.eq_ignore_ascii_case("correct") => true,
-        Some(l) if l.eq_ignore_ascii_case("wrong") => false,
-        Some(l) => return Err(format!("label is {l:?}, not CORRECT or WRONG")),
-        None => return Err("no \"label\"".into()),
-    };
-    let reason = m
-        .get("reason")
-        .and_then(serde_json::Value::as_str)
-        .unwrap_or("")
-        .to_string();
-    Ok(AnswerVerdict {
-        correct: Some(correct),
-        reason,
+    verdict_of(text, |m| {
+        match m.get("label").and_then(serde_json::Value::as_str) {
+            Some(l) if l.eq_ignore_ascii_case("correct") => Ok(true),
+            Some(l) if l.eq_ignore_ascii_case("wrong") => Ok(false),
+            Some(l) => Err(format!("label is {l:?}, not CORRECT or WRONG")),
+            None => Err("no \"label\"".into()),
+        }
     })
 }
 
+/// A verdict given as `"correct": true` or `false`.
 pub fn parse_answer_verdict(text: &str) -> Result<AnswerVerdict, String> {
+    verdict_of(text, |m| match m.get("correct") {
+        Some(serde_json::Value::Bool(b)) => Ok(*b),
+        Some(other) => Err(format!("correct is {other}, not true or false")),
+        None => Err("no \"correct\"".into()),
+    })
+}
+
+/// A JSON verdict: whether it says correct (read by `correct`), and its
+/// `reason`.
+fn verdict_of(
+    text: &str,
+    correct: impl Fn(&serde_json::Map<String, serde_json::Value>) -> Result<bool, String>,
+) -> Result<AnswerVerdict, String> {
     let m = json_object(text)?;
-    let correct = match m.get("correct") {
-        Some(serde_json::Value::Bool(b)) => *b,
-        Some(other) => return Err(format!("correct is {other}, not true or false")),
-        None => return Err("no \"correct\"".into()),
-    };
+    let correct = correct(&m)?;
     let reason = m
         .get("reason")
         .and_then(serde_json::Value::as_str)
