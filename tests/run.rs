@@ -574,3 +574,61 @@ fn session_boundaries_lose_nothing() {
         );
     }
 }
+
+#[test]
+fn strategies_are_compared_pairwise_with_seeded_intervals() {
+    let tmp = tempfile::tempdir().unwrap();
+    let scenarios = ["travel-multihop", "knowledge-updates", "dbt-fanout-support"].map(|s| {
+        root()
+            .join(format!("scenarios/{s}.json"))
+            .display()
+            .to_string()
+    });
+    let run = |out: &str| {
+        let mut args = vec!["run".to_string()];
+        args.extend(scenarios.iter().cloned());
+        args.extend(
+            [
+                "--out",
+                out,
+                "--no-timings",
+                "--strategies",
+                "window,summary,hybrid",
+            ]
+            .map(String::from),
+        );
+        let o = std::process::Command::new(env!("CARGO_BIN_EXE_memeval"))
+            .args(&args)
+            .current_dir(tmp.path())
+            .output()
+            .unwrap();
+        assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+        let results: Value = serde_json::from_slice(
+            &std::fs::read(tmp.path().join(out).join("results.json")).unwrap(),
+        )
+        .unwrap();
+        (
+            String::from_utf8_lossy(&o.stdout).into_owned(),
+            results["comparisons"].clone(),
+        )
+    };
+    let (stdout, a) = run("a");
+    let (_, b) = run("b");
+    let pairs = a.as_array().unwrap();
+    assert_eq!(pairs.len(), 3, "{a}");
+    assert_eq!(
+        (pairs[0]["first"].as_str(), pairs[0]["second"].as_str()),
+        (Some("window"), Some("summary"))
+    );
+    assert_eq!(pairs[0]["resampled"], "scenarios");
+    let r = &pairs[2]["recall"];
+    assert!(
+        r["ci_low"].as_f64() <= r["diff"].as_f64() && r["diff"].as_f64() <= r["ci_high"].as_f64()
+    );
+    // The same run, the same intervals.
+    assert_eq!(a, b);
+    assert!(stdout.contains("paired differences"), "{stdout}");
+    assert!(stdout.contains("summary vs hybrid: recall "), "{stdout}");
+    let report = std::fs::read_to_string(tmp.path().join("a/report.html")).unwrap();
+    assert!(report.contains("Paired differences") && report.contains("window vs summary"));
+}

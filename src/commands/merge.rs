@@ -261,7 +261,9 @@ pub fn cmd_merge(runs: &[PathBuf], out: &Path, force: bool) -> Result<(), Failur
     })?;
     let (per_job, totals) = (written.per_job, written.totals);
     let mut table = Vec::new();
-    report::print_table(&mut table, &per_job, &totals).map_err(anyhow::Error::from)?;
+    report::print_table(&mut table, &per_job, &totals)
+        .and_then(|()| report::print_comparisons(&mut table, &written.comparisons))
+        .map_err(anyhow::Error::from)?;
     crate::term::out(&String::from_utf8_lossy(&table));
     crate::outln!(
         "\nmerged {} run(s), {} scenario(s): {}",

@@ -344,6 +344,7 @@ pub(crate) fn finish(
     if !args.quiet {
         let mut table = Vec::new();
         report::print_table(&mut table, &results.results, &results.totals)
+            .and_then(|()| report::print_comparisons(&mut table, &results.comparisons))
             .map_err(anyhow::Error::from)?;
         writeln!(table, "\noutputs: {}", out.display()).map_err(anyhow::Error::from)?;
         crate::term::out(&String::from_utf8_lossy(&table));

@@ -124,6 +124,39 @@ fn figure(out: &mut String, data: &RunData, w: &Written) -> Result<(), ReportErr
 
 /// A sortable results table: per strategy over all scenarios (`totals`), or
 /// one row per scenario and strategy, the best value of each group marked.
+/// Every pair of strategies: the paired differences with their intervals.
+fn comparisons_table(out: &mut String, comparisons: &[crate::compare::Comparison]) {
+    let Some(first) = comparisons.first() else {
+        return;
+    };
+    let _ = writeln!(
+        out,
+        "<p>Paired differences, first minus second over the same probe asks, with 95% intervals (paired bootstrap over {}, seeded) and McNemar's exact p for answers:</p>\n<div class=\"scroll\"><table id=\"comparisons\"><thead><tr><th class=\"t\">pair</th><th>recall</th><th>answers</th><th>McNemar p</th><th>context tokens</th></tr></thead><tbody>",
+        esc(&first.resampled)
+    );
+    let cell = |d: Option<&crate::compare::Difference>, digits: usize| match d {
+        Some(d) => format!(
+            "{:+.digits$} [{:.digits$}, {:.digits$}]",
+            d.diff, d.ci_low, d.ci_high
+        ),
+        None => "–".to_string(),
+    };
+    for c in comparisons {
+        let answers = c.answer_accuracy.as_ref();
+        let _ = writeln!(
+            out,
+            "<tr><td class=\"t\">{} vs {}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td></tr>",
+            esc(&c.first),
+            esc(&c.second),
+            cell(c.recall.as_ref(), 3),
+            cell(answers.map(|a| &a.difference), 3),
+            answers.map_or("–".to_string(), |a| format!("{:.3}", a.mcnemar_p)),
+            cell(c.context_tokens.as_ref(), 0),
+        );
+    }
+    out.push_str("</tbody></table></div>\n");
+}
+
 fn results_table(out: &mut String, data: &RunData, totals: bool) {
     let _ = write!(
         out,
@@ -381,6 +414,7 @@ pub fn render(data: &RunData, charts: &[Written]) -> Result<String, ReportError>
         }
         out.push_str("</tbody></table></div>\n");
     }
+    comparisons_table(&mut out, &data.comparisons);
     out.push_str("<details><summary>Per scenario and strategy</summary>\n");
     results_table(&mut out, data, false);
     out.push_str("</details>\n");

@@ -122,6 +122,46 @@ fn fmt_ratio(x: Option<f64>) -> String {
 
 /// The table printed at the end of a run: one row per scenario and
 /// strategy, then the totals per strategy.
+/// The paired comparisons, a line a pair: "hybrid vs summary: recall
+/// +0.104 [0.071, 0.139], ...".
+pub fn print_comparisons(
+    out: &mut impl Write,
+    comparisons: &[crate::compare::Comparison],
+) -> std::io::Result<()> {
+    let Some(first) = comparisons.first() else {
+        return Ok(());
+    };
+    writeln!(
+        out,
+        "\npaired differences, first minus second over the same probe asks (95% interval, bootstrap over {}):",
+        first.resampled
+    )?;
+    let signed = |d: &crate::compare::Difference, digits: usize| {
+        format!(
+            "{:+.digits$} [{:.digits$}, {:.digits$}]",
+            d.diff, d.ci_low, d.ci_high
+        )
+    };
+    for c in comparisons {
+        let mut parts = Vec::new();
+        if let Some(r) = &c.recall {
+            parts.push(format!("recall {}", signed(r, 3)));
+        }
+        if let Some(a) = &c.answer_accuracy {
+            parts.push(format!(
+                "answers {} (McNemar p {:.3})",
+                signed(&a.difference, 3),
+                a.mcnemar_p
+            ));
+        }
+        if let Some(t) = &c.context_tokens {
+            parts.push(format!("context tokens {}", signed(t, 0)));
+        }
+        writeln!(out, "{} vs {}: {}", c.first, c.second, parts.join("; "))?;
+    }
+    Ok(())
+}
+
 pub fn print_table(
     out: &mut impl Write,
     per_job: &[Aggregate],

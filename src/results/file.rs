@@ -19,6 +19,9 @@ pub struct RunResults {
     pub results: Vec<Aggregate>,
     #[serde(default)]
     pub totals: Vec<Aggregate>,
+    /// Every pair of strategies over their shared probe asks.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub comparisons: Vec<crate::compare::Comparison>,
 }
 
 /// Reads results from a run folder, a results.json or a baseline file.
@@ -50,6 +53,7 @@ pub fn load_results(path: &Path) -> Result<RunResults, ResultsError> {
         meta,
         results: raw.results,
         totals: raw.totals,
+        comparisons: raw.comparisons,
     })
 }
 
@@ -62,6 +66,8 @@ struct Raw {
     results: Vec<Aggregate>,
     #[serde(default)]
     totals: Vec<Aggregate>,
+    #[serde(default)]
+    comparisons: Vec<crate::compare::Comparison>,
 }
 
 /// The version of the baseline format this memeval writes and reads.

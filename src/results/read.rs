@@ -46,6 +46,8 @@ pub struct RunData {
     pub meta: super::Metadata,
     pub results: Vec<Aggregate>,
     pub totals: Vec<Aggregate>,
+    /// Every pair of strategies compared (results.json's `comparisons`).
+    pub comparisons: Vec<crate::compare::Comparison>,
     pub turns: Vec<Turn>,
     pub probes: Vec<Probe>,
     pub summaries: Vec<Summary>,
@@ -139,6 +141,7 @@ impl RunData {
             meta,
             results: results.results,
             totals: results.totals,
+            comparisons: results.comparisons,
             turns: Vec::new(),
             probes: Vec::new(),
             summaries: Vec::new(),

@@ -8,16 +8,21 @@ use std::path::Path;
 use serde::{Deserialize, Serialize};
 
 use super::aggregate::Aggregate;
+use super::metadata::Metadata;
 use super::pool::{Aggregator, Counts};
 use super::rows::{CallRow, JobResult};
+use crate::compare::{Comparison, Pairs};
 use crate::memory::Stage;
 use crate::stats::round6;
 
 #[derive(Serialize)]
-struct ResultsFile<'a, M> {
-    meta: &'a M,
+struct ResultsFile<'a> {
+    meta: &'a Metadata,
     results: &'a [Aggregate],
     totals: &'a [Aggregate],
+    /// Every pair of strategies over their shared probe asks.
+    #[serde(skip_serializing_if = "<[Comparison]>::is_empty")]
+    comparisons: &'a [Comparison],
 }
 
 /// The calls of one kind, over the run.
@@ -191,6 +196,8 @@ pub struct Written {
     pub per_job: Vec<Aggregate>,
     /// Per strategy, in configuration order.
     pub totals: Vec<Aggregate>,
+    /// Every pair of strategies compared over their shared probe asks.
+    pub comparisons: Vec<Comparison>,
     pub calls: CallTally,
     /// The registry's evictions and reloads, over every replay.
     pub evict: Counts,
@@ -219,13 +226,14 @@ impl Written {
 /// time in output order (scenario, strategy as configured, replay), so
 /// that a run of any size is written without holding its rows: the tables
 /// row by row, the aggregates folded as they pass.
-pub fn write_outputs<M: Serialize>(
+pub fn write_outputs(
     dir: &Path,
     jobs: impl Iterator<Item = std::io::Result<JobResult>>,
     ahead: &[CallRow],
-    meta: &M,
+    meta: &Metadata,
     strategies: &[String],
 ) -> std::io::Result<Written> {
+    let mut pairs = Pairs::default();
     let csv = |name: &str| csv::Writer::from_path(dir.join(name));
     let (mut turns, mut probes) = (csv("turns.csv")?, csv("probes.csv")?);
     let (mut summaries, mut calls) = (csv("summaries.csv")?, csv("calls.csv")?);
@@ -243,6 +251,7 @@ pub fn write_outputs<M: Serialize>(
         }
         for p in &job.probes {
             row(&mut probes, p)?;
+            pairs.add(p);
         }
         for s in &job.summaries {
             row(&mut summaries, s)?;
@@ -272,18 +281,21 @@ pub fn write_outputs<M: Serialize>(
     // replays the chat calls (as cached) and needs no embedding call.
     write_json(&dir.join("usage.json"), &tally.usage())?;
     let (per_job, totals) = aggregator.finish();
+    let comparisons = pairs.compare(strategies, meta.seed);
     write_json(
         &dir.join("results.json"),
         &ResultsFile {
             meta,
             results: &per_job,
             totals: &totals,
+            comparisons: &comparisons,
         },
     )?;
     write_json(&dir.join("metadata.json"), meta)?;
     Ok(Written {
         per_job,
         totals,
+        comparisons,
         calls: tally,
         evict,
         reload,
