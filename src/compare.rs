@@ -70,21 +70,43 @@ struct Outcome {
     tokens: f64,
 }
 
-/// The outcomes of a run's probe asks, gathered one row at a time.
+/// The three metrics, in this order.
+const METRICS: usize = 3;
+
+/// One pair's differences, gathered scenario by scenario.
+#[derive(Debug, Default)]
+struct PairSums {
+    /// Per metric, per scenario: (sum of differences, asks).
+    clusters: [Vec<(f64, f64)>; METRICS],
+    /// Per metric, the first scenario's differences ask by ask (for a run
+    /// of one scenario, whose asks are resampled instead).
+    first: [Vec<f64>; METRICS],
+    /// Asks only the first strategy answered right, and only the second.
+    first_only: u64,
+    second_only: u64,
+}
+
+/// The outcomes of a run's probe asks, given one row at a time in output
+/// order (a scenario's rows, of every strategy, together). Memory holds one
+/// scenario's asks and, per pair of strategies, a few sums per scenario.
 #[derive(Debug, Default)]
 pub struct Pairs {
-    /// Scenario names, by first appearance.
-    scenarios: BTreeMap<String, usize>,
-    /// Per ask (scenario index, replay, probe id, turn), per strategy.
-    asks: BTreeMap<(usize, u32, String, u32), BTreeMap<String, Outcome>>,
+    scenario: Option<String>,
+    scenarios: usize,
+    /// The current scenario's asks (replay, probe id, turn), per strategy.
+    asks: BTreeMap<(u32, String, u32), BTreeMap<String, Outcome>>,
+    /// Per pair (first, second), in the order pairs are met.
+    sums: BTreeMap<(String, String), PairSums>,
 }
 
 impl Pairs {
     pub fn add(&mut self, p: &ProbeRow) {
-        let n = self.scenarios.len();
-        let s = *self.scenarios.entry(p.scenario.clone()).or_insert(n);
+        if self.scenario.as_deref() != Some(p.scenario.as_str()) {
+            self.fold();
+            self.scenario = Some(p.scenario.clone());
+        }
         self.asks
-            .entry((s, p.repeat, p.probe_id.clone(), p.turn))
+            .entry((p.repeat, p.probe_id.clone(), p.turn))
             .or_default()
             .insert(
                 p.strategy.clone(),
@@ -96,77 +118,107 @@ impl Pairs {
             );
     }
 
+    /// Folds the current scenario's asks into every pair's sums.
+    fn fold(&mut self) {
+        if self.scenario.is_none() {
+            return;
+        }
+        let asks = std::mem::take(&mut self.asks);
+        let mut strategies: Vec<&String> = asks.values().flat_map(|by| by.keys()).collect();
+        strategies.sort_unstable();
+        strategies.dedup();
+        for (i, a) in strategies.iter().enumerate() {
+            for b in &strategies[i + 1..] {
+                let sums = self.sums.entry(((*a).clone(), (*b).clone())).or_default();
+                let mut scenario = [(0.0, 0.0); METRICS];
+                for by in asks.values() {
+                    let (Some(x), Some(y)) = (by.get(*a), by.get(*b)) else {
+                        continue;
+                    };
+                    let diffs = [
+                        x.recall.zip(y.recall).map(|(x, y)| x - y),
+                        x.correct
+                            .zip(y.correct)
+                            .map(|(x, y)| f64::from(x) - f64::from(y)),
+                        Some(x.tokens - y.tokens),
+                    ];
+                    for (m, d) in diffs.into_iter().enumerate() {
+                        let Some(d) = d else { continue };
+                        scenario[m].0 += d;
+                        scenario[m].1 += 1.0;
+                        if self.scenarios == 0 {
+                            sums.first[m].push(d);
+                        }
+                        if m == 1 {
+                            sums.first_only += u64::from(d > 0.0);
+                            sums.second_only += u64::from(d < 0.0);
+                        }
+                    }
+                }
+                for (m, c) in scenario.into_iter().enumerate() {
+                    if c.1 > 0.0 {
+                        sums.clusters[m].push(c);
+                    }
+                }
+            }
+        }
+        self.scenarios += 1;
+    }
+
     /// Every pair of `strategies` (in their order), compared; `seed` seeds
     /// the bootstrap.
-    pub fn compare(&self, strategies: &[String], seed: u64) -> Vec<Comparison> {
+    pub fn compare(mut self, strategies: &[String], seed: u64) -> Vec<Comparison> {
+        self.fold();
+        let clustered = self.scenarios > 1;
         let mut out = Vec::new();
         for (i, a) in strategies.iter().enumerate() {
             for b in &strategies[i + 1..] {
-                if let Some(c) = self.pair(a, b, seed) {
-                    out.push(c);
-                }
+                // Sums are kept under the names in sorted order.
+                let (key, flip) = if a <= b {
+                    ((a.clone(), b.clone()), 1.0)
+                } else {
+                    ((b.clone(), a.clone()), -1.0)
+                };
+                let Some(sums) = self.sums.get(&key) else {
+                    continue;
+                };
+                let metric = |m: usize| -> Option<Difference> {
+                    let clusters: Vec<(f64, f64)> = if clustered {
+                        sums.clusters[m].iter().map(|c| (flip * c.0, c.1)).collect()
+                    } else {
+                        sums.first[m].iter().map(|d| (flip * d, 1.0)).collect()
+                    };
+                    (!clusters.is_empty()).then(|| bootstrap(&clusters, seed))
+                };
+                let (first_only, second_only) = if flip > 0.0 {
+                    (sums.first_only, sums.second_only)
+                } else {
+                    (sums.second_only, sums.first_only)
+                };
+                out.push(Comparison {
+                    first: a.clone(),
+                    second: b.clone(),
+                    resampled: if clustered { "scenarios" } else { "probe asks" }.to_string(),
+                    recall: metric(0),
+                    answer_accuracy: metric(1).map(|difference| Answers {
+                        difference,
+                        first_only,
+                        second_only,
+                        mcnemar_p: round6(mcnemar_exact(first_only, second_only)),
+                    }),
+                    context_tokens: metric(2),
+                });
             }
         }
         out
     }
-
-    fn pair(&self, a: &str, b: &str, seed: u64) -> Option<Comparison> {
-        let shared: Vec<(usize, Outcome, Outcome)> = self
-            .asks
-            .iter()
-            .filter_map(|((s, ..), by)| Some((*s, *by.get(a)?, *by.get(b)?)))
-            .collect();
-        if shared.is_empty() {
-            return None;
-        }
-        let clustered = shared.iter().any(|x| x.0 != shared[0].0);
-        // Each metric: per ask, the cluster and the difference.
-        let values = |f: &dyn Fn(&Outcome) -> Option<f64>| -> Vec<(usize, f64)> {
-            shared
-                .iter()
-                .enumerate()
-                .filter_map(|(k, (s, x, y))| {
-                    let cluster = if clustered { *s } else { k };
-                    Some((cluster, f(x)? - f(y)?))
-                })
-                .collect()
-        };
-        let recall = values(&|o| o.recall);
-        let correct = values(&|o| o.correct.map(f64::from));
-        let tokens = values(&|o| Some(o.tokens));
-        let answers = (!correct.is_empty()).then(|| {
-            let first_only = correct.iter().filter(|(_, d)| *d > 0.0).count() as u64;
-            let second_only = correct.iter().filter(|(_, d)| *d < 0.0).count() as u64;
-            Answers {
-                difference: bootstrap(&correct, seed),
-                first_only,
-                second_only,
-                mcnemar_p: round6(mcnemar_exact(first_only, second_only)),
-            }
-        });
-        Some(Comparison {
-            first: a.to_string(),
-            second: b.to_string(),
-            resampled: if clustered { "scenarios" } else { "probe asks" }.to_string(),
-            recall: (!recall.is_empty()).then(|| bootstrap(&recall, seed)),
-            answer_accuracy: answers,
-            context_tokens: Some(bootstrap(&tokens, seed)),
-        })
-    }
 }
 
-/// The mean of `diffs` (cluster, difference) and its 95% percentile
-/// interval over `RESAMPLES` resamples of the clusters with replacement
-/// (each resample's mean pools the asks of the clusters drawn).
-pub fn bootstrap(diffs: &[(usize, f64)], seed: u64) -> Difference {
-    // Per cluster: sum and count, in cluster order.
-    let mut by: BTreeMap<usize, (f64, f64)> = BTreeMap::new();
-    for &(c, d) in diffs {
-        let e = by.entry(c).or_default();
-        e.0 += d;
-        e.1 += 1.0;
-    }
-    let clusters: Vec<(f64, f64)> = by.into_values().collect();
+/// The pooled mean of `clusters` (each a sum of differences and its
+/// count) and its 95% percentile interval over `RESAMPLES` resamples of
+/// the clusters with replacement (each resample's mean pools the asks of
+/// the clusters drawn).
+pub fn bootstrap(clusters: &[(f64, f64)], seed: u64) -> Difference {
     let (sum, n) = clusters
         .iter()
         .fold((0.0, 0.0), |acc, c| (acc.0 + c.0, acc.1 + c.1));
@@ -185,7 +237,7 @@ pub fn bootstrap(diffs: &[(usize, f64)], seed: u64) -> Difference {
     means.sort_by(f64::total_cmp);
     let at = |q: f64| means[((q * RESAMPLES as f64).ceil() as usize).clamp(1, RESAMPLES) - 1];
     Difference {
-        asks: diffs.len() as u64,
+        asks: n as u64,
         diff: round6(sum / n),
         ci_low: round6(at(0.025)),
         ci_high: round6(at(0.975)),
@@ -237,20 +289,18 @@ mod tests {
     #[test]
     fn the_bootstrap_resamples_clusters_and_is_seeded() {
         // Every cluster the same difference: the interval is that point.
-        let same: Vec<(usize, f64)> = (0..6).map(|c| (c, 0.25)).collect();
+        let same: Vec<(f64, f64)> = (0..6).map(|_| (0.25, 1.0)).collect();
         let d = bootstrap(&same, 7);
         assert_eq!((d.diff, d.ci_low, d.ci_high, d.asks), (0.25, 0.25, 0.25, 6));
-        // Two clusters of very different sizes: the mean pools asks, and
-        // the interval spans what resampling clusters can give (all of
-        // cluster 0: 1.0; all of cluster 1: 0.0).
-        let mut v: Vec<(usize, f64)> = vec![(0, 1.0); 3];
-        v.extend(vec![(1, 0.0); 1]);
-        let d = bootstrap(&v, 7);
+        // Two clusters of very different sizes: three asks of 1.0, one of
+        // 0.0. The mean pools asks, and the interval spans what resampling
+        // clusters can give (cluster 0 twice: 1.0; cluster 1 twice: 0.0).
+        let d = bootstrap(&[(3.0, 3.0), (0.0, 1.0)], 7);
         assert_eq!(d.diff, 0.75);
         assert_eq!((d.ci_low, d.ci_high), (0.0, 1.0));
         // The same seed, the same interval; another seed may differ.
-        let spread: Vec<(usize, f64)> = (0..40)
-            .map(|c| (c / 4, (c % 7) as f64 / 7.0 - 0.3))
+        let spread: Vec<(f64, f64)> = (0..10)
+            .map(|c| ((c % 7) as f64 / 7.0 - 0.3, 1.0 + (c % 3) as f64))
             .collect();
         assert_eq!(bootstrap(&spread, 1), bootstrap(&spread, 1));
         let d = bootstrap(&spread, 1);
@@ -283,6 +333,8 @@ mod tests {
         // An ask only one strategy has is left out.
         pairs.add(&row("y", "hybrid", "p9", 1.0, 1));
         let c = &pairs.compare(&["hybrid".into(), "summary".into()], 3)[0];
+        // (Named in the configuration's order, whatever the names' order.)
+        assert_eq!((c.first.as_str(), c.second.as_str()), ("hybrid", "summary"));
         assert_eq!(c.resampled, "scenarios");
         let r = c.recall.as_ref().unwrap();
         // (1 + 0 + 0.5) / 3.
@@ -291,5 +343,40 @@ mod tests {
         assert_eq!((a.first_only, a.second_only), (2, 0));
         assert!(close(a.mcnemar_p, 0.5));
         assert_eq!(c.context_tokens.as_ref().unwrap().diff, 0.0);
+    }
+
+    #[test]
+    fn pairs_follow_the_configured_order_and_one_scenario_resamples_asks() {
+        let row = |strategy: &str, probe: &str, recall: f64| ProbeRow {
+            scenario: "only".into(),
+            strategy: strategy.into(),
+            repeat: 1,
+            probe_id: probe.into(),
+            turn: 4,
+            recall: Some(recall),
+            answer_correct: Some(u8::from(recall > 0.5)),
+            context_tokens: 10,
+            ..ProbeRow::default()
+        };
+        let mut pairs = Pairs::default();
+        for (p, w, s) in [
+            ("a", 1.0, 0.0),
+            ("b", 1.0, 1.0),
+            ("c", 0.0, 1.0),
+            ("d", 1.0, 0.0),
+        ] {
+            pairs.add(&row("window", p, w));
+            pairs.add(&row("summary", p, s));
+        }
+        // "window" is configured first, though "summary" sorts first.
+        let c = &pairs.compare(&["window".into(), "summary".into()], 3)[0];
+        assert_eq!((c.first.as_str(), c.second.as_str()), ("window", "summary"));
+        assert_eq!(c.resampled, "probe asks");
+        // (1 + 0 - 1 + 1) / 4.
+        assert_eq!(c.recall.as_ref().unwrap().diff, 0.25);
+        let a = c.answer_accuracy.as_ref().unwrap();
+        assert_eq!((a.first_only, a.second_only), (2, 1));
+        // b = 2, c = 1: 2 * (1 + 3) / 8 = 1, capped.
+        assert_eq!(a.mcnemar_p, 1.0);
     }
 }
