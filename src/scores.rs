@@ -131,17 +131,22 @@ pub struct Retrieval {
 }
 
 /// LongMemEval's scores of `ranking` (ids, best first) against the
-/// `correct` ids, with `corpus` every id that could have been ranked (for
-/// the ideal ranking), at cut-off `k`.
-pub fn retrieval<T: PartialEq>(ranking: &[T], correct: &[T], corpus: &[T], k: usize) -> Retrieval {
+/// `correct` ids, of which `relevant` are among all that could have been
+/// ranked (the ideal ranking puts those first), at cut-off `k`.
+pub fn retrieval<T: PartialEq>(
+    ranking: &[T],
+    correct: &[T],
+    relevant: usize,
+    k: usize,
+) -> Retrieval {
     let top = &ranking[..ranking.len().min(k)];
     let recall_any = f64::from(u8::from(correct.iter().any(|c| top.contains(c))));
     let recall_all = f64::from(u8::from(correct.iter().all(|c| top.contains(c))));
-    let relevant = |id: &T| f64::from(u8::from(correct.contains(id)));
-    let actual: Vec<f64> = top.iter().map(relevant).collect();
-    let mut ideal: Vec<f64> = corpus.iter().map(relevant).collect();
-    ideal.sort_by(|a, b| b.total_cmp(a));
-    let ideal_dcg = dcg(&ideal, k);
+    let actual: Vec<f64> = top
+        .iter()
+        .map(|id| f64::from(u8::from(correct.contains(id))))
+        .collect();
+    let ideal_dcg = dcg(&vec![1.0; relevant.min(k)], k);
     let ndcg = if ideal_dcg == 0.0 {
         0.0
     } else {
@@ -179,15 +184,19 @@ fn dcg(relevances: &[f64], k: usize) -> f64 {
 pub fn session_retrieval(
     ranking: &[u32],
     correct: &[u32],
-    corpus: &[u32],
+    corpus: impl IntoIterator<Item = u32>,
     k: usize,
     session_of: impl Fn(u32) -> u32,
 ) -> Retrieval {
     let ranked: Vec<u32> = ranking.iter().map(|&t| session_of(t)).collect();
-    let all: Vec<u32> = corpus.iter().map(|&t| session_of(t)).collect();
     let mut gold: Vec<u32> = correct.iter().map(|&t| session_of(t)).collect();
     gold.sort_unstable();
     gold.dedup();
+    // Every turn of a correct session counts as relevant.
+    let relevant = corpus
+        .into_iter()
+        .filter(|&t| gold.binary_search(&session_of(t)).is_ok())
+        .count();
     let distinct = |n: usize| {
         ranked[..n.min(ranked.len())]
             .iter()
@@ -195,10 +204,10 @@ pub fn session_retrieval(
             .len()
     };
     let mut effective = k;
-    while effective <= all.len() && distinct(effective) < k && effective < ranked.len() {
+    while distinct(effective) < k && effective < ranked.len() {
         effective += 1;
     }
-    retrieval(&ranked, &gold, &all, effective)
+    retrieval(&ranked, &gold, relevant, effective)
 }
 
 #[cfg(test)]
@@ -277,17 +286,16 @@ mod tests {
     fn retrieval_scores_match_longmemevals() {
         // Ranking [3, 1, 7] of corpus 1..=8, correct {1, 5}, k = 2:
         // any 1, all 0; DCG = 0 + 1/log2(2) = 1; ideal = 1 + 1 = 2: 0.5.
-        let corpus: Vec<u32> = (1..=8).collect();
-        let r = retrieval(&[3, 1, 7], &[1, 5], &corpus, 2);
+        let r = retrieval(&[3, 1, 7], &[1, 5], 2, 2);
         assert_eq!((r.recall_any, r.recall_all), (1.0, 0.0));
         assert!(close(r.ndcg, 0.5));
         // k = 3 with both found at places 0 and 2: DCG = 1 + 1/log2(3);
         // ideal 2.
-        let r = retrieval(&[1, 4, 5], &[1, 5], &corpus, 3);
+        let r = retrieval(&[1, 4, 5], &[1, 5], 2, 3);
         assert_eq!((r.recall_any, r.recall_all), (1.0, 1.0));
         assert!(close(r.ndcg, (1.0 + 1.0 / 3f64.log2()) / 2.0));
         // Nothing correct exists: NDCG 0, recall_all vacuously 1.
-        let r = retrieval(&[1], &[], &corpus, 5);
+        let r = retrieval(&[1], &[], 0, 5);
         assert_eq!((r.recall_any, r.recall_all, r.ndcg), (0.0, 1.0, 0.0));
     }
 
@@ -297,11 +305,10 @@ mod tests {
         // ranking [1, 2, 7, 4]: at k = 2 the first two turns hold one
         // session, so the cut-off widens to 3 turns (sessions 1 and 3).
         let session = |t: u32| (t - 1) / 3 + 1;
-        let corpus: Vec<u32> = (1..=9).collect();
-        let r = session_retrieval(&[1, 2, 7, 4], &[5], &corpus, 2, session);
+        let r = session_retrieval(&[1, 2, 7, 4], &[5], 1..=9, 2, session);
         // Session 2 is not among the first 3 turns.
         assert_eq!((r.recall_any, r.recall_all, r.ndcg), (0.0, 0.0, 0.0));
-        let r = session_retrieval(&[1, 2, 7, 4], &[8], &corpus, 2, session);
+        let r = session_retrieval(&[1, 2, 7, 4], &[8], 1..=9, 2, session);
         assert_eq!((r.recall_any, r.recall_all), (1.0, 1.0));
         // Relevance per turn: [0, 0, 1] → DCG 1/log2(3); the ideal puts
         // session 3's three turns first: 1 + 1 + 1/log2(3).

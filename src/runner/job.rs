@@ -613,7 +613,6 @@ impl<'a> Job<'a> {
             return None;
         }
         let ranking: Vec<u32> = ctx.retrieved.iter().map(|i| i.number).collect();
-        let corpus: Vec<u32> = (1..=turn).collect();
         // (A leaked number may be no message of this scenario.)
         let session = |n: u32| {
             let m = (n as usize)
@@ -622,8 +621,9 @@ impl<'a> Job<'a> {
             m.map_or(u32::MAX, |m| m.session as u32)
         };
         Some([
-            [5, 10].map(|k| retrieval(&ranking, &correct, &corpus, k)),
-            [5, 10].map(|k| session_retrieval(&ranking, &correct, &corpus, k, session)),
+            // Every correct message is one of the corpus, messages 1..=turn.
+            [5, 10].map(|k| retrieval(&ranking, &correct, correct.len(), k)),
+            [5, 10].map(|k| session_retrieval(&ranking, &correct, 1..=turn, k, session)),
         ])
     }
 
