@@ -2,6 +2,9 @@
 //! (summarize, embed, judge, respond), so chat, embedding and judge models
 //! can be configured independently.
 
+pub(crate) mod cache;
+#[cfg(feature = "local-embedder")]
+pub mod local;
 pub mod offline;
 pub mod openai;
 
@@ -376,6 +379,8 @@ pub struct Backend {
     /// Prices of the chatbot's own calls (per million tokens), where known.
     pub chat_price: Option<crate::config::Price>,
     pub embedding_price: Option<crate::config::Price>,
+    /// What identifies the local embedder's model, when it is in use.
+    pub embedder_identity: Option<serde_json::Value>,
 }
 
 impl Backend {
@@ -397,10 +402,41 @@ pub struct SetupError(pub String);
 
 /// The configured backend.
 pub fn from_config(config: &crate::config::Config, tok: Tokenizer) -> Result<Backend, SetupError> {
-    match config.backend.as_str() {
-        "openai" => openai::backend(config, tok).map_err(SetupError),
-        _ => Ok(offline::backend(config.offline.embedding_dim as usize)),
+    let mut backend = match config.backend.as_str() {
+        "openai" => openai::backend(config, tok).map_err(SetupError)?,
+        _ => offline::backend(config.offline.embedding_dim as usize),
+    };
+    if config.embedder == "local" {
+        use_local_embedder(&mut backend, config)?;
     }
+    Ok(backend)
+}
+
+/// Replaces the backend's embedder with the local model.
+#[cfg(feature = "local-embedder")]
+fn use_local_embedder(
+    backend: &mut Backend,
+    config: &crate::config::Config,
+) -> Result<(), SetupError> {
+    let local = local::LocalEmbedder::new(&config.local_embedder).map_err(SetupError)?;
+    let identity = &local.model.identity;
+    for (role, model) in &mut backend.models {
+        if *role == "embedder" {
+            *model = identity.model_name();
+        }
+    }
+    backend.embedder_identity =
+        Some(serde_json::to_value(identity).expect("an identity serializes"));
+    backend.embedding_price = None;
+    backend.embedder = Arc::new(local);
+    Ok(())
+}
+
+#[cfg(not(feature = "local-embedder"))]
+fn use_local_embedder(_: &mut Backend, _: &crate::config::Config) -> Result<(), SetupError> {
+    Err(SetupError(
+        "embedder = \"local\": this memeval was built without the local embedder".into(),
+    ))
 }
 
 /// The summarization prompt: the tutorial's, or a user's own template with

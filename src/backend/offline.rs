@@ -42,6 +42,7 @@ pub fn backend(embedding_dim: usize) -> Backend {
         answer_probes: true,
         chat_price: None,
         embedding_price: None,
+        embedder_identity: None,
     }
 }
 

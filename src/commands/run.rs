@@ -539,6 +539,7 @@ pub(crate) fn run_metadata(
             .iter()
             .map(|(k, v)| ((*k).into(), v.clone()))
             .collect(),
+        embedder: backend.embedder_identity.clone(),
         strategies: config.strategies.iter().map(|s| s.to_string()).collect(),
         config: config.clone(),
         resolved,

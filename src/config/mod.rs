@@ -27,12 +27,18 @@ pub struct Config {
     /// `offline` (embedded, deterministic, free) or `openai` (any
     /// OpenAI-compatible endpoint, configured under `[openai]`).
     pub backend: String,
+    /// Where embeddings come from: `backend` (the backend's own: the
+    /// hashing embedder offline, `openai.embeddings` for `openai`) or
+    /// `local` (a sentence-transformers model in process, configured
+    /// under `[local_embedder]`), whatever the backend.
+    pub embedder: String,
     pub model: ModelConfig,
     pub memory: MemoryConfig,
     pub window: WindowConfig,
     pub summary: SummaryConfig,
     pub vector: VectorConfig,
     pub offline: OfflineConfig,
+    pub local_embedder: LocalEmbedderConfig,
     pub openai: OpenAiConfig,
     /// Prices per million tokens by model name, over the built-in list.
     pub prices: BTreeMap<String, Price>,
@@ -51,12 +57,14 @@ impl Default for Config {
             seed: 42,
             strategies: StrategyName::ALL.to_vec(),
             backend: "offline".into(),
+            embedder: "backend".into(),
             model: ModelConfig::default(),
             memory: MemoryConfig::default(),
             window: WindowConfig::default(),
             summary: SummaryConfig::default(),
             vector: VectorConfig::default(),
             offline: OfflineConfig::default(),
+            local_embedder: LocalEmbedderConfig::default(),
             openai: OpenAiConfig::default(),
             prices: BTreeMap::new(),
             registry: RegistryConfig::default(),
@@ -363,6 +371,18 @@ impl Config {
                 65_536.0,
             ),
             ("openai.embed_batch", n(o.embed_batch), 1.0, 2048.0),
+            (
+                "local_embedder.batch",
+                n(self.local_embedder.batch),
+                1.0,
+                1024.0,
+            ),
+            (
+                "local_embedder.threads",
+                n(self.local_embedder.threads),
+                0.0,
+                256.0,
+            ),
             ("openai.timeout_secs", o.timeout_secs, 0.001, 3600.0),
             ("openai.max_retries", n(o.max_retries), 0.0, 20.0),
             (
@@ -415,6 +435,30 @@ impl Config {
                 self.backend,
                 BACKENDS.join(", ")
             ));
+        }
+        match self.embedder.as_str() {
+            "backend" => {}
+            "local" if self.local_embedder.model.is_none() => {
+                return fail(
+                    "embedder = \"local\" needs local_embedder.model, the model's folder \
+                     (the README's \"A real embedding model\" fetches all-MiniLM-L6-v2)"
+                        .into(),
+                );
+            }
+            "local" if !cfg!(feature = "local-embedder") => {
+                return fail(
+                    "embedder = \"local\": this memeval was built without the local embedder \
+                     (cargo feature local-embedder)"
+                        .into(),
+                );
+            }
+            "local" => {}
+            other => {
+                return fail(format!(
+                    "embedder is \"backend\" or \"local\", not {other:?}{}",
+                    suggestion(other, &["backend", "local"])
+                ));
+            }
         }
         let o = &self.openai;
         if !["api", "offline"].contains(&o.embeddings.as_str()) {

@@ -1,6 +1,7 @@
 //! The sections of the configuration, each with the defaults that follow
 //! the reference tutorial: `[model]`, `[memory]`, `[window]`, `[summary]`,
-//! `[vector]`, `[registry]`, `[offline]`, `[openai]` and `[gate]`.
+//! `[vector]`, `[registry]`, `[offline]`, `[local_embedder]`, `[openai]` and
+//! `[gate]`.
 
 use std::collections::BTreeMap;
 use std::path::PathBuf;
@@ -86,6 +87,37 @@ impl Default for RegistryConfig {
     fn default() -> Self {
         RegistryConfig {
             max_active_users: 100,
+        }
+    }
+}
+
+/// The local embedder (`embedder = "local"`): a sentence-transformers model
+/// of the BERT family, run in process from its folder.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct LocalEmbedderConfig {
+    /// The model's folder (config.json, model.safetensors, tokenizer.json,
+    /// modules.json, sentence_bert_config.json, the pooling's config.json).
+    pub model: Option<PathBuf>,
+    /// Texts per pass through the encoder.
+    pub batch: u32,
+    /// Passes run at once (0: one per core).
+    pub threads: u32,
+    /// Vectors are kept in SQLite by the weights' hash and the text: a
+    /// rerun embeds nothing.
+    pub cache: bool,
+    /// The cache's SQLite file (the `openai` backend's by default).
+    pub cache_path: PathBuf,
+}
+
+impl Default for LocalEmbedderConfig {
+    fn default() -> Self {
+        LocalEmbedderConfig {
+            model: None,
+            batch: 32,
+            threads: 0,
+            cache: true,
+            cache_path: PathBuf::from(".memeval/cache.sqlite"),
         }
     }
 }

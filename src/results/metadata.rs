@@ -22,6 +22,10 @@ pub struct Metadata {
     pub encoding: Cow<'static, str>,
     pub context_window: u32,
     pub models: BTreeMap<Cow<'static, str>, String>,
+    /// The local embedder's model, when `embedder = "local"`: its folder,
+    /// the SHA-256 of its weights, dimensions, `max_seq_length`, pooling.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub embedder: Option<serde_json::Value>,
     pub strategies: Vec<String>,
     /// The full configuration, defaults included (without the settings of
     /// a backend not in use, which are noise in the record).
@@ -76,10 +80,13 @@ pub struct ScenarioMeta {
 /// The configuration as recorded: `[openai]` only where it is used.
 fn record<S: Serializer>(config: &Config, s: S) -> Result<S::Ok, S::Error> {
     let mut v = serde_json::to_value(config).map_err(serde::ser::Error::custom)?;
-    if config.backend != "openai"
-        && let Some(m) = v.as_object_mut()
-    {
-        m.remove("openai");
+    if let Some(m) = v.as_object_mut() {
+        if config.backend != "openai" {
+            m.remove("openai");
+        }
+        if config.embedder != "local" {
+            m.remove("local_embedder");
+        }
     }
     v.serialize(s)
 }

@@ -78,6 +78,7 @@ impl ApiEmbedder {
             ));
         }
         let mut ready = self.ready.lock().expect("no panic holds this lock");
+        let mut stored = Vec::with_capacity(resp.data.len());
         for e in resp.data {
             let text = texts
                 .get(e.index as usize)
@@ -88,10 +89,15 @@ impl ApiEmbedder {
                 v.iter_mut().for_each(|x| *x /= norm);
             }
             let _ = self.seen_dim.set(v.len());
-            if let Some(c) = &self.api.cache {
-                c.put_embedding(&self.key(text), &self.model, text, &v);
-            }
-            ready.insert(text.clone(), v.into());
+            let v: Arc<[f32]> = v.into();
+            stored.push((self.key(text), text, v.clone()));
+            ready.insert(text.clone(), v);
+        }
+        if let Some(c) = &self.api.cache {
+            let rows = stored
+                .iter()
+                .map(|(k, t, v)| (k.as_str(), t.as_str(), &v[..]));
+            c.put_embeddings(&self.model, rows);
         }
         Ok(resp.usage.prompt_tokens)
     }
@@ -106,16 +112,7 @@ impl ApiEmbedder {
             if ready.contains_key(t) || !seen.insert(t) {
                 continue;
             }
-            let hit = self.api.cache.as_ref().and_then(|c| {
-                match c.get("embeddings", "vector", &self.key(t))? {
-                    rusqlite::types::Value::Blob(b) => Some(
-                        b.chunks_exact(4)
-                            .map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]]))
-                            .collect::<Vec<f32>>(),
-                    ),
-                    _ => None,
-                }
-            });
+            let hit = (self.api.cache.as_ref()).and_then(|c| c.get_embedding(&self.key(t)));
             match hit {
                 Some(v) => {
                     let _ = self.seen_dim.set(v.len());

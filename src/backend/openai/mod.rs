@@ -17,7 +17,6 @@
 //! - The API key is held by async-openai as a secret, sent only in the
 //!   `Authorization` header, and scrubbed from every error message.
 
-mod cache;
 mod embed;
 mod roles;
 mod transport;
@@ -25,7 +24,6 @@ mod transport;
 use std::cell::Cell;
 use std::collections::HashMap;
 use std::future::Future;
-use std::path::Path;
 use std::pin::Pin;
 use std::sync::{Arc, Mutex, OnceLock};
 use std::time::{Duration, Instant};
@@ -43,7 +41,6 @@ use async_openai::types::embeddings::{
     CreateEmbeddingRequest, CreateEmbeddingResponse, EmbeddingInput,
 };
 use rand::RngExt;
-use sha2::{Digest, Sha256};
 use tokio::sync::Semaphore;
 
 use super::{
@@ -56,7 +53,7 @@ use crate::config::{Config, OpenAiConfig};
 use crate::scenario::Role;
 use crate::tokens::{REPLY_PRIMING, Tokenizer};
 
-use cache::{Cache, hash_key};
+use super::cache::{Cache, hash_key};
 use embed::ApiEmbedder;
 use roles::{ChatJudge, ChatResponder, ChatSummarizer};
 use transport::{ATTEMPTS, Transport};
@@ -135,6 +132,7 @@ pub fn backend(config: &Config, tok: Tokenizer) -> Result<Backend, String> {
         answer_probes: o.answer_probes,
         chat_price,
         embedding_price,
+        embedder_identity: None,
     })
 }
 

