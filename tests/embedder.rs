@@ -58,7 +58,7 @@ fn vectors_match_the_independent_reference() {
     let texts: Vec<&str> = rows.iter().map(|r| r["text"].as_str().unwrap()).collect();
     assert!(texts.contains(&""));
     let ids = model.token_ids(&texts).unwrap();
-    let vectors = model.embed(&texts, 32, 2).unwrap();
+    let vectors = model.embed(&texts, 32).unwrap();
     let mut worst = (1.0f64, "");
     let mut long = 0;
     for ((row, got_ids), v) in rows.iter().zip(&ids).zip(&vectors) {
@@ -106,7 +106,6 @@ fn the_published_similarities_are_reproduced() {
                 "He drove to the stadium.",
             ],
             32,
-            1,
         )
         .unwrap();
     let got = [dot(&v[0], &v[1]), dot(&v[0], &v[2]), dot(&v[1], &v[2])];
@@ -116,7 +115,7 @@ fn the_published_similarities_are_reproduced() {
 }
 
 /// A text's vector is the same bytes alone, in a batch of others of its
-/// length, among texts of other lengths, on one thread or two.
+/// length, among texts of other lengths.
 #[test]
 fn a_vector_does_not_depend_on_its_batch() {
     let Some(dir) = model_dir() else { return };
@@ -128,10 +127,10 @@ fn a_vector_does_not_depend_on_its_batch() {
         "A much longer message about the migration plan, the warehouse tables and the dashboards.",
         "My daughter Maya starts kindergarten in September.",
     ];
-    let alone = model.embed(&texts[..1], 1, 1).unwrap();
-    for (batch, threads) in [(1, 2), (2, 1), (32, 1), (32, 2), (3, 2)] {
-        let all = model.embed(&texts, batch, threads).unwrap();
-        assert_eq!(all[0], alone[0], "batch {batch}, threads {threads}");
+    let alone = model.embed(&texts[..1], 1).unwrap();
+    for batch in [1, 2, 3, 32] {
+        let all = model.embed(&texts, batch).unwrap();
+        assert_eq!(all[0], alone[0], "batch {batch}");
         assert_eq!(all[4], alone[0]);
     }
 }
@@ -194,5 +193,80 @@ fn a_rerun_embeds_nothing() {
     for f in ["turns.csv", "probes.csv", "results.json"] {
         let read = |p: &Path| std::fs::read_to_string(p.join(f)).unwrap();
         assert_eq!(read(&first), read(&second), "{f} differs on the rerun");
+    }
+}
+
+/// A copy of the model folder (links to its files) with `file` replaced by
+/// `content`, or removed when `content` is `None`.
+fn broken(model: &Path, dir: &Path, file: &str, content: Option<&[u8]>) -> PathBuf {
+    let copy = dir.join("model");
+    std::fs::create_dir(&copy).unwrap();
+    for entry in std::fs::read_dir(model).unwrap() {
+        let entry = entry.unwrap();
+        if entry.file_name() != file {
+            std::os::unix::fs::symlink(entry.path(), copy.join(entry.file_name())).unwrap();
+        }
+    }
+    if let Some(c) = content {
+        std::fs::write(copy.join(file), c).unwrap();
+    }
+    copy
+}
+
+/// Every broken folder is refused before the run starts: exit 2, the file
+/// named, nothing written (no output folder, no cache).
+#[test]
+fn a_broken_model_folder_is_refused_naming_the_file() {
+    let Some(model) = model_dir() else { return };
+    let weights = std::fs::read(model.join("model.safetensors")).unwrap();
+    let config = std::fs::read_to_string(model.join("config.json")).unwrap();
+    let other = config.replace("\"model_type\": \"bert\"", "\"model_type\": \"gpt2\"");
+    assert_ne!(other, config);
+    let cases: [(&str, Option<&[u8]>, &str); 6] = [
+        ("tokenizer.json", None, "tokenizer.json"),
+        (
+            "model.safetensors",
+            Some(&weights[..1 << 20]),
+            "model.safetensors",
+        ),
+        ("config.json", Some(other.as_bytes()), "model_type \"gpt2\""),
+        (
+            "tokenizer.json",
+            Some(b"{\"version\": \"1.0\", \"model\": 7"),
+            "tokenizer.json",
+        ),
+        (
+            "modules.json",
+            Some(b"[{\"type\": \"sentence_transformers.models.Dense\"}]"),
+            "modules.json",
+        ),
+        (
+            "sentence_bert_config.json",
+            Some(b"{\"max_seq_length\": 100000}"),
+            "max_seq_length",
+        ),
+    ];
+    for (file, content, says) in cases {
+        let dir = tempfile::tempdir().unwrap();
+        let folder = broken(&model, dir.path(), file, content);
+        let cache = dir.path().join("cache.sqlite");
+        let cfg = write_config(dir.path(), &folder, &cache);
+        let out = dir.path().join("out");
+        let o = Command::new(env!("CARGO_BIN_EXE_memeval"))
+            .args(["run", &shipped("travel-multihop"), "--quiet", "--config"])
+            .arg(&cfg)
+            .arg("--out")
+            .arg(&out)
+            .output()
+            .unwrap();
+        let stderr = String::from_utf8_lossy(&o.stderr);
+        assert_eq!(o.status.code(), Some(2), "{file}: {stderr}");
+        assert!(stderr.contains(says), "{file}: {stderr}");
+        assert!(
+            stderr.contains(&folder.display().to_string()),
+            "{file}: the folder is not named: {stderr}"
+        );
+        assert!(!out.exists(), "{file}: an output folder was written");
+        assert!(!cache.exists(), "{file}: a cache was written");
     }
 }

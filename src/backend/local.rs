@@ -25,7 +25,6 @@
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, OnceLock};
 
 use candle_core::{DType, Device, Tensor};
@@ -307,71 +306,30 @@ impl Model {
     }
 
     /// The vectors of `texts`, in order: texts of the same token count go
-    /// through the encoder together, `batch` at a time, `threads` passes at
-    /// once.
-    pub fn embed(
-        &self,
-        texts: &[&str],
-        batch: usize,
-        threads: usize,
-    ) -> Result<Vec<Vec<f32>>, String> {
+    /// through the encoder together, `batch` at a time (candle spreads each
+    /// pass's products over the cores).
+    pub fn embed(&self, texts: &[&str], batch: usize) -> Result<Vec<Vec<f32>>, String> {
         let ids = self.token_ids(texts)?;
-        self.embed_ids(&ids, batch, threads)
+        self.embed_ids(&ids, batch)
     }
 
     /// The vectors of texts already tokenized.
-    fn embed_ids(
-        &self,
-        ids: &[Vec<u32>],
-        batch: usize,
-        threads: usize,
-    ) -> Result<Vec<Vec<f32>>, String> {
+    fn embed_ids(&self, ids: &[Vec<u32>], batch: usize) -> Result<Vec<Vec<f32>>, String> {
         let mut order: Vec<usize> = (0..ids.len()).collect();
         order.sort_by_key(|&i| (ids[i].len(), i));
-        let mut passes: Vec<&[usize]> = Vec::new();
+        let mut out: Vec<Vec<f32>> = vec![Vec::new(); ids.len()];
         for same in order.chunk_by(|&a, &b| ids[a].len() == ids[b].len()) {
-            passes.extend(same.chunks(batch.max(1)));
-        }
-        // Longest passes first, so that the threads finish together.
-        passes.sort_by_key(|p| std::cmp::Reverse(p.len() * ids[p[0]].len()));
-        let out: Vec<Mutex<Option<Vec<f32>>>> = (0..ids.len()).map(|_| Mutex::new(None)).collect();
-        let next = AtomicUsize::new(0);
-        let failed: Mutex<Option<String>> = Mutex::new(None);
-        let work = || {
-            while let Some(pass) = passes.get(next.fetch_add(1, Ordering::Relaxed)) {
+            for pass in same.chunks(batch.max(1)) {
                 let group: Vec<&[u32]> = pass.iter().map(|&i| ids[i].as_slice()).collect();
-                match self.encode_same_length(&group) {
-                    Ok(vs) => {
-                        for (&i, v) in pass.iter().zip(vs) {
-                            *out[i].lock().expect("no panic holds this lock") = Some(v);
-                        }
-                    }
-                    Err(e) => {
-                        *failed.lock().expect("no panic holds this lock") =
-                            Some(format!("encoder: {e}"));
-                        return;
-                    }
+                let vectors = self
+                    .encode_same_length(&group)
+                    .map_err(|e| format!("encoder: {e}"))?;
+                for (&i, v) in pass.iter().zip(vectors) {
+                    out[i] = v;
                 }
             }
-        };
-        let threads = threads.clamp(1, passes.len().max(1));
-        std::thread::scope(|s| {
-            for _ in 1..threads {
-                s.spawn(work);
-            }
-            work();
-        });
-        if let Some(e) = failed.into_inner().expect("no panic holds this lock") {
-            return Err(e);
         }
-        Ok(out
-            .into_iter()
-            .map(|v| {
-                v.into_inner()
-                    .expect("no panic holds this lock")
-                    .expect("every pass ran")
-            })
-            .collect())
+        Ok(out)
     }
 }
 
@@ -395,7 +353,6 @@ pub struct LocalEmbedder {
     pub model: Arc<Model>,
     cache: Option<Cache>,
     batch: usize,
-    threads: usize,
     /// Vectors of this run, by text.
     ready: Mutex<HashMap<String, Arc<[f32]>>>,
 }
@@ -412,15 +369,10 @@ impl LocalEmbedder {
         } else {
             None
         };
-        let threads = match c.threads {
-            0 => std::thread::available_parallelism().map_or(1, std::num::NonZeroUsize::get),
-            n => n as usize,
-        };
         Ok(LocalEmbedder {
             model,
             cache,
             batch: c.batch as usize,
-            threads,
             ready: Mutex::new(HashMap::new()),
         })
     }
@@ -459,10 +411,7 @@ impl LocalEmbedder {
         let name = self.model.identity.model_name();
         let result = self.model.token_ids(&missing).and_then(|ids| {
             let tokens: usize = ids.iter().map(Vec::len).sum();
-            Ok((
-                self.model.embed_ids(&ids, self.batch, self.threads)?,
-                tokens,
-            ))
+            Ok((self.model.embed_ids(&ids, self.batch)?, tokens))
         });
         // The model's own tokens, [CLS] and [SEP] included.
         let tokens = result.as_ref().map_or(0, |r| r.1 as u32);

@@ -377,12 +377,6 @@ impl Config {
                 1.0,
                 1024.0,
             ),
-            (
-                "local_embedder.threads",
-                n(self.local_embedder.threads),
-                0.0,
-                256.0,
-            ),
             ("openai.timeout_secs", o.timeout_secs, 0.001, 3600.0),
             ("openai.max_retries", n(o.max_retries), 0.0, 20.0),
             (

@@ -99,10 +99,9 @@ pub struct LocalEmbedderConfig {
     /// The model's folder (config.json, model.safetensors, tokenizer.json,
     /// modules.json, sentence_bert_config.json, the pooling's config.json).
     pub model: Option<PathBuf>,
-    /// Texts per pass through the encoder.
+    /// Texts per pass through the encoder (texts of one token count: no
+    /// pass pads). A pass's products use every core.
     pub batch: u32,
-    /// Passes run at once (0: one per core).
-    pub threads: u32,
     /// Vectors are kept in SQLite by the weights' hash and the text: a
     /// rerun embeds nothing.
     pub cache: bool,
@@ -115,7 +114,6 @@ impl Default for LocalEmbedderConfig {
         LocalEmbedderConfig {
             model: None,
             batch: 32,
-            threads: 0,
             cache: true,
             cache_path: PathBuf::from(".memeval/cache.sqlite"),
         }

@@ -12,7 +12,8 @@ the `tokenizers` crate or of candle is used, so agreement is evidence.
 
     python3 tests/embedding/reference.py MODEL_DIR            # writes reference.json
     python3 tests/embedding/reference.py MODEL_DIR --check    # the published examples
-    python3 tests/embedding/reference.py MODEL_DIR --rate N   # sentences a second
+    python3 tests/embedding/reference.py MODEL_DIR --rate N LOCOMO_JSON
+        # the rate on the first N messages of a LoCoMo conversation
 
 Needs numpy. Each text runs alone (no padding), one at a time.
 """
@@ -238,8 +239,8 @@ def layer_norm(x, w, b, eps):
 
 
 class Bert:
-    def __init__(self, folder):
-        self.w = {k: v.astype(np.float64) if v.dtype == np.float32 else v
+    def __init__(self, folder, dtype=np.float64):
+        self.w = {k: v.astype(dtype) if v.dtype == np.float32 else v
                   for k, v in load_safetensors(os.path.join(folder, "model.safetensors")).items()}
         if "bert.embeddings.word_embeddings.weight" in self.w:
             self.w = {k[5:]: v for k, v in self.w.items() if k.startswith("bert.")}
@@ -273,7 +274,7 @@ class Bert:
             x = layer_norm(a + x, w[p + "attention.output.LayerNorm.weight"],
                            w[p + "attention.output.LayerNorm.bias"], self.eps)
             m = self.linear(x, p + "intermediate.dense")
-            m = 0.5 * m * (1.0 + ERF(m / math.sqrt(2.0)).astype(np.float64))
+            m = 0.5 * m * (1.0 + ERF(m / math.sqrt(2.0)).astype(m.dtype))
             o = self.linear(m, p + "output.dense")
             x = layer_norm(o + x, w[p + "output.LayerNorm.weight"],
                            w[p + "output.LayerNorm.bias"], self.eps)
@@ -292,21 +293,27 @@ def main():
     folder = sys.argv[1]
     max_len = json.load(open(os.path.join(folder, "sentence_bert_config.json")))["max_seq_length"]
     tok = WordPiece(os.path.join(folder, "tokenizer.json"))
-    model = Bert(folder)
+    # Reference vectors in float64; the rate in float32, as a numpy
+    # embedder would run.
+    model = Bert(folder, np.float32 if "--rate" in sys.argv else np.float64)
     if "--check" in sys.argv:
         vs = [embed(model, tok, t, max_len)[1] for t in TEXTS[:3]]
         print("published: 0.6660 0.1046 0.1411")
         print("computed:  %.4f %.4f %.4f" % (vs[0] @ vs[1], vs[0] @ vs[2], vs[1] @ vs[2]))
         return
     if "--rate" in sys.argv:
-        n = int(sys.argv[sys.argv.index("--rate") + 1])
-        texts = json.load(open(os.path.join(HERE, "rate_texts.json")))[:n] if os.path.exists(
-            os.path.join(HERE, "rate_texts.json")) else TEXTS[:n]
+        at = sys.argv.index("--rate")
+        n, sample = int(sys.argv[at + 1]), json.load(open(sys.argv[at + 2], encoding="utf-8"))
+        sample = sample.get("conversation", sample)
+        sessions = sorted((int(k[8:]), v) for k, v in sample.items()
+                          if k.startswith("session_") and k[8:].isdigit() and isinstance(v, list))
+        texts = [t["text"] for _, turns in sessions for t in turns][:n]
         start = time.perf_counter()
         for t in texts:
             embed(model, tok, t, max_len)
         s = time.perf_counter() - start
-        print(f"{len(texts)} texts in {s:.2f} s: {len(texts) / s:.1f} a second")
+        print(f"numpy (float32), one text at a time: {len(texts)} texts in {s:.2f} s, "
+              f"{len(texts) / s:.1f} a second")
         return
     sha = hashlib.sha256(open(os.path.join(folder, "model.safetensors"), "rb").read()).hexdigest()
     rows = []
