@@ -32,10 +32,26 @@ pub fn mismatches(baseline: &Metadata, current: &Metadata) -> Vec<String> {
             json!(baseline.encoding),
             json!(current.encoding),
         ),
-        ("models", json!(baseline.models), json!(current.models)),
     ] {
         if b != c {
             out.push(format!("{key}: baseline {b} but current {c}"));
+        }
+    }
+    // Per role, so that another embedder (the local model, or its weights
+    // changed) reads as such.
+    let roles: std::collections::BTreeSet<_> = baseline
+        .models
+        .keys()
+        .chain(current.models.keys())
+        .collect();
+    for role in roles {
+        let (b, c) = (baseline.models.get(role), current.models.get(role));
+        if b != c {
+            out.push(format!(
+                "models.{role}: baseline {} but current {}",
+                json!(b),
+                json!(c)
+            ));
         }
     }
     let files = |m: &Metadata| -> BTreeMap<String, String> {

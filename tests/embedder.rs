@@ -270,3 +270,57 @@ fn a_broken_model_folder_is_refused_naming_the_file() {
         assert!(!cache.exists(), "{file}: a cache was written");
     }
 }
+
+/// A run with the hashing embedder and one with the local model are not
+/// compared by the gate unless `--allow-mismatch` says so.
+#[test]
+fn the_gate_refuses_runs_of_different_embedders() {
+    let Some(model) = model_dir() else { return };
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = write_config(dir.path(), &model, &dir.path().join("cache.sqlite"));
+    let memeval = |args: &[&str]| {
+        Command::new(env!("CARGO_BIN_EXE_memeval"))
+            .args(args)
+            .current_dir(dir.path())
+            .output()
+            .unwrap()
+    };
+    let scenario = shipped("travel-multihop");
+    let base = ["run", &scenario, "--quiet", "--no-timings", "--set"];
+    let hashing = [
+        &base[..],
+        &["strategies=[\"vector\",\"hybrid\"]", "--out", "hashing"],
+    ]
+    .concat();
+    assert!(memeval(&hashing).status.success());
+    let local = [
+        &base[..],
+        &[
+            "strategies=[\"vector\"]",
+            "--config",
+            cfg.to_str().unwrap(),
+            "--out",
+            "local",
+        ],
+    ]
+    .concat();
+    let o = memeval(&local);
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let gate = ["gate", "--baseline", "hashing", "--current", "local"];
+    let o = memeval(&gate);
+    let stderr = String::from_utf8_lossy(&o.stderr);
+    assert_eq!(o.status.code(), Some(2), "{stderr}");
+    assert!(
+        stderr.contains(
+            "models.embedder: baseline \"offline-hashing-512\" but current \"local:sha256:"
+        ),
+        "{stderr}"
+    );
+    let o = memeval(&[&gate[..], &["--allow-mismatch"]].concat());
+    assert_ne!(
+        o.status.code(),
+        Some(2),
+        "{}",
+        String::from_utf8_lossy(&o.stderr)
+    );
+}
