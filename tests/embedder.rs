@@ -136,11 +136,17 @@ fn a_vector_does_not_depend_on_its_batch() {
 }
 
 fn write_config(dir: &Path, model: &Path, cache: &Path) -> PathBuf {
+    config_with(dir, model, cache, "[\"vector\", \"hybrid\"]", "")
+}
+
+/// A configuration of the local embedder, `strategies` (a TOML list) and
+/// `more` (TOML tables).
+fn config_with(dir: &Path, model: &Path, cache: &Path, strategies: &str, more: &str) -> PathBuf {
     let cfg = dir.join("local.toml");
     std::fs::write(
         &cfg,
         format!(
-            "strategies = [\"vector\", \"hybrid\"]\nembedder = \"local\"\n[local_embedder]\nmodel = {:?}\ncache_path = {:?}\n",
+            "strategies = {strategies}\nembedder = \"local\"\n[local_embedder]\nmodel = {:?}\ncache_path = {:?}\n{more}",
             model.display().to_string(),
             cache.display().to_string()
         ),
@@ -323,4 +329,47 @@ fn the_gate_refuses_runs_of_different_embedders() {
         "{}",
         String::from_utf8_lossy(&o.stderr)
     );
+}
+
+/// A plugin's embeddings through the metering endpoint come from the local
+/// model too, and are metered as its calls.
+#[test]
+fn the_metering_endpoint_serves_the_local_models_embeddings() {
+    let Some(model) = model_dir() else { return };
+    let dir = tempfile::tempdir().unwrap();
+    let python = std::env::var("MEMEVAL_PYTHON").unwrap_or_else(|_| "python3".into());
+    let tutorial = Path::new(env!("CARGO_MANIFEST_DIR")).join("examples/plugins/tutorial.py");
+    let cfg = config_with(
+        dir.path(),
+        &model,
+        &dir.path().join("cache.sqlite"),
+        "[\"plugin:tutorial\"]",
+        &format!(
+            "[plugins.tutorial]\ncommand = [{python:?}, {:?}]\nparams = {{ summary_trigger_tokens = 300, buffer_message_limit = 6 }}\n",
+            tutorial.display().to_string()
+        ),
+    );
+    let out = dir.path().join("out");
+    let o = Command::new(env!("CARGO_BIN_EXE_memeval"))
+        .args([
+            "run",
+            &shipped("dbt-fanout-support"),
+            "--quiet",
+            "--no-timings",
+        ])
+        .arg("--config")
+        .arg(&cfg)
+        .arg("--out")
+        .arg(&out)
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let embeds: Vec<_> = rows(&out.join("calls.csv"))
+        .into_iter()
+        .filter(|r| r["strategy"] == "plugin:tutorial" && r["kind"] == "embed")
+        .collect();
+    assert!(!embeds.is_empty(), "the plugin embedded nothing");
+    for r in &embeds {
+        assert!(r["model"].starts_with("local:sha256:"), "{r:?}");
+    }
 }
