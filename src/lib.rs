@@ -11,7 +11,6 @@ pub mod chart;
 pub mod cli;
 pub mod clock;
 pub mod commands;
-pub mod compare;
 pub mod config;
 pub mod files;
 pub mod gate;

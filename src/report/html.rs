@@ -125,7 +125,7 @@ fn figure(out: &mut String, data: &RunData, w: &Written) -> Result<(), ReportErr
 /// A sortable results table: per strategy over all scenarios (`totals`), or
 /// one row per scenario and strategy, the best value of each group marked.
 /// Every pair of strategies: the paired differences with their intervals.
-fn comparisons_table(out: &mut String, comparisons: &[crate::compare::Comparison]) {
+fn comparisons_table(out: &mut String, comparisons: &[crate::results::compare::Comparison]) {
     let Some(first) = comparisons.first() else {
         return;
     };
@@ -134,7 +134,7 @@ fn comparisons_table(out: &mut String, comparisons: &[crate::compare::Comparison
         "<p>Paired differences, first minus second over the same probe asks, with 95% intervals (paired bootstrap over {}, seeded) and McNemar's exact p for answers:</p>\n<div class=\"scroll\"><table id=\"comparisons\"><thead><tr><th class=\"t\">pair</th><th>recall</th><th>answers</th><th>McNemar p</th><th>context tokens</th></tr></thead><tbody>",
         esc(&first.resampled)
     );
-    let cell = |d: Option<&crate::compare::Difference>, digits: usize| match d {
+    let cell = |d: Option<&crate::results::compare::Difference>, digits: usize| match d {
         Some(d) => format!(
             "{:+.digits$} [{:.digits$}, {:.digits$}]",
             d.diff, d.ci_low, d.ci_high

@@ -126,7 +126,7 @@ fn fmt_ratio(x: Option<f64>) -> String {
 /// +0.104 [0.071, 0.139], ...".
 pub fn print_comparisons(
     out: &mut impl Write,
-    comparisons: &[crate::compare::Comparison],
+    comparisons: &[crate::results::compare::Comparison],
 ) -> std::io::Result<()> {
     let Some(first) = comparisons.first() else {
         return Ok(());
@@ -136,7 +136,7 @@ pub fn print_comparisons(
         "\npaired differences, first minus second over the same probe asks (95% interval, bootstrap over {}):",
         first.resampled
     )?;
-    let signed = |d: &crate::compare::Difference, digits: usize| {
+    let signed = |d: &crate::results::compare::Difference, digits: usize| {
         format!(
             "{:+.digits$} [{:.digits$}, {:.digits$}]",
             d.diff, d.ci_low, d.ci_high

@@ -21,7 +21,7 @@ pub struct RunResults {
     pub totals: Vec<Aggregate>,
     /// Every pair of strategies over their shared probe asks.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
-    pub comparisons: Vec<crate::compare::Comparison>,
+    pub comparisons: Vec<crate::results::compare::Comparison>,
 }
 
 /// Reads results from a run folder, a results.json or a baseline file.
@@ -67,7 +67,7 @@ struct Raw {
     #[serde(default)]
     totals: Vec<Aggregate>,
     #[serde(default)]
-    comparisons: Vec<crate::compare::Comparison>,
+    comparisons: Vec<crate::results::compare::Comparison>,
 }
 
 /// The version of the baseline format this memeval writes and reads.

@@ -6,6 +6,7 @@
 //! the store, the report, the charts, the gate and merge consume them.
 
 mod aggregate;
+pub mod compare;
 mod file;
 mod metadata;
 mod pool;

@@ -47,7 +47,7 @@ pub struct RunData {
     pub results: Vec<Aggregate>,
     pub totals: Vec<Aggregate>,
     /// Every pair of strategies compared (results.json's `comparisons`).
-    pub comparisons: Vec<crate::compare::Comparison>,
+    pub comparisons: Vec<crate::results::compare::Comparison>,
     pub turns: Vec<Turn>,
     pub probes: Vec<Probe>,
     pub summaries: Vec<Summary>,

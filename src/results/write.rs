@@ -8,10 +8,10 @@ use std::path::Path;
 use serde::{Deserialize, Serialize};
 
 use super::aggregate::Aggregate;
+use super::compare::{Comparison, Pairs};
 use super::metadata::Metadata;
 use super::pool::{Aggregator, Counts};
 use super::rows::{CallRow, JobResult};
-use crate::compare::{Comparison, Pairs};
 use crate::memory::Stage;
 use crate::stats::round6;
 

@@ -12,7 +12,7 @@ use rand::{RngExt, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 use serde::{Deserialize, Serialize};
 
-use crate::results::ProbeRow;
+use super::ProbeRow;
 use crate::stats::round6;
 
 /// Bootstrap resamples.
