@@ -6,6 +6,7 @@
 //! (retrieval) and [`tokens`] (exact counting) beside them.
 
 pub mod backend;
+pub mod calibration;
 pub mod cell;
 pub mod chart;
 pub mod cli;

@@ -24,6 +24,10 @@ pub struct GateArgs {
     /// Compare even when scenario files or models differ from the baseline's
     #[arg(long)]
     pub allow_mismatch: bool,
+    /// `memeval judge-check`'s output for the run's judge (its folder or
+    /// judge-check.json), required by gate.max_judge_false_accept
+    #[arg(long, value_name = "DIR")]
+    pub judge_check: Option<PathBuf>,
     /// Thresholds: the [gate] section of the configuration
     #[command(flatten)]
     pub cfg: ConfigArgs,
@@ -36,13 +40,66 @@ pub fn cmd_gate(args: &GateArgs) -> Result<(), Failure> {
     }
     let baseline = load_gate_input(&args.baseline, "baseline")?;
     let current = load_gate_input(&args.current, "current")?;
+    let judge = match &args.judge_check {
+        Some(p) => Some(judge_check(p, &current.meta, &config.gate)?),
+        None => None,
+    };
     run_gate(
         &baseline,
         &current,
         &config.gate,
         args.junit.as_deref(),
         args.allow_mismatch,
+        judge,
     )
+}
+
+/// The check of the run's judge against `gate.max_judge_false_accept`,
+/// from judge-check.json: it must be of the run's judge.
+fn judge_check(
+    path: &Path,
+    current: &crate::results::Metadata,
+    thresholds: &config::GateConfig,
+) -> Result<gate::Check, Failure> {
+    let file = if path.is_dir() {
+        path.join("judge-check.json")
+    } else {
+        path.to_path_buf()
+    };
+    let bad = |m: String| Failure::Input(format!("error: {}: {m}", file.display()));
+    let text = files::read_text_capped(&file, files::cap::RESULTS, "judge-check.json")
+        .map_err(|e| Failure::Input(format!("error: {e}")))?;
+    let v: serde_json::Value = serde_json::from_str(&text).map_err(|e| bad(e.to_string()))?;
+    let judge = v["judge"]
+        .as_str()
+        .ok_or_else(|| bad("no judge: not memeval judge-check's output".into()))?;
+    let run_judge = current.models.get("judge").map_or("", |m| m.as_str());
+    if judge != run_judge {
+        return Err(bad(format!(
+            "it checked the judge {judge:?}, but the current run's judge is {run_judge:?}"
+        )));
+    }
+    let rate = v["false_accept"]["rate"]
+        .as_f64()
+        .ok_or_else(|| bad("no false_accept rate: the check judged no wrong answer".into()))?;
+    let n = v["false_accept"]["n"].as_u64().unwrap_or(0);
+    let limit = thresholds.max_judge_false_accept.unwrap_or(1.0);
+    let pass = rate <= limit;
+    Ok(gate::Check {
+        scenario: "(judge-check)".into(),
+        strategy: judge.to_string(),
+        metric: "judge_false_accept",
+        baseline: "-".into(),
+        current: format!("{rate:.3}"),
+        delta: "-".into(),
+        threshold: format!("<= {limit}"),
+        pass,
+        note: if pass {
+            format!("{n} wrong answers judged")
+        } else {
+            format!("the judge accepted {rate:.3} of {n} wrong answers (allowed {limit})")
+        },
+    })
 }
 
 /// Compares, prints the table, writes JUnit; a regression is exit 1.
@@ -52,6 +109,7 @@ pub fn run_gate(
     thresholds: &config::GateConfig,
     junit: Option<&Path>,
     allow_mismatch: bool,
+    judge: Option<gate::Check>,
 ) -> Result<(), Failure> {
     let differences = gate::mismatches(&baseline.meta, &current.meta);
     if !differences.is_empty() && !allow_mismatch {
@@ -66,7 +124,15 @@ pub fn run_gate(
                 .into(),
         ));
     }
-    let checks = gate::compare(&baseline.results, &current.results, thresholds);
+    if thresholds.max_judge_false_accept.is_some() && judge.is_none() {
+        return Err(Failure::Input(
+            "error: gate.max_judge_false_accept is set: pass --judge-check DIR, memeval \
+             judge-check's output for the run's judge"
+                .into(),
+        ));
+    }
+    let mut checks = gate::compare(&baseline.results, &current.results, thresholds);
+    checks.extend(judge);
     crate::term::out(&gate::render(&checks));
     if let Some(path) = junit {
         files::write_atomically(path, gate::junit(&checks).as_bytes())

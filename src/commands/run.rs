@@ -375,6 +375,7 @@ pub(crate) fn finish(
             thresholds,
             args.junit.as_deref(),
             args.allow_mismatch,
+            None,
         )?;
     }
     let failed: u64 = results.results.iter().map(|a| a.failed_calls).sum();

@@ -287,6 +287,10 @@ pub struct GateConfig {
     pub min_quality: f64,
     /// Largest allowed increase of stale facts over the baseline.
     pub max_stale_increase: u64,
+    /// Highest false-accept rate of the run's judge, as `memeval
+    /// judge-check` measured it (`gate --judge-check DIR`); unset: the
+    /// judge is not checked.
+    pub max_judge_false_accept: Option<f64>,
 }
 
 impl Default for GateConfig {
@@ -299,6 +303,7 @@ impl Default for GateConfig {
             max_quality_drop: 0.05,
             min_quality: 0.0,
             max_stale_increase: 0,
+            max_judge_false_accept: None,
         }
     }
 }
@@ -328,6 +333,13 @@ impl GateConfig {
     /// Checks what [`GateConfig::ranges`] cannot: the strategies named in
     /// `min_recall`, and their thresholds.
     pub fn validate(&self, strategies: &[&str]) -> Result<(), String> {
+        if let Some(v) = self.max_judge_false_accept
+            && !(0.0..=1.0).contains(&v)
+        {
+            return Err(format!(
+                "gate.max_judge_false_accept is a rate between 0 and 1, not {v}"
+            ));
+        }
         for (s, v) in &self.min_recall {
             if !strategies.contains(&s.as_str()) {
                 let hint = crate::text::suggestion(s, strategies);

@@ -68,6 +68,23 @@ pub struct Options {
     pub judge_replies: Vec<String>,
     /// Put this text in every error body (to check it is scrubbed).
     pub error_echo: Option<String>,
+    /// How memeval's own answer and summary verdicts are given.
+    pub judge: JudgeMode,
+}
+
+/// A judge whose verdicts are known in advance, for `memeval judge-check`.
+#[derive(Debug, Clone, Default)]
+pub enum JudgeMode {
+    /// The fake model's usual verdicts (an answer sharing a long word with
+    /// the facts is correct; every summary scores 0.75).
+    #[default]
+    Usual,
+    /// Every answer correct, every summary 0.75.
+    AlwaysAccept,
+    /// An oracle: an answer is correct when its question, the first fact
+    /// listed and it, joined by U+001F, are one of these; a summary scores
+    /// a tenth a sentence.
+    AlwaysRight(Vec<String>),
 }
 
 impl Default for Options {
@@ -77,6 +94,7 @@ impl Default for Options {
             faults: None,
             judge_replies: Vec::new(),
             error_echo: None,
+            judge: JudgeMode::Usual,
         }
     }
 }
@@ -304,12 +322,47 @@ fn answer(
             *k += 1;
             r
         };
-        match scripted {
-            Some(r) => r,
-            None if first_user.contains("\"score\"") => {
+        let asked_answer = first_user
+            .split("The chatbot's answer: ")
+            .nth(1)
+            .and_then(|a| a.split("\n\nIs the answer correct?").next())
+            .unwrap_or("");
+        let asked_summary = first_user
+            .strip_prefix("Given this summary:\n")
+            .and_then(|a| a.split("\n\nAnd these original messages").next())
+            .unwrap_or("");
+        match (&options.judge, scripted) {
+            (_, Some(r)) => r,
+            (JudgeMode::AlwaysAccept, None) if first_user.contains("\"score\"") => {
+                r#"{"score": 0.75, "missing": [], "accurate": true}"#.to_string()
+            }
+            (JudgeMode::AlwaysAccept, None) => {
+                json!({"correct": true, "reason": "accepts all"}).to_string()
+            }
+            (JudgeMode::AlwaysRight(_), None) if first_user.contains("\"score\"") => {
+                let sentences = asked_summary.matches(". ").count() + 1;
+                json!({"score": sentences as f64 / 10.0, "missing": [], "accurate": true})
+                    .to_string()
+            }
+            (JudgeMode::AlwaysRight(right), None) => {
+                let line_after = |mark: &str| {
+                    first_user
+                        .split(mark)
+                        .nth(1)
+                        .and_then(|q| q.split('\n').next())
+                        .unwrap_or("")
+                        .to_string()
+                };
+                let question = line_after("Question: ");
+                let fact = line_after("Facts a correct answer must reflect:\n- ");
+                let asked = format!("{question}\u{1f}{fact}\u{1f}{asked_answer}");
+                let correct = right.contains(&asked);
+                json!({"correct": correct, "reason": "oracle"}).to_string()
+            }
+            (JudgeMode::Usual, None) if first_user.contains("\"score\"") => {
                 r#"{"score": 0.75, "missing": ["a detail"], "accurate": true}"#.to_string()
             }
-            None if first_user.contains("\"label\"") => {
+            (JudgeMode::Usual, None) if first_user.contains("\"label\"") => {
                 // LoCoMo's J: correct when the answer shares a word with the gold.
                 let part = |from: &str, to: &str| {
                     let rest = first_user.split(from).nth(1).unwrap_or("");
@@ -321,7 +374,7 @@ fn answer(
                 let label = if shared { "CORRECT" } else { "WRONG" };
                 json!({"reason": "fake judge", "label": label}).to_string()
             }
-            None => {
+            (JudgeMode::Usual, None) => {
                 // Correct when the answer shares a word with the facts listed.
                 let answer = first_user
                     .split("The chatbot's answer:")
