@@ -166,6 +166,7 @@ fn a_run_is_judged_and_its_rerun_sends_nothing() {
     assert!(results["totals"][0]["cost_usd"].as_f64().unwrap() > 0.0);
     assert!(results["totals"][0]["eval_cost_usd"].as_f64().unwrap() > 0.0);
     assert_eq!(results["totals"][0]["failed_calls"], 0);
+    assert_eq!(results["meta"]["answers"], "model", "a chat model answered");
 
     // The rerun: nothing sent, the same results.
     let second = run(dir.path(), &cfg, "b", &[]);

@@ -631,4 +631,22 @@ fn strategies_are_compared_pairwise_with_seeded_intervals() {
     assert!(stdout.contains("summary vs hybrid: recall "), "{stdout}");
     let report = std::fs::read_to_string(tmp.path().join("a/report.html")).unwrap();
     assert!(report.contains("Paired differences") && report.contains("window vs summary"));
+    // The offline backend's answers are labelled as its extractive
+    // baseline everywhere they appear, never as answer accuracy.
+    assert!(
+        stdout.contains("summary vs hybrid: recall ")
+            && stdout.contains("; extractive baseline ")
+            && !stdout.contains("; answers "),
+        "{stdout}"
+    );
+    assert!(
+        stdout.contains("(in brackets, the offline extractive baseline:"),
+        "{stdout}"
+    );
+    assert!(report.contains("<th>extractive baseline</th>"));
+    assert!(report.contains("in brackets, the offline extractive baseline"));
+    let meta: Value =
+        serde_json::from_slice(&std::fs::read(tmp.path().join("a/metadata.json")).unwrap())
+            .unwrap();
+    assert_eq!(meta["answers"], "extractive-baseline");
 }

@@ -261,8 +261,9 @@ pub fn cmd_merge(runs: &[PathBuf], out: &Path, force: bool) -> Result<(), Failur
     })?;
     let (per_job, totals) = (written.per_job, written.totals);
     let mut table = Vec::new();
-    report::print_table(&mut table, &per_job, &totals)
-        .and_then(|()| report::print_comparisons(&mut table, &written.comparisons))
+    let extractive = meta.extractive_answers();
+    report::print_table(&mut table, &per_job, &totals, extractive)
+        .and_then(|()| report::print_comparisons(&mut table, &written.comparisons, extractive))
         .map_err(anyhow::Error::from)?;
     crate::term::out(&String::from_utf8_lossy(&table));
     crate::outln!(

@@ -343,8 +343,9 @@ pub(crate) fn finish(
     let results = crate::results::load_results(out).map_err(|e| anyhow::anyhow!(e))?;
     if !args.quiet {
         let mut table = Vec::new();
-        report::print_table(&mut table, &results.results, &results.totals)
-            .and_then(|()| report::print_comparisons(&mut table, &results.comparisons))
+        let extractive = results.meta.extractive_answers();
+        report::print_table(&mut table, &results.results, &results.totals, extractive)
+            .and_then(|()| report::print_comparisons(&mut table, &results.comparisons, extractive))
             .map_err(anyhow::Error::from)?;
         writeln!(table, "\noutputs: {}", out.display()).map_err(anyhow::Error::from)?;
         crate::term::out(&String::from_utf8_lossy(&table));
@@ -541,6 +542,11 @@ pub(crate) fn run_metadata(
             .map(|(k, v)| ((*k).into(), v.clone()))
             .collect(),
         embedder: backend.embedder_identity.clone(),
+        answers: Some(if backend.name == "offline" {
+            crate::results::EXTRACTIVE_BASELINE.into()
+        } else {
+            "model".into()
+        }),
         strategies: config.strategies.iter().map(|s| s.to_string()).collect(),
         config: config.clone(),
         resolved,

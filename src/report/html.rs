@@ -125,14 +125,28 @@ fn figure(out: &mut String, data: &RunData, w: &Written) -> Result<(), ReportErr
 /// A sortable results table: per strategy over all scenarios (`totals`), or
 /// one row per scenario and strategy, the best value of each group marked.
 /// Every pair of strategies: the paired differences with their intervals.
-fn comparisons_table(out: &mut String, comparisons: &[crate::results::compare::Comparison]) {
+fn comparisons_table(
+    out: &mut String,
+    comparisons: &[crate::results::compare::Comparison],
+    extractive: bool,
+) {
     let Some(first) = comparisons.first() else {
         return;
     };
     let _ = writeln!(
         out,
-        "<p>Paired differences, first minus second over the same probe asks, with 95% intervals (paired bootstrap over {}, seeded) and McNemar's exact p for answers:</p>\n<div class=\"scroll\"><table id=\"comparisons\"><thead><tr><th class=\"t\">pair</th><th>recall</th><th>answers</th><th>McNemar p</th><th>context tokens</th></tr></thead><tbody>",
-        esc(&first.resampled)
+        "<p>Paired differences, first minus second over the same probe asks, with 95% intervals (paired bootstrap over {}, seeded) and McNemar's exact p for answers{}:</p>\n<div class=\"scroll\"><table id=\"comparisons\"><thead><tr><th class=\"t\">pair</th><th>recall</th><th>{}</th><th>McNemar p</th><th>context tokens</th></tr></thead><tbody>",
+        esc(&first.resampled),
+        if extractive {
+            " (the offline extractive baseline's, not a model's)"
+        } else {
+            ""
+        },
+        if extractive {
+            "extractive baseline"
+        } else {
+            "answers"
+        }
     );
     let cell = |d: Option<&crate::results::compare::Difference>, digits: usize| match d {
         Some(d) => format!(
@@ -394,7 +408,16 @@ pub fn render(data: &RunData, charts: &[Written]) -> Result<String, ReportError>
     results_table(&mut out, data, true);
     let kinds = super::kind_table(&data.totals);
     if !kinds.is_empty() {
-        out.push_str("<p>Recall by probe kind, over every scenario (answer accuracy in brackets where answers were judged):</p>\n<div class=\"scroll\"><table class=\"sortable\" id=\"kinds\"><thead><tr>");
+        let note = if data.meta.extractive_answers() {
+            super::EXTRACTIVE_NOTE
+        } else {
+            "answer accuracy in brackets where answers were judged"
+        };
+        let _ = write!(
+            out,
+            "<p>Recall by probe kind, over every scenario ({}):</p>\n<div class=\"scroll\"><table class=\"sortable\" id=\"kinds\"><thead><tr>",
+            esc(note)
+        );
         for (i, h) in kinds[0].iter().enumerate() {
             let class = if i == 0 { " class=\"t\"" } else { "" };
             let _ = write!(out, "<th{class}>{}</th>", esc(h));
@@ -414,7 +437,7 @@ pub fn render(data: &RunData, charts: &[Written]) -> Result<String, ReportError>
         }
         out.push_str("</tbody></table></div>\n");
     }
-    comparisons_table(&mut out, &data.comparisons);
+    comparisons_table(&mut out, &data.comparisons, data.meta.extractive_answers());
     out.push_str("<details><summary>Per scenario and strategy</summary>\n");
     results_table(&mut out, data, false);
     out.push_str("</details>\n");

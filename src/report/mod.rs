@@ -120,6 +120,11 @@ fn fmt_ratio(x: Option<f64>) -> String {
     x.map_or_else(|| "-".to_string(), |v| format!("{v:.3}"))
 }
 
+/// What the bracketed figures are when the offline backend answered.
+pub const EXTRACTIVE_NOTE: &str = "in brackets, the offline extractive baseline: the share of \
+answers judged right where the answer is the context sentence with the most words of the \
+question; not a model's answer accuracy";
+
 /// The table printed at the end of a run: one row per scenario and
 /// strategy, then the totals per strategy.
 /// The paired comparisons, a line a pair: "hybrid vs summary: recall
@@ -127,6 +132,7 @@ fn fmt_ratio(x: Option<f64>) -> String {
 pub fn print_comparisons(
     out: &mut impl Write,
     comparisons: &[crate::results::compare::Comparison],
+    extractive: bool,
 ) -> std::io::Result<()> {
     let Some(first) = comparisons.first() else {
         return Ok(());
@@ -149,7 +155,12 @@ pub fn print_comparisons(
         }
         if let Some(a) = &c.answer_accuracy {
             parts.push(format!(
-                "answers {} (McNemar p {:.3})",
+                "{} {} (McNemar p {:.3})",
+                if extractive {
+                    "extractive baseline"
+                } else {
+                    "answers"
+                },
                 signed(&a.difference, 3),
                 a.mcnemar_p
             ));
@@ -166,6 +177,7 @@ pub fn print_table(
     out: &mut impl Write,
     per_job: &[Aggregate],
     totals: &[Aggregate],
+    extractive: bool,
 ) -> std::io::Result<()> {
     let header = [
         "scenario",
@@ -269,10 +281,13 @@ pub fn print_table(
     stage_table(out, totals)?;
     let kinds = kind_table(totals);
     if !kinds.is_empty() {
-        writeln!(
-            out,
-            "\nrecall by probe kind, over all scenarios (answer accuracy in brackets where judged):"
-        )?;
+        writeln!(out, "\nrecall by probe kind, over all scenarios ({}):", {
+            if extractive {
+                EXTRACTIVE_NOTE
+            } else {
+                "answer accuracy in brackets where judged"
+            }
+        })?;
         write_aligned(out, &kinds)?;
     }
     Ok(())

@@ -11,6 +11,9 @@ use crate::config::Config;
 /// Version of the output files' layout.
 pub const OUTPUT_FORMAT: u32 = 1;
 
+/// metadata.json's `answers` for the offline backend's responder.
+pub const EXTRACTIVE_BASELINE: &str = "extractive-baseline";
+
 /// The run's metadata, written beside every output and inside results.json.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct Metadata {
@@ -27,6 +30,12 @@ pub struct Metadata {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub embedder: Option<serde_json::Value>,
     pub strategies: Vec<String>,
+    /// Who answered the probes: `model` (a chat model) or
+    /// `extractive-baseline` (the offline backend's responder, which picks
+    /// a context sentence by word overlap: its answers' accuracy is a
+    /// baseline, not a model's).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub answers: Option<String>,
     /// The full configuration, defaults included (without the settings of
     /// a backend not in use, which are noise in the record).
     #[serde(serialize_with = "record")]
@@ -92,6 +101,12 @@ fn record<S: Serializer>(config: &Config, s: S) -> Result<S::Ok, S::Error> {
 }
 
 impl Metadata {
+    /// Whether the probes' answers are the offline extractive baseline's.
+    pub fn extractive_answers(&self) -> bool {
+        self.answers.as_deref() == Some(EXTRACTIVE_BASELINE)
+            || self.models.get("responder").map(String::as_str) == Some("offline-extractive")
+    }
+
     /// The configuration as it is recorded in the run's files.
     pub fn recorded_config(&self) -> serde_json::Value {
         record(&self.config, serde_json::value::Serializer).unwrap_or_default()
