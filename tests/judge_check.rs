@@ -207,3 +207,60 @@ fn the_offline_judge_and_the_gate_that_requires_a_checked_judge() {
     assert_eq!(o.status.code(), Some(2), "{stderr}");
     assert!(stderr.contains("judge"), "{stderr}");
 }
+
+/// Answers judged by two models: both verdicts in probes.csv, their
+/// agreement and Cohen's kappa in results.json and the terminal, as
+/// computed here by hand from the rows.
+#[test]
+fn extra_judges_give_their_verdicts_and_kappa() {
+    let server = Server::start(Options::default());
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    std::fs::write(
+        d.join("two.toml"),
+        format!(
+            "backend = \"openai\"\nstrategies = [\"window\", \"hybrid\"]\n[model]\nname = \"gpt-4o-mini\"\n[openai]\nbase_url = \"{}\"\nrequire_key = false\ncache_path = \"{}\"\njudge_model = \"parity\"\nextra_judges = [\"always-yes\"]\n",
+            server.url,
+            d.join("cache.sqlite").display()
+        ),
+    )
+    .unwrap();
+    let files = scenario_paths();
+    let mut args: Vec<&str> = vec!["run"];
+    args.extend(files.iter().map(String::as_str));
+    args.extend(["--config", "two.toml", "--out", "out", "--no-timings"]);
+    let o = memeval(&args, d);
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let rows = common::rows(&d.join("out/probes.csv"));
+    let mut t = [[0u64; 2]; 2];
+    for r in &rows {
+        if r["answer_correct"].is_empty() {
+            continue;
+        }
+        assert_eq!(r["extra_verdicts"], "always-yes=1", "{r:?}");
+        t[r["answer_correct"].parse::<usize>().unwrap()][1] += 1;
+    }
+    let n = (t[0][1] + t[1][1]) as f64;
+    assert!(
+        t[0][1] > 0 && t[1][1] > 0,
+        "both verdicts of the first judge occur: {t:?}"
+    );
+    let results: Value =
+        serde_json::from_slice(&std::fs::read(d.join("out/results.json")).unwrap()).unwrap();
+    let a = &results["judge_agreement"][0];
+    assert_eq!(
+        (a["first"].as_str(), a["second"].as_str()),
+        (Some("parity"), Some("always-yes"))
+    );
+    assert_eq!(a["answers"].as_f64(), Some(n));
+    // One judge always says yes: agreement is the other's rate of yes, and
+    // so is chance agreement: kappa 0.
+    assert!((a["agreement"].as_f64().unwrap() - t[1][1] as f64 / n).abs() < 1e-6);
+    assert!(a["kappa"].as_f64().unwrap().abs() < 1e-9, "{a}");
+    assert_eq!(a["only_second"].as_u64(), Some(t[0][1]));
+    let stdout = String::from_utf8_lossy(&o.stdout);
+    assert!(
+        stdout.contains("parity vs always-yes: Cohen's kappa 0.000"),
+        "{stdout}"
+    );
+}

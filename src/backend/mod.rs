@@ -371,6 +371,8 @@ pub struct Backend {
     pub summarizer: Arc<dyn Summarizer>,
     pub embedder: Arc<dyn Embedder>,
     pub judge: Arc<dyn Judge>,
+    /// More judges of every answer, by model name, for their agreement.
+    pub extra_judges: Vec<(String, Arc<dyn Judge>)>,
     pub responder: Arc<dyn Responder>,
     /// Model names for the run's metadata.
     pub models: Vec<(&'static str, String)>,

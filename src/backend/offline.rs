@@ -32,6 +32,7 @@ pub fn backend(embedding_dim: usize) -> Backend {
         }),
         embedder: Arc::new(HashingEmbedder { dim: embedding_dim }),
         judge: Arc::new(OverlapJudge),
+        extra_judges: Vec::new(),
         responder: Arc::new(ExtractiveResponder),
         models: vec![
             ("summarizer", "offline-extractive".into()),

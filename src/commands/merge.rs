@@ -264,6 +264,7 @@ pub fn cmd_merge(runs: &[PathBuf], out: &Path, force: bool) -> Result<(), Failur
     let extractive = meta.extractive_answers();
     report::print_table(&mut table, &per_job, &totals, extractive)
         .and_then(|()| report::print_comparisons(&mut table, &written.comparisons, extractive))
+        .and_then(|()| report::print_agreement(&mut table, &written.judge_agreement))
         .map_err(anyhow::Error::from)?;
     crate::term::out(&String::from_utf8_lossy(&table));
     crate::outln!(

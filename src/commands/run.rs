@@ -346,6 +346,7 @@ pub(crate) fn finish(
         let extractive = results.meta.extractive_answers();
         report::print_table(&mut table, &results.results, &results.totals, extractive)
             .and_then(|()| report::print_comparisons(&mut table, &results.comparisons, extractive))
+            .and_then(|()| report::print_agreement(&mut table, &results.judge_agreement))
             .map_err(anyhow::Error::from)?;
         writeln!(table, "\noutputs: {}", out.display()).map_err(anyhow::Error::from)?;
         crate::term::out(&String::from_utf8_lossy(&table));

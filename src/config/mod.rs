@@ -455,6 +455,13 @@ impl Config {
             }
         }
         let o = &self.openai;
+        for (i, m) in o.extra_judges.iter().enumerate() {
+            if m.trim().is_empty() || o.extra_judges[..i].contains(m) {
+                return fail(format!(
+                    "openai.extra_judges: {m:?} is empty or named twice"
+                ));
+            }
+        }
         if !["api", "offline"].contains(&o.embeddings.as_str()) {
             return fail(format!(
                 "openai.embeddings is \"api\" or \"offline\", not {:?}",

@@ -147,6 +147,10 @@ pub struct OpenAiConfig {
     /// The judge model (summary quality, answer correctness); by default the
     /// chat model.
     pub judge_model: Option<String>,
+    /// More judge models on the same endpoint: each judges every answer
+    /// too (the first judge's verdict is the one that counts), and their
+    /// agreement (Cohen's kappa) is reported.
+    pub extra_judges: Vec<String>,
     /// Where embeddings come from: `api` (the embedding model below) or
     /// `offline` (memeval's hashing embedder, for servers that cannot pool
     /// embeddings, such as llama.cpp's with a chat model).
@@ -194,6 +198,7 @@ impl Default for OpenAiConfig {
             require_key: true,
             chat_model: None,
             judge_model: None,
+            extra_judges: Vec::new(),
             embeddings: "api".into(),
             embedding_model: "text-embedding-3-small".into(),
             embedding_dimensions: None,

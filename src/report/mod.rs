@@ -173,6 +173,31 @@ pub fn print_comparisons(
     Ok(())
 }
 
+/// The judges' agreement, a line a pair of judges.
+pub fn print_agreement(
+    out: &mut impl Write,
+    agreement: &[crate::results::compare::Agreement],
+) -> std::io::Result<()> {
+    if agreement.is_empty() {
+        return Ok(());
+    }
+    writeln!(out, "\njudges, over the answers both judged:")?;
+    for a in agreement {
+        writeln!(
+            out,
+            "{} vs {}: Cohen's kappa {}, agreement {:.3} over {} answers ({} correct only to the first, {} only to the second)",
+            a.first,
+            a.second,
+            a.kappa.map_or("-".into(), |k| format!("{k:.3}")),
+            a.agreement,
+            a.answers,
+            a.only_first,
+            a.only_second
+        )?;
+    }
+    Ok(())
+}
+
 pub fn print_table(
     out: &mut impl Write,
     per_job: &[Aggregate],

@@ -380,3 +380,143 @@ mod tests {
         assert_eq!(a.mcnemar_p, 1.0);
     }
 }
+
+/// Two judges' verdicts on the same answers: how often they agree, and
+/// Cohen's kappa (agreement beyond what their rates of "correct" give by
+/// chance; empty where chance agreement is certain).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Agreement {
+    pub first: String,
+    pub second: String,
+    /// Answers both judged.
+    pub answers: u64,
+    pub agreement: f64,
+    pub kappa: Option<f64>,
+    /// Answers the first judged correct and the second not, and the
+    /// reverse.
+    pub only_first: u64,
+    pub only_second: u64,
+}
+
+/// Cohen's kappa of a 2x2 table `t[first][second]` (0: wrong, 1: correct),
+/// with the observed agreement.
+pub fn kappa(t: [[u64; 2]; 2]) -> Option<(f64, Option<f64>)> {
+    let n = (t[0][0] + t[0][1] + t[1][0] + t[1][1]) as f64;
+    if n == 0.0 {
+        return None;
+    }
+    let observed = (t[0][0] + t[1][1]) as f64 / n;
+    let first_yes = (t[1][0] + t[1][1]) as f64 / n;
+    let second_yes = (t[0][1] + t[1][1]) as f64 / n;
+    let chance = first_yes * second_yes + (1.0 - first_yes) * (1.0 - second_yes);
+    let k = (chance < 1.0).then(|| (observed - chance) / (1.0 - chance));
+    Some((observed, k))
+}
+
+/// The judges' verdicts of a run, folded pair by pair as probe rows pass.
+#[derive(Debug, Default)]
+pub struct Judges {
+    /// Per pair of judges (in the order first met), the 2x2 table.
+    tables: Vec<((String, String), [[u64; 2]; 2])>,
+}
+
+impl Judges {
+    /// Adds a probe row's verdicts: the run's judge (`judge`, its
+    /// `answer_correct`) and the extra judges (`extra_verdicts`).
+    pub fn add(&mut self, judge: &str, p: &ProbeRow) {
+        if p.extra_verdicts.is_empty() {
+            return;
+        }
+        let mut verdicts: Vec<(&str, Option<u8>)> = vec![(judge, p.answer_correct)];
+        for part in p.extra_verdicts.split(';') {
+            let (model, v) = part.rsplit_once('=').unwrap_or((part, ""));
+            verdicts.push((model, v.parse().ok()));
+        }
+        for i in 0..verdicts.len() {
+            for j in i + 1..verdicts.len() {
+                let (Some(a), Some(b)) = (verdicts[i].1, verdicts[j].1) else {
+                    continue;
+                };
+                let key = (verdicts[i].0, verdicts[j].0);
+                let at = match self
+                    .tables
+                    .iter()
+                    .position(|(k, _)| (k.0.as_str(), k.1.as_str()) == key)
+                {
+                    Some(at) => at,
+                    None => {
+                        self.tables
+                            .push(((key.0.to_string(), key.1.to_string()), [[0; 2]; 2]));
+                        self.tables.len() - 1
+                    }
+                };
+                self.tables[at].1[usize::from(a.min(1))][usize::from(b.min(1))] += 1;
+            }
+        }
+    }
+
+    pub fn finish(self) -> Vec<Agreement> {
+        self.tables
+            .into_iter()
+            .filter_map(|((first, second), t)| {
+                let (agreement, k) = kappa(t)?;
+                Some(Agreement {
+                    first,
+                    second,
+                    answers: t[0][0] + t[0][1] + t[1][0] + t[1][1],
+                    agreement: round6(agreement),
+                    kappa: k.map(round6),
+                    only_first: t[1][0],
+                    only_second: t[0][1],
+                })
+            })
+            .collect()
+    }
+}
+
+#[cfg(test)]
+mod kappa_tests {
+    use super::*;
+
+    #[test]
+    fn kappa_matches_hand_computed_cases() {
+        // 20 both yes, 15 both no, 5 and 10 split: po 0.7, pe 0.5, kappa 0.4.
+        let (po, k) = kappa([[15, 10], [5, 20]]).unwrap();
+        assert!((po - 0.7).abs() < 1e-12 && (k.unwrap() - 0.4).abs() < 1e-12);
+        // Perfect agreement with both labels present: kappa 1.
+        assert_eq!(kappa([[3, 0], [0, 7]]).unwrap().1, Some(1.0));
+        // One judge always says yes: chance agreement equals observed, kappa 0.
+        let (po, k) = kappa([[0, 4], [0, 6]]).unwrap();
+        assert!((po - 0.6).abs() < 1e-12 && k.unwrap().abs() < 1e-12);
+        // Both always yes: chance agreement is certain, kappa undefined.
+        assert_eq!(kappa([[0, 0], [0, 9]]).unwrap(), (1.0, None));
+        assert_eq!(kappa([[0, 0], [0, 0]]), None);
+    }
+
+    #[test]
+    fn judges_fold_pairs_from_probe_rows() {
+        let mut j = Judges::default();
+        for (correct, extra) in [
+            (1, "b=1;c=0"),
+            (0, "b=0;c=0"),
+            (1, "b=0;c="),
+            (1, "b=1;c=1"),
+        ] {
+            j.add(
+                "a",
+                &ProbeRow {
+                    answer_correct: Some(correct),
+                    extra_verdicts: extra.into(),
+                    ..ProbeRow::default()
+                },
+            );
+        }
+        let out = j.finish();
+        let names: Vec<(&str, &str, u64)> = out
+            .iter()
+            .map(|a| (a.first.as_str(), a.second.as_str(), a.answers))
+            .collect();
+        assert_eq!(names, [("a", "b", 4), ("a", "c", 3), ("b", "c", 3)]);
+        assert_eq!((out[0].only_first, out[0].only_second), (1, 0));
+    }
+}

@@ -22,6 +22,9 @@ pub struct RunResults {
     /// Every pair of strategies over their shared probe asks.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub comparisons: Vec<crate::results::compare::Comparison>,
+    /// Every pair of judges over the answers both judged.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub judge_agreement: Vec<crate::results::compare::Agreement>,
 }
 
 /// Reads results from a run folder, a results.json or a baseline file.
@@ -54,6 +57,7 @@ pub fn load_results(path: &Path) -> Result<RunResults, ResultsError> {
         results: raw.results,
         totals: raw.totals,
         comparisons: raw.comparisons,
+        judge_agreement: raw.judge_agreement,
     })
 }
 
@@ -68,6 +72,8 @@ struct Raw {
     totals: Vec<Aggregate>,
     #[serde(default)]
     comparisons: Vec<crate::results::compare::Comparison>,
+    #[serde(default)]
+    judge_agreement: Vec<crate::results::compare::Agreement>,
 }
 
 /// The version of the baseline format this memeval writes and reads.

@@ -140,6 +140,12 @@ pub struct ProbeRow {
     pub recall_all_session_10: Option<f64>,
     #[serde(default)]
     pub ndcg_session_10: Option<f64>,
+    /// The verdicts of the extra judges (`openai.extra_judges`) on the
+    /// answer, `model=1;model=0` in their order (nothing after `=`: no
+    /// verdict could be read).
+    #[serde(default)]
+    #[serde(serialize_with = "cell::write", deserialize_with = "cell::read")]
+    pub extra_verdicts: String,
 }
 
 /// The retrieval columns of probes.csv, in their order: by turn, then by

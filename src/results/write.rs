@@ -8,7 +8,7 @@ use std::path::Path;
 use serde::{Deserialize, Serialize};
 
 use super::aggregate::Aggregate;
-use super::compare::{Comparison, Pairs};
+use super::compare::{Agreement, Comparison, Judges, Pairs};
 use super::metadata::Metadata;
 use super::pool::{Aggregator, Counts};
 use super::rows::{CallRow, JobResult};
@@ -23,6 +23,10 @@ struct ResultsFile<'a> {
     /// Every pair of strategies over their shared probe asks.
     #[serde(skip_serializing_if = "<[Comparison]>::is_empty")]
     comparisons: &'a [Comparison],
+    /// Every pair of judges over the answers both judged
+    /// (`openai.extra_judges`).
+    #[serde(skip_serializing_if = "<[Agreement]>::is_empty")]
+    judge_agreement: &'a [Agreement],
 }
 
 /// The calls of one kind, over the run.
@@ -198,6 +202,8 @@ pub struct Written {
     pub totals: Vec<Aggregate>,
     /// Every pair of strategies compared over their shared probe asks.
     pub comparisons: Vec<Comparison>,
+    /// Every pair of judges over the answers both judged.
+    pub judge_agreement: Vec<Agreement>,
     pub calls: CallTally,
     /// The registry's evictions and reloads, over every replay.
     pub evict: Counts,
@@ -234,6 +240,8 @@ pub fn write_outputs(
     strategies: &[String],
 ) -> std::io::Result<Written> {
     let mut pairs = Pairs::default();
+    let mut judges = Judges::default();
+    let judge = meta.models.get("judge").map_or("judge", String::as_str);
     let csv = |name: &str| csv::Writer::from_path(dir.join(name));
     let (mut turns, mut probes) = (csv("turns.csv")?, csv("probes.csv")?);
     let (mut summaries, mut calls) = (csv("summaries.csv")?, csv("calls.csv")?);
@@ -252,6 +260,7 @@ pub fn write_outputs(
         for p in &job.probes {
             row(&mut probes, p)?;
             pairs.add(p);
+            judges.add(judge, p);
         }
         for s in &job.summaries {
             row(&mut summaries, s)?;
@@ -282,6 +291,7 @@ pub fn write_outputs(
     write_json(&dir.join("usage.json"), &tally.usage())?;
     let (per_job, totals) = aggregator.finish();
     let comparisons = pairs.compare(strategies, meta.seed);
+    let judge_agreement = judges.finish();
     write_json(
         &dir.join("results.json"),
         &ResultsFile {
@@ -289,6 +299,7 @@ pub fn write_outputs(
             results: &per_job,
             totals: &totals,
             comparisons: &comparisons,
+            judge_agreement: &judge_agreement,
         },
     )?;
     write_json(&dir.join("metadata.json"), meta)?;
@@ -296,6 +307,7 @@ pub fn write_outputs(
         per_job,
         totals,
         comparisons,
+        judge_agreement,
         calls: tally,
         evict,
         reload,

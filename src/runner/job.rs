@@ -511,14 +511,20 @@ impl<'a> Job<'a> {
                 .collect::<Vec<_>>()
                 .join(";")
         };
-        let (answer, answer_correct, judge_reason) = if o.over_window {
+        let (answer, answer_correct, judge_reason, extra_verdicts) = if o.over_window {
             (
                 String::new(),
                 None,
                 "context exceeds the model's window: the call would fail".to_string(),
+                String::new(),
             )
         } else if !self.rt.backend.answer_probes {
-            (String::new(), None, "probe answers are off".to_string())
+            (
+                String::new(),
+                None,
+                "probe answers are off".to_string(),
+                String::new(),
+            )
         } else {
             self.answer(p, &ctx)
         };
@@ -580,6 +586,7 @@ impl<'a> Job<'a> {
             answer_f1,
             answer_bleu1,
             answer_us,
+            extra_verdicts,
             ..ProbeRow::default()
         };
         if let Some(r) = retrieval {
@@ -627,12 +634,14 @@ impl<'a> Job<'a> {
         ])
     }
 
-    /// A probe's answer from its context, and the judge's verdict on it.
+    /// A probe's answer from its context, the judge's verdict on it and its
+    /// reason, and the extra judges' verdicts (probes.csv's
+    /// `extra_verdicts`).
     pub(super) fn answer(
         &mut self,
         p: &crate::scenario::Probe,
         ctx: &Context,
-    ) -> (String, Option<u8>, String) {
+    ) -> (String, Option<u8>, String, String) {
         let b = self.rt.backend;
         let mut call = ctx.call_messages(&self.scenario.system_prompt);
         // A question asked at a date is told it, as the benchmarks' own
@@ -657,6 +666,7 @@ impl<'a> Job<'a> {
                         String::new(),
                         None,
                         format!("answer call failed: {}", e.message),
+                        String::new(),
                     );
                 }
             };
@@ -688,10 +698,23 @@ impl<'a> Job<'a> {
             abstention,
             rules,
         };
-        match b.judge.judge_answer(&check, &mut self.env.calls) {
-            Ok(v) => (answer, v.correct.map(u8::from), v.reason),
-            Err(e) => (answer, None, format!("judge call failed: {}", e.message)),
-        }
+        let extra: Vec<String> = b
+            .extra_judges
+            .iter()
+            .map(|(model, judge)| {
+                let verdict = judge.judge_answer(&check, &mut self.env.calls);
+                let v = verdict.ok().and_then(|v| v.correct);
+                format!(
+                    "{model}={}",
+                    v.map_or(String::new(), |c| u8::from(c).to_string())
+                )
+            })
+            .collect();
+        let (correct, reason) = match b.judge.judge_answer(&check, &mut self.env.calls) {
+            Ok(v) => (v.correct.map(u8::from), v.reason),
+            Err(e) => (None, format!("judge call failed: {}", e.message)),
+        };
+        (answer, correct, reason, extra.join(";"))
     }
 
     /// Scores a new summary: a seeded sample of the messages it folded, judged

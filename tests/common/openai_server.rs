@@ -331,8 +331,19 @@ fn answer(
             .strip_prefix("Given this summary:\n")
             .and_then(|a| a.split("\n\nAnd these original messages").next())
             .unwrap_or("");
+        // Judge models by name: "always-yes" accepts every answer,
+        // "parity" those of an even length in bytes.
+        let model = body["model"].as_str().unwrap_or("");
+        let by_name = match model {
+            "always-yes" => Some(true),
+            "parity" => Some(asked_answer.len() % 2 == 0),
+            _ => None,
+        };
         match (&options.judge, scripted) {
             (_, Some(r)) => r,
+            (_, None) if by_name.is_some() && !first_user.contains("\"score\"") => {
+                json!({"correct": by_name, "reason": model}).to_string()
+            }
             (JudgeMode::AlwaysAccept, None) if first_user.contains("\"score\"") => {
                 r#"{"score": 0.75, "missing": [], "accurate": true}"#.to_string()
             }

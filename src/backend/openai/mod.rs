@@ -118,17 +118,35 @@ pub fn backend(config: &Config, tok: Tokenizer) -> Result<Backend, String> {
         }),
         embedder,
         judge: Arc::new(ChatJudge { chat: judge }),
+        extra_judges: o
+            .extra_judges
+            .iter()
+            .map(|m| {
+                let chat = Chat {
+                    api: api.clone(),
+                    price: prices::lookup(&config.prices, m),
+                    model: m.clone(),
+                };
+                (m.clone(), Arc::new(ChatJudge { chat }) as Arc<dyn Judge>)
+            })
+            .collect(),
         responder: Arc::new(ChatResponder {
             chat: chat.clone(),
             temperature: o.reply_temperature,
             max_tokens: o.reply_max_tokens,
         }),
-        models: vec![
-            ("summarizer", chat_model.clone()),
-            ("embedder", embedding_name),
-            ("judge", judge_model),
-            ("responder", chat_model.clone()),
-        ],
+        models: {
+            let mut models = vec![
+                ("summarizer", chat_model.clone()),
+                ("embedder", embedding_name),
+                ("judge", judge_model),
+                ("responder", chat_model.clone()),
+            ];
+            if !o.extra_judges.is_empty() {
+                models.push(("extra_judges", o.extra_judges.join(",")));
+            }
+            models
+        },
         answer_probes: o.answer_probes,
         chat_price,
         embedding_price,
