@@ -400,7 +400,7 @@ pub struct Agreement {
 
 /// Cohen's kappa of a 2x2 table `t[first][second]` (0: wrong, 1: correct),
 /// with the observed agreement.
-pub fn kappa(t: [[u64; 2]; 2]) -> Option<(f64, Option<f64>)> {
+pub fn kappa(t: Table) -> Option<(f64, Option<f64>)> {
     let n = (t[0][0] + t[0][1] + t[1][0] + t[1][1]) as f64;
     if n == 0.0 {
         return None;
@@ -413,11 +413,14 @@ pub fn kappa(t: [[u64; 2]; 2]) -> Option<(f64, Option<f64>)> {
     Some((observed, k))
 }
 
+/// Verdict counts of two judges: `[first][second]`, 0 wrong, 1 correct.
+type Table = [[u64; 2]; 2];
+
 /// The judges' verdicts of a run, folded pair by pair as probe rows pass.
 #[derive(Debug, Default)]
 pub struct Judges {
-    /// Per pair of judges (in the order first met), the 2x2 table.
-    tables: Vec<((String, String), [[u64; 2]; 2])>,
+    /// Per pair of judges (in the order first met), their table.
+    tables: Vec<(String, String, Table)>,
 }
 
 impl Judges {
@@ -437,20 +440,16 @@ impl Judges {
                 let (Some(a), Some(b)) = (verdicts[i].1, verdicts[j].1) else {
                     continue;
                 };
-                let key = (verdicts[i].0, verdicts[j].0);
-                let at = match self
-                    .tables
-                    .iter()
-                    .position(|(k, _)| (k.0.as_str(), k.1.as_str()) == key)
-                {
+                let (x, y) = (verdicts[i].0, verdicts[j].0);
+                let at = match self.tables.iter().position(|t| t.0 == x && t.1 == y) {
                     Some(at) => at,
                     None => {
                         self.tables
-                            .push(((key.0.to_string(), key.1.to_string()), [[0; 2]; 2]));
+                            .push((x.to_string(), y.to_string(), [[0; 2]; 2]));
                         self.tables.len() - 1
                     }
                 };
-                self.tables[at].1[usize::from(a.min(1))][usize::from(b.min(1))] += 1;
+                self.tables[at].2[usize::from(a.min(1))][usize::from(b.min(1))] += 1;
             }
         }
     }
@@ -458,7 +457,7 @@ impl Judges {
     pub fn finish(self) -> Vec<Agreement> {
         self.tables
             .into_iter()
-            .filter_map(|((first, second), t)| {
+            .filter_map(|(first, second, t)| {
                 let (agreement, k) = kappa(t)?;
                 Some(Agreement {
                     first,
