@@ -416,10 +416,28 @@ fn a_run_with_a_plugin_killed_mid_run_resumes_to_the_same_outputs() {
             }
         },
     );
+    // The plugin's replays the interrupted attempt finished (the rest are
+    // redone by the resume).
+    let finished: i64 = {
+        let journal = rusqlite::Connection::open(staging(&out).join("journal.sqlite")).unwrap();
+        journal
+            .query_row(
+                "SELECT count(*) FROM done WHERE strategy = 'plugin:tutorial'",
+                [],
+                |r| r.get(0),
+            )
+            .unwrap()
+    };
     resume(dir.path(), &out);
     // The plugin's storage of the interrupted attempt is not the resumed
-    // one's: the unfinished replays start over on empty storage.
-    assert!(out.join("plugins/tutorial/state.2").is_dir());
+    // one's: the unfinished replays start over on empty storage, in a
+    // folder of their own (none where the kill came after the plugin's
+    // last replay).
+    assert_eq!(
+        out.join("plugins/tutorial/state.2").is_dir(),
+        finished < SCENARIOS.len() as i64,
+        "{finished} of the plugin's replays had finished"
+    );
     let without_plugins = |files: std::collections::BTreeMap<String, Vec<u8>>| {
         files
             .into_iter()
