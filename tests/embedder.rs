@@ -162,11 +162,22 @@ fn config_with(dir: &Path, model: &Path, cache: &Path, strategies: &str, more: &
 fn a_rerun_embeds_nothing() {
     let Some(model) = model_dir() else { return };
     let dir = tempfile::tempdir().unwrap();
-    let cfg = write_config(dir.path(), &model, &dir.path().join("cache.sqlite"));
-    let run = |name: &str| {
+    let cache = |name: &str| {
+        let sub = dir.path().join(name);
+        std::fs::create_dir(&sub).unwrap();
+        write_config(&sub, &model, &sub.join("cache.sqlite"))
+    };
+    let (a, b) = (cache("cache-a"), cache("cache-b"));
+    // cold-start-billing's assistant replies are generated, so they are
+    // embedded during the replays, not ahead.
+    let run = |name: &str, cfg: &Path| {
         let out = dir.path().join(name);
         let o = Command::new(env!("CARGO_BIN_EXE_memeval"))
-            .args(["run", &shipped("travel-multihop")])
+            .args([
+                "run",
+                &shipped("travel-multihop"),
+                &shipped("cold-start-billing"),
+            ])
             .args([
                 "--config",
                 cfg.to_str().unwrap(),
@@ -180,14 +191,24 @@ fn a_rerun_embeds_nothing() {
         assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
         out
     };
-    let first = run("first");
-    let embeds = |out: &Path| -> usize {
-        rows(&out.join("calls.csv"))
+    let first = run("first", &a);
+    // Rows of texts the encoder ran on (not served from the cache), and of
+    // replays (not ahead of them).
+    let embeds = |out: &Path| -> (usize, usize) {
+        let rows = rows(&out.join("calls.csv"));
+        let computed = rows
             .iter()
-            .filter(|r| r["kind"] == "embed")
-            .count()
+            .filter(|r| r["kind"] == "embed" && r["cached"] == "0");
+        let in_replays = rows
+            .iter()
+            .filter(|r| r["kind"] == "embed" && !r["scenario"].is_empty());
+        (computed.count(), in_replays.count())
     };
-    assert!(embeds(&first) >= 1, "the first run embedded nothing");
+    let (computed, in_replays) = embeds(&first);
+    assert!(
+        computed >= 2 && in_replays >= 1,
+        "{computed} computed, {in_replays} in replays"
+    );
     let meta: Value =
         serde_json::from_str(&std::fs::read_to_string(first.join("metadata.json")).unwrap())
             .unwrap();
@@ -195,12 +216,21 @@ fn a_rerun_embeds_nothing() {
     assert_eq!(sha.len(), 64);
     assert_eq!(meta["models"]["embedder"], format!("local:sha256:{sha}"));
     assert_eq!(meta["embedder"]["pooling"], serde_json::json!(["mean"]));
-    let second = run("second");
-    assert_eq!(embeds(&second), 0, "the rerun embedded again");
+    let second = run("second", &a);
+    assert_eq!(embeds(&second), (0, in_replays), "the rerun embedded again");
     for f in ["turns.csv", "probes.csv", "results.json"] {
         let read = |p: &Path| std::fs::read_to_string(p.join(f)).unwrap();
         assert_eq!(read(&first), read(&second), "{f} differs on the rerun");
     }
+    // Another cold run: the same calls, whichever replay embedded a text
+    // that two of them needed.
+    let third = run("third", &b);
+    let read = |p: &Path| std::fs::read_to_string(p.join("calls.csv")).unwrap();
+    assert_eq!(
+        read(&first),
+        read(&third),
+        "calls.csv differs between two cold runs"
+    );
 }
 
 /// A copy of the model folder (links to its files) with `file` replaced by

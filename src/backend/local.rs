@@ -348,13 +348,33 @@ fn loaded(dir: &Path) -> Result<Arc<Model>, String> {
     Ok(m)
 }
 
+/// Where a vector of this run came from.
+#[derive(Debug, Clone, Copy, PartialEq)]
+enum Origin {
+    /// Embedded ahead of the replays (their call is the run's, not a
+    /// replay's).
+    Prefetched,
+    /// In the SQLite cache before this run needed it.
+    Cached,
+    /// Computed by this run, for a replay.
+    Computed,
+}
+
+/// A vector of this run, with what a replay's call record says of it.
+struct Ready {
+    vector: Arc<[f32]>,
+    origin: Origin,
+    /// The model's tokens of the text, [CLS] and [SEP] included.
+    tokens: u32,
+}
+
 /// The embedder of `embedder = "local"`.
 pub struct LocalEmbedder {
     pub model: Arc<Model>,
     cache: Option<Cache>,
     batch: usize,
     /// Vectors of this run, by text.
-    ready: Mutex<HashMap<String, Arc<[f32]>>>,
+    ready: Mutex<HashMap<String, Ready>>,
 }
 
 impl LocalEmbedder {
@@ -381,94 +401,149 @@ impl LocalEmbedder {
         hash_key(&[&self.model.identity.sha256, text])
     }
 
+    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<String, Ready>> {
+        self.ready.lock().expect("no panic holds this lock")
+    }
+
     /// Makes every text of `texts` ready: from this run, from the cache,
-    /// else from the encoder (one record for the pass, if any).
-    fn ensure(&self, texts: &[&str], calls: &mut Calls) -> Result<(), BackendError> {
+    /// else from the encoder. Ahead of the replays (`prefetched`), one
+    /// record for the pass, if any. For a replay, a record for each text
+    /// not embedded ahead, whichever replay computed it: replays run side
+    /// by side, and a replay's calls must not depend on which finished
+    /// first (`cached` says whether the cache held it before the run).
+    fn ensure(
+        &self,
+        texts: &[&str],
+        prefetched: bool,
+        calls: &mut Calls,
+    ) -> Result<(), BackendError> {
         let mut missing: Vec<&str> = Vec::new();
+        let mut seen = std::collections::HashSet::new();
+        let texts: Vec<&str> = texts.iter().copied().filter(|t| seen.insert(*t)).collect();
         {
-            let mut ready = self.ready.lock().expect("no panic holds this lock");
-            let mut seen = std::collections::HashSet::new();
-            for &t in texts {
-                if ready.contains_key(t) || !seen.insert(t) {
+            let mut ready = self.lock();
+            for &t in &texts {
+                if ready.contains_key(t) {
                     continue;
                 }
-                match self
-                    .cache
-                    .as_ref()
-                    .and_then(|c| c.get_embedding(&self.key(t)))
-                {
+                match (self.cache.as_ref()).and_then(|c| c.get_embedding(&self.key(t))) {
                     Some(v) if v.len() == self.model.identity.dim => {
-                        ready.insert(t.to_string(), v.into());
+                        let tokens = self.model.token_ids(&[t]).map_or(0, |i| i[0].len() as u32);
+                        let origin = if prefetched {
+                            Origin::Prefetched
+                        } else {
+                            Origin::Cached
+                        };
+                        let vector = v.into();
+                        ready.insert(
+                            t.to_string(),
+                            Ready {
+                                vector,
+                                origin,
+                                tokens,
+                            },
+                        );
                     }
                     _ => missing.push(t),
                 }
             }
         }
-        if missing.is_empty() {
-            return Ok(());
-        }
-        let start = std::time::Instant::now();
         let name = self.model.identity.model_name();
-        let result = self.model.token_ids(&missing).and_then(|ids| {
-            let tokens: usize = ids.iter().map(Vec::len).sum();
-            Ok((self.model.embed_ids(&ids, self.batch)?, tokens))
-        });
-        // The model's own tokens, [CLS] and [SEP] included.
-        let tokens = result.as_ref().map_or(0, |r| r.1 as u32);
-        let mut record = CallRecord::new(CallKind::Embed, &name, missing.len() as u32, tokens);
-        record.latency_us = start.elapsed().as_micros() as u64;
-        let result = result.map(|r| r.0);
-        match result {
-            Ok(vectors) => {
-                let vectors: Vec<Arc<[f32]>> = vectors.into_iter().map(Arc::from).collect();
-                if let Some(c) = &self.cache {
-                    let keys: Vec<String> = missing.iter().map(|t| self.key(t)).collect();
-                    let rows = (keys.iter().zip(&missing).zip(&vectors))
-                        .map(|((k, t), v)| (k.as_str(), *t, &v[..]));
-                    c.put_embeddings(&name, rows);
-                }
-                let mut ready = self.ready.lock().expect("no panic holds this lock");
-                for (t, v) in missing.iter().zip(vectors) {
-                    ready.insert(t.to_string(), v);
-                }
-                calls.push(record);
-                Ok(())
-            }
+        let start = std::time::Instant::now();
+        let computed = if missing.is_empty() {
+            Ok(Vec::new())
+        } else {
+            self.model
+                .token_ids(&missing)
+                .and_then(|ids| Ok((self.model.embed_ids(&ids, self.batch)?, ids)))
+                .map(|(vectors, ids)| {
+                    let tokens: Vec<u32> = ids.iter().map(|i| i.len() as u32).collect();
+                    vectors.into_iter().map(Arc::from).zip(tokens).collect()
+                })
+        };
+        let latency_us = start.elapsed().as_micros() as u64;
+        let computed: Vec<(Arc<[f32]>, u32)> = match computed {
+            Ok(c) => c,
             Err(message) => {
+                let mut record = CallRecord::new(CallKind::Embed, &name, missing.len() as u32, 0);
+                record.latency_us = latency_us;
                 record.error = Some(message.clone());
                 calls.push(record);
-                Err(BackendError {
+                return Err(BackendError {
                     kind: "embeddings",
                     message,
-                })
+                });
+            }
+        };
+        {
+            // In the run's map before the cache: a text another replay
+            // finds in the cache was computed by this run.
+            let mut ready = self.lock();
+            let origin = if prefetched {
+                Origin::Prefetched
+            } else {
+                Origin::Computed
+            };
+            for (t, (vector, tokens)) in missing.iter().zip(&computed) {
+                ready.entry(t.to_string()).or_insert(Ready {
+                    vector: vector.clone(),
+                    origin,
+                    tokens: *tokens,
+                });
             }
         }
+        if let Some(c) = &self.cache
+            && !missing.is_empty()
+        {
+            let keys: Vec<String> = missing.iter().map(|t| self.key(t)).collect();
+            let rows = (keys.iter().zip(&missing).zip(&computed))
+                .map(|((k, t), (v, _))| (k.as_str(), *t, &v[..]));
+            c.put_embeddings(&name, rows);
+        }
+        if prefetched {
+            if !missing.is_empty() {
+                let tokens = computed.iter().map(|c| c.1).sum();
+                let mut record =
+                    CallRecord::new(CallKind::Embed, &name, missing.len() as u32, tokens);
+                record.latency_us = latency_us;
+                calls.push(record);
+            }
+            return Ok(());
+        }
+        let ready = self.lock();
+        for t in texts {
+            let r = &ready[t];
+            if r.origin == Origin::Prefetched {
+                continue;
+            }
+            let mut record = CallRecord::new(CallKind::Embed, &name, 1, r.tokens);
+            record.cached = r.origin == Origin::Cached;
+            if missing.contains(&t) {
+                record.latency_us = latency_us;
+            }
+            calls.push(record);
+        }
+        Ok(())
     }
 
-    fn vector(&self, text: &str) -> Option<Arc<[f32]>> {
-        let ready = self.ready.lock().expect("no panic holds this lock");
-        ready.get(text).cloned()
+    fn vector(&self, text: &str) -> Arc<[f32]> {
+        self.lock()[text].vector.clone()
     }
 }
 
 impl Embedder for LocalEmbedder {
     fn embed(&self, texts: &[&str], calls: &mut Calls) -> Result<Vec<Vec<f32>>, BackendError> {
-        self.ensure(texts, calls)?;
-        Ok(texts
-            .iter()
-            .map(|t| self.vector(t).expect("ensure made it ready").to_vec())
-            .collect())
+        self.ensure(texts, false, calls)?;
+        Ok(texts.iter().map(|t| self.vector(t).to_vec()).collect())
     }
 
     fn embed_text(&self, text: &str, calls: &mut Calls) -> Result<Embedding, BackendError> {
-        self.ensure(&[text], calls)?;
-        Ok(Embedding::Dense(
-            self.vector(text).expect("ensure made it ready"),
-        ))
+        self.ensure(&[text], false, calls)?;
+        Ok(Embedding::Dense(self.vector(text)))
     }
 
     fn prefetch(&self, texts: &[&str], calls: &mut Calls) {
-        let _ = self.ensure(texts, calls);
+        let _ = self.ensure(texts, true, calls);
     }
 
     fn dim(&self) -> usize {
