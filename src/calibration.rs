@@ -491,7 +491,10 @@ mod tests {
         assert_eq!((p, lo), (0.0, 0.0));
         assert!((hi - 0.277_533).abs() < 1e-5, "{hi}");
         let (_, lo, hi) = wilson(10, 10).unwrap();
-        assert!((lo - 0.722_467).abs() < 1e-5 && hi == 1.0, "{lo}");
+        assert!(
+            (lo - 0.722_467).abs() < 1e-5 && (hi - 1.0).abs() < 1e-12,
+            "{lo} {hi}"
+        );
         let (_, lo, hi) = wilson(5, 10).unwrap();
         assert!((lo - 0.236_590).abs() < 1e-5 && (hi - 0.763_410).abs() < 1e-5);
         assert!(wilson(0, 0).is_none());
@@ -499,7 +502,7 @@ mod tests {
 
     #[test]
     fn the_subject_is_the_questions_longest_words() {
-        assert_eq!(subject("Which warehouse do we use?"), "warehouse");
+        assert_eq!(subject("Which warehouse do we use?"), "warehouse and use");
         assert_eq!(
             subject("What is my daughter's name?"),
             "daughter's and name"
