@@ -146,6 +146,15 @@ fn the_offline_judge_and_the_gate_that_requires_a_checked_judge() {
         stdout.contains("judge offline-overlap: false accepts 0 of"),
         "{stdout}"
     );
+    // Bad input: exit 2, the file named once, nothing written.
+    let o = memeval(&["judge-check", "missing.json", "--out", "bad"], d);
+    let stderr = String::from_utf8_lossy(&o.stderr);
+    assert_eq!(o.status.code(), Some(2), "{stderr}");
+    assert!(
+        stderr.starts_with("error: missing.json: cannot read"),
+        "{stderr}"
+    );
+    assert!(!d.join("bad").exists());
     let csv = std::fs::read_to_string(d.join("check/judge-check.csv")).unwrap();
     assert!(csv.starts_with("scenario,probe_id,kind,expected,accepted,question,answer,reason\n"));
 

@@ -100,8 +100,7 @@ pub fn render(r: &Report, quiet: bool) -> String {
 pub fn cmd_judge_check(args: &JudgeCheckArgs) -> Result<(), Failure> {
     let config = resolve_config(&args.cfg, Vec::new())?;
     let files = expand_inputs(&args.files)?;
-    let scenarios =
-        scenario::load_all(&files).map_err(|e| Failure::Input(format!("error: {e}")))?;
+    let scenarios = scenario::load_all(&files).map_err(|e| Failure::Input(e.to_string()))?;
     let items = calibration::labelled_set(&scenarios, args.max_probes, config.seed);
     if items.is_empty() {
         return Err(Failure::Input(
