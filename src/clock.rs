@@ -13,10 +13,12 @@ pub fn parse_rfc3339(s: &str) -> Result<Millis, String> {
     if b.len() < 20 {
         return Err(bad());
     }
+    // Bytes, not a slice of the text: a field may cut a multi-byte
+    // character, which is simply not a digit.
     let num = |range: std::ops::Range<usize>| -> Result<i64, String> {
-        let part = &s[range];
-        if part.bytes().all(|c| c.is_ascii_digit()) {
-            Ok(part.parse().expect("digits"))
+        let part = &b[range];
+        if part.iter().all(u8::is_ascii_digit) {
+            Ok(part.iter().fold(0, |n, d| n * 10 + i64::from(d - b'0')))
         } else {
             Err(bad())
         }
@@ -124,6 +126,10 @@ mod tests {
             "2025-03-10T25:00:00Z",
             "2025-03-10T09:00:00",
             "10 March 2025",
+            // Multi-byte characters across a field's edge (found by the
+            // fuzzer: slicing the text there panicked).
+            "2025-05-20T18:05:0\u{1e5}",
+            "2025-05-20T18:05:\u{e9}0Z",
         ] {
             assert!(parse_rfc3339(s).is_err(), "{s}");
         }
