@@ -17,11 +17,12 @@
 //! embedded with it: texts are batched only with texts of the same token
 //! count, so no pass pads (padding changes the last bits of a float sum).
 //! A cold run, a warm run and a run with half its vectors in the cache give
-//! the same bytes.
+//! the same vectors.
 //!
-//! Each distinct text is embedded once per process: vectors are kept by
-//! text for the run (every strategy, every sweep point) and in the SQLite
-//! cache by the weights' hash and the text, so a rerun embeds nothing.
+//! Each distinct text is embedded once: vectors are kept by text for the
+//! run (every strategy) and in the SQLite cache by the weights' hash and
+//! the text, so a sweep's later points and a rerun embed nothing; the
+//! model is loaded once per process.
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
@@ -101,14 +102,10 @@ impl Model {
         let modules = modules
             .as_array()
             .ok_or_else(|| format!("{}: expected a list of modules", at("modules.json")))?;
+        // The class name: what follows the last dot of `type`.
         let kind = |m: &Value| {
-            m.get("type")
-                .and_then(Value::as_str)
-                .unwrap_or("")
-                .rsplit('.')
-                .next()
-                .unwrap_or("")
-                .to_string()
+            let t = m.get("type").and_then(Value::as_str).unwrap_or("");
+            t.rsplit('.').next().unwrap_or("").to_string()
         };
         let kinds: Vec<String> = modules.iter().map(kind).collect();
         let normalize = match kinds.iter().map(String::as_str).collect::<Vec<_>>()[..] {
@@ -417,6 +414,11 @@ impl LocalEmbedder {
         prefetched: bool,
         calls: &mut Calls,
     ) -> Result<(), BackendError> {
+        let (from_cache, from_encoder) = if prefetched {
+            (Origin::Prefetched, Origin::Prefetched)
+        } else {
+            (Origin::Cached, Origin::Computed)
+        };
         let mut missing: Vec<&str> = Vec::new();
         let mut seen = std::collections::HashSet::new();
         let texts: Vec<&str> = texts.iter().copied().filter(|t| seen.insert(*t)).collect();
@@ -428,13 +430,13 @@ impl LocalEmbedder {
                 }
                 match (self.cache.as_ref()).and_then(|c| c.get_embedding(&self.key(t))) {
                     Some(v) if v.len() == self.model.identity.dim => {
-                        let tokens = self.model.token_ids(&[t]).map_or(0, |i| i[0].len() as u32);
-                        let origin = if prefetched {
-                            Origin::Prefetched
-                        } else {
-                            Origin::Cached
+                        // Only a replay's record counts a text's tokens.
+                        let tokens = match from_cache {
+                            Origin::Prefetched => 0,
+                            _ => self.model.token_ids(&[t]).map_or(0, |i| i[0].len() as u32),
                         };
                         let vector = v.into();
+                        let origin = from_cache;
                         ready.insert(
                             t.to_string(),
                             Ready {
@@ -479,15 +481,10 @@ impl LocalEmbedder {
             // In the run's map before the cache: a text another replay
             // finds in the cache was computed by this run.
             let mut ready = self.lock();
-            let origin = if prefetched {
-                Origin::Prefetched
-            } else {
-                Origin::Computed
-            };
             for (t, (vector, tokens)) in missing.iter().zip(&computed) {
                 ready.entry(t.to_string()).or_insert(Ready {
                     vector: vector.clone(),
-                    origin,
+                    origin: from_encoder,
                     tokens: *tokens,
                 });
             }
