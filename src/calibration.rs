@@ -316,23 +316,15 @@ pub fn check(
     backend: &Backend,
     seed: u64,
     jobs: usize,
-    calls: &mut Calls,
 ) -> Report {
-    let judged = crate::par::par_map(
+    let verdicts = crate::par::par_map(
         &items,
         jobs,
         |_| 1,
-        |item| -> Result<(Judged, Calls), std::convert::Infallible> {
+        |item| -> Result<_, std::convert::Infallible> {
             let s = &scenarios[item.scenario_index];
-            let facts: Vec<ExpectedFact<'_>> = item
-                .facts
-                .iter()
-                .map(|&f| ExpectedFact {
-                    id: &s.facts[f].id,
-                    statement: s.facts[f].statement.as_deref(),
-                    expect: &s.facts[f].expect,
-                })
-                .collect();
+            let facts: Vec<ExpectedFact<'_>> =
+                item.facts.iter().map(|&f| ExpectedFact::of(s, f)).collect();
             let check = AnswerCheck {
                 question: &item.question,
                 answer: &item.answer,
@@ -341,30 +333,29 @@ pub fn check(
                 abstention: false,
                 rules: JudgeRules::Memeval,
             };
-            let mut mine = Vec::new();
-            let (accepted, reason) = match backend.judge.judge_answer(&check, &mut mine) {
+            let mut calls = Vec::new();
+            let verdict = match backend.judge.judge_answer(&check, &mut calls) {
                 Ok(v) => (v.correct, v.reason),
                 Err(e) => (None, e.to_string()),
             };
-            Ok((
-                Judged {
-                    item: item.clone(),
-                    accepted,
-                    reason,
-                },
-                mine,
-            ))
+            Ok((verdict, calls))
         },
     )
-    .unwrap_or_else(|e: std::convert::Infallible| match e {});
-    let mut judged_items = Vec::with_capacity(judged.len());
-    for (j, c) in judged {
-        calls.extend(c);
-        judged_items.push(j);
-    }
+    .unwrap_or_else(|e| match e {});
+    let mut calls = Vec::new();
+    let judged: Vec<Judged> = (items.into_iter().zip(verdicts))
+        .map(|(item, ((accepted, reason), c))| {
+            calls.extend(c);
+            Judged {
+                item,
+                accepted,
+                reason,
+            }
+        })
+        .collect();
     let (summary_pairs, summary_calls) = summary_pairs(scenarios, backend, seed);
     calls.extend(summary_calls);
-    summarize(backend, seed, judged_items, summary_pairs, calls)
+    summarize(backend, seed, judged, summary_pairs, &calls)
 }
 
 fn summarize(

@@ -301,6 +301,18 @@ pub struct ExpectedFact<'a> {
     pub expect: &'a [String],
 }
 
+impl<'a> ExpectedFact<'a> {
+    /// Fact `f` of `scenario`, as the judge sees it.
+    pub fn of(scenario: &'a crate::scenario::Scenario, f: usize) -> ExpectedFact<'a> {
+        let fact = &scenario.facts[f];
+        ExpectedFact {
+            id: &fact.id,
+            statement: fact.statement.as_deref(),
+            expect: &fact.expect,
+        }
+    }
+}
+
 /// A probe's answer to judge.
 pub struct AnswerCheck<'a> {
     pub question: &'a str,

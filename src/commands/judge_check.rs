@@ -126,8 +126,7 @@ pub fn cmd_judge_check(args: &JudgeCheckArgs) -> Result<(), Failure> {
     inputs.extend(super::config_file(&args.cfg));
     let claim = outdir::claim(&out, args.force, &inputs)?;
     let report = claim.publish_staged(|dir| {
-        let mut calls = Vec::new();
-        let report = calibration::check(&scenarios, items, &backend, config.seed, jobs, &mut calls);
+        let report = calibration::check(&scenarios, items, &backend, config.seed, jobs);
         let json = serde_json::to_vec_pretty(&report).map_err(anyhow::Error::from)?;
         std::fs::write(dir.join("judge-check.json"), json).map_err(anyhow::Error::from)?;
         write_csv(&dir.join("judge-check.csv"), &report)

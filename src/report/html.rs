@@ -142,11 +142,7 @@ fn comparisons_table(
         } else {
             ""
         },
-        if extractive {
-            "extractive baseline"
-        } else {
-            "answers"
-        }
+        super::answers_label(extractive)
     );
     let cell = |d: Option<&crate::results::compare::Difference>, digits: usize| match d {
         Some(d) => format!(
@@ -408,11 +404,7 @@ pub fn render(data: &RunData, charts: &[Written]) -> Result<String, ReportError>
     results_table(&mut out, data, true);
     let kinds = super::kind_table(&data.totals);
     if !kinds.is_empty() {
-        let note = if data.meta.extractive_answers() {
-            super::EXTRACTIVE_NOTE
-        } else {
-            "answer accuracy in brackets where answers were judged"
-        };
+        let note = super::kinds_note(data.meta.extractive_answers());
         let _ = write!(
             out,
             "<p>Recall by probe kind, over every scenario ({}):</p>\n<div class=\"scroll\"><table class=\"sortable\" id=\"kinds\"><thead><tr>",

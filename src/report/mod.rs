@@ -120,10 +120,27 @@ fn fmt_ratio(x: Option<f64>) -> String {
     x.map_or_else(|| "-".to_string(), |v| format!("{v:.3}"))
 }
 
-/// What the bracketed figures are when the offline backend answered.
-pub const EXTRACTIVE_NOTE: &str = "in brackets, the offline extractive baseline: the share of \
-answers judged right where the answer is the context sentence with the most words of the \
-question; not a model's answer accuracy";
+/// What the bracketed figures of the probe-kind table are: answer
+/// accuracy, or, when the offline backend answered, its extractive
+/// baseline's.
+pub fn kinds_note(extractive: bool) -> &'static str {
+    if extractive {
+        "in brackets, the offline extractive baseline: the share of answers judged right \
+         where the answer is the context sentence with the most words of the question; not \
+         a model's answer accuracy"
+    } else {
+        "answer accuracy in brackets where judged"
+    }
+}
+
+/// The paired comparisons' name for the answers' difference.
+pub fn answers_label(extractive: bool) -> &'static str {
+    if extractive {
+        "extractive baseline"
+    } else {
+        "answers"
+    }
+}
 
 /// The table printed at the end of a run: one row per scenario and
 /// strategy, then the totals per strategy.
@@ -156,11 +173,7 @@ pub fn print_comparisons(
         if let Some(a) = &c.answer_accuracy {
             parts.push(format!(
                 "{} {} (McNemar p {:.3})",
-                if extractive {
-                    "extractive baseline"
-                } else {
-                    "answers"
-                },
+                answers_label(extractive),
                 signed(&a.difference, 3),
                 a.mcnemar_p
             ));
@@ -306,13 +319,11 @@ pub fn print_table(
     stage_table(out, totals)?;
     let kinds = kind_table(totals);
     if !kinds.is_empty() {
-        writeln!(out, "\nrecall by probe kind, over all scenarios ({}):", {
-            if extractive {
-                EXTRACTIVE_NOTE
-            } else {
-                "answer accuracy in brackets where judged"
-            }
-        })?;
+        writeln!(
+            out,
+            "\nrecall by probe kind, over all scenarios ({}):",
+            kinds_note(extractive)
+        )?;
         write_aligned(out, &kinds)?;
     }
     Ok(())

@@ -670,17 +670,8 @@ impl<'a> Job<'a> {
                     );
                 }
             };
-        let facts: Vec<ExpectedFact<'_>> = p
-            .expects
-            .iter()
-            .map(|&f| {
-                let fact = &self.scenario.facts[f];
-                ExpectedFact {
-                    id: &fact.id,
-                    statement: fact.statement.as_deref(),
-                    expect: &fact.expect,
-                }
-            })
+        let facts: Vec<ExpectedFact<'_>> = (p.expects.iter())
+            .map(|&f| ExpectedFact::of(self.scenario, f))
             .collect();
         let abstention = p.kind.as_deref() == Some("abstention");
         // A benchmark's scenario is judged by its own rules.

@@ -89,10 +89,13 @@ pub fn backend(config: &Config, tok: Tokenizer) -> Result<Backend, String> {
         model: chat_model.clone(),
         price: chat_price,
     };
-    let judge = Chat {
-        api: api.clone(),
-        price: prices::lookup(&config.prices, &judge_model),
-        model: judge_model.clone(),
+    // A judge by model name: the judge and each extra one.
+    let judge_of = |model: &str| ChatJudge {
+        chat: Chat {
+            api: api.clone(),
+            price: prices::lookup(&config.prices, model),
+            model: model.to_string(),
+        },
     };
     let (embedder, embedding_name, embedding_price): (Arc<dyn Embedder>, String, _) =
         if o.embeddings == "offline" {
@@ -117,18 +120,9 @@ pub fn backend(config: &Config, tok: Tokenizer) -> Result<Backend, String> {
             template,
         }),
         embedder,
-        judge: Arc::new(ChatJudge { chat: judge }),
-        extra_judges: o
-            .extra_judges
-            .iter()
-            .map(|m| {
-                let chat = Chat {
-                    api: api.clone(),
-                    price: prices::lookup(&config.prices, m),
-                    model: m.clone(),
-                };
-                (m.clone(), Arc::new(ChatJudge { chat }) as Arc<dyn Judge>)
-            })
+        judge: Arc::new(judge_of(&judge_model)),
+        extra_judges: (o.extra_judges.iter())
+            .map(|m| (m.clone(), Arc::new(judge_of(m)) as Arc<dyn Judge>))
             .collect(),
         responder: Arc::new(ChatResponder {
             chat: chat.clone(),
