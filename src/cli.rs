@@ -64,7 +64,8 @@ pub enum Command {
     JudgeCheck(judge_check::JudgeCheckArgs),
     /// Combine the output folders of `run --shard` into one run
     Merge {
-        /// The shards' output folders
+        /// The shards' output folders, or folders of them (one per shard, as a
+        /// CI workflow's artifacts download)
         #[arg(required = true)]
         runs: Vec<PathBuf>,
         /// Output folder of the merged run

@@ -104,6 +104,93 @@ fn four_shards_merged_equal_one_run() {
     );
 }
 
+/// `run` with the shard taken from `vars` (and no other shard variable
+/// of the environment the tests run in).
+fn run_env(dir: &Path, out: &str, vars: &[(&str, &str)]) -> std::process::Output {
+    let files: Vec<String> = SCENARIOS.iter().map(|s| shipped(s)).collect();
+    let mut cmd = std::process::Command::new(env!("CARGO_BIN_EXE_memeval"));
+    cmd.arg("run")
+        .args(&files)
+        .args(["--out", out, "--no-timings", "-q", "--shard-from-env"])
+        .current_dir(dir);
+    for var in [
+        "MEMEVAL_SHARD",
+        "MEMEVAL_SHARD_INDEX",
+        "MEMEVAL_SHARD_COUNT",
+        "JOB_COMPLETION_INDEX",
+        "CLOUD_RUN_TASK_INDEX",
+        "CLOUD_RUN_TASK_COUNT",
+        "AWS_BATCH_JOB_ARRAY_INDEX",
+    ] {
+        cmd.env_remove(var);
+    }
+    cmd.envs(vars.iter().copied());
+    cmd.output().expect("run memeval")
+}
+
+/// The layout a GitHub Actions matrix leaves: each shard's run folder
+/// uploaded as an artifact, all downloaded into one folder (a folder per
+/// artifact); the shards pick their share from the environment as a
+/// workflow (strategy.job-index) or a Kubernetes Indexed Job
+/// (JOB_COMPLETION_INDEX) sets it. `merge` of the folder equals one run.
+#[test]
+fn shards_from_the_environment_merge_from_an_artifact_folder() {
+    let tmp = tempfile::tempdir().unwrap();
+    let d = tmp.path();
+    ok(run(d, "whole", &[]));
+    ok(run_env(
+        d,
+        "artifacts/memeval-shard-0",
+        &[("MEMEVAL_SHARD_INDEX", "0"), ("MEMEVAL_SHARD_COUNT", "3")],
+    ));
+    ok(run_env(
+        d,
+        "artifacts/memeval-shard-1",
+        &[("JOB_COMPLETION_INDEX", "1"), ("MEMEVAL_SHARD_COUNT", "3")],
+    ));
+    ok(run_env(
+        d,
+        "artifacts/memeval-shard-2",
+        &[("MEMEVAL_SHARD", "3/3")],
+    ));
+    let meta: serde_json::Value = serde_json::from_slice(
+        &std::fs::read(d.join("artifacts/memeval-shard-1/metadata.json")).unwrap(),
+    )
+    .unwrap();
+    assert_eq!(meta["shard"], "2/3");
+    ok(memeval(&["merge", "artifacts", "--out", "merged"], d));
+    let (whole, merged) = (tree(&d.join("whole")), tree(&d.join("merged")));
+    assert_eq!(
+        whole.keys().collect::<Vec<_>>(),
+        merged.keys().collect::<Vec<_>>()
+    );
+    for (name, bytes) in &whole {
+        assert!(bytes == &merged[name], "{name} differs");
+    }
+    // A stray entry in the folder is refused, not skipped.
+    std::fs::create_dir(d.join("artifacts/logs")).unwrap();
+    let o = memeval(&["merge", "artifacts", "--out", "never"], d);
+    let stderr = String::from_utf8_lossy(&o.stderr);
+    assert_eq!(o.status.code(), Some(2), "{stderr}");
+    assert!(
+        stderr.contains("logs: not a memeval run folder"),
+        "{stderr}"
+    );
+    assert!(!d.join("never").exists());
+    // No shard in the environment: refused before anything is written.
+    let o = run_env(d, "never", &[]);
+    let stderr = String::from_utf8_lossy(&o.stderr);
+    assert_eq!(o.status.code(), Some(2), "{stderr}");
+    assert!(stderr.contains("JOB_COMPLETION_INDEX"), "{stderr}");
+    let o = run_env(
+        d,
+        "never",
+        &[("JOB_COMPLETION_INDEX", "3"), ("MEMEVAL_SHARD_COUNT", "3")],
+    );
+    assert_eq!(o.status.code(), Some(2));
+    assert!(!d.join("never").exists());
+}
+
 #[test]
 fn incomplete_or_mismatched_shards_are_refused() {
     let tmp = tempfile::tempdir().unwrap();

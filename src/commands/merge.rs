@@ -233,8 +233,46 @@ fn job<'a>(
         })
 }
 
+/// The run folders that `paths` name: each a run folder, or a folder of
+/// run folders (one per shard, as a CI workflow's artifacts or an object
+/// store's prefixes arrive), taken in name order. Anything else in such a
+/// folder is refused, so that a shard cannot be silently left out.
+fn run_folders(paths: &[PathBuf]) -> Result<Vec<PathBuf>, Failure> {
+    let mut runs = Vec::new();
+    for path in paths {
+        if !path.is_dir() || path.join("metadata.json").is_file() {
+            runs.push(path.clone());
+            continue;
+        }
+        let listing =
+            std::fs::read_dir(path).map_err(|e| input(format!("{}: {e}", path.display())))?;
+        let mut inner: Vec<PathBuf> = Vec::new();
+        for entry in listing {
+            let entry = entry.map_err(|e| input(format!("{}: {e}", path.display())))?;
+            inner.push(entry.path());
+        }
+        inner.sort();
+        if inner.is_empty() {
+            return Err(input(format!(
+                "{}: an empty folder: neither a memeval run folder nor a folder of them",
+                path.display()
+            )));
+        }
+        if let Some(stray) = inner.iter().find(|p| !p.join("metadata.json").is_file()) {
+            return Err(input(format!(
+                "{}: not a memeval run folder (no metadata.json), in {}, a folder of shards: each entry must be one shard's output folder",
+                stray.display(),
+                path.display()
+            )));
+        }
+        runs.extend(inner);
+    }
+    Ok(runs)
+}
+
 /// The merge command.
-pub fn cmd_merge(runs: &[PathBuf], out: &Path, force: bool) -> Result<(), Failure> {
+pub fn cmd_merge(paths: &[PathBuf], out: &Path, force: bool) -> Result<(), Failure> {
+    let runs = &run_folders(paths)?;
     let claim = outdir::claim(out, force, runs)?;
     let shards: Vec<Shard> = runs
         .iter()

@@ -37,7 +37,7 @@ pub struct RunArgs {
     /// the outputs are those of an uninterrupted run. Scenario files,
     /// configuration, --repeat, --shard and --no-timings come from the run
     /// (settings from MEMEVAL_* variables are ignored).
-    #[arg(long, value_name = "DIR", conflicts_with_all = ["files", "out", "set", "repeat", "shard", "no_timings"])]
+    #[arg(long, value_name = "DIR", conflicts_with_all = ["files", "out", "set", "repeat", "shard", "shard_from_env", "no_timings"])]
     pub resume: Option<PathBuf>,
     /// Replace --out if it already holds files
     #[arg(long)]
@@ -79,6 +79,13 @@ pub struct RunArgs {
     /// the shards' folders with `memeval merge`
     #[arg(long, value_name = "K/N", value_parser = parse_shard)]
     pub shard: Option<(u32, u32)>,
+    /// Take the shard from the environment a batch engine sets: MEMEVAL_SHARD
+    /// (K/N), or a 0-based index from MEMEVAL_SHARD_INDEX,
+    /// JOB_COMPLETION_INDEX (a Kubernetes Indexed Job), CLOUD_RUN_TASK_INDEX
+    /// or AWS_BATCH_JOB_ARRAY_INDEX, with the count from MEMEVAL_SHARD_COUNT
+    /// or CLOUD_RUN_TASK_COUNT
+    #[arg(long, conflicts_with = "shard")]
+    pub shard_from_env: bool,
     /// Print nothing but errors
     #[arg(long, short)]
     pub quiet: bool,
@@ -106,6 +113,70 @@ pub(crate) fn parse_shard(s: &str) -> Result<(u32, u32), String> {
         return Err(bad());
     }
     Ok((k, n))
+}
+
+/// Variables that hold a shard's 0-based index, in the order they are
+/// read: memeval's own, then those of the batch engines that set one.
+const SHARD_INDEX_VARS: &[&str] = &[
+    "MEMEVAL_SHARD_INDEX",
+    "JOB_COMPLETION_INDEX",
+    "CLOUD_RUN_TASK_INDEX",
+    "AWS_BATCH_JOB_ARRAY_INDEX",
+];
+/// Variables that hold the number of shards.
+const SHARD_COUNT_VARS: &[&str] = &["MEMEVAL_SHARD_COUNT", "CLOUD_RUN_TASK_COUNT"];
+
+/// The shard (K/N, 1-based) that `var` (the environment) names; see
+/// `--shard-from-env`.
+pub(crate) fn shard_from_env(var: impl Fn(&str) -> Option<String>) -> Result<(u32, u32), String> {
+    let first = |names: &[&'static str]| {
+        names
+            .iter()
+            .find_map(|&n| var(n).filter(|v| !v.trim().is_empty()).map(|v| (n, v)))
+    };
+    if let Some(v) = var("MEMEVAL_SHARD").filter(|v| !v.trim().is_empty()) {
+        return parse_shard(&v).map_err(|e| format!("MEMEVAL_SHARD={e}"));
+    }
+    let Some((index_var, index)) = first(SHARD_INDEX_VARS) else {
+        return Err(format!(
+            "--shard-from-env: no shard in the environment: set MEMEVAL_SHARD=K/N, or a 0-based index in one of {} and the count in one of {}",
+            SHARD_INDEX_VARS.join(", "),
+            SHARD_COUNT_VARS.join(", ")
+        ));
+    };
+    let Some((count_var, count)) = first(SHARD_COUNT_VARS) else {
+        return Err(format!(
+            "--shard-from-env: {index_var}={index} gives the shard's index but nothing gives the number of shards: set MEMEVAL_SHARD_COUNT"
+        ));
+    };
+    let index: u32 = index.trim().parse().map_err(|_| {
+        format!("--shard-from-env: {index_var}={index:?} is not a shard index (0, 1, 2, ...)")
+    })?;
+    let count: u32 = count
+        .trim()
+        .parse()
+        .ok()
+        .filter(|&n| n > 0)
+        .ok_or_else(|| {
+            format!("--shard-from-env: {count_var}={count:?} is not a number of shards (1, 2, ...)")
+        })?;
+    if index >= count {
+        return Err(format!(
+            "--shard-from-env: {index_var}={index} is not an index of {count_var}={count} shards (0 to {})",
+            count - 1
+        ));
+    }
+    Ok((index + 1, count))
+}
+
+/// The shard a new run replays: `--shard`, or the environment's.
+fn shard_of_args(args: &RunArgs) -> Result<Option<(u32, u32)>, Failure> {
+    if args.shard_from_env {
+        return shard_from_env(|n| std::env::var(n).ok())
+            .map(Some)
+            .map_err(|e| Failure::Input(format!("error: {e}")));
+    }
+    Ok(args.shard)
 }
 
 /// The run flags as configuration overrides.
@@ -190,7 +261,8 @@ struct Ready {
 fn new_run(args: &RunArgs) -> Result<Ready, Failure> {
     let config = resolve_config(&args.cfg, run_flags(args))?;
     let files = expand_inputs(&args.files)?;
-    let scenarios = run_scenarios(&files, args.shard)?;
+    let shard = shard_of_args(args)?;
+    let scenarios = run_scenarios(&files, shard)?;
     let engine = engine(&config)?;
     let cwd = std::env::current_dir().map_err(anyhow::Error::from)?;
     crate::plugin::check_commands(&config, &cwd.join(super::config_dir(&args.cfg)))
@@ -218,7 +290,7 @@ fn new_run(args: &RunArgs) -> Result<Ready, Failure> {
             .map(|s| (s.name.clone(), s.sha256.clone()))
             .collect(),
         config,
-        shard: args.shard,
+        shard,
         repeat: args.repeat,
         timings: !args.no_timings,
         latest,
@@ -607,4 +679,79 @@ pub(crate) fn write_partial(
         ),
         Err(e) => format!("interrupted; the partial outputs could not be written: {e:?}"),
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::shard_from_env;
+
+    fn env(pairs: &[(&str, &str)]) -> impl Fn(&str) -> Option<String> {
+        let pairs: Vec<(String, String)> = pairs
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect();
+        move |name| {
+            pairs
+                .iter()
+                .find(|(k, _)| k == name)
+                .map(|(_, v)| v.clone())
+        }
+    }
+
+    #[test]
+    fn shards_from_each_engine() {
+        assert_eq!(shard_from_env(env(&[("MEMEVAL_SHARD", "3/8")])), Ok((3, 8)));
+        // A Kubernetes Indexed Job: 0-based index, count given by the manifest.
+        let k8s = env(&[("JOB_COMPLETION_INDEX", "0"), ("MEMEVAL_SHARD_COUNT", "4")]);
+        assert_eq!(shard_from_env(k8s), Ok((1, 4)));
+        // GitHub Actions: strategy.job-index and job-total passed through.
+        let gha = env(&[("MEMEVAL_SHARD_INDEX", "3"), ("MEMEVAL_SHARD_COUNT", "4")]);
+        assert_eq!(shard_from_env(gha), Ok((4, 4)));
+        let cloud_run = env(&[
+            ("CLOUD_RUN_TASK_INDEX", "9"),
+            ("CLOUD_RUN_TASK_COUNT", "10"),
+        ]);
+        assert_eq!(shard_from_env(cloud_run), Ok((10, 10)));
+        // memeval's own variables win over an engine's.
+        let both = env(&[
+            ("MEMEVAL_SHARD_INDEX", "1"),
+            ("JOB_COMPLETION_INDEX", "0"),
+            ("MEMEVAL_SHARD_COUNT", "2"),
+        ]);
+        assert_eq!(shard_from_env(both), Ok((2, 2)));
+    }
+
+    #[test]
+    fn a_missing_or_bad_shard_is_named() {
+        let e = shard_from_env(env(&[])).unwrap_err();
+        assert!(
+            e.contains("JOB_COMPLETION_INDEX") && e.contains("MEMEVAL_SHARD_COUNT"),
+            "{e}"
+        );
+        let e = shard_from_env(env(&[("JOB_COMPLETION_INDEX", "2")])).unwrap_err();
+        assert!(
+            e.contains("JOB_COMPLETION_INDEX=2") && e.contains("MEMEVAL_SHARD_COUNT"),
+            "{e}"
+        );
+        let e = shard_from_env(env(&[
+            ("JOB_COMPLETION_INDEX", "4"),
+            ("MEMEVAL_SHARD_COUNT", "4"),
+        ]))
+        .unwrap_err();
+        assert!(e.contains("0 to 3"), "{e}");
+        let e = shard_from_env(env(&[
+            ("MEMEVAL_SHARD_INDEX", "x"),
+            ("MEMEVAL_SHARD_COUNT", "4"),
+        ]))
+        .unwrap_err();
+        assert!(e.contains("\"x\""), "{e}");
+        let e = shard_from_env(env(&[
+            ("MEMEVAL_SHARD_INDEX", "0"),
+            ("MEMEVAL_SHARD_COUNT", "0"),
+        ]))
+        .unwrap_err();
+        assert!(e.contains("MEMEVAL_SHARD_COUNT=\"0\""), "{e}");
+        let e = shard_from_env(env(&[("MEMEVAL_SHARD", "5/4")])).unwrap_err();
+        assert!(e.starts_with("MEMEVAL_SHARD="), "{e}");
+    }
 }
