@@ -46,7 +46,7 @@ fn contexts(c: &mut Criterion) {
                 tok,
                 backend: &backend,
                 params: &params,
-                system_prompt: SYSTEM,
+                system_prompt: SYSTEM.into(),
                 system_prompt_tokens: tok.count(SYSTEM),
                 retrieved_header_tokens: tok.count(memeval::memory::RETRIEVED_HEADER),
                 list_buffer: true,

@@ -584,7 +584,7 @@ impl Phrases {
             // A DFA without a prefilter: the texts are single messages,
             // too short for a prefilter to pay for itself.
             finder: aho_corasick::AhoCorasick::builder()
-                .kind(Some(aho_corasick::AhoCorasickKind::DFA))
+                .kind(Some(aho_corasick::AhoCorasickKind::ContiguousNFA))
                 .prefilter(false)
                 .build(patterns)
                 .expect("phrases of bounded size"),
@@ -594,6 +594,11 @@ impl Phrases {
 
     pub fn get(&self, i: u32) -> &str {
         &self.list[i as usize]
+    }
+
+    /// Every phrase, by index.
+    pub fn list(&self) -> &[String] {
+        &self.list
     }
 
     /// Where `folded` first holds each phrase it holds: (phrase index,

@@ -53,7 +53,7 @@ fn population(d: &Path) -> Vec<String> {
     files
 }
 
-fn run(d: &Path, files: &[String], out: &str, registry: u32) -> String {
+fn run(d: &Path, files: &[String], out: &str, registry: u32, cache_mb: u32) -> String {
     let mut args: Vec<String> = vec!["run".into()];
     args.extend(files.iter().cloned());
     args.extend(
@@ -63,6 +63,8 @@ fn run(d: &Path, files: &[String], out: &str, registry: u32) -> String {
             "--no-timings",
             "--set",
             &format!("registry.max_active_users={registry}"),
+            "--set",
+            &format!("registry.scenario_cache_mb={cache_mb}"),
         ]
         .map(String::from),
     );
@@ -81,9 +83,11 @@ fn interleaved_users_through_a_small_registry_lose_nothing_and_leak_nothing() {
     let tmp = tempfile::tempdir().unwrap();
     let d = tmp.path();
     let files = population(d);
-    run(d, &files, "alone", 0);
-    let said = run(d, &files, "one", 1);
-    run(d, &files, "three", 3);
+    run(d, &files, "alone", 0, 64);
+    // Every scenario kept loaded (they fit in 64 MB), and none: every
+    // evicted user's scenario dropped and read back from the run's spool.
+    let said = run(d, &files, "one", 1, 64);
+    run(d, &files, "three", 3, 0);
     assert!(
         said.contains("registry: 9 users through 1 live memories"),
         "{said}"
@@ -102,6 +106,7 @@ fn interleaved_users_through_a_small_registry_lose_nothing_and_leak_nothing() {
             results_without_registry_size(&d.join(dir).join("results.json")),
             "results.json differs with a registry of {dir}"
         );
+        assert!(!d.join(dir).join("scenarios.spool").exists());
         let reg: Value =
             serde_json::from_slice(&std::fs::read(d.join(dir).join("registry.json")).unwrap())
                 .unwrap();

@@ -198,7 +198,7 @@ pub fn cmd_budget(args: &BudgetArgs) -> Result<(), Failure> {
         let mut rt = Runtime::plain(&config, &backend, &store).map_err(|e| Failure::Input(e.0))?;
         rt.plugins = Some(&plugins);
         // Embeddings fetched ahead also tell the index their size.
-        runner::prefetch_embeddings(std::slice::from_ref(sc), &rt);
+        runner::prefetch_embeddings(runner::Input::Loaded(std::slice::from_ref(sc)), &rt);
         let jobs = runner::run(std::slice::from_ref(sc), &rt);
         Ok::<_, Failure>((jobs, rt.context_window))
     })();

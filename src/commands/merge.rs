@@ -272,8 +272,8 @@ fn run_folders(paths: &[PathBuf]) -> Result<Vec<PathBuf>, Failure> {
 
 /// The merge command.
 pub fn cmd_merge(paths: &[PathBuf], out: &Path, force: bool) -> Result<(), Failure> {
+    let claim = outdir::claim(out, force, paths)?;
     let runs = &run_folders(paths)?;
-    let claim = outdir::claim(out, force, runs)?;
     let shards: Vec<Shard> = runs
         .iter()
         .map(|d| read_shard(d))

@@ -100,12 +100,14 @@ pub fn expand_inputs(inputs: &[PathBuf]) -> Result<Vec<PathBuf>, Failure> {
 
 pub fn load_scenarios(inputs: &[PathBuf]) -> Result<Vec<scenario::Scenario>, Failure> {
     let files = expand_inputs(inputs)?;
-    scenario::load_all(&files).map_err(|e| {
-        Failure::Input(format!(
-            "{e}\n{} error(s); nothing was run. The format is described in docs/SCENARIO_FORMAT.md.",
-            e.0.len()
-        ))
-    })
+    scenario::load_all(&files).map_err(input_errors)
+}
+
+fn input_errors(e: scenario::InputErrors) -> Failure {
+    Failure::Input(format!(
+        "{e}\n{} error(s); nothing was run. The format is described in docs/SCENARIO_FORMAT.md.",
+        e.0.len()
+    ))
 }
 
 /// Resolves the configuration: the file, then --set, then `flags` (which
@@ -151,6 +153,11 @@ pub fn start_plugins(
     .map_err(|e| Failure::Run(anyhow::anyhow!(e)))
 }
 
+/// Worker threads where `--jobs` is not given: one per core.
+pub fn default_jobs() -> usize {
+    std::thread::available_parallelism().map_or(1, std::num::NonZeroUsize::get)
+}
+
 /// A number of worker threads: 1 to 1024.
 pub fn parse_jobs(s: &str) -> Result<usize, String> {
     match s.trim().parse::<usize>() {
@@ -161,12 +168,14 @@ pub fn parse_jobs(s: &str) -> Result<usize, String> {
     }
 }
 
-/// The scenarios of a run, loaded from its files and sharded.
+/// The scenarios of a run, validated from its files (on `jobs` threads),
+/// listed and sharded; each is read again when its replay needs it.
 pub fn run_scenarios(
     files: &[PathBuf],
     shard: Option<(u32, u32)>,
-) -> Result<Vec<scenario::Scenario>, Failure> {
-    let mut scenarios = load_scenarios(files)?;
+    jobs: usize,
+) -> Result<Vec<scenario::Listed>, Failure> {
+    let mut scenarios = scenario::list_all(files, jobs).map_err(input_errors)?;
     if let Some((k, n)) = shard {
         let total = scenarios.len();
         scenarios = shard_of(scenarios, k, n);
@@ -180,7 +189,7 @@ pub fn run_scenarios(
 }
 
 /// Shard `k` of `n`: the scenarios sorted by name, every `n`th from the `k`th.
-pub fn shard_of(mut scenarios: Vec<scenario::Scenario>, k: u32, n: u32) -> Vec<scenario::Scenario> {
+pub fn shard_of(mut scenarios: Vec<scenario::Listed>, k: u32, n: u32) -> Vec<scenario::Listed> {
     scenarios.sort_by(|a, b| a.name.cmp(&b.name));
     scenarios
         .into_iter()

@@ -46,7 +46,7 @@ impl RunSpec {
 pub const JOURNAL: &str = "journal.sqlite";
 
 /// Reads back the run that `out` was interrupted in.
-pub fn resumed_run(out: &Path) -> Result<(RunSpec, Vec<scenario::Scenario>, Journal), Failure> {
+pub fn resumed_run(out: &Path) -> Result<(RunSpec, Vec<scenario::Listed>, Journal), Failure> {
     let staging = outdir::staging_of(out);
     let path = staging.join(JOURNAL);
     if !path.is_file() {
@@ -76,7 +76,7 @@ pub fn resumed_run(out: &Path) -> Result<(RunSpec, Vec<scenario::Scenario>, Jour
         ))
     })?;
     let absolute: Vec<PathBuf> = spec.files.iter().map(|f| spec.cwd.join(f)).collect();
-    let mut scenarios = run_scenarios(&absolute, spec.shard)?;
+    let mut scenarios = run_scenarios(&absolute, spec.shard, super::default_jobs())?;
     for s in &mut scenarios {
         // Named as when the run started, so that its outputs say the same.
         if let Some(f) = spec.files.iter().find(|f| spec.cwd.join(f) == s.file) {
@@ -153,7 +153,7 @@ mod tests {
         }
     }
 
-    fn message(r: Result<(RunSpec, Vec<scenario::Scenario>, Journal), Failure>) -> String {
+    fn message(r: Result<(RunSpec, Vec<scenario::Listed>, Journal), Failure>) -> String {
         match r {
             Err(Failure::Input(m)) => m,
             Err(other) => panic!("not an input error: {other:?}"),

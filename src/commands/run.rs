@@ -249,7 +249,7 @@ fn engine(config: &Config) -> Result<Engine, Failure> {
 /// an interrupted run's staging folder is to be replaced (`--force`).
 struct Ready {
     spec: RunSpec,
-    scenarios: Vec<scenario::Scenario>,
+    scenarios: Vec<scenario::Listed>,
     claim: outdir::Claim,
     journal: Option<Journal>,
     discard: bool,
@@ -262,7 +262,7 @@ fn new_run(args: &RunArgs) -> Result<Ready, Failure> {
     let config = resolve_config(&args.cfg, run_flags(args))?;
     let files = expand_inputs(&args.files)?;
     let shard = shard_of_args(args)?;
-    let scenarios = run_scenarios(&files, shard)?;
+    let scenarios = run_scenarios(&files, shard, args.jobs.unwrap_or_else(super::default_jobs))?;
     let engine = engine(&config)?;
     let cwd = std::env::current_dir().map_err(anyhow::Error::from)?;
     crate::plugin::check_commands(&config, &cwd.join(super::config_dir(&args.cfg)))
@@ -466,7 +466,7 @@ pub(crate) fn finish(
 pub(crate) fn run_into(
     args: &RunArgs,
     spec: &RunSpec,
-    scenarios: &[scenario::Scenario],
+    scenarios: &[scenario::Listed],
     dir: &Path,
     journal: &Journal,
     tok: crate::tokens::Tokenizer,
@@ -480,9 +480,7 @@ pub(crate) fn run_into(
         tok,
         context_window,
         store: &dir.join("memory.sqlite"),
-        jobs: args.jobs.unwrap_or_else(|| {
-            std::thread::available_parallelism().map_or(1, std::num::NonZeroUsize::get)
-        }),
+        jobs: args.jobs.unwrap_or_else(super::default_jobs),
         timings: spec.timings,
         progress: !args.quiet,
         repeats: spec.repeat,
@@ -495,8 +493,9 @@ pub(crate) fn run_into(
         // every allowed request in flight.
         rt.jobs = rt.jobs.max(config.openai.max_concurrency as usize);
     }
-    let ahead = runner::prefetch_embeddings(scenarios, &rt);
-    match runner::run_journaled(scenarios, &rt, journal) {
+    let input = runner::Input::Listed(scenarios);
+    let ahead = runner::prefetch_embeddings(input, &rt);
+    match runner::run_journaled(input, &rt, journal) {
         Ok(()) => {}
         Err(runner::RunError::Interrupted) => {
             return Err(write_partial(spec, scenarios, dir, journal, &rt, &ahead));
@@ -507,7 +506,7 @@ pub(crate) fn run_into(
     meta.plugins = plugins.identities();
     plugins.shutdown();
     meta.failed = failures(journal)?;
-    let keys: Vec<JobKey> = runner::job_keys(scenarios, config, spec.repeat)
+    let keys: Vec<JobKey> = runner::job_keys(input, config, spec.repeat)
         .into_iter()
         .filter(|k| {
             !meta
@@ -586,7 +585,7 @@ pub(crate) fn write_from_journal(
 /// The metadata of a run's outputs.
 pub(crate) fn run_metadata(
     spec: &RunSpec,
-    scenarios: &[scenario::Scenario],
+    scenarios: &[scenario::Listed],
     backend: &crate::backend::Backend,
     tok: crate::tokens::Tokenizer,
     context_window: u32,
@@ -599,7 +598,7 @@ pub(crate) fn run_metadata(
         "vector.min_score".into(),
         serde_json::json!(params.min_score),
     );
-    let mut sorted: Vec<&scenario::Scenario> = scenarios.iter().collect();
+    let mut sorted: Vec<&scenario::Listed> = scenarios.iter().collect();
     sorted.sort_by(|a, b| a.name.cmp(&b.name));
     let meta = Metadata {
         memeval_version: env!("CARGO_PKG_VERSION").into(),
@@ -630,8 +629,8 @@ pub(crate) fn run_metadata(
                 user: s.user.clone(),
                 file: s.file.display().to_string(),
                 sha256: s.sha256.clone(),
-                messages: s.messages.len(),
-                probes: s.probe_asks(),
+                messages: s.messages,
+                probes: s.probe_asks,
                 source: s.source.clone(),
             })
             .collect(),
@@ -649,7 +648,7 @@ pub(crate) fn run_metadata(
 /// in the staging folder, beside the journal that `--resume` continues.
 pub(crate) fn write_partial(
     spec: &RunSpec,
-    scenarios: &[scenario::Scenario],
+    scenarios: &[scenario::Listed],
     dir: &Path,
     journal: &Journal,
     rt: &Runtime<'_>,
@@ -658,10 +657,11 @@ pub(crate) fn write_partial(
     let strategies = &spec.config.strategies;
     let written = (|| -> Result<(usize, usize), Failure> {
         let done = journal.done().map_err(anyhow::Error::from)?;
-        let keys: Vec<JobKey> = runner::job_keys(scenarios, &spec.config, spec.repeat)
-            .into_iter()
-            .filter(|k| done.contains(k))
-            .collect();
+        let keys: Vec<JobKey> =
+            runner::job_keys(runner::Input::Listed(scenarios), &spec.config, spec.repeat)
+                .into_iter()
+                .filter(|k| done.contains(k))
+                .collect();
         let mut meta = run_metadata(spec, scenarios, rt.backend, rt.tok, rt.context_window, true)?;
         meta.plugins = rt.plugins.map(|p| p.identities()).unwrap_or_default();
         meta.failed = failures(journal)?;

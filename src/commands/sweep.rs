@@ -470,7 +470,7 @@ fn sweep_into(
             let mut rt = Runtime::plain(cfg, &backend, &store).map_err(|e| anyhow::anyhow!(e.0))?;
             rt.plugins = Some(&plugins);
             // Embeddings fetched ahead also tell the index their size.
-            runner::prefetch_embeddings(scenarios, &rt);
+            runner::prefetch_embeddings(runner::Input::Loaded(scenarios), &rt);
             let jobs = runner::run(scenarios, &rt)?;
             for suffix in ["", "-wal", "-shm"] {
                 let _ = std::fs::remove_file(dir.join(format!("combination-{i}.sqlite{suffix}")));

@@ -399,6 +399,12 @@ impl Config {
                 0.0,
                 1e7,
             ),
+            (
+                "registry.scenario_cache_mb",
+                n(self.registry.scenario_cache_mb),
+                0.0,
+                1e6,
+            ),
         ];
         if let Some(w) = self.model.context_window {
             out.push(("model.context_window", n(w), 16.0, 1e8));

@@ -82,12 +82,19 @@ pub struct RegistryConfig {
     /// server sees them, and the least recently used memory is persisted,
     /// dropped, and reloaded from SQLite on its user's next message.
     pub max_active_users: u32,
+    /// Megabytes of scenario files whose users keep their scenario loaded
+    /// while evicted (the first users taken in, up to this much); any
+    /// other evicted user's scenario is dropped and read again from its
+    /// file when the user is taken back in. Speed only: outputs are the
+    /// same either way.
+    pub scenario_cache_mb: u32,
 }
 
 impl Default for RegistryConfig {
     fn default() -> Self {
         RegistryConfig {
             max_active_users: 100,
+            scenario_cache_mb: 64,
         }
     }
 }

@@ -446,8 +446,8 @@ pub struct Env<'a> {
     pub tok: Tokenizer,
     pub backend: &'a Backend,
     pub params: &'a Params,
-    /// Tokens of the bare system prompt.
-    pub system_prompt: &'a str,
+    /// The bare system prompt.
+    pub system_prompt: Arc<str>,
     pub system_prompt_tokens: u32,
     /// Tokens of [`RETRIEVED_HEADER`].
     pub retrieved_header_tokens: u32,

@@ -29,7 +29,7 @@ impl Fixture {
             tok: self.tok,
             backend: &self.backend,
             params: &self.params,
-            system_prompt: SYSTEM,
+            system_prompt: SYSTEM.into(),
             system_prompt_tokens: self.tok.count(SYSTEM),
             retrieved_header_tokens: self.tok.count(RETRIEVED_HEADER),
             list_buffer: true,

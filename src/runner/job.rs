@@ -55,8 +55,32 @@ struct Labels {
     sessions: Vec<Arc<str>>,
 }
 
+/// A replay's scenario: borrowed from a run that holds it, or read for the
+/// replay (or the registry's live user) alone.
+#[derive(Clone)]
+pub(super) enum Held<'a> {
+    Borrowed(&'a Scenario),
+    Owned(Arc<Scenario>),
+    /// Dropped while the user is evicted, read again when it is taken in.
+    Away,
+}
+
+impl std::ops::Deref for Held<'_> {
+    type Target = Scenario;
+
+    fn deref(&self) -> &Scenario {
+        match self {
+            Held::Borrowed(s) => s,
+            Held::Owned(s) => s,
+            Held::Away => {
+                unreachable!("an evicted user's scenario is read again before its next step")
+            }
+        }
+    }
+}
+
 pub(super) struct Job<'a> {
-    pub(super) scenario: &'a Scenario,
+    pub(super) scenario: Held<'a>,
     prepared: &'a Prepared,
     strategy_name: StrategyName,
     repeat: u32,
@@ -88,7 +112,7 @@ pub(super) struct Job<'a> {
 
 impl<'a> Job<'a> {
     pub(super) fn new(
-        scenario: &'a Scenario,
+        scenario: Held<'a>,
         prepared: &'a Prepared,
         strategy_name: StrategyName,
         repeat: u32,
@@ -100,7 +124,6 @@ impl<'a> Job<'a> {
         let ns = namespace(&scenario.name, strategy_name.as_str(), repeat);
         let label: Arc<str> = strategy_name.as_str().into();
         let mut job = Job {
-            scenario,
             prepared,
             strategy_name,
             repeat,
@@ -122,7 +145,7 @@ impl<'a> Job<'a> {
                 tok: rt.tok,
                 backend: rt.backend,
                 params,
-                system_prompt: &scenario.system_prompt,
+                system_prompt: scenario.system_prompt.as_str().into(),
                 system_prompt_tokens: rt.tok.count(&scenario.system_prompt),
                 retrieved_header_tokens: rt.tok.count(memory::RETRIEVED_HEADER),
                 list_buffer: true,
@@ -152,6 +175,7 @@ impl<'a> Job<'a> {
                 times: StageTimes::default(),
             },
             cost: 0.0,
+            scenario,
         };
         job.strategy = job.fresh_strategy(None);
         Ok(job)
@@ -188,7 +212,8 @@ impl<'a> Job<'a> {
         store: &mut Store,
         bar: Option<&ProgressBar>,
     ) -> Result<JobResult, RunError> {
-        for &step in &self.scenario.steps {
+        let scenario = self.scenario.clone();
+        for &step in &scenario.steps {
             self.step(step, store, bar)?;
         }
         self.finish(store)
@@ -340,7 +365,8 @@ impl<'a> Job<'a> {
     }
 
     pub(super) fn message(&mut self, n: u32, store: &mut Store) -> Result<(), RunError> {
-        let m = self.scenario.message(n);
+        let scenario = self.scenario.clone();
+        let m = scenario.message(n);
         self.env.usage = Usage::default();
         let mut reply_failed = 0;
         let (content, tokens, generated) = match &m.content {
@@ -475,7 +501,8 @@ impl<'a> Job<'a> {
     }
 
     pub(super) fn probe(&mut self, index: usize, turn: u32) -> Result<(), RunError> {
-        let p = &self.scenario.probes[index];
+        let scenario = self.scenario.clone();
+        let p = &scenario.probes[index];
         let saved = self.env.usage;
         if self.strategy.needs_embeddings() && self.probe_embeddings[index].is_none() {
             let tokens = self.rt.tok.count(&p.question);
@@ -498,13 +525,13 @@ impl<'a> Job<'a> {
         // (A plugin may show a new summary first in a probe's context.)
         self.take_summaries();
         let o = evaluate_probe(
-            self.scenario,
+            &self.scenario,
             &p.expects,
             &ctx,
             &self.scenario.user,
             self.rt.context_window,
         );
-        let facts = &self.scenario.facts;
+        let facts = &scenario.facts;
         let ids = |v: &[usize]| {
             v.iter()
                 .map(|&f| facts[f].id.as_str())
@@ -671,7 +698,7 @@ impl<'a> Job<'a> {
                 }
             };
         let facts: Vec<ExpectedFact<'_>> = (p.expects.iter())
-            .map(|&f| ExpectedFact::of(self.scenario, f))
+            .map(|&f| ExpectedFact::of(&self.scenario, f))
             .collect();
         let abstention = p.kind.as_deref() == Some("abstention");
         // A benchmark's scenario is judged by its own rules.
@@ -731,8 +758,8 @@ impl<'a> Job<'a> {
             .judge
             .score_summary(s.text(), &sampled, &mut self.env.calls);
         let (first, last) = (t.get(from).number, t.get(to - 1).number);
-        let newly = facts_planted_in(self.scenario, first, last);
-        let all = facts_planted_in(self.scenario, 1, last);
+        let newly = facts_planted_in(&self.scenario, first, last);
+        let all = facts_planted_in(&self.scenario, 1, last);
         self.out.summaries.push(SummaryRow {
             scenario: self.scenario.name.clone(),
             strategy: self.strategy_name.to_string(),
@@ -753,8 +780,8 @@ impl<'a> Job<'a> {
             missing: verdict
                 .as_ref()
                 .map_or(String::new(), |v| v.missing.join(";")),
-            fact_retention: fact_retention(self.scenario, &newly, s.read.folded()).map(round6),
-            fact_retention_all: fact_retention(self.scenario, &all, s.read.folded()).map(round6),
+            fact_retention: fact_retention(&self.scenario, &newly, s.read.folded()).map(round6),
+            fact_retention_all: fact_retention(&self.scenario, &all, s.read.folded()).map(round6),
             input_tokens: s.input_tokens,
             output_tokens: s.output_tokens,
             judge_reason: match &verdict {

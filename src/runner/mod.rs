@@ -13,17 +13,103 @@ use std::time::Instant;
 use indicatif::{ProgressBar, ProgressStyle};
 
 use crate::backend::Backend;
+use crate::clock::Millis;
 use crate::config::{Config, StrategyName};
 use crate::memory::{Params, Stage};
 use crate::par::par_map;
 use crate::results::{CallRow, JobKey, JobResult};
-use crate::scenario::{Scenario, Step};
+use crate::scenario::{Listed, Scenario};
 use crate::store::{Journal, Store, StoreError};
 use crate::tokens::Tokenizer;
 
 mod job;
 
-use job::Job;
+use job::{Held, Job};
+
+/// The scenarios a run replays.
+#[derive(Clone, Copy)]
+pub enum Input<'a> {
+    /// Loaded already (sweeps, the budget dashboard, benches), borrowed.
+    Loaded(&'a [Scenario]),
+    /// Listed (`memeval run`): each read again from its file when a replay
+    /// starts, or when a user of the registry is taken in, and dropped when
+    /// the replay ends or the user is evicted, so that a population's
+    /// messages are never all in memory at once.
+    Listed(&'a [Listed]),
+}
+
+impl<'a> Input<'a> {
+    pub fn len(&self) -> usize {
+        match self {
+            Input::Loaded(s) => s.len(),
+            Input::Listed(l) => l.len(),
+        }
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    pub fn name(&self, i: usize) -> &'a str {
+        match self {
+            Input::Loaded(s) => &s[i].name,
+            Input::Listed(l) => &l[i].name,
+        }
+    }
+
+    fn messages(&self, i: usize) -> usize {
+        match self {
+            Input::Loaded(s) => s[i].messages.len(),
+            Input::Listed(l) => l[i].messages,
+        }
+    }
+
+    fn steps(&self, i: usize) -> usize {
+        match self {
+            Input::Loaded(s) => s[i].steps.len(),
+            Input::Listed(l) => l[i].steps,
+        }
+    }
+
+    fn step_times(&self, i: usize) -> Option<std::borrow::Cow<'a, [Millis]>> {
+        match self {
+            Input::Loaded(s) => s[i].step_times().map(std::borrow::Cow::Owned),
+            Input::Listed(l) => l[i].step_times.as_deref().map(std::borrow::Cow::Borrowed),
+        }
+    }
+
+    /// Scenario `i`, borrowed or read again from its file (a file changed
+    /// since the run began fails this replay, not the run).
+    fn get(&self, i: usize) -> Result<Held<'a>, RunError> {
+        match self {
+            Input::Loaded(s) => Ok(Held::Borrowed(&s[i])),
+            Input::Listed(l) => l[i]
+                .load()
+                .map(|s| Held::Owned(std::sync::Arc::new(s)))
+                .map_err(RunError::Replay),
+        }
+    }
+
+    /// Whether a user's scenario is read again at each reload (and so
+    /// dropped at each eviction).
+    fn streamed(&self) -> bool {
+        matches!(self, Input::Listed(_))
+    }
+
+    fn bytes(&self, i: usize) -> u64 {
+        match self {
+            Input::Loaded(_) => 0,
+            Input::Listed(l) => l[i].bytes,
+        }
+    }
+
+    /// Indexes in name order.
+    fn by_name(&self) -> Vec<usize> {
+        let mut order: Vec<usize> = (0..self.len()).collect();
+        order.sort_by(|&a, &b| self.name(a).cmp(self.name(b)));
+        order
+    }
+}
 
 /// Messages kept unsaved at most before a flush to the store. A replay cut
 /// short is replayed whole on resume, so flushes between session
@@ -44,6 +130,9 @@ pub enum RunError {
     /// One replay cannot go on (a plugin's fault); the others can.
     #[error("{0}")]
     Replay(String),
+    /// A file of the run's own cannot be written or read.
+    #[error("{0}")]
+    Io(String),
 }
 
 /// Where finished replays go.
@@ -139,11 +228,11 @@ impl<'a> Spill<'a> {
 
 /// The replays of a run in output order: scenario by name, strategy as
 /// configured, replay number.
-pub fn job_keys(scenarios: &[Scenario], config: &Config, repeats: u32) -> Vec<JobKey> {
-    let mut names: Vec<&str> = scenarios.iter().map(|s| s.name.as_str()).collect();
-    names.sort_unstable();
-    names
-        .iter()
+pub fn job_keys(input: Input<'_>, config: &Config, repeats: u32) -> Vec<JobKey> {
+    input
+        .by_name()
+        .into_iter()
+        .map(|i| input.name(i))
         .flat_map(|s| {
             config.strategies.iter().flat_map(move |k| {
                 (1..=repeats.max(1)).map(move |r| (s.to_string(), k.to_string(), r))
@@ -255,12 +344,13 @@ fn prepare(s: &Scenario, tok: &Tokenizer, timed: bool) -> Prepared {
 /// back ordered by scenario name, then strategy in configuration order.
 pub fn run(scenarios: &[Scenario], rt: &Runtime<'_>) -> Result<Vec<JobResult>, RunError> {
     let sink = Sink::Memory(Mutex::new(Vec::new()));
-    replay(scenarios, rt, &sink)?;
+    let input = Input::Loaded(scenarios);
+    replay(input, rt, &sink)?;
     let Sink::Memory(v) = sink else {
         unreachable!("made above")
     };
     let mut all = v.into_inner().expect("no panic holds this lock");
-    let at: std::collections::HashMap<JobKey, usize> = job_keys(scenarios, rt.config, rt.repeats)
+    let at: std::collections::HashMap<JobKey, usize> = job_keys(input, rt.config, rt.repeats)
         .into_iter()
         .enumerate()
         .map(|(i, k)| (k, i))
@@ -275,26 +365,152 @@ pub fn run(scenarios: &[Scenario], rt: &Runtime<'_>) -> Result<Vec<JobResult>, R
 /// as finished (those of an interrupted run) are not replayed; any other
 /// starts from an empty memory.
 pub fn run_journaled(
-    scenarios: &[Scenario],
+    input: Input<'_>,
     rt: &Runtime<'_>,
     journal: &Journal,
 ) -> Result<(), RunError> {
-    replay(scenarios, rt, &Sink::Journal(journal))
+    replay(input, rt, &Sink::Journal(journal))
 }
 
-fn replay(scenarios: &[Scenario], rt: &Runtime<'_>, sink: &Sink<'_>) -> Result<(), RunError> {
+/// Each scenario's messages tokenized, read again from its file where it
+/// is listed (a file that cannot be read gives nothing here: its replays
+/// fail when they read it); into `spool`, where given, each as read.
+fn prepare_all(
+    input: Input<'_>,
+    rt: &Runtime<'_>,
+    spool: Option<&Spool>,
+) -> Result<Vec<Prepared>, RunError> {
+    let indexes: Vec<usize> = (0..input.len()).collect();
+    par_map(
+        &indexes,
+        rt.jobs,
+        |&i| input.messages(i) as u64,
+        |&i| {
+            Ok::<_, RunError>(match input.get(i) {
+                Ok(s) => {
+                    if let Some(spool) = spool {
+                        spool.put(i, &s)?;
+                    }
+                    prepare(&s, &rt.tok, rt.timings)
+                }
+                Err(_) => Prepared {
+                    tokens: Vec::new(),
+                    tokenize_us: Vec::new(),
+                },
+            })
+        },
+    )
+}
+
+/// Listed scenarios kept for the registry's users, each encoded once (as
+/// its messages are tokenized) into one file beside the run's store and
+/// read back whenever its user is taken in: a tenth of the cost of reading
+/// and validating the JSON again, and nothing held in memory but where
+/// each one is. The file goes when the replays end.
+struct Spool {
+    path: std::path::PathBuf,
+    file: std::fs::File,
+    /// Where each scenario is: (offset, length); the next offset.
+    at: Mutex<(Vec<(u64, u32)>, u64)>,
+}
+
+impl Spool {
+    fn create(path: std::path::PathBuf, n: usize) -> Result<Spool, RunError> {
+        let file = std::fs::File::options()
+            .read(true)
+            .write(true)
+            .create(true)
+            .truncate(true)
+            .open(&path)
+            .map_err(|e| RunError::Io(format!("{}: {e}", path.display())))?;
+        Ok(Spool {
+            path,
+            file,
+            at: Mutex::new((vec![(0, 0); n], 0)),
+        })
+    }
+
+    fn io(&self, e: std::io::Error) -> RunError {
+        RunError::Io(format!("{}: {e}", self.path.display()))
+    }
+
+    fn put(&self, i: usize, s: &Scenario) -> Result<(), RunError> {
+        let mut bytes = Vec::new();
+        crate::scenario::codec::encode(s, &mut bytes);
+        let offset = {
+            let mut at = self.at.lock().expect("no panic holds this lock");
+            let offset = at.1;
+            at.0[i] = (offset, bytes.len() as u32);
+            at.1 += bytes.len() as u64;
+            offset
+        };
+        write_at(&self.file, &bytes, offset).map_err(|e| self.io(e))
+    }
+
+    fn get<'a>(&self, i: usize) -> Result<Held<'a>, RunError> {
+        let (offset, len) = self.at.lock().expect("no panic holds this lock").0[i];
+        let mut bytes = vec![0u8; len as usize];
+        read_at(&self.file, &mut bytes, offset).map_err(|e| self.io(e))?;
+        let s = crate::scenario::codec::decode(&bytes).map_err(RunError::Replay)?;
+        Ok(Held::Owned(std::sync::Arc::new(s)))
+    }
+}
+
+impl Drop for Spool {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_file(&self.path);
+    }
+}
+
+#[cfg(unix)]
+fn write_at(file: &std::fs::File, bytes: &[u8], offset: u64) -> std::io::Result<()> {
+    std::os::unix::fs::FileExt::write_all_at(file, bytes, offset)
+}
+
+#[cfg(unix)]
+fn read_at(file: &std::fs::File, bytes: &mut [u8], offset: u64) -> std::io::Result<()> {
+    std::os::unix::fs::FileExt::read_exact_at(file, bytes, offset)
+}
+
+#[cfg(windows)]
+fn write_at(file: &std::fs::File, mut bytes: &[u8], mut offset: u64) -> std::io::Result<()> {
+    while !bytes.is_empty() {
+        let n = std::os::windows::fs::FileExt::seek_write(file, bytes, offset)?;
+        bytes = &bytes[n..];
+        offset += n as u64;
+    }
+    Ok(())
+}
+
+#[cfg(windows)]
+fn read_at(file: &std::fs::File, mut bytes: &mut [u8], mut offset: u64) -> std::io::Result<()> {
+    while !bytes.is_empty() {
+        let n = std::os::windows::fs::FileExt::seek_read(file, bytes, offset)?;
+        if n == 0 {
+            return Err(std::io::ErrorKind::UnexpectedEof.into());
+        }
+        bytes = &mut bytes[n..];
+        offset += n as u64;
+    }
+    Ok(())
+}
+
+fn replay(input: Input<'_>, rt: &Runtime<'_>, sink: &Sink<'_>) -> Result<(), RunError> {
     // Held open to the end: SQLite checkpoints and deletes the write-ahead
     // log whenever its last connection closes, which would otherwise
     // happen after every replay.
     let _open = Store::create(rt.store)?;
-    let prepared: Vec<Prepared> = par_map(
-        scenarios,
-        rt.jobs,
-        |s| s.messages.len() as u64,
-        |s| Ok::<_, RunError>(prepare(s, &rt.tok, rt.timings)),
-    )?;
-    let mut order: Vec<usize> = (0..scenarios.len()).collect();
-    order.sort_by(|&a, &b| scenarios[a].name.cmp(&scenarios[b].name));
+    let cap = rt.config.registry.max_active_users as usize;
+    let interleaved = cap > 0 && cap < input.len();
+    let spool = match input.streamed() && interleaved {
+        true => Some(Spool::create(
+            rt.store.with_file_name("scenarios.spool"),
+            input.len(),
+        )?),
+        false => None,
+    };
+    let prepared = prepare_all(input, rt, spool.as_ref())?;
+    let order = input.by_name();
     let jobs: Vec<(usize, &StrategyName, u32)> = order
         .iter()
         .flat_map(|&s| {
@@ -307,16 +523,14 @@ fn replay(scenarios: &[Scenario], rt: &Runtime<'_>, sink: &Sink<'_>) -> Result<(
     let params = Params::from_config(rt.config, rt.backend);
     let bar = progress_bar(
         rt,
-        jobs.iter()
-            .map(|&(s, _, _)| scenarios[s].messages.len() as u64)
-            .sum(),
+        jobs.iter().map(|&(s, _, _)| input.messages(s) as u64).sum(),
     );
     let done = match sink {
         Sink::Journal(j) => j.done()?,
         Sink::Memory(_) => Default::default(),
     };
     let key = |s: usize, k: &StrategyName, repeat: u32| {
-        (scenarios[s].name.clone(), k.to_string(), repeat)
+        (input.name(s).to_string(), k.to_string(), repeat)
     };
     // Replays the journal holds as finished are skipped; any other starts
     // afresh: whatever an interrupted attempt stored (its memories, its
@@ -326,12 +540,7 @@ fn replay(scenarios: &[Scenario], rt: &Runtime<'_>, sink: &Sink<'_>) -> Result<(
         if !keys.is_empty() && keys.iter().all(|k| done.contains(k)) {
             if let Some(b) = &bar {
                 // The progress those replays made before.
-                b.inc(
-                    users
-                        .iter()
-                        .map(|&s| scenarios[s].messages.len() as u64)
-                        .sum(),
-                );
+                b.inc(users.iter().map(|&s| input.messages(s) as u64).sum());
             }
             return Ok(true);
         }
@@ -346,21 +555,24 @@ fn replay(scenarios: &[Scenario], rt: &Runtime<'_>, sink: &Sink<'_>) -> Result<(
         }
         Ok(false)
     };
-    let cap = rt.config.registry.max_active_users as usize;
-    if cap == 0 || cap >= scenarios.len() {
+    if !interleaved {
         // Every memory stays live: users are independent, so each replays
         // alone, in parallel (the same results as interleaved, sooner).
         par_map(
             &jobs,
             rt.jobs,
-            |&(s, k, _)| scenarios[s].messages.len() as u64 * weight(k),
+            |&(s, k, _)| input.messages(s) as u64 * weight(k),
             |&(s, k, repeat)| {
                 if skip(&[s], k, repeat)? {
                     return Ok(());
                 }
+                let scenario = match input.get(s) {
+                    Err(RunError::Replay(e)) => return sink.failed(&key(s, k, repeat), e),
+                    r => r?,
+                };
                 let lease = rt.lease(k, repeat)?;
                 let job = Job::new(
-                    &scenarios[s],
+                    scenario,
                     &prepared[s],
                     k.clone(),
                     repeat,
@@ -384,7 +596,7 @@ fn replay(scenarios: &[Scenario], rt: &Runtime<'_>, sink: &Sink<'_>) -> Result<(
             .iter()
             .flat_map(|k| (1..=rt.repeats.max(1)).map(move |r| (k, r)))
             .collect();
-        let schedule = interleave(scenarios, &order);
+        let schedule = interleave(input, &order);
         par_map(
             &lanes,
             rt.jobs,
@@ -397,22 +609,26 @@ fn replay(scenarios: &[Scenario], rt: &Runtime<'_>, sink: &Sink<'_>) -> Result<(
                 // One process serves the lane: its users open and close
                 // in it as the registry takes them in and drops them.
                 let lease = rt.lease(k, repeat)?;
-                let users: Vec<Job<'_>> = order
-                    .iter()
-                    .map(|&s| {
-                        let l = lease.clone();
-                        Job::new(
-                            &scenarios[s],
-                            &prepared[s],
-                            k.clone(),
-                            repeat,
-                            &params,
-                            rt,
-                            l,
-                        )
-                    })
-                    .collect::<Result<_, _>>()?;
-                run_lane(users, &schedule, cap, rt, sink, bar.as_ref())
+                let lane = Lane {
+                    input,
+                    spool: spool.as_ref(),
+                    order: &order,
+                    keys: order.iter().map(|&s| key(s, k, repeat)).collect(),
+                };
+                // A user's replay is set up at its first step.
+                let make = |u: usize| -> Result<Job<'_>, RunError> {
+                    let s = order[u];
+                    Job::new(
+                        lane.get(u)?,
+                        &prepared[s],
+                        k.clone(),
+                        repeat,
+                        &params,
+                        rt,
+                        lease.clone(),
+                    )
+                };
+                run_lane(&lane, make, &schedule, cap, rt, sink, bar.as_ref())
             },
         )?;
     }
@@ -450,74 +666,81 @@ fn namespace(scenario: &str, strategy: &str, repeat: u32) -> String {
 /// Embeds every scripted message and probe question ahead of the replay,
 /// in batches, when a strategy retrieves: each text once, for every
 /// strategy and replay. The calls are returned (scenario empty, turn 0).
-pub fn prefetch_embeddings(scenarios: &[Scenario], rt: &Runtime<'_>) -> Vec<CallRow> {
+/// Listed scenarios are read [`PREFETCH_SCENARIOS`] at a time.
+pub fn prefetch_embeddings(input: Input<'_>, rt: &Runtime<'_>) -> Vec<CallRow> {
     if !rt.config.strategies.iter().any(|k| k.retrieves()) {
         return Vec::new();
     }
-    let mut sorted: Vec<&Scenario> = scenarios.iter().collect();
-    sorted.sort_by(|a, b| a.name.cmp(&b.name));
-    let texts: Vec<&str> = sorted
-        .iter()
-        .flat_map(|s| {
-            let messages = s.messages.iter().filter_map(|m| m.content.as_deref());
-            messages.chain(s.probes.iter().map(|p| p.question.as_str()))
-        })
-        .collect();
     let mut calls = Vec::new();
-    rt.backend.embedder.prefetch(&texts, &mut calls);
+    for chunk in input.by_name().chunks(PREFETCH_SCENARIOS) {
+        // A scenario that cannot be read is embedded by its replay, which
+        // fails on it.
+        let held: Vec<Held<'_>> = chunk.iter().filter_map(|&i| input.get(i).ok()).collect();
+        let texts: Vec<&str> = held
+            .iter()
+            .flat_map(|s| {
+                let messages = s.messages.iter().filter_map(|m| m.content.as_deref());
+                messages.chain(s.probes.iter().map(|p| p.question.as_str()))
+            })
+            .collect();
+        rt.backend.embedder.prefetch(&texts, &mut calls);
+    }
     calls
         .into_iter()
         .map(|r| CallRow::new("", "", 0, 0, r, rt.timings))
         .collect()
 }
 
+/// Listed scenarios read at once to embed their texts ahead: a batch of
+/// texts big enough to fill the embedder's batches, a bounded share of a
+/// population in memory.
+const PREFETCH_SCENARIOS: usize = 256;
+
 /// The order in which a server would see the users' steps: by time where
 /// every message has one (a session's start stands for its first messages),
 /// else round-robin, one step of each user in turn. Each user's own steps
 /// keep their order. Pairs of (user index in `order`, step index).
-pub fn interleave(scenarios: &[Scenario], order: &[usize]) -> Vec<(usize, usize)> {
-    let timed: Option<Vec<Vec<i64>>> = order
-        .iter()
-        .map(|&s| {
-            let sc = &scenarios[s];
-            let mut now: Option<i64> = None;
-            sc.steps
-                .iter()
-                .map(|step| {
-                    match *step {
-                        Step::Session(i) => now = sc.sessions[i].start.or(now),
-                        Step::Message(n) => now = sc.message(n).at.or(now),
-                        Step::Probe { .. } => {}
-                    }
-                    now
-                })
-                .collect::<Option<Vec<i64>>>()
-        })
-        .collect();
+pub fn interleave(input: Input<'_>, order: &[usize]) -> Vec<(u32, u32)> {
+    let timed: Option<Vec<_>> = order.iter().map(|&s| input.step_times(s)).collect();
     match timed {
         Some(times) => {
-            let mut out: Vec<(i64, usize, usize)> = Vec::new();
+            let mut out: Vec<(Millis, u32, u32)> = Vec::new();
             for (u, ts) in times.iter().enumerate() {
-                out.extend(ts.iter().enumerate().map(|(i, &t)| (t, u, i)));
+                out.extend(ts.iter().enumerate().map(|(i, &t)| (t, u as u32, i as u32)));
             }
             out.sort_unstable();
             out.into_iter().map(|(_, u, i)| (u, i)).collect()
         }
         None => {
             let mut out = Vec::new();
-            let longest = order
-                .iter()
-                .map(|&s| scenarios[s].steps.len())
-                .max()
-                .unwrap_or(0);
+            let longest = order.iter().map(|&s| input.steps(s)).max().unwrap_or(0);
             for i in 0..longest {
                 for (u, &s) in order.iter().enumerate() {
-                    if i < scenarios[s].steps.len() {
-                        out.push((u, i));
+                    if i < input.steps(s) {
+                        out.push((u as u32, i as u32));
                     }
                 }
             }
             out
+        }
+    }
+}
+
+/// The users of a lane: `order[u]` is user `u`'s scenario.
+struct Lane<'a> {
+    input: Input<'a>,
+    /// Where listed scenarios are read back from.
+    spool: Option<&'a Spool>,
+    order: &'a [usize],
+    keys: Vec<JobKey>,
+}
+
+impl<'a> Lane<'a> {
+    /// User `u`'s scenario.
+    fn get(&self, u: usize) -> Result<Held<'a>, RunError> {
+        match self.spool {
+            Some(spool) => spool.get(self.order[u]),
+            None => self.input.get(self.order[u]),
         }
     }
 }
@@ -529,27 +752,37 @@ pub fn interleave(scenarios: &[Scenario], order: &[usize]) -> Vec<(usize, usize)
 /// and after its last step (it stays live, as on a server that cannot know
 /// it was the last), so that memory is bounded by the registry, not the
 /// population.
-fn run_lane(
-    mut users: Vec<Job<'_>>,
-    schedule: &[(usize, usize)],
+#[allow(clippy::too_many_arguments)]
+fn run_lane<'a>(
+    lane: &Lane<'a>,
+    make: impl Fn(usize) -> Result<Job<'a>, RunError>,
+    schedule: &[(u32, u32)],
     cap: usize,
     rt: &Runtime<'_>,
     sink: &Sink<'_>,
     bar: Option<&ProgressBar>,
 ) -> Result<(), RunError> {
+    let n = lane.order.len();
     let mut store = Store::open(rt.store)?;
     let mut spill = Spill::new(sink);
-    let mut last_step = vec![0usize; users.len()];
+    let mut last_step = vec![0usize; n];
     for (at, &(u, _)) in schedule.iter().enumerate() {
-        last_step[u] = at;
+        last_step[u as usize] = at;
     }
+    // Each user's replay, from its first step on.
+    let mut users: Vec<Option<Job<'a>>> = (0..n).map(|_| None).collect();
     // Live users by last use (tick), and each user's tick (0: not live).
     let mut lru: std::collections::BTreeMap<u64, usize> = std::collections::BTreeMap::new();
-    let mut last = vec![0u64; users.len()];
-    let mut started = vec![false; users.len()];
+    let mut last = vec![0u64; n];
     // Users whose replay failed: skipped from then on.
-    let mut failed = vec![false; users.len()];
+    let mut failed = vec![false; n];
+    // Users whose scenario stays loaded while evicted, and what their
+    // files weigh (see `registry.scenario_cache_mb`).
+    let mut pinned = vec![!lane.input.streamed(); n];
+    let mut pinned_bytes = 0u64;
+    let budget = u64::from(rt.config.registry.scenario_cache_mb) << 20;
     for (at, &(u, i)) in schedule.iter().enumerate() {
+        let (u, i) = (u as usize, i as usize);
         if failed[u] {
             continue;
         }
@@ -560,35 +793,53 @@ fn run_lane(
                     && let Some((_, v)) = lru.pop_first()
                 {
                     last[v] = 0;
-                    let t = users[v].env.times.start();
-                    match users[v].evict(&mut store) {
+                    let user = users[v].as_mut().expect("a live user has its replay");
+                    let t = user.env.times.start();
+                    match user.evict(&mut store) {
                         Err(RunError::Replay(e)) => {
                             failed[v] = true;
-                            spill.forget(&mut users[v]);
-                            sink.failed(&users[v].key(), e)?;
+                            spill.forget(user);
+                            users[v] = None;
+                            sink.failed(&lane.keys[v], e)?;
                         }
                         r => r?,
                     }
-                    users[v].env.times.record(Stage::Evict, t);
-                    if !failed[v] {
-                        spill.take(&mut users[v])?;
+                    if let Some(user) = users[v].as_mut() {
+                        user.env.times.record(Stage::Evict, t);
+                        if !pinned[v] {
+                            user.scenario = Held::Away;
+                        }
+                        spill.take(user)?;
                     }
                 }
-                if started[u] {
-                    let t = users[u].env.times.start();
-                    users[u].restore(&mut store)?;
-                    users[u].env.times.record(Stage::Reload, t);
+                match users[u].as_mut() {
+                    Some(user) => {
+                        let t = user.env.times.start();
+                        if !pinned[u] {
+                            user.scenario = lane.get(u)?;
+                        }
+                        user.restore(&mut store)?;
+                        user.env.times.record(Stage::Reload, t);
+                    }
+                    None => {
+                        users[u] = Some(make(u)?);
+                        let bytes = lane.input.bytes(lane.order[u]);
+                        if !pinned[u] && pinned_bytes + bytes <= budget {
+                            pinned[u] = true;
+                            pinned_bytes += bytes;
+                        }
+                    }
                 }
-                started[u] = true;
             } else {
                 lru.remove(&last[u]);
             }
             last[u] = tick;
             lru.insert(tick, u);
-            let step = users[u].scenario.steps[i];
-            users[u].step(step, &mut store, bar)?;
+            let user = users[u].as_mut().expect("set up above");
+            let step = user.scenario.steps[i];
+            user.step(step, &mut store, bar)?;
             if at == last_step[u] {
-                spill.take(&mut users[u])?;
+                spill.take(user)?;
             }
             Ok(())
         })();
@@ -597,21 +848,23 @@ fn run_lane(
                 failed[u] = true;
                 lru.remove(&last[u]);
                 last[u] = 0;
-                spill.forget(&mut users[u]);
-                sink.failed(&users[u].key(), e)?;
+                if let Some(user) = users[u].as_mut() {
+                    spill.forget(user);
+                }
+                users[u] = None;
+                sink.failed(&lane.keys[u], e)?;
             }
             r => r?,
         }
     }
     spill.flush()?;
-    for (user, failed) in users.into_iter().zip(failed) {
-        if failed {
+    for (u, user) in users.into_iter().enumerate() {
+        let Some(user) = user else {
             continue;
-        }
-        let key = user.key();
+        };
         match user.finish(&mut store) {
             Ok(r) => sink.finished(r)?,
-            Err(RunError::Replay(e)) => sink.failed(&key, e)?,
+            Err(RunError::Replay(e)) => sink.failed(&lane.keys[u], e)?,
             Err(e) => return Err(e),
         }
     }

@@ -9,8 +9,8 @@ use sha2::{Digest, Sha256};
 
 use super::json::{self, Json, Member, Node, Pos};
 use super::{
-    DEFAULT_SYSTEM_PROMPT, Diagnostic, Fact, InputErrors, Message, Probe, Role, Scenario, Session,
-    Step,
+    DEFAULT_SYSTEM_PROMPT, Diagnostic, Fact, InputErrors, Listed, Message, Probe, Role, Scenario,
+    Session, Step,
 };
 use crate::clock::{Millis, parse_rfc3339};
 use crate::text::suggestion;
@@ -44,10 +44,35 @@ const RECURRING_FIELDS: &[&str] = &["probe", "id", "expects", "answer", "kind", 
 /// Loads and validates several files; also checks the run-level rules
 /// (names and users unique). Returns every error of every file.
 pub fn load_all(paths: &[PathBuf]) -> Result<Vec<Scenario>, InputErrors> {
+    let loaded = paths.iter().map(|p| load_file(p)).collect();
+    gather_loaded(loaded, |s| (&s.name, &s.user, &s.file))
+}
+
+/// Loads and validates every file like [`load_all`], on `jobs` threads, and
+/// keeps of each only its [`Listed`] summary: a run holds a population's
+/// scenarios one replay (or one live user) at a time, reading each again
+/// when it is needed.
+pub fn list_all(paths: &[PathBuf], jobs: usize) -> Result<Vec<Listed>, InputErrors> {
+    let listed = crate::par::par_map(
+        paths,
+        jobs,
+        |_| 1,
+        |p| Ok::<_, std::convert::Infallible>(load_file(p).map(|s| Listed::of(&s))),
+    )
+    .unwrap_or_else(|never| match never {});
+    gather_loaded(listed, |l| (&l.name, &l.user, &l.file))
+}
+
+/// Every file's errors, then those between files (a name or a user used
+/// twice), in the files' order.
+fn gather_loaded<T>(
+    loaded: Vec<Result<T, InputErrors>>,
+    key: impl Fn(&T) -> (&String, &String, &PathBuf),
+) -> Result<Vec<T>, InputErrors> {
     let mut errors = Vec::new();
     let mut scenarios = Vec::new();
-    for path in paths {
-        match load_file(path) {
+    for r in loaded {
+        match r {
             Ok(s) => scenarios.push(s),
             Err(InputErrors(mut e)) => errors.append(&mut e),
         }
@@ -55,24 +80,23 @@ pub fn load_all(paths: &[PathBuf]) -> Result<Vec<Scenario>, InputErrors> {
     let mut names: HashMap<&str, &Path> = HashMap::new();
     let mut users: HashMap<&str, &Path> = HashMap::new();
     for s in &scenarios {
-        if let Some(other) = names.insert(&s.name, &s.file) {
+        let (name, user, file) = key(s);
+        if let Some(other) = names.insert(name, file) {
             errors.push(file_error(
-                &s.file,
+                file,
                 "$.name",
                 format!(
-                    "scenario name {:?} is also used by {}: names must be unique within a run",
-                    s.name,
+                    "scenario name {name:?} is also used by {}: names must be unique within a run",
                     other.display()
                 ),
             ));
         }
-        if let Some(other) = users.insert(&s.user, &s.file) {
+        if let Some(other) = users.insert(user, file) {
             errors.push(file_error(
-                &s.file,
+                file,
                 "$.user",
                 format!(
-                    "user {:?} is also the user of {}: two scenarios of one run may not share a user",
-                    s.user,
+                    "user {user:?} is also the user of {}: two scenarios of one run may not share a user",
                     other.display()
                 ),
             ));
@@ -144,6 +168,7 @@ pub fn load_file(path: &Path) -> Result<Scenario, InputErrors> {
     };
     let mut scenario = load_str(text, path)?;
     scenario.sha256 = crate::text::hex(&Sha256::digest(&bytes));
+    scenario.bytes = bytes.len() as u64;
     Ok(scenario)
 }
 
@@ -408,6 +433,7 @@ impl Checker {
             phrases: crate::text::Phrases::new(phrases),
             file: self.file.clone(),
             sha256: String::new(),
+            bytes: 0,
             source,
         })
     }

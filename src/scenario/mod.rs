@@ -4,6 +4,7 @@
 //! numbered and whose probes are scheduled; nothing downstream re-checks
 //! the format.
 
+pub mod codec;
 pub mod generate;
 pub mod json;
 mod load;
@@ -11,7 +12,7 @@ mod load;
 use std::fmt;
 use std::path::PathBuf;
 
-pub use load::{MAX_FILE_BYTES, load_all, load_file, load_str};
+pub use load::{MAX_FILE_BYTES, list_all, load_all, load_file, load_str};
 
 /// Whether `b` may stand in a scenario name (see [`check_name`]).
 pub fn is_name_byte(b: u8) -> bool {
@@ -143,8 +144,68 @@ pub struct Scenario {
     pub file: PathBuf,
     /// SHA-256 of the file's bytes, hex.
     pub sha256: String,
+    /// The file's size.
+    pub bytes: u64,
     /// Where an imported scenario came from (`source`).
     pub source: Option<Source>,
+}
+
+/// A scenario validated and put aside: what a run needs to know of it
+/// without holding its messages. [`Listed::load`] reads it again, and
+/// refuses a file changed since.
+#[derive(Debug, Clone)]
+pub struct Listed {
+    pub name: String,
+    pub user: String,
+    /// The file as the run names it (in its outputs).
+    pub file: PathBuf,
+    /// Where it is read from.
+    pub path: PathBuf,
+    /// The file's size.
+    pub bytes: u64,
+    /// SHA-256 of the file's bytes, hex.
+    pub sha256: String,
+    pub messages: usize,
+    pub steps: usize,
+    pub probe_asks: usize,
+    pub source: Option<Source>,
+    /// The time of each step, where every message has one (see
+    /// [`Scenario::step_times`]).
+    pub step_times: Option<Box<[Millis]>>,
+}
+
+impl Listed {
+    pub fn of(s: &Scenario) -> Listed {
+        Listed {
+            name: s.name.clone(),
+            user: s.user.clone(),
+            file: s.file.clone(),
+            path: s.file.clone(),
+            bytes: s.bytes,
+            sha256: s.sha256.clone(),
+            messages: s.messages.len(),
+            steps: s.steps.len(),
+            probe_asks: s.probe_asks(),
+            source: s.source.clone(),
+            step_times: s.step_times().map(Vec::into_boxed_slice),
+        }
+    }
+
+    /// The scenario, read and validated again; an error if its file no
+    /// longer holds what was listed.
+    pub fn load(&self) -> Result<Scenario, String> {
+        let mut s = load_file(&self.path).map_err(|e| e.to_string())?;
+        s.file = self.file.clone();
+        if s.sha256 != self.sha256 {
+            return Err(format!(
+                "{}: changed since the run began (SHA-256 {} then, {} now)",
+                self.file.display(),
+                self.sha256,
+                s.sha256
+            ));
+        }
+        Ok(s)
+    }
 }
 
 /// Where an imported scenario came from, and what its importer changed.
@@ -167,6 +228,25 @@ pub struct Source {
 impl Scenario {
     pub fn message(&self, number: u32) -> &Message {
         &self.messages[number as usize - 1]
+    }
+
+    /// The time of each step, where every message has one (a session's
+    /// start stands for its first messages; a probe takes the time of the
+    /// step before): the order in which a server would see the steps of
+    /// several users. `None` where a message has no time.
+    pub fn step_times(&self) -> Option<Vec<Millis>> {
+        let mut now: Option<Millis> = None;
+        self.steps
+            .iter()
+            .map(|step| {
+                match *step {
+                    Step::Session(i) => now = self.sessions[i].start.or(now),
+                    Step::Message(n) => now = self.message(n).at.or(now),
+                    Step::Probe { .. } => {}
+                }
+                now
+            })
+            .collect()
     }
 
     /// Number of probe asks the replay will make.
