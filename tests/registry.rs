@@ -83,9 +83,10 @@ fn interleaved_users_through_a_small_registry_lose_nothing_and_leak_nothing() {
     let tmp = tempfile::tempdir().unwrap();
     let d = tmp.path();
     let files = population(d);
-    run(d, &files, "alone", 0, 64);
-    // Every scenario kept loaded (they fit in 64 MB), and none: every
-    // evicted user's scenario dropped and read back from the run's spool.
+    // Scenarios kept loaded for the whole run (they fit in 64 MB), or none:
+    // each replay's scenario read back from the run's spool, and every
+    // evicted user's dropped and read back when it is taken in again.
+    run(d, &files, "alone", 0, 0);
     let said = run(d, &files, "one", 1, 64);
     run(d, &files, "three", 3, 0);
     assert!(
@@ -93,6 +94,7 @@ fn interleaved_users_through_a_small_registry_lose_nothing_and_leak_nothing() {
         "{said}"
     );
     assert!(!d.join("alone/registry.json").exists());
+    assert!(!d.join("alone/scenarios.spool").exists());
     for dir in ["one", "three"] {
         for f in ["turns.csv", "probes.csv", "summaries.csv"] {
             assert!(

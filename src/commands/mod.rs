@@ -169,13 +169,16 @@ pub fn parse_jobs(s: &str) -> Result<usize, String> {
 }
 
 /// The scenarios of a run, validated from its files (on `jobs` threads),
-/// listed and sharded; each is read again when its replay needs it.
+/// listed and sharded; the first `keep_mb` megabytes of them kept loaded
+/// (see `registry.scenario_cache_mb`).
 pub fn run_scenarios(
     files: &[PathBuf],
     shard: Option<(u32, u32)>,
     jobs: usize,
+    keep_mb: u32,
 ) -> Result<Vec<scenario::Listed>, Failure> {
-    let mut scenarios = scenario::list_all(files, jobs).map_err(input_errors)?;
+    let keep = u64::from(keep_mb) << 20;
+    let mut scenarios = scenario::list_all(files, jobs, keep).map_err(input_errors)?;
     if let Some((k, n)) = shard {
         let total = scenarios.len();
         scenarios = shard_of(scenarios, k, n);

@@ -76,11 +76,19 @@ pub fn resumed_run(out: &Path) -> Result<(RunSpec, Vec<scenario::Listed>, Journa
         ))
     })?;
     let absolute: Vec<PathBuf> = spec.files.iter().map(|f| spec.cwd.join(f)).collect();
-    let mut scenarios = run_scenarios(&absolute, spec.shard, super::default_jobs())?;
+    let mut scenarios = run_scenarios(
+        &absolute,
+        spec.shard,
+        super::default_jobs(),
+        spec.config.registry.scenario_cache_mb,
+    )?;
     for s in &mut scenarios {
         // Named as when the run started, so that its outputs say the same.
         if let Some(f) = spec.files.iter().find(|f| spec.cwd.join(f) == s.file) {
             s.file = f.clone();
+            if let Some(kept) = &mut s.kept {
+                std::sync::Arc::make_mut(kept).file = f.clone();
+            }
         }
         if spec.sha256.get(&s.name) != Some(&s.sha256) {
             return Err(Failure::Input(format!(

@@ -262,7 +262,12 @@ fn new_run(args: &RunArgs) -> Result<Ready, Failure> {
     let config = resolve_config(&args.cfg, run_flags(args))?;
     let files = expand_inputs(&args.files)?;
     let shard = shard_of_args(args)?;
-    let scenarios = run_scenarios(&files, shard, args.jobs.unwrap_or_else(super::default_jobs))?;
+    let scenarios = run_scenarios(
+        &files,
+        shard,
+        args.jobs.unwrap_or_else(super::default_jobs),
+        config.registry.scenario_cache_mb,
+    )?;
     let engine = engine(&config)?;
     let cwd = std::env::current_dir().map_err(anyhow::Error::from)?;
     crate::plugin::check_commands(&config, &cwd.join(super::config_dir(&args.cfg)))

@@ -82,11 +82,12 @@ pub struct RegistryConfig {
     /// server sees them, and the least recently used memory is persisted,
     /// dropped, and reloaded from SQLite on its user's next message.
     pub max_active_users: u32,
-    /// Megabytes of scenario files whose users keep their scenario loaded
-    /// while evicted (the first users taken in, up to this much); any
-    /// other evicted user's scenario is dropped and read again from its
-    /// file when the user is taken back in. Speed only: outputs are the
-    /// same either way.
+    /// Megabytes of scenario files a run keeps loaded from its start to
+    /// its end (the first read, up to this much). Any other scenario is
+    /// kept in the run's spool file (compact, validated) and read back when
+    /// a replay starts or its evicted user is taken back in, so that a
+    /// population of any size is replayed in bounded memory. Speed only:
+    /// outputs are the same either way.
     pub scenario_cache_mb: u32,
 }
 

@@ -78,28 +78,20 @@ impl<'a> Input<'a> {
         }
     }
 
-    /// Scenario `i`, borrowed or read again from its file (a file changed
-    /// since the run began fails this replay, not the run).
+    /// Scenario `i`: borrowed, kept, or read again from its file (a file
+    /// changed since the run began fails this replay, not the run).
     fn get(&self, i: usize) -> Result<Held<'a>, RunError> {
         match self {
             Input::Loaded(s) => Ok(Held::Borrowed(&s[i])),
-            Input::Listed(l) => l[i]
-                .load()
-                .map(|s| Held::Owned(std::sync::Arc::new(s)))
-                .map_err(RunError::Replay),
+            Input::Listed(l) => l[i].get().map(Held::Owned).map_err(RunError::Replay),
         }
     }
 
-    /// Whether a user's scenario is read again at each reload (and so
-    /// dropped at each eviction).
-    fn streamed(&self) -> bool {
-        matches!(self, Input::Listed(_))
-    }
-
-    fn bytes(&self, i: usize) -> u64 {
+    /// Whether scenario `i` stays in memory for the whole run.
+    fn kept(&self, i: usize) -> bool {
         match self {
-            Input::Loaded(_) => 0,
-            Input::Listed(l) => l[i].bytes,
+            Input::Loaded(_) => true,
+            Input::Listed(l) => l[i].kept.is_some(),
         }
     }
 
@@ -373,8 +365,9 @@ pub fn run_journaled(
 }
 
 /// Each scenario's messages tokenized, read again from its file where it
-/// is listed (a file that cannot be read gives nothing here: its replays
-/// fail when they read it); into `spool`, where given, each as read.
+/// is listed and not kept (a file that cannot be read gives nothing here:
+/// its replays fail when they read it); into `spool`, where given, each
+/// one read.
 fn prepare_all(
     input: Input<'_>,
     rt: &Runtime<'_>,
@@ -388,7 +381,7 @@ fn prepare_all(
         |&i| {
             Ok::<_, RunError>(match input.get(i) {
                 Ok(s) => {
-                    if let Some(spool) = spool {
+                    if let Some(spool) = spool.filter(|_| !input.kept(i)) {
                         spool.put(i, &s)?;
                     }
                     prepare(&s, &rt.tok, rt.timings)
@@ -502,14 +495,18 @@ fn replay(input: Input<'_>, rt: &Runtime<'_>, sink: &Sink<'_>) -> Result<(), Run
     let _open = Store::create(rt.store)?;
     let cap = rt.config.registry.max_active_users as usize;
     let interleaved = cap > 0 && cap < input.len();
-    let spool = match input.streamed() && interleaved {
-        true => Some(Spool::create(
+    let spool = match (0..input.len()).all(|i| input.kept(i)) {
+        true => None,
+        false => Some(Spool::create(
             rt.store.with_file_name("scenarios.spool"),
             input.len(),
         )?),
-        false => None,
     };
     let prepared = prepare_all(input, rt, spool.as_ref())?;
+    let source = Source {
+        input,
+        spool: spool.as_ref(),
+    };
     let order = input.by_name();
     let jobs: Vec<(usize, &StrategyName, u32)> = order
         .iter()
@@ -566,7 +563,7 @@ fn replay(input: Input<'_>, rt: &Runtime<'_>, sink: &Sink<'_>) -> Result<(), Run
                 if skip(&[s], k, repeat)? {
                     return Ok(());
                 }
-                let scenario = match input.get(s) {
+                let scenario = match source.get(s) {
                     Err(RunError::Replay(e)) => return sink.failed(&key(s, k, repeat), e),
                     r => r?,
                 };
@@ -610,8 +607,7 @@ fn replay(input: Input<'_>, rt: &Runtime<'_>, sink: &Sink<'_>) -> Result<(), Run
                 // in it as the registry takes them in and drops them.
                 let lease = rt.lease(k, repeat)?;
                 let lane = Lane {
-                    input,
-                    spool: spool.as_ref(),
+                    source,
                     order: &order,
                     keys: order.iter().map(|&s| key(s, k, repeat)).collect(),
                 };
@@ -726,11 +722,26 @@ pub fn interleave(input: Input<'_>, order: &[usize]) -> Vec<(u32, u32)> {
     }
 }
 
+/// Where a replay's scenario comes from: the input, or the run's spool
+/// for a listed scenario that is not kept.
+#[derive(Clone, Copy)]
+struct Source<'a> {
+    input: Input<'a>,
+    spool: Option<&'a Spool>,
+}
+
+impl<'a> Source<'a> {
+    fn get(&self, i: usize) -> Result<Held<'a>, RunError> {
+        match self.spool {
+            Some(spool) if !self.input.kept(i) => spool.get(i),
+            _ => self.input.get(i),
+        }
+    }
+}
+
 /// The users of a lane: `order[u]` is user `u`'s scenario.
 struct Lane<'a> {
-    input: Input<'a>,
-    /// Where listed scenarios are read back from.
-    spool: Option<&'a Spool>,
+    source: Source<'a>,
     order: &'a [usize],
     keys: Vec<JobKey>,
 }
@@ -738,10 +749,7 @@ struct Lane<'a> {
 impl<'a> Lane<'a> {
     /// User `u`'s scenario.
     fn get(&self, u: usize) -> Result<Held<'a>, RunError> {
-        match self.spool {
-            Some(spool) => spool.get(self.order[u]),
-            None => self.input.get(self.order[u]),
-        }
+        self.source.get(self.order[u])
     }
 }
 
@@ -776,11 +784,6 @@ fn run_lane<'a>(
     let mut last = vec![0u64; n];
     // Users whose replay failed: skipped from then on.
     let mut failed = vec![false; n];
-    // Users whose scenario stays loaded while evicted, and what their
-    // files weigh (see `registry.scenario_cache_mb`).
-    let mut pinned = vec![!lane.input.streamed(); n];
-    let mut pinned_bytes = 0u64;
-    let budget = u64::from(rt.config.registry.scenario_cache_mb) << 20;
     for (at, &(u, i)) in schedule.iter().enumerate() {
         let (u, i) = (u as usize, i as usize);
         if failed[u] {
@@ -806,7 +809,8 @@ fn run_lane<'a>(
                     }
                     if let Some(user) = users[v].as_mut() {
                         user.env.times.record(Stage::Evict, t);
-                        if !pinned[v] {
+                        // Read back from the spool when taken in again.
+                        if !lane.source.input.kept(lane.order[v]) {
                             user.scenario = Held::Away;
                         }
                         spill.take(user)?;
@@ -815,20 +819,13 @@ fn run_lane<'a>(
                 match users[u].as_mut() {
                     Some(user) => {
                         let t = user.env.times.start();
-                        if !pinned[u] {
+                        if !lane.source.input.kept(lane.order[u]) {
                             user.scenario = lane.get(u)?;
                         }
                         user.restore(&mut store)?;
                         user.env.times.record(Stage::Reload, t);
                     }
-                    None => {
-                        users[u] = Some(make(u)?);
-                        let bytes = lane.input.bytes(lane.order[u]);
-                        if !pinned[u] && pinned_bytes + bytes <= budget {
-                            pinned[u] = true;
-                            pinned_bytes += bytes;
-                        }
-                    }
+                    None => users[u] = Some(make(u)?),
                 }
             } else {
                 lru.remove(&last[u]);

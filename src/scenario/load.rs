@@ -49,15 +49,29 @@ pub fn load_all(paths: &[PathBuf]) -> Result<Vec<Scenario>, InputErrors> {
 }
 
 /// Loads and validates every file like [`load_all`], on `jobs` threads, and
-/// keeps of each only its [`Listed`] summary: a run holds a population's
-/// scenarios one replay (or one live user) at a time, reading each again
-/// when it is needed.
-pub fn list_all(paths: &[PathBuf], jobs: usize) -> Result<Vec<Listed>, InputErrors> {
+/// keeps of each its [`Listed`] summary, and the scenario itself while the
+/// files kept weigh at most `keep_bytes` in all: a run holds the rest of a
+/// population one replay (or one live user) at a time.
+pub fn list_all(
+    paths: &[PathBuf],
+    jobs: usize,
+    keep_bytes: u64,
+) -> Result<Vec<Listed>, InputErrors> {
+    let kept = std::sync::atomic::AtomicU64::new(0);
     let listed = crate::par::par_map(
         paths,
         jobs,
         |_| 1,
-        |p| Ok::<_, std::convert::Infallible>(load_file(p).map(|s| Listed::of(&s))),
+        |p| {
+            Ok::<_, std::convert::Infallible>(load_file(p).map(|s| {
+                let mut listed = Listed::of(&s);
+                let before = kept.fetch_add(s.bytes, std::sync::atomic::Ordering::Relaxed);
+                if before + s.bytes <= keep_bytes {
+                    listed.kept = Some(std::sync::Arc::new(s));
+                }
+                listed
+            }))
+        },
     )
     .unwrap_or_else(|never| match never {});
     gather_loaded(listed, |l| (&l.name, &l.user, &l.file))

@@ -172,6 +172,8 @@ pub struct Listed {
     /// The time of each step, where every message has one (see
     /// [`Scenario::step_times`]).
     pub step_times: Option<Box<[Millis]>>,
+    /// The scenario itself, where the run keeps it loaded.
+    pub kept: Option<std::sync::Arc<Scenario>>,
 }
 
 impl Listed {
@@ -188,6 +190,16 @@ impl Listed {
             probe_asks: s.probe_asks(),
             source: s.source.clone(),
             step_times: s.step_times().map(Vec::into_boxed_slice),
+            kept: None,
+        }
+    }
+
+    /// The scenario: kept, or read and validated again (an error if its
+    /// file no longer holds what was listed).
+    pub fn get(&self) -> Result<std::sync::Arc<Scenario>, String> {
+        match &self.kept {
+            Some(s) => Ok(s.clone()),
+            None => self.load().map(std::sync::Arc::new),
         }
     }
 
