@@ -7,9 +7,16 @@
 //! the memory each added user costs: what must stay flat for memory to be
 //! bounded by the registry rather than by the number of users.
 //!
+//! It also reports each run's time per message replayed and how that grows
+//! from the smallest population to the largest: flat means nothing a step
+//! does grows with the population.
+//!
 //! Run: `cargo bench --bench scale` (250, 500 and 1,000 users x 200
-//! messages, hybrid, 100 live memories). `MEMEVAL_SCALE=USERS,...:MESSAGES:
-//! CAP:STRATEGIES` changes it, e.g. `MEMEVAL_SCALE=1000:200:100:window,hybrid`.
+//! messages, hybrid, 100 live memories: a few minutes).
+//! `MEMEVAL_SCALE=USERS,...:MESSAGES:CAP:STRATEGIES[:CACHE_MB]` changes it,
+//! e.g. the README's two million messages:
+//! `MEMEVAL_SCALE=1000,10000:200:100:hybrid` (about half an hour), and
+//! `...:hybrid:0` with no scenario kept loaded (`registry.scenario_cache_mb`).
 
 use std::path::Path;
 use std::process::Command;
@@ -71,8 +78,10 @@ fn main() {
     let spec =
         std::env::var("MEMEVAL_SCALE").unwrap_or_else(|_| "250,500,1000:200:100:hybrid".into());
     let parts: Vec<&str> = spec.split(':').collect();
-    let [users, messages, cap, strategies] = parts[..] else {
-        panic!("MEMEVAL_SCALE=USERS,...:MESSAGES:CAP:STRATEGIES, not {spec:?}");
+    let (users, messages, cap, strategies, cache) = match parts[..] {
+        [u, m, c, s] => (u, m, c, s, None),
+        [u, m, c, s, k] => (u, m, c, s, Some(k)),
+        _ => panic!("MEMEVAL_SCALE=USERS,...:MESSAGES:CAP:STRATEGIES[:CACHE_MB], not {spec:?}"),
     };
     let users: Vec<u64> = users
         .split(',')
@@ -104,7 +113,7 @@ fn main() {
             .map(|e| e.expect("entry").metadata().expect("metadata").len())
             .sum::<u64>() as f64
             / (1 << 20) as f64;
-        let args: Vec<String> = [
+        let mut args: Vec<String> = [
             "run",
             &pop,
             "--out",
@@ -117,13 +126,17 @@ fn main() {
         ]
         .map(String::from)
         .to_vec();
+        if let Some(mb) = cache {
+            args.extend(["--set".into(), format!("registry.scenario_cache_mb={mb}")]);
+        }
         let (secs, rss) = measured_run(d, &args);
         let replayed = n * messages * strategies.split(',').count() as u64;
+        let us = secs * 1e6 / replayed as f64;
         println!(
-            "{n:>6} users: {secs:>7.1} s, {:>6.0} messages/s, peak RSS {rss:>6.0} MiB (scenario files {input_mib:.0} MiB)",
+            "{n:>6} users: {secs:>7.1} s, {:>6.0} messages/s ({us:.0} µs a message), peak RSS {rss:>6.0} MiB (scenario files {input_mib:.0} MiB)",
             replayed as f64 / secs
         );
-        points.push((n as f64, rss, input_mib));
+        points.push((n as f64, rss, input_mib, us));
         std::fs::remove_dir_all(d.join(format!("out-{n}"))).expect("clean up");
     }
     if let (Some(first), Some(last)) = (points.first(), points.last())
@@ -133,6 +146,12 @@ fn main() {
         let input_per_user = (last.2 - first.2) / (last.0 - first.0) * 1024.0;
         println!(
             "each added user: {per_user:.0} KiB of peak RSS, against {input_per_user:.0} KiB of scenario file"
+        );
+        println!(
+            "time per message, {} users against {}: {:.2}x",
+            last.0,
+            first.0,
+            last.3 / first.3
         );
     }
 }

@@ -215,6 +215,28 @@ fn incomplete_or_mismatched_shards_are_refused() {
         assert!(stderr.contains(said), "{runs:?}: {stderr}");
         assert!(!d.join("never").exists());
     }
+    // A shard's table damaged after the run: found while merging (the
+    // rows are read one replay at a time), refused the same way.
+    std::fs::create_dir(d.join("damaged")).unwrap();
+    for entry in std::fs::read_dir(d.join("s2")).unwrap() {
+        let entry = entry.unwrap();
+        if entry.file_type().unwrap().is_file() {
+            std::fs::copy(entry.path(), d.join("damaged").join(entry.file_name())).unwrap();
+        }
+    }
+    let turns = std::fs::read_to_string(d.join("damaged/turns.csv")).unwrap();
+    let mut lines: Vec<&str> = turns.lines().collect();
+    let last = lines.len() - 1;
+    lines[last] = "not,a,turn";
+    std::fs::write(d.join("damaged/turns.csv"), lines.join("\n")).unwrap();
+    let o = memeval(&["merge", "s1", "damaged", "--out", "never"], d);
+    let stderr = String::from_utf8_lossy(&o.stderr);
+    assert_eq!(o.status.code(), Some(2), "{stderr}");
+    assert!(
+        stderr.contains(&format!("turns.csv:{}: not a memeval output", last + 1)),
+        "{stderr}"
+    );
+    assert!(!d.join("never").exists());
     for bad in ["0/2", "3/2", "x"] {
         let o = run(d, "never", &["--shard", bad]);
         assert_eq!(o.status.code(), Some(2), "{bad}");

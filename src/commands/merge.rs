@@ -12,18 +12,20 @@ use super::Failure;
 use crate::files;
 use crate::outdir;
 use crate::report;
-use crate::results::read::read_csv;
-use crate::results::{CallRow, JobResult, ProbeRow, SummaryRow, TurnRow};
+use crate::results::read::Rows;
+use crate::results::{CallRow, JobResult, ProbeRow, ResultsError, SummaryRow, TurnRow};
 use crate::store;
 
-/// One shard's folder, read back.
+/// One shard's folder: its metadata, and its rows read one replay at a
+/// time (a shard writes them in run order), so that a merge holds one
+/// replay's rows at once, whatever the shards' size.
 struct Shard {
     dir: PathBuf,
     meta: Value,
-    turns: Vec<TurnRow>,
-    probes: Vec<ProbeRow>,
-    summaries: Vec<SummaryRow>,
-    calls: Vec<CallRow>,
+    turns: Rows<TurnRow>,
+    probes: Rows<ProbeRow>,
+    summaries: Rows<SummaryRow>,
+    calls: Option<Rows<CallRow>>,
 }
 
 fn input(m: String) -> Failure {
@@ -51,14 +53,14 @@ fn read_shard(dir: &Path) -> Result<Shard, Failure> {
     Ok(Shard {
         dir: dir.to_path_buf(),
         meta,
-        turns: read_csv(&dir.join("turns.csv"))?,
-        probes: read_csv(&dir.join("probes.csv"))?,
-        summaries: read_csv(&dir.join("summaries.csv"))?,
+        turns: Rows::open(&dir.join("turns.csv"))?,
+        probes: Rows::open(&dir.join("probes.csv"))?,
+        summaries: Rows::open(&dir.join("summaries.csv"))?,
         // Runs older than calls.csv have none to merge.
         calls: if dir.join("calls.csv").is_file() {
-            read_csv(&dir.join("calls.csv"))?
+            Some(Rows::open(&dir.join("calls.csv"))?)
         } else {
-            Vec::new()
+            None
         },
     })
 }
@@ -152,85 +154,144 @@ fn merged_meta(shards: &[Shard]) -> Result<Value, Failure> {
     Ok(meta)
 }
 
-/// Rows regrouped into replays, in the order a single run writes them:
-/// scenario by name, strategy as configured, replay number.
-/// Calls made ahead of any replay (embeddings fetched for every scenario)
-/// come back apart, in shard order.
-fn jobs_of(shards: Vec<Shard>, strategies: &[String]) -> (Vec<JobResult>, Vec<CallRow>) {
-    let mut jobs: BTreeMap<(String, usize, u32), JobResult> = BTreeMap::new();
-    let mut ahead = Vec::new();
-    let rank = |s: &str| strategies.iter().position(|x| x == s).unwrap_or(usize::MAX);
-    for shard in shards {
-        for t in shard.turns {
-            job(
-                &mut jobs,
-                &t.scenario,
-                &t.strategy,
-                t.repeat,
-                rank(&t.strategy),
-            )
-            .turns
-            .push(t);
-        }
-        for p in shard.probes {
-            job(
-                &mut jobs,
-                &p.scenario,
-                &p.strategy,
-                p.repeat,
-                rank(&p.strategy),
-            )
-            .probes
-            .push(p);
-        }
-        for s in shard.summaries {
-            job(
-                &mut jobs,
-                &s.scenario,
-                &s.strategy,
-                s.repeat,
-                rank(&s.strategy),
-            )
-            .summaries
-            .push(s);
-        }
-        for c in shard.calls {
-            if c.scenario.is_empty() {
-                ahead.push(c);
-                continue;
-            }
-            job(
-                &mut jobs,
-                &c.scenario,
-                &c.strategy,
-                c.repeat,
-                rank(&c.strategy),
-            )
-            .calls
-            .push(c);
-        }
-    }
-    (jobs.into_values().collect(), ahead)
+/// A replay's place in the run's order: scenario by name, strategy as
+/// configured, replay number.
+type Key = (String, usize, u32);
+
+/// The shards' replays in the order a single run writes them, one at a
+/// time: a merge of the shards' files, each already in that order, whose
+/// scenarios no two shards share.
+struct Merged {
+    shards: Vec<Shard>,
+    strategies: Vec<String>,
+    last: Option<Key>,
+    /// A shard's file found unreadable on the way: bad input, not a fault.
+    bad: Option<String>,
 }
 
-fn job<'a>(
-    jobs: &'a mut BTreeMap<(String, usize, u32), JobResult>,
-    scenario: &str,
-    strategy: &str,
-    repeat: u32,
-    rank: usize,
-) -> &'a mut JobResult {
-    jobs.entry((scenario.to_string(), rank, repeat))
-        .or_insert_with(|| JobResult {
-            scenario: scenario.to_string(),
-            strategy: strategy.to_string(),
-            repeat,
+impl Merged {
+    fn key(&self, scenario: &str, strategy: &str, repeat: u32) -> Key {
+        let rank = self
+            .strategies
+            .iter()
+            .position(|x| x == strategy)
+            .unwrap_or(usize::MAX);
+        (scenario.to_string(), rank, repeat)
+    }
+
+    /// The key of a shard's next replay: the least of its files' next rows.
+    fn next_key(&self, s: &Shard) -> Option<Key> {
+        let keys = [
+            s.turns
+                .peek()
+                .map(|r| self.key(&r.scenario, &r.strategy, r.repeat)),
+            s.probes
+                .peek()
+                .map(|r| self.key(&r.scenario, &r.strategy, r.repeat)),
+            s.summaries
+                .peek()
+                .map(|r| self.key(&r.scenario, &r.strategy, r.repeat)),
+            s.calls
+                .as_ref()
+                .and_then(Rows::peek)
+                .map(|r| self.key(&r.scenario, &r.strategy, r.repeat)),
+        ];
+        keys.into_iter().flatten().min()
+    }
+
+    /// Calls made ahead of any replay (embeddings fetched for every
+    /// scenario), which head each shard's calls.csv: in shard order.
+    fn ahead(&mut self) -> Result<Vec<CallRow>, ResultsError> {
+        let mut ahead = Vec::new();
+        for s in &mut self.shards {
+            if let Some(calls) = &mut s.calls {
+                while calls.peek().is_some_and(|c| c.scenario.is_empty()) {
+                    ahead.extend(calls.take()?);
+                }
+            }
+        }
+        Ok(ahead)
+    }
+
+    fn next_job(&mut self) -> Result<Option<JobResult>, ResultsError> {
+        let Some((at, key)) = (0..self.shards.len())
+            .filter_map(|i| self.next_key(&self.shards[i]).map(|k| (i, k)))
+            .min_by(|a, b| a.1.cmp(&b.1))
+        else {
+            return Ok(None);
+        };
+        if self.last.as_ref().is_some_and(|last| *last >= key) {
+            return Err(ResultsError::Invalid(format!(
+                "{}: rows of {}/{} are not in run order (or the replay is in two shards)",
+                self.shards[at].dir.display(),
+                key.0,
+                key.2
+            )));
+        }
+        let strategies = self.strategies.clone();
+        let same = |scenario: &str, strategy: &str, repeat: u32| {
+            scenario == key.0
+                && strategies
+                    .iter()
+                    .position(|x| x == strategy)
+                    .unwrap_or(usize::MAX)
+                    == key.1
+                && repeat == key.2
+        };
+        let shard = &mut self.shards[at];
+        let mut job = JobResult {
+            scenario: key.0.clone(),
+            strategy: strategies.get(key.1).cloned().unwrap_or_default(),
+            repeat: key.2,
             turns: Vec::new(),
             probes: Vec::new(),
             summaries: Vec::new(),
             calls: Vec::new(),
             times: Default::default(),
-        })
+        };
+        while let Some(r) = shard.turns.peek() {
+            if !same(&r.scenario, &r.strategy, r.repeat) {
+                break;
+            }
+            job.strategy = r.strategy.to_string();
+            job.turns.extend(shard.turns.take()?);
+        }
+        while let Some(r) = shard.probes.peek() {
+            if !same(&r.scenario, &r.strategy, r.repeat) {
+                break;
+            }
+            job.probes.extend(shard.probes.take()?);
+        }
+        while let Some(r) = shard.summaries.peek() {
+            if !same(&r.scenario, &r.strategy, r.repeat) {
+                break;
+            }
+            job.summaries.extend(shard.summaries.take()?);
+        }
+        if let Some(calls) = &mut shard.calls {
+            while let Some(r) = calls.peek() {
+                if !same(&r.scenario, &r.strategy, r.repeat) {
+                    break;
+                }
+                job.calls.extend(calls.take()?);
+            }
+        }
+        self.last = Some(key);
+        Ok(Some(job))
+    }
+}
+
+impl Iterator for Merged {
+    type Item = std::io::Result<JobResult>;
+
+    fn next(&mut self) -> Option<Self::Item> {
+        self.next_job()
+            .map_err(|e| {
+                self.bad = Some(e.to_string());
+                std::io::Error::other(e.to_string())
+            })
+            .transpose()
+    }
 }
 
 /// The run folders that `paths` name: each a run folder, or a folder of
@@ -283,16 +344,19 @@ pub fn cmd_merge(paths: &[PathBuf], out: &Path, force: bool) -> Result<(), Failu
         .map_err(|e| input(format!("{}: not memeval metadata: {e}", runs[0].display())))?;
     let strategies = meta.strategies.clone();
     let stores: Vec<PathBuf> = shards.iter().map(|s| s.dir.join("memory.sqlite")).collect();
-    let (jobs, ahead) = jobs_of(shards, &strategies);
+    let mut jobs = Merged {
+        shards,
+        strategies: strategies.clone(),
+        last: None,
+        bad: None,
+    };
+    let ahead = jobs.ahead()?;
     let written = claim.publish_staged(|dir| {
-        let written = crate::results::write_outputs(
-            dir,
-            jobs.into_iter().map(Ok),
-            &ahead,
-            &meta,
-            &strategies,
-        )
-        .map_err(|e| anyhow::anyhow!("writing outputs: {e}"))?;
+        let written = crate::results::write_outputs(dir, &mut jobs, &ahead, &meta, &strategies)
+            .map_err(|e| match jobs.bad.take() {
+                Some(bad) => input(bad),
+                None => anyhow::anyhow!("writing outputs: {e}").into(),
+            })?;
         store::merge(&dir.join("memory.sqlite"), &stores).map_err(anyhow::Error::from)?;
         report::write_report(dir).map_err(|e| anyhow::anyhow!("writing the report: {e}"))?;
         Ok::<_, Failure>(written)

@@ -64,13 +64,56 @@ pub struct RunData {
     pub budget: u64,
 }
 
-/// Rows of a CSV output; errors name the file and line.
-pub(crate) fn read_csv<T: serde::de::DeserializeOwned>(
-    path: &Path,
-) -> Result<Vec<T>, ResultsError> {
-    let mut out = Vec::new();
-    for_each_row(path, |r| out.push(r))?;
-    Ok(out)
+/// The rows of a CSV output one at a time, with the next one in view;
+/// errors name the file and line.
+pub(crate) struct Rows<T> {
+    path: PathBuf,
+    rows: csv::DeserializeRecordsIntoIter<std::fs::File, T>,
+    next: Option<T>,
+}
+
+impl<T: serde::de::DeserializeOwned> Rows<T> {
+    pub(crate) fn open(path: &Path) -> Result<Rows<T>, ResultsError> {
+        let r = csv::Reader::from_path(path)
+            .map_err(|e| ResultsError::Invalid(format!("{}: cannot read: {e}", path.display())))?;
+        let mut rows = Rows {
+            path: path.to_path_buf(),
+            rows: r.into_deserialize(),
+            next: None,
+        };
+        rows.advance()?;
+        Ok(rows)
+    }
+
+    /// The next row, not taken.
+    pub(crate) fn peek(&self) -> Option<&T> {
+        self.next.as_ref()
+    }
+
+    /// The next row, taken.
+    pub(crate) fn take(&mut self) -> Result<Option<T>, ResultsError> {
+        let out = self.next.take();
+        self.advance()?;
+        Ok(out)
+    }
+
+    fn advance(&mut self) -> Result<(), ResultsError> {
+        self.next = match self.rows.next() {
+            None => None,
+            Some(Ok(row)) => Some(row),
+            Some(Err(e)) => {
+                let at = e
+                    .position()
+                    .map(|p| format!(":{}", p.line()))
+                    .unwrap_or_default();
+                return Err(ResultsError::Invalid(format!(
+                    "{}{at}: not a memeval output: {e}",
+                    self.path.display()
+                )));
+            }
+        };
+        Ok(())
+    }
 }
 
 /// Each row of a CSV output in turn, none kept; errors name the file and line.
