@@ -97,91 +97,110 @@ pub fn write_all(data: &RunData, dir: &Path) -> Result<Vec<Written>, ChartError>
         std::fs::remove_dir_all(&charts).map_err(|e| format!("{}: {e}", charts.display()))?;
     }
     std::fs::create_dir_all(&charts).map_err(|e| format!("{}: {e}", charts.display()))?;
-    let mut written = Vec::new();
-    // Overview across scenarios.
-    let value =
-        |f: &dyn Fn(&crate::results::Aggregate) -> Option<f64>| -> Vec<(String, Vec<Option<f64>>)> {
-            data.strategies
-                .iter()
-                .map(|k| {
-                    let v = drawn
-                        .iter()
-                        .map(|s| data.result(s, k).and_then(f))
-                        .collect();
-                    (k.clone(), v)
-                })
-                .collect()
-        };
-    written.push(emit(
-        &Bars {
-            title: format!("Mean recall per scenario{of_all}"),
-            x_desc: "mean recall over the probes asked (0-1)".into(),
-            groups: drawn.to_vec(),
-            series: value(&|a| a.mean_recall),
-            log_x: false,
-            ratio: true,
-        },
-        "overview-recall".into(),
-        "Mean recall per scenario and strategy.".into(),
-        None,
-        &charts,
+    // The overview across scenarios, drawn beside the scenarios' charts.
+    let overview = || -> Result<Vec<Written>, ChartError> {
+        let mut written = Vec::new();
+        let value =
+            |f: &dyn Fn(&crate::results::Aggregate) -> Option<f64>| -> Vec<(String, Vec<Option<f64>>)> {
+                data.strategies
+                    .iter()
+                    .map(|k| {
+                        let v = drawn
+                            .iter()
+                            .map(|s| data.result(s, k).and_then(f))
+                            .collect();
+                        (k.clone(), v)
+                    })
+                    .collect()
+            };
+        written.push(emit(
+            &Bars {
+                title: format!("Mean recall per scenario{of_all}"),
+                x_desc: "mean recall over the probes asked (0-1)".into(),
+                groups: drawn.to_vec(),
+                series: value(&|a| a.mean_recall),
+                log_x: false,
+                ratio: true,
+            },
+            "overview-recall".into(),
+            "Mean recall per scenario and strategy.".into(),
+            None,
+            &charts,
+        )?);
+        written.push(emit(
+            &Bars {
+                title: format!("Total tokens per scenario{of_all}"),
+                x_desc: "tokens spent: calls, summaries and embeddings (log scale)".into(),
+                groups: drawn.to_vec(),
+                series: value(&|a| Some(a.total_tokens as f64)),
+                log_x: true,
+                ratio: false,
+            },
+            "overview-tokens".into(),
+            "Total tokens spent per scenario and strategy (log scale).".into(),
+            None,
+            &charts,
+        )?);
+        written.push(emit(
+    &Lines {
+                title: "Where recalled facts sit in the context".into(),
+                x_desc: "relative position in the context (0 = start, 1 = end)".into(),
+                y_desc: "share of probes".into(),
+                series: series_per_strategy(
+                    data,
+                    |k| {
+                        let Some(bins) = data.positions.get(k) else {
+                            return Vec::new();
+                        };
+                        let n: u64 = bins.iter().sum();
+                        bins.iter()
+                            .enumerate()
+                            .map(|(i, &c)| {
+                                let mid = (i as f64 + 0.5) / POSITION_BINS as f64;
+                                (mid, c as f64 / n as f64)
+                            })
+                            .collect()
+                    },
+                    true,
+                ),
+                references: Vec::new(),
+                y_range: None,
+                log_y: false,
+                ratio: true,
+                x_ratio: true,
+            },
+    "overview-position".into(),
+    "Where the recalled facts sit in the context, over all probes: models attend least to the middle.".into(),
+    None,
+    &charts,
     )?);
-    written.push(emit(
-        &Bars {
-            title: format!("Total tokens per scenario{of_all}"),
-            x_desc: "tokens spent: calls, summaries and embeddings (log scale)".into(),
-            groups: drawn.to_vec(),
-            series: value(&|a| Some(a.total_tokens as f64)),
-            log_x: true,
-            ratio: false,
-        },
-        "overview-tokens".into(),
-        "Total tokens spent per scenario and strategy (log scale).".into(),
-        None,
-        &charts,
-    )?);
-    written.push(emit(
-&Lines {
-            title: "Where recalled facts sit in the context".into(),
-            x_desc: "relative position in the context (0 = start, 1 = end)".into(),
-            y_desc: "share of probes".into(),
-            series: series_per_strategy(
-                data,
-                |k| {
-                    let Some(bins) = data.positions.get(k) else {
-                        return Vec::new();
-                    };
-                    let n: u64 = bins.iter().sum();
-                    bins.iter()
-                        .enumerate()
-                        .map(|(i, &c)| {
-                            let mid = (i as f64 + 0.5) / POSITION_BINS as f64;
-                            (mid, c as f64 / n as f64)
-                        })
-                        .collect()
-                },
-                true,
-            ),
-            references: Vec::new(),
-            y_range: None,
-            log_y: false,
-            ratio: true,
-            x_ratio: true,
-        },
-"overview-position".into(),
-"Where the recalled facts sit in the context, over all probes: models attend least to the middle.".into(),
-None,
-&charts,
-)?);
 
+        Ok(written)
+    };
+    // Every scenario's charts, each one a task: a run of one scenario
+    // draws its charts side by side too.
     let jobs = std::thread::available_parallelism().map_or(1, std::num::NonZeroUsize::get);
-    let per_scenario = crate::par::par_map(
-        drawn,
-        jobs,
-        |sc| data.in_scenario(&data.turns, sc).len() as u64,
-        |sc| scenario_charts(data, sc, &charts),
-    )?;
-    written.extend(per_scenario.into_iter().flatten());
+    let tasks: Vec<(&String, ScenarioChart)> = drawn
+        .iter()
+        .flat_map(|sc| SCENARIO_CHARTS.iter().map(move |&chart| (sc, chart)))
+        .collect();
+    let (overview, per_scenario) = std::thread::scope(|scope| {
+        let per_scenario = scope.spawn(|| {
+            crate::par::par_map(
+                &tasks,
+                jobs,
+                |(sc, _)| data.in_scenario(&data.turns, sc).len() as u64,
+                |&(sc, chart)| chart(data, sc, &charts),
+            )
+        });
+        let overview = overview();
+        (
+            overview,
+            per_scenario.join().expect("drawing does not panic"),
+        )
+    });
+    let mut written = overview?;
+    written.extend(per_scenario?.into_iter().flatten());
     Ok(written)
 }
 
@@ -197,20 +216,17 @@ pub fn path_component(name: &str) -> std::borrow::Cow<'_, str> {
     }
 }
 
-/// The charts of one scenario.
-fn scenario_charts(data: &RunData, sc: &str, charts: &Path) -> Result<Vec<Written>, ChartError> {
-    let mut written = Vec::new();
-    for chart in [
-        context_chart,
-        cumulative_chart,
-        recall_chart,
-        budget_chart,
-        quality_chart,
-    ] {
-        written.extend(chart(data, sc, charts)?);
-    }
-    Ok(written)
-}
+/// One chart of a scenario, if its data has one.
+type ScenarioChart = fn(&RunData, &str, &Path) -> Result<Option<Written>, ChartError>;
+
+/// The charts of one scenario, in the order the report shows them.
+const SCENARIO_CHARTS: [ScenarioChart; 5] = [
+    context_chart,
+    cumulative_chart,
+    recall_chart,
+    budget_chart,
+    quality_chart,
+];
 
 /// Context tokens per call, with the budget line.
 fn context_chart(data: &RunData, sc: &str, charts: &Path) -> Result<Option<Written>, ChartError> {

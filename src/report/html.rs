@@ -223,8 +223,9 @@ fn results_table(out: &mut String, data: &RunData, totals: bool) {
             row(out, a, &best, true);
         }
     } else {
-        for sc in &data.scenarios {
-            let rows: Vec<&Aggregate> = data.results.iter().filter(|a| &a.scenario == sc).collect();
+        // Results come by scenario (results.json's order): one pass.
+        for rows in data.results.chunk_by(|a, b| a.scenario == b.scenario) {
+            let rows: Vec<&Aggregate> = rows.iter().collect();
             let best = best_values(&rows);
             for a in rows {
                 row(out, a, &best, false);

@@ -29,6 +29,50 @@ pub struct RunResults {
 
 /// Reads results from a run folder, a results.json or a baseline file.
 pub fn load_results(path: &Path) -> Result<RunResults, ResultsError> {
+    read_results::<Vec<Aggregate>>(path, |r| r)
+}
+
+/// Reads results as [`load_results`] does, without what the report never
+/// shows of each scenario (its probe kinds, published scores, stage
+/// latencies and samples: the totals keep theirs), dropped as each is
+/// read: a population's results.json holds a few KB of them a scenario.
+pub fn load_results_for_report(path: &Path) -> Result<RunResults, ResultsError> {
+    read_results::<Slim>(path, |r| r.0)
+}
+
+/// Per-scenario results, slimmed one at a time as they are read.
+struct Slim(Vec<Aggregate>);
+
+impl<'de> Deserialize<'de> for Slim {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Slim, D::Error> {
+        struct Each;
+        impl<'de> serde::de::Visitor<'de> for Each {
+            type Value = Slim;
+
+            fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                f.write_str("a list of results")
+            }
+
+            fn visit_seq<A: serde::de::SeqAccess<'de>>(self, mut seq: A) -> Result<Slim, A::Error> {
+                let mut out = Vec::new();
+                while let Some(mut a) = seq.next_element::<Aggregate>()? {
+                    a.by_kind = Default::default();
+                    a.stages = Default::default();
+                    a.published = None;
+                    a.samples = None;
+                    out.push(a);
+                }
+                Ok(Slim(out))
+            }
+        }
+        d.deserialize_seq(Each)
+    }
+}
+
+fn read_results<R: serde::de::DeserializeOwned>(
+    path: &Path,
+    results: impl FnOnce(R) -> Vec<Aggregate>,
+) -> Result<RunResults, ResultsError> {
     let file = if path.is_dir() {
         path.join("results.json")
     } else {
@@ -37,7 +81,7 @@ pub fn load_results(path: &Path) -> Result<RunResults, ResultsError> {
     let bytes = crate::files::read_capped(&file, crate::files::cap::RESULTS, "memeval results")?;
     // The file whole first, so that a broken one is reported where it
     // breaks; then its metadata, typed.
-    let raw: Raw = serde_json::from_slice(&bytes).map_err(|e| {
+    let raw: Raw<R> = serde_json::from_slice(&bytes).map_err(|e| {
         ResultsError::Invalid(format!(
             "{}:{}:{}: not memeval results: {e}",
             file.display(),
@@ -54,7 +98,7 @@ pub fn load_results(path: &Path) -> Result<RunResults, ResultsError> {
     Ok(RunResults {
         memeval_baseline: raw.memeval_baseline,
         meta,
-        results: raw.results,
+        results: results(raw.results),
         totals: raw.totals,
         comparisons: raw.comparisons,
         judge_agreement: raw.judge_agreement,
@@ -63,11 +107,11 @@ pub fn load_results(path: &Path) -> Result<RunResults, ResultsError> {
 
 /// results.json with its metadata not yet read.
 #[derive(Deserialize)]
-struct Raw {
+struct Raw<R> {
     #[serde(default)]
     memeval_baseline: Option<u32>,
     meta: serde_json::Value,
-    results: Vec<Aggregate>,
+    results: R,
     #[serde(default)]
     totals: Vec<Aggregate>,
     #[serde(default)]

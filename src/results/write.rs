@@ -318,8 +318,12 @@ fn row<T: Serialize>(w: &mut csv::Writer<std::fs::File>, r: &T) -> std::io::Resu
     w.serialize(r).map_err(std::io::Error::other)
 }
 
+/// Written as it is serialized (a population's results.json is tens of
+/// MB: never held whole in memory).
 fn write_json<T: Serialize>(path: &Path, value: &T) -> std::io::Result<()> {
-    let mut bytes = serde_json::to_vec_pretty(value).map_err(std::io::Error::other)?;
-    bytes.push(b'\n');
-    std::fs::write(path, bytes)
+    use std::io::Write;
+    let mut w = std::io::BufWriter::new(std::fs::File::create(path)?);
+    serde_json::to_writer_pretty(&mut w, value).map_err(std::io::Error::other)?;
+    w.write_all(b"\n")?;
+    w.flush()
 }
