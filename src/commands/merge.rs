@@ -228,8 +228,8 @@ impl Merged {
                 key.2
             )));
         }
-        let strategies = self.strategies.clone();
-        let same = |scenario: &str, strategy: &str, repeat: u32| {
+        let strategies = &self.strategies;
+        let mine = |scenario: &str, strategy: &str, repeat: u32| {
             scenario == key.0
                 && strategies
                     .iter()
@@ -239,46 +239,40 @@ impl Merged {
                 && repeat == key.2
         };
         let shard = &mut self.shards[at];
-        let mut job = JobResult {
+        let job = JobResult {
             scenario: key.0.clone(),
             strategy: strategies.get(key.1).cloned().unwrap_or_default(),
             repeat: key.2,
-            turns: Vec::new(),
-            probes: Vec::new(),
-            summaries: Vec::new(),
-            calls: Vec::new(),
+            turns: rows_of(&mut shard.turns, |r| {
+                mine(&r.scenario, &r.strategy, r.repeat)
+            })?,
+            probes: rows_of(&mut shard.probes, |r| {
+                mine(&r.scenario, &r.strategy, r.repeat)
+            })?,
+            summaries: rows_of(&mut shard.summaries, |r| {
+                mine(&r.scenario, &r.strategy, r.repeat)
+            })?,
+            calls: match &mut shard.calls {
+                Some(calls) => rows_of(calls, |r| mine(&r.scenario, &r.strategy, r.repeat))?,
+                None => Vec::new(),
+            },
             times: Default::default(),
         };
-        while let Some(r) = shard.turns.peek() {
-            if !same(&r.scenario, &r.strategy, r.repeat) {
-                break;
-            }
-            job.strategy = r.strategy.to_string();
-            job.turns.extend(shard.turns.take()?);
-        }
-        while let Some(r) = shard.probes.peek() {
-            if !same(&r.scenario, &r.strategy, r.repeat) {
-                break;
-            }
-            job.probes.extend(shard.probes.take()?);
-        }
-        while let Some(r) = shard.summaries.peek() {
-            if !same(&r.scenario, &r.strategy, r.repeat) {
-                break;
-            }
-            job.summaries.extend(shard.summaries.take()?);
-        }
-        if let Some(calls) = &mut shard.calls {
-            while let Some(r) = calls.peek() {
-                if !same(&r.scenario, &r.strategy, r.repeat) {
-                    break;
-                }
-                job.calls.extend(calls.take()?);
-            }
-        }
         self.last = Some(key);
         Ok(Some(job))
     }
+}
+
+/// The rows at the head of `rows` that `mine` accepts: one replay's.
+fn rows_of<T: serde::de::DeserializeOwned>(
+    rows: &mut Rows<T>,
+    mine: impl Fn(&T) -> bool,
+) -> Result<Vec<T>, ResultsError> {
+    let mut out = Vec::new();
+    while rows.peek().is_some_and(&mine) {
+        out.extend(rows.take()?);
+    }
+    Ok(out)
 }
 
 impl Iterator for Merged {

@@ -395,11 +395,11 @@ fn prepare_all(
     )
 }
 
-/// Listed scenarios kept for the registry's users, each encoded once (as
-/// its messages are tokenized) into one file beside the run's store and
-/// read back whenever its user is taken in: a tenth of the cost of reading
-/// and validating the JSON again, and nothing held in memory but where
-/// each one is. The file goes when the replays end.
+/// Listed scenarios not kept in memory, each encoded once (as its messages
+/// are tokenized) into one file beside the run's store and read back when
+/// a replay starts or its user is taken in: about a fifth of the cost of
+/// reading and validating the JSON again, and nothing held in memory but
+/// where each one is. The file goes when the replays end.
 struct Spool {
     path: std::path::PathBuf,
     file: std::fs::File,
@@ -438,6 +438,11 @@ impl Spool {
             offset
         };
         write_at(&self.file, &bytes, offset).map_err(|e| self.io(e))
+    }
+
+    /// Whether scenario `i` was spooled (its file could be read).
+    fn has(&self, i: usize) -> bool {
+        self.at.lock().expect("no panic holds this lock").0[i].1 > 0
     }
 
     fn get<'a>(&self, i: usize) -> Result<Held<'a>, RunError> {
@@ -733,7 +738,9 @@ struct Source<'a> {
 impl<'a> Source<'a> {
     fn get(&self, i: usize) -> Result<Held<'a>, RunError> {
         match self.spool {
-            Some(spool) if !self.input.kept(i) => spool.get(i),
+            Some(spool) if !self.input.kept(i) && spool.has(i) => spool.get(i),
+            // Kept, or unreadable when the run began: read again, to fail
+            // this replay with the file's own error.
             _ => self.input.get(i),
         }
     }
@@ -760,7 +767,6 @@ impl<'a> Lane<'a> {
 /// and after its last step (it stays live, as on a server that cannot know
 /// it was the last), so that memory is bounded by the registry, not the
 /// population.
-#[allow(clippy::too_many_arguments)]
 fn run_lane<'a>(
     lane: &Lane<'a>,
     make: impl Fn(usize) -> Result<Job<'a>, RunError>,

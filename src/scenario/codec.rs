@@ -1,7 +1,7 @@
 //! A validated scenario as compact bytes and back, without checking it
 //! again: a run that replays a population through a registry keeps each
 //! user's scenario in a spool file while the user is evicted, and reading
-//! it back costs a tenth of parsing and validating its JSON again.
+//! it back costs about a fifth of parsing and validating its JSON again.
 //!
 //! The format is private to one run (written and read by the same
 //! binary): little-endian integers, strings as a length and UTF-8 bytes,
