@@ -11,6 +11,7 @@ use indicatif::ProgressBar;
 use rand::{RngExt, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 
+use super::input::Held;
 use crate::backend::{AnswerCheck, CallKind, ChatMessage, ChatRole, ExpectedFact, JudgeRules};
 use crate::config::StrategyName;
 use crate::memory::{
@@ -20,7 +21,7 @@ use crate::memory::{
 use crate::metrics::{evaluate_probe, fact_retention, facts_planted_in};
 use crate::plugin::{Plugin, PluginStrategy, SharedLease};
 use crate::results::{CallRow, JobResult, ProbeRow, SummaryRow, TurnRow};
-use crate::scenario::{Role, Scenario, Step};
+use crate::scenario::{Role, Step};
 use crate::stats::round6;
 use crate::store::Store;
 use crate::text::fnv1a;
@@ -53,30 +54,6 @@ struct Labels {
     scenario: Arc<str>,
     strategy: Arc<str>,
     sessions: Vec<Arc<str>>,
-}
-
-/// A replay's scenario: borrowed from a run that holds it, or read for the
-/// replay (or the registry's live user) alone.
-#[derive(Clone)]
-pub(super) enum Held<'a> {
-    Borrowed(&'a Scenario),
-    Owned(Arc<Scenario>),
-    /// Dropped while the user is evicted, read again when it is taken in.
-    Away,
-}
-
-impl std::ops::Deref for Held<'_> {
-    type Target = Scenario;
-
-    fn deref(&self) -> &Scenario {
-        match self {
-            Held::Borrowed(s) => s,
-            Held::Owned(s) => s,
-            Held::Away => {
-                unreachable!("an evicted user's scenario is read again before its next step")
-            }
-        }
-    }
 }
 
 pub(super) struct Job<'a> {

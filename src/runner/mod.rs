@@ -18,90 +18,16 @@ use crate::config::{Config, StrategyName};
 use crate::memory::{Params, Stage};
 use crate::par::par_map;
 use crate::results::{CallRow, JobKey, JobResult};
-use crate::scenario::{Listed, Scenario};
+use crate::scenario::Scenario;
 use crate::store::{Journal, Store, StoreError};
 use crate::tokens::Tokenizer;
 
+mod input;
 mod job;
 
-use job::{Held, Job};
-
-/// The scenarios a run replays.
-#[derive(Clone, Copy)]
-pub enum Input<'a> {
-    /// Loaded already (sweeps, the budget dashboard, benches), borrowed.
-    Loaded(&'a [Scenario]),
-    /// Listed (`memeval run`): each read again from its file when a replay
-    /// starts, or when a user of the registry is taken in, and dropped when
-    /// the replay ends or the user is evicted, so that a population's
-    /// messages are never all in memory at once.
-    Listed(&'a [Listed]),
-}
-
-impl<'a> Input<'a> {
-    pub fn len(&self) -> usize {
-        match self {
-            Input::Loaded(s) => s.len(),
-            Input::Listed(l) => l.len(),
-        }
-    }
-
-    pub fn is_empty(&self) -> bool {
-        self.len() == 0
-    }
-
-    pub fn name(&self, i: usize) -> &'a str {
-        match self {
-            Input::Loaded(s) => &s[i].name,
-            Input::Listed(l) => &l[i].name,
-        }
-    }
-
-    fn messages(&self, i: usize) -> usize {
-        match self {
-            Input::Loaded(s) => s[i].messages.len(),
-            Input::Listed(l) => l[i].messages,
-        }
-    }
-
-    fn steps(&self, i: usize) -> usize {
-        match self {
-            Input::Loaded(s) => s[i].steps.len(),
-            Input::Listed(l) => l[i].steps,
-        }
-    }
-
-    fn step_times(&self, i: usize) -> Option<std::borrow::Cow<'a, [Millis]>> {
-        match self {
-            Input::Loaded(s) => s[i].step_times().map(std::borrow::Cow::Owned),
-            Input::Listed(l) => l[i].step_times.as_deref().map(std::borrow::Cow::Borrowed),
-        }
-    }
-
-    /// Scenario `i`: borrowed, kept, or read again from its file (a file
-    /// changed since the run began fails this replay, not the run).
-    fn get(&self, i: usize) -> Result<Held<'a>, RunError> {
-        match self {
-            Input::Loaded(s) => Ok(Held::Borrowed(&s[i])),
-            Input::Listed(l) => l[i].get().map(Held::Owned).map_err(RunError::Replay),
-        }
-    }
-
-    /// Whether scenario `i` stays in memory for the whole run.
-    fn kept(&self, i: usize) -> bool {
-        match self {
-            Input::Loaded(_) => true,
-            Input::Listed(l) => l[i].kept.is_some(),
-        }
-    }
-
-    /// Indexes in name order.
-    fn by_name(&self) -> Vec<usize> {
-        let mut order: Vec<usize> = (0..self.len()).collect();
-        order.sort_by(|&a, &b| self.name(a).cmp(self.name(b)));
-        order
-    }
-}
+pub use input::Input;
+use input::{Held, Source, Spool};
+use job::Job;
 
 /// Messages kept unsaved at most before a flush to the store. A replay cut
 /// short is replayed whole on resume, so flushes between session
@@ -395,104 +321,6 @@ fn prepare_all(
     )
 }
 
-/// Listed scenarios not kept in memory, each encoded once (as its messages
-/// are tokenized) into one file beside the run's store and read back when
-/// a replay starts or its user is taken in: about a fifth of the cost of
-/// reading and validating the JSON again, and nothing held in memory but
-/// where each one is. The file goes when the replays end.
-struct Spool {
-    path: std::path::PathBuf,
-    file: std::fs::File,
-    /// Where each scenario is: (offset, length); the next offset.
-    at: Mutex<(Vec<(u64, u32)>, u64)>,
-}
-
-impl Spool {
-    fn create(path: std::path::PathBuf, n: usize) -> Result<Spool, RunError> {
-        let file = std::fs::File::options()
-            .read(true)
-            .write(true)
-            .create(true)
-            .truncate(true)
-            .open(&path)
-            .map_err(|e| RunError::Io(format!("{}: {e}", path.display())))?;
-        Ok(Spool {
-            path,
-            file,
-            at: Mutex::new((vec![(0, 0); n], 0)),
-        })
-    }
-
-    fn io(&self, e: std::io::Error) -> RunError {
-        RunError::Io(format!("{}: {e}", self.path.display()))
-    }
-
-    fn put(&self, i: usize, s: &Scenario) -> Result<(), RunError> {
-        let mut bytes = Vec::new();
-        crate::scenario::codec::encode(s, &mut bytes);
-        let offset = {
-            let mut at = self.at.lock().expect("no panic holds this lock");
-            let offset = at.1;
-            at.0[i] = (offset, bytes.len() as u32);
-            at.1 += bytes.len() as u64;
-            offset
-        };
-        write_at(&self.file, &bytes, offset).map_err(|e| self.io(e))
-    }
-
-    /// Whether scenario `i` was spooled (its file could be read).
-    fn has(&self, i: usize) -> bool {
-        self.at.lock().expect("no panic holds this lock").0[i].1 > 0
-    }
-
-    fn get<'a>(&self, i: usize) -> Result<Held<'a>, RunError> {
-        let (offset, len) = self.at.lock().expect("no panic holds this lock").0[i];
-        let mut bytes = vec![0u8; len as usize];
-        read_at(&self.file, &mut bytes, offset).map_err(|e| self.io(e))?;
-        let s = crate::scenario::codec::decode(&bytes).map_err(RunError::Replay)?;
-        Ok(Held::Owned(std::sync::Arc::new(s)))
-    }
-}
-
-impl Drop for Spool {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_file(&self.path);
-    }
-}
-
-#[cfg(unix)]
-fn write_at(file: &std::fs::File, bytes: &[u8], offset: u64) -> std::io::Result<()> {
-    std::os::unix::fs::FileExt::write_all_at(file, bytes, offset)
-}
-
-#[cfg(unix)]
-fn read_at(file: &std::fs::File, bytes: &mut [u8], offset: u64) -> std::io::Result<()> {
-    std::os::unix::fs::FileExt::read_exact_at(file, bytes, offset)
-}
-
-#[cfg(windows)]
-fn write_at(file: &std::fs::File, mut bytes: &[u8], mut offset: u64) -> std::io::Result<()> {
-    while !bytes.is_empty() {
-        let n = std::os::windows::fs::FileExt::seek_write(file, bytes, offset)?;
-        bytes = &bytes[n..];
-        offset += n as u64;
-    }
-    Ok(())
-}
-
-#[cfg(windows)]
-fn read_at(file: &std::fs::File, mut bytes: &mut [u8], mut offset: u64) -> std::io::Result<()> {
-    while !bytes.is_empty() {
-        let n = std::os::windows::fs::FileExt::seek_read(file, bytes, offset)?;
-        if n == 0 {
-            return Err(std::io::ErrorKind::UnexpectedEof.into());
-        }
-        bytes = &mut bytes[n..];
-        offset += n as u64;
-    }
-    Ok(())
-}
-
 fn replay(input: Input<'_>, rt: &Runtime<'_>, sink: &Sink<'_>) -> Result<(), RunError> {
     // Held open to the end: SQLite checkpoints and deletes the write-ahead
     // log whenever its last connection closes, which would otherwise
@@ -723,25 +551,6 @@ pub fn interleave(input: Input<'_>, order: &[usize]) -> Vec<(u32, u32)> {
                 }
             }
             out
-        }
-    }
-}
-
-/// Where a replay's scenario comes from: the input, or the run's spool
-/// for a listed scenario that is not kept.
-#[derive(Clone, Copy)]
-struct Source<'a> {
-    input: Input<'a>,
-    spool: Option<&'a Spool>,
-}
-
-impl<'a> Source<'a> {
-    fn get(&self, i: usize) -> Result<Held<'a>, RunError> {
-        match self.spool {
-            Some(spool) if !self.input.kept(i) && spool.has(i) => spool.get(i),
-            // Kept, or unreadable when the run began: read again, to fail
-            // this replay with the file's own error.
-            _ => self.input.get(i),
         }
     }
 }
