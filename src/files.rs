@@ -31,24 +31,97 @@ pub struct FileError(pub String);
 /// cap: the size a device or a pipe reports is not trusted). `what` names
 /// the file's role in the message, e.g. "configuration file".
 pub fn read_capped(path: &Path, cap: u64, what: &str) -> Result<Vec<u8>, FileError> {
-    let fail = |m: String| FileError(format!("{}: {what}: {m}", path.display()));
+    let mut capped = open_capped(path, cap, what)?;
+    let mut bytes = Vec::new();
+    capped
+        .read_to_end(&mut bytes)
+        .map_err(|e| capped.error(e))?;
+    Ok(bytes)
+}
+
+/// `path` opened to be read as a stream through the same cap as
+/// [`read_capped`]: reading past `cap` bytes fails with the limit's message
+/// (see [`Capped::error`]).
+pub fn open_capped(path: &Path, cap: u64, what: &str) -> Result<Capped, FileError> {
     let unreadable = |e: std::io::Error| FileError(format!("{}: cannot read: {e}", path.display()));
     let meta = std::fs::metadata(path).map_err(unreadable)?;
+    let capped = Capped {
+        file: None,
+        left: cap,
+        cap,
+        path: path.to_path_buf(),
+        what: what.to_string(),
+        over: false,
+    };
     if meta.is_dir() {
-        return Err(fail("is a folder, not a file".into()));
+        return Err(capped.fail("is a folder, not a file".into()));
     }
-    let too_large = || fail(format!("larger than the {} limit", size(cap)));
     if meta.len() > cap {
-        return Err(too_large());
+        return Err(capped.too_large());
     }
-    let mut bytes = Vec::new();
-    std::fs::File::open(path)
-        .and_then(|f| f.take(cap + 1).read_to_end(&mut bytes))
-        .map_err(unreadable)?;
-    if bytes.len() as u64 > cap {
-        return Err(too_large());
+    let file = std::fs::File::open(path).map_err(unreadable)?;
+    Ok(Capped {
+        file: Some(std::io::BufReader::with_capacity(64 << 10, file)),
+        ..capped
+    })
+}
+
+/// A file read through its size cap (see [`open_capped`]).
+pub struct Capped {
+    file: Option<std::io::BufReader<std::fs::File>>,
+    left: u64,
+    cap: u64,
+    path: PathBuf,
+    what: String,
+    /// Whether a read went past the cap.
+    over: bool,
+}
+
+impl Capped {
+    fn fail(&self, m: String) -> FileError {
+        FileError(format!("{}: {}: {m}", self.path.display(), self.what))
     }
-    Ok(bytes)
+
+    fn too_large(&self) -> FileError {
+        self.fail(format!("larger than the {} limit", size(self.cap)))
+    }
+
+    /// The error to report for a failure while reading (an I/O error, or
+    /// a parser's error at the end of what it was given): the limit's
+    /// message where a read went past the cap.
+    pub fn error(&self, e: impl std::fmt::Display) -> FileError {
+        if self.over {
+            self.too_large()
+        } else {
+            FileError(format!("{}: cannot read: {e}", self.path.display()))
+        }
+    }
+
+    /// Whether a read went past the cap.
+    pub fn over(&self) -> bool {
+        self.over
+    }
+}
+
+impl Read for Capped {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        let Some(file) = self.file.as_mut() else {
+            return Ok(0);
+        };
+        if self.left == 0 {
+            // One byte more than the cap means the file is over it.
+            let mut probe = [0u8; 1];
+            if file.read(&mut probe)? > 0 {
+                self.over = true;
+                return Err(std::io::Error::other(self.too_large()));
+            }
+            return Ok(0);
+        }
+        let max = buf.len().min(self.left.min(usize::MAX as u64) as usize);
+        let n = file.read(&mut buf[..max])?;
+        self.left -= n as u64;
+        Ok(n)
+    }
 }
 
 /// As [`read_capped`], as UTF-8 text.
@@ -182,6 +255,26 @@ mod tests {
         assert!(e.contains("larger than the 1 KiB limit"), "{e}");
         let e = read_capped(dir.path(), 10, "x").unwrap_err().0;
         assert!(e.contains("folder"), "{e}");
+        // Streamed: a parser reading a device that never ends (endless
+        // whitespace, as /dev/zero gives endless zeros) stops at the cap.
+        #[cfg(unix)]
+        {
+            let mut child = std::process::Command::new("yes")
+                .arg(" ")
+                .stdout(std::process::Stdio::piped())
+                .spawn()
+                .unwrap();
+            let fifo = format!("/proc/self/fd/{}", {
+                use std::os::fd::AsRawFd;
+                child.stdout.as_ref().unwrap().as_raw_fd()
+            });
+            let mut r = open_capped(Path::new(&fifo), 1 << 20, "stream").unwrap();
+            let e = serde_json::from_reader::<_, serde_json::Value>(&mut r).unwrap_err();
+            assert!(r.over(), "{e}");
+            assert!(r.error(e).0.contains("larger than the 1 MiB limit"));
+            child.kill().unwrap();
+            child.wait().unwrap();
+        }
     }
 
     #[test]

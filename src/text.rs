@@ -569,27 +569,36 @@ impl Reading {
 #[derive(Debug, Clone)]
 pub struct Phrases {
     list: Vec<String>,
-    finder: aho_corasick::AhoCorasick,
+    /// Built at the first search: a scenario read back from a run's spool
+    /// at each step of an evicted user rarely searches.
+    finder: std::sync::OnceLock<aho_corasick::AhoCorasick>,
 }
 
 impl Phrases {
     /// `list` as folded phrases.
     pub fn new(list: Vec<String>) -> Phrases {
-        // A folded text holds no newline: an empty phrase (which the
-        // format forbids) is searched as one, and matches nowhere.
-        let patterns = list
-            .iter()
-            .map(|p| if p.is_empty() { "\n" } else { p.as_str() });
         Phrases {
-            // A DFA without a prefilter: the texts are single messages,
-            // too short for a prefilter to pay for itself.
-            finder: aho_corasick::AhoCorasick::builder()
+            finder: std::sync::OnceLock::new(),
+            list,
+        }
+    }
+
+    fn finder(&self) -> &aho_corasick::AhoCorasick {
+        self.finder.get_or_init(|| {
+            // A folded text holds no newline: an empty phrase (which the
+            // format forbids) is searched as one, and matches nowhere.
+            let patterns = self
+                .list
+                .iter()
+                .map(|p| if p.is_empty() { "\n" } else { p.as_str() });
+            // A contiguous NFA without a prefilter: the texts are single
+            // messages, too short for a prefilter to pay for itself.
+            aho_corasick::AhoCorasick::builder()
                 .kind(Some(aho_corasick::AhoCorasickKind::ContiguousNFA))
                 .prefilter(false)
                 .build(patterns)
-                .expect("phrases of bounded size"),
-            list,
-        }
+                .expect("phrases of bounded size")
+        })
     }
 
     pub fn get(&self, i: u32) -> &str {
@@ -607,7 +616,7 @@ impl Phrases {
         let mut out: Vec<(u32, u32)> = Vec::new();
         // Matches come by end; a phrase's all have one length, so its
         // first reported is its first.
-        for m in self.finder.find_overlapping_iter(folded) {
+        for m in self.finder().find_overlapping_iter(folded) {
             let p = m.pattern().as_u32();
             if !out.iter().any(|&(q, _)| q == p) {
                 out.push((p, m.start() as u32));

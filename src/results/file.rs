@@ -78,10 +78,15 @@ fn read_results<R: serde::de::DeserializeOwned>(
     } else {
         path.to_path_buf()
     };
-    let bytes = crate::files::read_capped(&file, crate::files::cap::RESULTS, "memeval results")?;
-    // The file whole first, so that a broken one is reported where it
-    // breaks; then its metadata, typed.
-    let raw: Raw<R> = serde_json::from_slice(&bytes).map_err(|e| {
+    // Parsed as it is read (a population's results.json is tens of MB:
+    // never held whole), so that a broken one is reported where it breaks;
+    // then its metadata, typed.
+    let mut reader =
+        crate::files::open_capped(&file, crate::files::cap::RESULTS, "memeval results")?;
+    let raw: Raw<R> = serde_json::from_reader(&mut reader).map_err(|e| {
+        if e.is_io() || reader.over() {
+            return ResultsError::File(reader.error(e));
+        }
         ResultsError::Invalid(format!(
             "{}:{}:{}: not memeval results: {e}",
             file.display(),
@@ -89,7 +94,7 @@ fn read_results<R: serde::de::DeserializeOwned>(
             e.column()
         ))
     })?;
-    let meta = serde_json::from_value(raw.meta).map_err(|e| {
+    let meta = serde_json::from_str(raw.meta.get()).map_err(|e| {
         ResultsError::Invalid(format!(
             "{}: meta: not a memeval run's metadata: {e}",
             file.display()
@@ -110,7 +115,7 @@ fn read_results<R: serde::de::DeserializeOwned>(
 struct Raw<R> {
     #[serde(default)]
     memeval_baseline: Option<u32>,
-    meta: serde_json::Value,
+    meta: Box<serde_json::value::RawValue>,
     results: R,
     #[serde(default)]
     totals: Vec<Aggregate>,

@@ -319,11 +319,11 @@ impl Pool {
 
 /// A run's replays, given one at a time in output order (by scenario, then
 /// strategy as configured, then replay), folded into the aggregates of
-/// results.json: per (scenario, strategy), and per strategy over every
-/// scenario. Holds the replays of one pair at most, never their rows.
+/// results.json: per (scenario, strategy), each handed back as soon as its
+/// pair's replays have all passed, and per strategy over every scenario.
+/// Holds the replays of one pair at most, never their rows.
 pub struct Aggregator<'a> {
     strategies: &'a [String],
-    per_pair: Vec<Aggregate>,
     /// Aggregates of the replays of the pair being read.
     current: Vec<Aggregate>,
     /// Per strategy, per replay number.
@@ -334,19 +334,20 @@ impl<'a> Aggregator<'a> {
     pub fn new(strategies: &'a [String]) -> Aggregator<'a> {
         Aggregator {
             strategies,
-            per_pair: Vec::new(),
             current: Vec::new(),
             totals: vec![Vec::new(); strategies.len()],
         }
     }
 
-    pub fn add(&mut self, j: &JobResult) {
-        if let Some(c) = self.current.first()
-            && (c.scenario != j.scenario || c.strategy != j.strategy)
-        {
-            self.per_pair
-                .push(combine(std::mem::take(&mut self.current)));
-        }
+    /// Folds in one replay; returns the aggregate of the previous pair
+    /// where this replay begins another.
+    pub fn add(&mut self, j: &JobResult) -> Option<Aggregate> {
+        let done = match self.current.first() {
+            Some(c) if c.scenario != j.scenario || c.strategy != j.strategy => {
+                Some(combine(std::mem::take(&mut self.current)))
+            }
+            _ => None,
+        };
         let mut one = Pool::default();
         one.add(j);
         self.current.push(one.finish(&j.scenario, &j.strategy));
@@ -358,15 +359,13 @@ impl<'a> Aggregator<'a> {
             }
             by_repeat[r - 1].add(j);
         }
+        done
     }
 
-    /// Aggregates per (scenario, strategy) in the order given, and
-    /// per-strategy totals in configuration order (replays combined).
-    pub fn finish(mut self) -> (Vec<Aggregate>, Vec<Aggregate>) {
-        if !self.current.is_empty() {
-            self.per_pair
-                .push(combine(std::mem::take(&mut self.current)));
-        }
+    /// The last pair's aggregate, and per-strategy totals in configuration
+    /// order (replays combined).
+    pub fn finish(mut self) -> (Option<Aggregate>, Vec<Aggregate>) {
+        let last = (!self.current.is_empty()).then(|| combine(std::mem::take(&mut self.current)));
         let repeats = self.totals.iter().map(Vec::len).max().unwrap_or(0).max(1);
         let totals = self
             .strategies
@@ -377,7 +376,7 @@ impl<'a> Aggregator<'a> {
                 combine(pools.iter().map(|p| p.finish("*", s)).collect())
             })
             .collect();
-        (self.per_pair, totals)
+        (last, totals)
     }
 }
 

@@ -15,20 +15,6 @@ use super::rows::{CallRow, JobResult};
 use crate::memory::Stage;
 use crate::stats::round6;
 
-#[derive(Serialize)]
-struct ResultsFile<'a> {
-    meta: &'a Metadata,
-    results: &'a [Aggregate],
-    totals: &'a [Aggregate],
-    /// Every pair of strategies over their shared probe asks.
-    #[serde(skip_serializing_if = "<[Comparison]>::is_empty")]
-    comparisons: &'a [Comparison],
-    /// Every pair of judges over the answers both judged
-    /// (`openai.extra_judges`).
-    #[serde(skip_serializing_if = "<[Agreement]>::is_empty")]
-    judge_agreement: &'a [Agreement],
-}
-
 /// The calls of one kind, over the run.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct KindUsage {
@@ -196,8 +182,9 @@ fn csv_header<T: Serialize + Default>() -> std::io::Result<Vec<u8>> {
 
 /// What writing a run's outputs gathered on the way.
 pub struct Written {
-    /// Per (scenario, strategy), in output order.
-    pub per_job: Vec<Aggregate>,
+    /// Per (scenario, strategy), in output order, of the first scenarios
+    /// (those the terminal's table shows: every one is in results.json).
+    pub shown: Vec<Aggregate>,
     /// Per strategy, in configuration order.
     pub totals: Vec<Aggregate>,
     /// Every pair of strategies compared over their shared probe asks.
@@ -247,6 +234,20 @@ pub fn write_outputs(
     let (mut summaries, mut calls) = (csv("summaries.csv")?, csv("calls.csv")?);
     let mut tally = CallTally::default();
     let mut aggregator = Aggregator::new(strategies);
+    let mut results = ResultsJson::create(&dir.join("results.json"), meta)?;
+    let mut shown: Vec<Aggregate> = Vec::new();
+    let mut show = |a: Aggregate, results: &mut ResultsJson| -> std::io::Result<()> {
+        results.result(&a)?;
+        // The first scenarios' (in output order: by name).
+        let same = shown.last().is_some_and(|s| s.scenario == a.scenario);
+        if same
+            || shown.chunk_by(|x, y| x.scenario == y.scenario).count()
+                < super::read::MAX_SCENARIO_CHARTS
+        {
+            shown.push(a);
+        }
+        Ok(())
+    };
     let (mut evict, mut reload) = (Counts::default(), Counts::default());
     for c in ahead {
         tally.add(c);
@@ -277,7 +278,9 @@ pub fn write_outputs(
             .of(Stage::Reload)
             .iter()
             .for_each(|&v| reload.add(v));
-        aggregator.add(&job);
+        if let Some(a) = aggregator.add(&job) {
+            show(a, &mut results)?;
+        }
     }
     for mut w in [turns, probes, summaries, calls] {
         w.flush()?;
@@ -289,22 +292,16 @@ pub fn write_outputs(
     // How this invocation's calls were served: a rerun from the cache
     // replays the chat calls (as cached) and needs no embedding call.
     write_json(&dir.join("usage.json"), &tally.usage())?;
-    let (per_job, totals) = aggregator.finish();
+    let (last, totals) = aggregator.finish();
+    if let Some(a) = last {
+        show(a, &mut results)?;
+    }
     let comparisons = pairs.compare(strategies, meta.seed);
     let judge_agreement = judges.finish();
-    write_json(
-        &dir.join("results.json"),
-        &ResultsFile {
-            meta,
-            results: &per_job,
-            totals: &totals,
-            comparisons: &comparisons,
-            judge_agreement: &judge_agreement,
-        },
-    )?;
+    results.finish(&totals, &comparisons, &judge_agreement)?;
     write_json(&dir.join("metadata.json"), meta)?;
     Ok(Written {
-        per_job,
+        shown,
         totals,
         comparisons,
         judge_agreement,
@@ -318,6 +315,100 @@ fn row<T: Serialize>(w: &mut csv::Writer<std::fs::File>, r: &T) -> std::io::Resu
     w.serialize(r).map_err(std::io::Error::other)
 }
 
+/// results.json, written as the replays pass (laid out as `serde_json`'s
+/// pretty printer lays out the whole): the run's metadata first, each
+/// (scenario, strategy)'s aggregate as soon as its replays have passed (a
+/// population's are tens of MB: never all in memory), then what needs every
+/// replay.
+struct ResultsJson {
+    w: std::io::BufWriter<std::fs::File>,
+    results: usize,
+}
+
+impl ResultsJson {
+    fn create(path: &Path, meta: &impl Serialize) -> std::io::Result<ResultsJson> {
+        let mut w = std::io::BufWriter::new(std::fs::File::create(path)?);
+        w.write_all(b"{")?;
+        let mut file = ResultsJson { w, results: 0 };
+        file.field("meta", meta, true)?;
+        file.w.write_all(b",\n  \"results\": [")?;
+        Ok(file)
+    }
+
+    fn result(&mut self, a: &impl Serialize) -> std::io::Result<()> {
+        if self.results > 0 {
+            self.w.write_all(b",")?;
+        }
+        self.w.write_all(b"\n    ")?;
+        self.results += 1;
+        indented(&mut self.w, a, b"\n    ")
+    }
+
+    fn finish<T: Serialize, C: Serialize, J: Serialize>(
+        mut self,
+        totals: &[T],
+        comparisons: &[C],
+        judge_agreement: &[J],
+    ) -> std::io::Result<()> {
+        self.w
+            .write_all(if self.results > 0 { b"\n  ]" } else { b"]" })?;
+        self.field("totals", totals, false)?;
+        // Every pair of strategies over their shared probe asks, and every
+        // pair of judges over the answers both judged
+        // (`openai.extra_judges`): where there are any.
+        if !comparisons.is_empty() {
+            self.field("comparisons", comparisons, false)?;
+        }
+        if !judge_agreement.is_empty() {
+            self.field("judge_agreement", judge_agreement, false)?;
+        }
+        self.w.write_all(b"\n}\n")?;
+        self.w.flush()
+    }
+
+    fn field<T: Serialize + ?Sized>(
+        &mut self,
+        key: &str,
+        value: &T,
+        first: bool,
+    ) -> std::io::Result<()> {
+        if !first {
+            self.w.write_all(b",")?;
+        }
+        write!(self.w, "\n  \"{key}\": ")?;
+        indented(&mut self.w, value, b"\n  ")
+    }
+}
+
+/// `value` pretty-printed, each new line begun with `newline` (a string's
+/// line breaks are escaped: every one in the output is the printer's).
+fn indented<T: Serialize + ?Sized>(
+    w: &mut impl Write,
+    value: &T,
+    newline: &[u8],
+) -> std::io::Result<()> {
+    struct Indent<'a, W> {
+        w: &'a mut W,
+        newline: &'a [u8],
+    }
+    impl<W: Write> Write for Indent<'_, W> {
+        fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+            for (i, line) in buf.split(|&b| b == b'\n').enumerate() {
+                if i > 0 {
+                    self.w.write_all(self.newline)?;
+                }
+                self.w.write_all(line)?;
+            }
+            Ok(buf.len())
+        }
+
+        fn flush(&mut self) -> std::io::Result<()> {
+            self.w.flush()
+        }
+    }
+    serde_json::to_writer_pretty(Indent { w, newline }, value).map_err(std::io::Error::other)
+}
+
 /// Written as it is serialized (a population's results.json is tens of
 /// MB: never held whole in memory).
 fn write_json<T: Serialize>(path: &Path, value: &T) -> std::io::Result<()> {
@@ -326,4 +417,57 @@ fn write_json<T: Serialize>(path: &Path, value: &T) -> std::io::Result<()> {
     serde_json::to_writer_pretty(&mut w, value).map_err(std::io::Error::other)?;
     w.write_all(b"\n")?;
     w.flush()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// results.json as one pretty-printed whole: what [`ResultsJson`]
+    /// writes piece by piece.
+    #[derive(Serialize)]
+    struct Whole<'a> {
+        meta: &'a serde_json::Value,
+        results: &'a [serde_json::Value],
+        totals: &'a [serde_json::Value],
+        #[serde(skip_serializing_if = "<[_]>::is_empty")]
+        comparisons: &'a [serde_json::Value],
+        #[serde(skip_serializing_if = "<[_]>::is_empty")]
+        judge_agreement: &'a [serde_json::Value],
+    }
+
+    #[test]
+    fn results_written_as_they_pass_are_laid_out_as_the_whole() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("results.json");
+        let meta = serde_json::json!({"seed": 7, "scenarios": [{"name": "a\nb", "nested": {"x": [1, 2], "e": []}}], "empty": {}});
+        let item = |i: u64| serde_json::json!({"scenario": format!("s{i}"), "by_kind": {"k": {"n": i}}, "list": [i, [], {}]});
+        for n in [0, 1, 3] {
+            for (c, j) in [(0, 0), (2, 0), (0, 1), (1, 2)] {
+                let results: Vec<_> = (0..n).map(item).collect();
+                let totals: Vec<_> = (0..2).map(item).collect();
+                let comparisons: Vec<_> = (0..c).map(item).collect();
+                let judges: Vec<_> = (0..j).map(item).collect();
+                let mut file = ResultsJson::create(&path, &meta).unwrap();
+                for r in &results {
+                    file.result(r).unwrap();
+                }
+                file.finish(&totals, &comparisons, &judges).unwrap();
+                let mut whole = serde_json::to_string_pretty(&Whole {
+                    meta: &meta,
+                    results: &results,
+                    totals: &totals,
+                    comparisons: &comparisons,
+                    judge_agreement: &judges,
+                })
+                .unwrap();
+                whole.push('\n');
+                assert_eq!(
+                    std::fs::read_to_string(&path).unwrap(),
+                    whole,
+                    "{n} results, {c} comparisons, {j} agreements"
+                );
+            }
+        }
+    }
 }
