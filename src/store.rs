@@ -366,7 +366,22 @@ impl Store {
 pub struct Journal {
     conn: std::sync::Mutex<Connection>,
     path: String,
+    /// Replays finished in one part, kept as written up to [`HELD_BYTES`]
+    /// of their encoding, so that the outputs are written from them without
+    /// reading them back (the journal's copy is for `--resume`).
+    held: std::sync::Mutex<Held>,
 }
+
+#[derive(Default)]
+struct Held {
+    /// Each with the bytes of its encoding.
+    replays: std::collections::HashMap<JobKey, (JobResult, usize)>,
+    bytes: usize,
+}
+
+/// The replays a journal keeps in memory as well, at most, in bytes of
+/// their JSON.
+const HELD_BYTES: usize = 32 << 20;
 
 /// A connection to a SQLite file shared by several connections and threads,
 /// with the path its errors name.
@@ -414,6 +429,7 @@ impl Journal {
         Ok(Journal {
             conn: std::sync::Mutex::new(conn),
             path: p,
+            held: Default::default(),
         })
     }
 
@@ -426,6 +442,18 @@ impl Journal {
             path: self.path.clone(),
             source,
         })
+    }
+
+    /// Closes the journal of a run whose outputs are all written, its files
+    /// about to be removed: without the checkpoint that would copy its log
+    /// into its file first (work thrown away with them, and an fsync).
+    pub fn close_for_removal(self) {
+        if let Ok(conn) = self.conn.into_inner() {
+            let _ = conn.set_db_config(
+                rusqlite::config::DbConfig::SQLITE_DBCONFIG_NO_CKPT_ON_CLOSE,
+                true,
+            );
+        }
     }
 
     /// Records what the run is (once, when it starts).
@@ -451,13 +479,32 @@ impl Journal {
     /// replays finished. A replay's rows can leave memory while it still
     /// runs (its user evicted from the registry).
     pub fn append(&self, parts: &[JobResult], finished: bool) -> Result<(), StoreError> {
+        self.insert(parts, finished).map(|_| ())
+    }
+
+    /// Records a replay finished (its last part, or the whole of it), and
+    /// keeps it in memory as well where it is whole and there is room.
+    pub fn finish(&self, replay: JobResult) -> Result<(), StoreError> {
+        let (seq, bytes) = self.insert(std::slice::from_ref(&replay), true)?;
+        let mut held = self.held.lock().expect("no panic holds this lock");
+        if seq == 0 && held.bytes + bytes <= HELD_BYTES {
+            held.bytes += bytes;
+            held.replays.insert(replay.key(), (replay, bytes));
+        }
+        Ok(())
+    }
+
+    /// Inserts `parts`; returns the last one's sequence number within its
+    /// replay and the bytes of their encoding.
+    fn insert(&self, parts: &[JobResult], finished: bool) -> Result<(i64, usize), StoreError> {
         let texts: Vec<String> = parts
             .iter()
             .map(|p| serde_json::to_string(p).expect("results serialize"))
             .collect();
+        let bytes = texts.iter().map(String::len).sum();
         self.with(|c| {
             let tx = c.transaction()?;
-            {
+            let seq = {
                 let mut next = tx.prepare_cached(
                     "SELECT COALESCE(MAX(seq) + 1, 0) FROM parts WHERE scenario = ?1 AND strategy = ?2 AND repeat = ?3",
                 )?;
@@ -467,9 +514,10 @@ impl Journal {
                 let mut done = tx.prepare_cached(
                     "INSERT OR REPLACE INTO done (scenario, strategy, repeat) VALUES (?1, ?2, ?3)",
                 )?;
+                let mut seq = 0;
                 for (part, text) in parts.iter().zip(&texts) {
                     let key = params![part.scenario, part.strategy, part.repeat];
-                    let seq: i64 = next.query_row(key, |r| r.get(0))?;
+                    seq = next.query_row(key, |r| r.get(0))?;
                     insert.execute(params![
                         part.scenario,
                         part.strategy,
@@ -481,13 +529,15 @@ impl Journal {
                         done.execute(key)?;
                     }
                 }
-            }
-            tx.commit()
+                seq
+            };
+            tx.commit().map(|()| (seq, bytes))
         })
     }
 
     /// Forgets a replay (before it is replayed from the start).
     pub fn clear(&self, key: &JobKey) -> Result<(), StoreError> {
+        self.take_held(key);
         self.with(|c| {
             let tx = c.transaction()?;
             let k = params![key.0, key.1, key.2];
@@ -541,7 +591,19 @@ impl Journal {
     }
 
     /// One replay, its parts joined.
+    /// A replay kept in memory, no longer kept.
+    fn take_held(&self, key: &JobKey) -> Option<JobResult> {
+        let mut held = self.held.lock().expect("no panic holds this lock");
+        let (replay, bytes) = held.replays.remove(key)?;
+        held.bytes -= bytes;
+        Some(replay)
+    }
+
+    /// A replay's rows: as kept in memory (given once), or read back.
     pub fn get(&self, key: &JobKey) -> Result<JobResult, StoreError> {
+        if let Some(replay) = self.take_held(key) {
+            return Ok(replay);
+        }
         let texts: Vec<String> = self.with(|c| {
             let mut stmt = c.prepare_cached(
                 "SELECT result FROM parts WHERE scenario = ?1 AND strategy = ?2 AND repeat = ?3 ORDER BY seq",

@@ -195,6 +195,10 @@ fn a_run_killed_while_publishing_its_outputs_is_published_by_resume() {
     // staging folder complete, its journal gone.
     let out = dir.path().join("killed");
     std::fs::rename(dir.path().join("reference"), staging(&out)).unwrap();
+    // Killed after the journal's own file went, before its log did.
+    for stray in ["journal.sqlite-wal", "journal.sqlite-shm"] {
+        std::fs::write(staging(&out).join(stray), b"log").unwrap();
+    }
 
     // A new run into the same folder would lose it.
     let mut a = args(&out, &[]);
@@ -224,6 +228,7 @@ fn a_run_killed_while_publishing_its_outputs_is_published_by_resume() {
     );
     assert!(!staging(&out).exists(), "the staging folder is left behind");
     assert_same(&want, &out);
+    assert!(!out.join("journal.sqlite-wal").exists() && !out.join("journal.sqlite-shm").exists());
     assert!(stdout.contains("needle-cabin-wifi"), "{stdout}");
     assert!(
         stdout.contains(&format!("outputs: {}", out.display())),

@@ -336,6 +336,7 @@ pub fn cmd_run(args: &RunArgs) -> Result<(), Failure> {
             let claim = outdir::claim_existing(dir)?;
             if finished_unpublished(dir) {
                 // Killed while its outputs were being moved into place.
+                remove_journal(&outdir::staging_of(dir));
                 outdir::publish(&outdir::staging_of(dir), dir)?;
                 return finish(args, dir, None, baseline.as_ref());
             }
@@ -391,20 +392,26 @@ pub fn cmd_run(args: &RunArgs) -> Result<(), Failure> {
             other => other,
         }
     })?;
-    // Complete: the journal goes, and the outputs move into place. The
-    // journal's own file goes last: a staging folder without it holds a
-    // finished run, which `--resume` publishes as it is (so `latest`
-    // points at it before that).
-    drop(journal);
+    // Complete: the journal goes, and the outputs move into place. A
+    // staging folder without the journal's own file holds a finished run,
+    // which `--resume` publishes as it is (so `latest` points at it
+    // before that); its log goes after it, uncopied.
+    journal.close_for_removal();
     if spec.latest {
         outdir::point_latest(&out);
     }
-    for suffix in ["-wal", "-shm", ""] {
-        let _ = std::fs::remove_file(staging.join(format!("{JOURNAL}{suffix}")));
-    }
+    remove_journal(&staging);
     outdir::publish(&staging, &out)?;
     drop(claim);
     finish(args, &out, Some(&config.gate), baseline.as_ref())
+}
+
+/// Removes a finished run's journal from its staging folder: its own file
+/// first (the run is finished from then on), then its log.
+fn remove_journal(staging: &Path) {
+    for suffix in ["", "-wal", "-shm"] {
+        let _ = std::fs::remove_file(staging.join(format!("{JOURNAL}{suffix}")));
+    }
 }
 
 /// What follows a run's publication: the results table, the baseline, the
@@ -422,7 +429,7 @@ pub(crate) fn finish(
     let results = if baseline.is_some() || args.save_baseline.is_some() {
         crate::results::load_results(out)
     } else {
-        crate::results::load_results_for_report(out)
+        crate::results::load_slim_results(out)
     }
     .map_err(|e| anyhow::anyhow!(e))?;
     if !args.quiet {

@@ -32,11 +32,12 @@ pub fn load_results(path: &Path) -> Result<RunResults, ResultsError> {
     read_results::<Vec<Aggregate>>(path, |r| r)
 }
 
-/// Reads results as [`load_results`] does, without what the report never
-/// shows of each scenario (its probe kinds, published scores, stage
-/// latencies and samples: the totals keep theirs), dropped as each is
-/// read: a population's results.json holds a few KB of them a scenario.
-pub fn load_results_for_report(path: &Path) -> Result<RunResults, ResultsError> {
+/// Reads results as [`load_results`] does, without what the report and
+/// the terminal's table never show of each scenario (its probe kinds,
+/// published scores, stage latencies and samples: the totals keep theirs),
+/// dropped as each is read: a population's results.json holds a few KB of
+/// them a scenario.
+pub fn load_slim_results(path: &Path) -> Result<RunResults, ResultsError> {
     read_results::<Slim>(path, |r| r.0)
 }
 

@@ -139,7 +139,7 @@ fn for_each_row<T: serde::de::DeserializeOwned>(
 impl RunData {
     /// Reads a run's output folder, row by row.
     pub fn load(dir: &Path) -> Result<RunData, ResultsError> {
-        let results = crate::results::load_results_for_report(&dir.join("results.json"))?;
+        let results = crate::results::load_slim_results(&dir.join("results.json"))?;
         let scenarios: Vec<String> = results
             .results
             .iter()

@@ -66,7 +66,7 @@ impl Sink<'_> {
     fn finished(&self, r: JobResult) -> Result<(), RunError> {
         match self {
             Sink::Memory(v) => v.lock().expect("no panic holds this lock").push(r),
-            Sink::Journal(j) => j.append(std::slice::from_ref(&r), true)?,
+            Sink::Journal(j) => j.finish(r)?,
         }
         Ok(())
     }
