@@ -45,30 +45,37 @@ pub fn read_capped(path: &Path, cap: u64, what: &str) -> Result<Vec<u8>, FileErr
 pub fn open_capped(path: &Path, cap: u64, what: &str) -> Result<Capped, FileError> {
     let unreadable = |e: std::io::Error| FileError(format!("{}: cannot read: {e}", path.display()));
     let meta = std::fs::metadata(path).map_err(unreadable)?;
-    let capped = Capped {
-        file: None,
+    if meta.is_dir() {
+        return Err(FileError(format!(
+            "{}: {what}: is a folder, not a file",
+            path.display()
+        )));
+    }
+    if meta.len() > cap {
+        return Err(over_cap(path, what, cap));
+    }
+    let file = std::fs::File::open(path).map_err(unreadable)?;
+    Ok(Capped {
+        file: std::io::BufReader::with_capacity(64 << 10, file),
         left: cap,
         cap,
         path: path.to_path_buf(),
         what: what.to_string(),
         over: false,
-    };
-    if meta.is_dir() {
-        return Err(capped.fail("is a folder, not a file".into()));
-    }
-    if meta.len() > cap {
-        return Err(capped.too_large());
-    }
-    let file = std::fs::File::open(path).map_err(unreadable)?;
-    Ok(Capped {
-        file: Some(std::io::BufReader::with_capacity(64 << 10, file)),
-        ..capped
     })
+}
+
+fn over_cap(path: &Path, what: &str, cap: u64) -> FileError {
+    FileError(format!(
+        "{}: {what}: larger than the {} limit",
+        path.display(),
+        size(cap)
+    ))
 }
 
 /// A file read through its size cap (see [`open_capped`]).
 pub struct Capped {
-    file: Option<std::io::BufReader<std::fs::File>>,
+    file: std::io::BufReader<std::fs::File>,
     left: u64,
     cap: u64,
     path: PathBuf,
@@ -78,47 +85,31 @@ pub struct Capped {
 }
 
 impl Capped {
-    fn fail(&self, m: String) -> FileError {
-        FileError(format!("{}: {}: {m}", self.path.display(), self.what))
-    }
-
-    fn too_large(&self) -> FileError {
-        self.fail(format!("larger than the {} limit", size(self.cap)))
-    }
-
     /// The error to report for a failure while reading (an I/O error, or
     /// a parser's error at the end of what it was given): the limit's
     /// message where a read went past the cap.
     pub fn error(&self, e: impl std::fmt::Display) -> FileError {
         if self.over {
-            self.too_large()
+            over_cap(&self.path, &self.what, self.cap)
         } else {
             FileError(format!("{}: cannot read: {e}", self.path.display()))
         }
-    }
-
-    /// Whether a read went past the cap.
-    pub fn over(&self) -> bool {
-        self.over
     }
 }
 
 impl Read for Capped {
     fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
-        let Some(file) = self.file.as_mut() else {
-            return Ok(0);
-        };
         if self.left == 0 {
             // One byte more than the cap means the file is over it.
             let mut probe = [0u8; 1];
-            if file.read(&mut probe)? > 0 {
+            if self.file.read(&mut probe)? > 0 {
                 self.over = true;
-                return Err(std::io::Error::other(self.too_large()));
+                return Err(std::io::Error::other(self.error("")));
             }
             return Ok(0);
         }
         let max = buf.len().min(self.left.min(usize::MAX as u64) as usize);
-        let n = file.read(&mut buf[..max])?;
+        let n = self.file.read(&mut buf[..max])?;
         self.left -= n as u64;
         Ok(n)
     }
@@ -270,7 +261,7 @@ mod tests {
             });
             let mut r = open_capped(Path::new(&fifo), 1 << 20, "stream").unwrap();
             let e = serde_json::from_reader::<_, serde_json::Value>(&mut r).unwrap_err();
-            assert!(r.over(), "{e}");
+            assert!(e.is_io(), "{e}");
             assert!(r.error(e).0.contains("larger than the 1 MiB limit"));
             child.kill().unwrap();
             child.wait().unwrap();

@@ -85,7 +85,7 @@ fn read_results<R: serde::de::DeserializeOwned>(
     let mut reader =
         crate::files::open_capped(&file, crate::files::cap::RESULTS, "memeval results")?;
     let raw: Raw<R> = serde_json::from_reader(&mut reader).map_err(|e| {
-        if e.is_io() || reader.over() {
+        if e.is_io() {
             return ResultsError::File(reader.error(e));
         }
         ResultsError::Invalid(format!(

@@ -235,15 +235,16 @@ pub fn write_outputs(
     let mut tally = CallTally::default();
     let mut aggregator = Aggregator::new(strategies);
     let mut results = ResultsJson::create(&dir.join("results.json"), meta)?;
-    let mut shown: Vec<Aggregate> = Vec::new();
+    // The first scenarios' aggregates (in output order: by name).
+    let (mut shown, mut scenarios): (Vec<Aggregate>, usize) = (Vec::new(), 0);
     let mut show = |a: Aggregate, results: &mut ResultsJson| -> std::io::Result<()> {
         results.result(&a)?;
-        // The first scenarios' (in output order: by name).
-        let same = shown.last().is_some_and(|s| s.scenario == a.scenario);
-        if same
-            || shown.chunk_by(|x, y| x.scenario == y.scenario).count()
-                < super::read::MAX_SCENARIO_CHARTS
+        if scenarios <= super::read::MAX_SCENARIO_CHARTS
+            && shown.last().is_none_or(|s| s.scenario != a.scenario)
         {
+            scenarios += 1;
+        }
+        if scenarios <= super::read::MAX_SCENARIO_CHARTS {
             shown.push(a);
         }
         Ok(())
