@@ -50,6 +50,7 @@ fn scenario(messages: u32) -> Scenario {
         sessions: 1,
         every: 250,
         seed: 1,
+        tools: false,
     })
     .expect("valid options")
 }

@@ -35,6 +35,7 @@ fn scenario(messages: u32) -> Scenario {
         sessions: 3,
         every: 100,
         seed: 1,
+        tools: false,
     })
     .expect("valid options")
 }

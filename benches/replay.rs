@@ -31,6 +31,7 @@ fn scenario(messages: u32, sessions: u32, every: u32) -> Scenario {
         sessions,
         every,
         seed: 1,
+        tools: false,
     })
     .expect("valid options")
 }

@@ -25,6 +25,7 @@ fn messages(n: u32) -> Vec<String> {
         sessions: 3,
         every: 100,
         seed: 1,
+        tools: false,
     })
     .expect("valid options");
     s.messages

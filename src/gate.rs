@@ -296,6 +296,22 @@ fn other_checks(b: &Aggregate, c: &Aggregate, cfg: &GateConfig, checks: &mut Vec
             format!("{leaked} context items came from another user")
         },
     ));
+    checks.push(check(
+        "malformed",
+        b.malformed_calls.to_string(),
+        c.malformed_calls.to_string(),
+        String::new(),
+        format!("<= {}", cfg.max_malformed),
+        c.malformed_calls <= cfg.max_malformed,
+        if c.malformed_calls <= cfg.max_malformed {
+            String::new()
+        } else {
+            format!(
+                "{} model calls a provider would reject (a tool result without its call, or a call without its result: see turns.csv's malformed)",
+                c.malformed_calls
+            )
+        },
+    ));
     let allowed = b.stale + cfg.max_stale_increase;
     checks.push(check(
         "stale",

@@ -14,7 +14,7 @@ use rusqlite::{Connection, OptionalExtension, params};
 use crate::index::{Embedding, for_each_nonzero};
 use crate::memory::{Entry, SummaryState, Transcript};
 use crate::results::{JobKey, JobResult};
-use crate::scenario::Role;
+use crate::scenario::{Role, Tools};
 
 #[derive(Debug, thiserror::Error)]
 #[error("memory store {path}: {source}")]
@@ -39,6 +39,7 @@ CREATE TABLE IF NOT EXISTS messages (
     tokens    INTEGER NOT NULL,
     at_ms     INTEGER,
     embedding BLOB,
+    tool      TEXT,
     PRIMARY KEY (ns, number)
 ) WITHOUT ROWID;
 CREATE TABLE IF NOT EXISTS summaries (
@@ -154,12 +155,12 @@ fn decode_vector(b: &[u8]) -> Embedding {
 fn insert_messages(rows: usize) -> String {
     let values: Vec<String> = (0..rows)
         .map(|r| {
-            let p: Vec<String> = (1..=8).map(|c| format!("?{}", r * 8 + c)).collect();
+            let p: Vec<String> = (1..=9).map(|c| format!("?{}", r * 9 + c)).collect();
             format!("({})", p.join(", "))
         })
         .collect();
     format!(
-        "INSERT INTO messages (ns, owner, number, role, content, tokens, at_ms, embedding) VALUES {}",
+        "INSERT INTO messages (ns, owner, number, role, content, tokens, at_ms, embedding, tool) VALUES {}",
         values.join(", ")
     )
 }
@@ -241,7 +242,7 @@ impl Store {
                                 encode_vector(v, blob);
                                 blob.as_slice()
                             });
-                            let at = i * 8;
+                            let at = i * 9;
                             stmt.raw_bind_parameter(at + 1, ns)?;
                             stmt.raw_bind_parameter(at + 2, &*e.owner)?;
                             stmt.raw_bind_parameter(at + 3, e.number)?;
@@ -250,6 +251,8 @@ impl Store {
                             stmt.raw_bind_parameter(at + 6, e.tokens)?;
                             stmt.raw_bind_parameter(at + 7, e.at)?;
                             stmt.raw_bind_parameter(at + 8, blob)?;
+                            let tool = e.tool.as_ref().map(|t| t.to_json());
+                            stmt.raw_bind_parameter(at + 9, tool)?;
                         }
                         stmt.raw_execute()?;
                     }
@@ -299,7 +302,7 @@ impl Store {
         let mut stmt = self
             .conn
             .prepare_cached(
-                "SELECT owner, number, role, content, tokens, at_ms, embedding
+                "SELECT owner, number, role, content, tokens, at_ms, embedding, tool
                  FROM messages WHERE ns = ?1 ORDER BY number",
             )
             .map_err(|e| self.err(e))?;
@@ -323,6 +326,11 @@ impl Store {
                     r.get(5)?,
                 );
                 e.embedding = r.get_ref(6)?.as_blob_or_null()?.map(decode_vector);
+                e.tool = r
+                    .get_ref(7)?
+                    .as_str_or_null()?
+                    .and_then(Tools::from_json)
+                    .map(Arc::new);
                 Ok::<Entry, rusqlite::Error>(e)
             })();
             t.push(row.map_err(|e| self.err(e))?);

@@ -743,3 +743,80 @@ fn imported_benchmarks_are_judged_by_their_own_rules() {
         "{buffer}"
     );
 }
+
+#[test]
+fn tool_calls_and_results_are_sent_in_the_chat_format() {
+    let server = Server::start(Options::default());
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    // A reply generated after a tool's result, and probes answered from
+    // contexts that hold calls and results.
+    std::fs::write(
+        d.join("tools.json"),
+        r#"{"format": 1.1, "name": "tools", "facts": [{"id": "eta", "expect": ["14 March"]}], "turns": [
+            {"role": "user", "content": "Where is my order A-1042?"},
+            {"role": "assistant", "tool_calls": [{"id": "call_1", "name": "lookup_order", "arguments": "{\"order\": \"A-1042\"}"}]},
+            {"role": "tool", "tool_call_id": "call_1", "content": "{\"eta\": \"14 March\"}", "plants": ["eta"]},
+            {"role": "assistant"},
+            {"probe": "When does my order arrive?", "expects": ["eta"]}]}"#,
+    )
+    .unwrap();
+    let cfg = config(d, &server, "");
+    let o = Command::new(env!("CARGO_BIN_EXE_memeval"))
+        .args([
+            "run",
+            "tools.json",
+            "--config",
+            cfg.to_str().unwrap(),
+            "--out",
+            "out",
+        ])
+        .args(["--strategies", "window,hybrid", "--no-timings"])
+        .current_dir(d)
+        .env("MEMEVAL_TEST_KEY", KEY)
+        .output()
+        .unwrap();
+    ok(&o);
+    let chats = server.stats.chats.lock().unwrap().clone();
+    let with_tools: Vec<&Vec<Value>> = chats
+        .iter()
+        .filter(|c| c.iter().any(|m| m["role"] == "tool"))
+        .collect();
+    // The generated reply and the probe's answer (the other strategy's
+    // same requests come from the cache).
+    assert!(with_tools.len() >= 2, "{chats:#?}");
+    assert!(
+        with_tools
+            .iter()
+            .any(|c| c.last().unwrap()["content"] == "When does my order arrive?"),
+        "{chats:#?}"
+    );
+    for chat in with_tools {
+        let at = chat.iter().position(|m| m["role"] == "tool").unwrap();
+        let (call, result) = (&chat[at - 1], &chat[at]);
+        assert_eq!(call["role"], "assistant", "{chat:#?}");
+        // No text: no content field, as the API asks.
+        assert!(call.get("content").is_none_or(Value::is_null), "{call}");
+        let c = &call["tool_calls"][0];
+        assert_eq!(c["id"], "call_1");
+        assert_eq!(c["type"], "function");
+        assert_eq!(c["function"]["name"], "lookup_order");
+        assert_eq!(c["function"]["arguments"], r#"{"order": "A-1042"}"#);
+        assert_eq!(result["tool_call_id"], "call_1");
+        assert_eq!(result["content"], r#"{"eta": "14 March"}"#);
+    }
+    // The call after the result is a model call, and well formed.
+    let turns = common::rows(&d.join("out/turns.csv"));
+    let third: Vec<_> = turns.iter().filter(|r| r["turn"] == "3").collect();
+    assert!(
+        third
+            .iter()
+            .all(|r| r["call"] == "1" && r["malformed"] == "0"),
+        "{third:?}"
+    );
+    assert!(
+        turns
+            .iter()
+            .any(|r| r["turn"] == "4" && r["generated"] == "1")
+    );
+}

@@ -635,3 +635,87 @@ fn langchain_and_mem0_memories_are_measured_through_the_protocol() {
         );
     }
 }
+
+#[test]
+fn a_naive_cut_between_calls_and_results_is_caught_and_fails_the_gate() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    let cfg = config(
+        d,
+        &["window", "plugin:naive"],
+        &plugin("naive", "tests/plugins/naive_cut.py", "params = { n = 3 }"),
+    );
+    let o = run(d, &cfg, "out", &["support-orders", "travel-booking"], &[]);
+    ok(&o);
+    let out = d.join("out");
+    // The built-in window keeps calls with their results; the naive cut
+    // leaves results without calls and calls without results.
+    for (strategy, bad) in [("window", false), ("plugin:naive", true)] {
+        let turns = rows_of(&out, "turns.csv", strategy);
+        let probes = rows_of(&out, "probes.csv", strategy);
+        let malformed = |rows: &[std::collections::BTreeMap<String, String>]| {
+            rows.iter().filter(|r| r["malformed"] != "0").count()
+        };
+        let (t, p) = (malformed(&turns), malformed(&probes));
+        assert_eq!(
+            t > 0 && p > 0,
+            bad,
+            "{strategy}: {t} turns, {p} probes malformed"
+        );
+        for r in results_of(&out, strategy) {
+            let calls = r["malformed_calls"].as_u64().unwrap();
+            assert_eq!(calls > 0, bad, "{strategy}: {r}");
+        }
+    }
+    // Exactly where: in support-orders, message 6 calls two tools and 7
+    // and 8 are their results. After message 8 the last 3 messages are
+    // the call and its results: whole; after message 9 they are 7-9, two
+    // results without their call.
+    let turns = rows_of(&out, "turns.csv", "plugin:naive");
+    let at = |n: &str| {
+        turns
+            .iter()
+            .find(|r| r["scenario"] == "support-orders" && r["turn"] == n)
+            .unwrap()["malformed"]
+            .clone()
+    };
+    assert_eq!(at("8"), "0");
+    assert_ne!(at("9"), "0");
+    // The gate fails on it, naming the check; the window passes it.
+    let o = memeval(&["gate", "--baseline", "out", "--current", "out"], d);
+    assert_eq!(
+        o.status.code(),
+        Some(1),
+        "{}",
+        String::from_utf8_lossy(&o.stdout)
+    );
+    let text = String::from_utf8_lossy(&o.stdout);
+    let fails: Vec<&str> = text.lines().filter(|l| l.starts_with("FAIL ")).collect();
+    assert!(!fails.is_empty(), "{text}");
+    assert!(
+        fails
+            .iter()
+            .all(|l| l.contains("malformed") && l.contains("plugin:naive")),
+        "{text}"
+    );
+    // Allowed where a team says so.
+    std::fs::write(d.join("lax.toml"), "[gate]\nmax_malformed = 1000\n").unwrap();
+    let o = memeval(
+        &[
+            "gate",
+            "--baseline",
+            "out",
+            "--current",
+            "out",
+            "--config",
+            "lax.toml",
+        ],
+        d,
+    );
+    assert_eq!(
+        o.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&o.stdout)
+    );
+}

@@ -1,5 +1,6 @@
 """memeval's built-in `window` strategy, rewritten as a plugin: the most
-recent messages that fit `max_tokens`; older ones are forgotten.
+recent messages that fit `max_tokens`; older ones are forgotten, a tool
+call with its results (a window never starts at a tool's result).
 
 On every shipped scenario its turns.csv, probes.csv and results.json equal
 the built-in window's (tests/plugins.rs): the protocol carries everything
@@ -20,25 +21,32 @@ from memeval_plugin import Memory, buffer, serve  # noqa: E402
 
 
 class User:
-    """One user's window: (number, tokens) of every message, and where the
-    window starts. Tokens are memeval's counts, chat overhead included."""
+    """One user's window: (number, tokens, is a tool result) of every
+    message, and where the window starts. Tokens are memeval's counts, chat
+    overhead included."""
 
     def __init__(self, messages=None, start=0):
         self.messages = messages or []
         self.start = start
-        self.tokens = sum(t for _, t in self.messages[start:])
+        self.tokens = sum(m[1] for m in self.messages[start:])
 
     def fits(self, budget, extra=0):
         """Where the window would start with `extra` tokens more at its end:
-        the oldest dropped while over budget, at least the newest kept."""
+        the oldest exchange dropped while over budget (a call with its
+        results), at least the newest kept."""
         start, total, n = self.start, self.tokens + extra, len(self.messages) + (1 if extra else 0)
-        while start + 1 < n and total > budget:
-            total -= self.messages[start][1]
-            start += 1
+        while total > budget:
+            nxt = start + 1
+            while nxt < len(self.messages) and self.messages[nxt][2]:
+                nxt += 1
+            if nxt >= n:
+                break
+            total -= sum(m[1] for m in self.messages[start:nxt])
+            start = nxt
         return start, total
 
-    def add(self, number, tokens, budget):
-        self.messages.append((number, tokens))
+    def add(self, number, tokens, is_result, budget):
+        self.messages.append((number, tokens, is_result))
         self.tokens += tokens
         self.start, self.tokens = self.fits(budget)
 
@@ -60,7 +68,7 @@ class Window(Memory):
             self.users[user] = User()
 
     def add(self, user, message):
-        self.users[user].add(message.number, message.tokens, self.budget)
+        self.users[user].add(message.number, message.tokens, message.role == "tool", self.budget)
 
     def context(self, user, query):
         u = self.users[user]
@@ -69,7 +77,7 @@ class Window(Memory):
             # The message being answered is not added yet, but it is in
             # the call: the window makes room for it.
             start, _ = u.fits(self.budget, query.tokens)
-        return [buffer(n for n, _ in u.messages[start:])]
+        return [buffer(m[0] for m in u.messages[start:])]
 
     def flush(self, user):
         u = self.users[user]

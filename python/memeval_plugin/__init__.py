@@ -77,6 +77,11 @@ class Message:
     session: str
     #: memeval's count: the content's tokens plus the chat overhead.
     tokens: int
+    #: An assistant message's tool calls, ``[{"id", "name", "arguments"}]``
+    #: (scenario format 1.1), or None.
+    tool_calls: Optional[list] = None
+    #: A ``"tool"`` message's answered call, or None.
+    tool_call_id: Optional[str] = None
 
 
 @dataclass
@@ -231,6 +236,8 @@ def _handle(memory: Memory, req: dict) -> dict:
             at=m.get("at"),
             session=m.get("session", ""),
             tokens=m["tokens"],
+            tool_calls=m.get("tool_calls"),
+            tool_call_id=m.get("tool_call_id"),
         )
         return {"calls": _calls(memory.add(user, msg))}
     if op == "context":

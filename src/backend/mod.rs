@@ -19,6 +19,7 @@ pub enum ChatRole {
     System,
     User,
     Assistant,
+    Tool,
 }
 
 impl From<Role> for ChatRole {
@@ -26,6 +27,7 @@ impl From<Role> for ChatRole {
         match r {
             Role::User => ChatRole::User,
             Role::Assistant => ChatRole::Assistant,
+            Role::Tool => ChatRole::Tool,
         }
     }
 }
@@ -38,6 +40,9 @@ pub struct ChatMessage {
     /// need: a transcript message's is shared with the transcript, so it
     /// is read once however many calls cite it.
     pub text: Arc<crate::text::Reading>,
+    /// An assistant message's tool calls, or the call a tool message
+    /// answers.
+    pub tool: Option<Arc<crate::scenario::Tools>>,
 }
 
 impl ChatMessage {
@@ -45,6 +50,7 @@ impl ChatMessage {
         ChatMessage {
             role,
             text: Arc::new(crate::text::Reading::new(content.into())),
+            tool: None,
         }
     }
 
@@ -632,6 +638,7 @@ fn line_prefix(role: Role) -> &'static str {
     match role {
         Role::User => "USER: ",
         Role::Assistant => "ASSISTANT: ",
+        Role::Tool => "TOOL: ",
     }
 }
 
@@ -720,6 +727,7 @@ mod tests {
             sessions: 2,
             every: 50,
             seed: 7,
+            tools: false,
         })
         .unwrap();
         let mut texts: Vec<&str> = s

@@ -634,6 +634,7 @@ mod tests {
             sessions: 2,
             every: 50,
             seed: 3,
+            tools: false,
         })
         .unwrap();
         let texts: Vec<(Role, &str)> = s

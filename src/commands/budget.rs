@@ -22,7 +22,7 @@ pub struct BudgetArgs {
     /// The strategy whose context is shown
     #[arg(long, default_value = "hybrid")]
     pub strategy: String,
-    /// The message number whose call is shown [default: the last user message]
+    /// The message number whose call is shown [default: the last call: a user message, or a tool call's last result]
     #[arg(long)]
     pub turn: Option<u32>,
     /// Chat model whose tokenizer and context window apply [config: model.name; default: gpt-4o]
@@ -182,7 +182,7 @@ pub fn cmd_budget(args: &BudgetArgs) -> Result<(), Failure> {
             .messages
             .iter()
             .rev()
-            .find(|m| m.role == scenario::Role::User)
+            .find(|m| sc.calls_after(m.number))
             .map_or(sc.messages.len() as u32, |m| m.number),
     };
     let tok = config.tokenizer().map_err(|e| Failure::Input(e.0))?;

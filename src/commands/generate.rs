@@ -27,6 +27,11 @@ pub struct GenerateArgs {
     /// Seed of every random choice
     #[arg(long, default_value_t = 42)]
     pub seed: u64,
+    /// Let about a third of the exchanges call tools (scenario format 1.1):
+    /// order lookups, flight searches, two forecasts in one reply; one
+    /// lookup's result plants a fact that a recurring probe asks about
+    #[arg(long)]
+    pub tools: bool,
     /// Scenario name [default: generated-<messages>]
     #[arg(long)]
     pub name: Option<String>,
@@ -63,6 +68,7 @@ pub fn cmd_generate(args: &GenerateArgs) -> Result<(), Failure> {
             sessions: args.sessions,
             every: args.every,
             seed,
+            tools: args.tools,
         };
         let value = generate::generate(&opts).map_err(|e| input(e.to_string()))?;
         let mut text = serde_json::to_string_pretty(&value).map_err(anyhow::Error::from)?;

@@ -300,6 +300,9 @@ pub struct GateConfig {
     pub min_quality: f64,
     /// Largest allowed increase of stale facts over the baseline.
     pub max_stale_increase: u64,
+    /// Most model calls allowed whose messages a provider would reject (a
+    /// tool result without its call, a call without its result).
+    pub max_malformed: u64,
     /// Highest false-accept rate of the run's judge, as `memeval
     /// judge-check` measured it (`gate --judge-check DIR`); unset: the
     /// judge is not checked.
@@ -316,6 +319,7 @@ impl Default for GateConfig {
             max_quality_drop: 0.05,
             min_quality: 0.0,
             max_stale_increase: 0,
+            max_malformed: 0,
             max_judge_false_accept: None,
         }
     }

@@ -20,7 +20,7 @@ use crate::clock::Millis;
 use crate::config::Config;
 use crate::config::StrategyName;
 use crate::index::Embedding;
-use crate::scenario::Role;
+use crate::scenario::{Role, Tools};
 use crate::text::{Analysis, Reading};
 use crate::tokens::{MESSAGE_OVERHEAD, REPLY_PRIMING, Tokenizer};
 
@@ -45,6 +45,8 @@ pub struct Entry {
     /// The content, and what is read from it (folded, analysed) at first
     /// need.
     pub read: Arc<Reading>,
+    /// Its tool calls, or the call it answers (a tool message).
+    pub tool: Option<Arc<Tools>>,
 }
 
 impl Entry {
@@ -69,7 +71,14 @@ impl Entry {
             owner,
             embedding: None,
             at,
+            tool: None,
         }
+    }
+
+    /// The same message, carrying tool calls or a tool's result.
+    pub fn with_tool(mut self, tool: Option<Arc<Tools>>) -> Entry {
+        self.tool = tool;
+        self
     }
 }
 
@@ -121,6 +130,31 @@ impl Transcript {
         self.cum[self.len()] - self.cum[from.min(self.len())]
     }
 
+    /// Whether a buffer may start at `pos`: not at a tool message, whose
+    /// call (before it) would be cut off.
+    pub fn starts_exchange(&self, pos: usize) -> bool {
+        self.entries.get(pos).is_none_or(|e| e.role != Role::Tool)
+    }
+
+    /// The nearest position at or before `pos` where a buffer may start.
+    pub fn exchange_start_before(&self, pos: usize) -> usize {
+        let mut p = pos.min(self.len());
+        while p > 0 && !self.starts_exchange(p) {
+            p -= 1;
+        }
+        p
+    }
+
+    /// The nearest position at or after `pos` where a buffer may start
+    /// (the length when none is).
+    pub fn exchange_start_after(&self, pos: usize) -> usize {
+        let mut p = pos.min(self.len());
+        while !self.starts_exchange(p) {
+            p += 1;
+        }
+        p
+    }
+
     /// The first position `s` such that `s..` fits in `budget` tokens,
     /// keeping at least the last message.
     pub fn fitting_suffix(&self, budget: u64) -> usize {
@@ -159,6 +193,8 @@ pub struct Item {
     pub read: Arc<Reading>,
     /// Similarity (or keyword score) for retrieved items.
     pub score: Option<f32>,
+    /// Its tool calls, or the call it answers.
+    pub tool: Option<Arc<Tools>>,
     pub via: Option<Via>,
     /// Tokens of its line in the retrieved block (see [`retrieved_line`]);
     /// 0 where not counted apart (buffered items, or a line whose count
@@ -180,6 +216,7 @@ impl Item {
             owner: e.owner.clone(),
             read: e.read.clone(),
             score,
+            tool: e.tool.clone(),
             via,
             line_tokens: 0,
         }
@@ -236,9 +273,79 @@ impl Context {
         out.extend(self.buffer.iter().map(|i| ChatMessage {
             role: i.role.into(),
             text: i.read.clone(),
+            tool: i.tool.clone(),
         }));
         out
     }
+
+    /// What a provider would reject in this call's messages (see
+    /// [`malformed`]), after transcript `t`; `asked`: a question follows
+    /// them (a probe's). The buffer is read from the transcript where it
+    /// is not listed (it is then its suffix).
+    pub fn malformed(&self, t: &Transcript, asked: bool) -> u32 {
+        let last = match asked {
+            true => u32::MAX,
+            false => t.last().map_or(0, |e| e.number),
+        };
+        if self.buffer.len() as u32 == self.buffer_messages {
+            malformed(
+                self.buffer
+                    .iter()
+                    .map(|i| (i.number, i.role, i.tool.as_deref())),
+                last,
+            )
+        } else {
+            let from = t.len() - (self.buffer_messages as usize).min(t.len());
+            malformed(
+                t.entries()[from..]
+                    .iter()
+                    .map(|e| (e.number, e.role, e.tool.as_deref())),
+                last,
+            )
+        }
+    }
+}
+
+/// Counts what a chat provider rejects in a call's messages (number, role,
+/// tools; the system messages before them are plain text): each tool
+/// result without its call just before it (only other results between),
+/// which includes a conversation that opens with a tool result, and each
+/// call without its result before the next message. Calls still awaiting
+/// their results at the end are not counted where nothing of the
+/// transcript (whose last message is `last`) follows them yet: that is a
+/// conversation between calls, not a call.
+pub fn malformed<'a>(
+    messages: impl IntoIterator<Item = (u32, Role, Option<&'a Tools>)>,
+    last: u32,
+) -> u32 {
+    let mut bad = 0;
+    // The open calls of the latest calling message: (id, answered).
+    let mut open: Vec<(&str, bool)> = Vec::new();
+    let mut end = 0;
+    for (number, role, tool) in messages {
+        end = number;
+        if role == Role::Tool {
+            let id = tool.and_then(Tools::answers);
+            match open.iter_mut().find(|c| Some(c.0) == id && !c.1) {
+                Some(c) => c.1 = true,
+                None => {
+                    // A stray result: it, and the calls it cut off.
+                    bad += 1 + open.iter().filter(|c| !c.1).count() as u32;
+                    open.clear();
+                }
+            }
+            continue;
+        }
+        bad += open.iter().filter(|c| !c.1).count() as u32;
+        open.clear();
+        if let Some(t) = tool {
+            open.extend(t.calls().iter().map(|c| (c.id.as_str(), false)));
+        }
+    }
+    if end < last {
+        bad += open.iter().filter(|c| !c.1).count() as u32;
+    }
+    bad
 }
 
 /// The tutorial's retrieved-context block: the header, then one line per
@@ -246,12 +353,13 @@ impl Context {
 pub fn retrieved_block(items: &[Item]) -> String {
     let mut block = String::from(RETRIEVED_HEADER);
     for i in items {
-        retrieved_line(i.role, i.content(), &mut block);
+        retrieved_line(i.role, i.content(), i.tool.as_deref(), &mut block);
     }
     block
 }
 
-/// One item's line of the retrieved block, `[role]: content` and a newline.
+/// One item's line of the retrieved block, `[role]: content` and a newline;
+/// an assistant's tool calls follow its content as `[call name(arguments)]`.
 ///
 /// Every line ends with a newline and the next starts with `[`, and no
 /// tokenizer's pre-split lets a piece run from a newline into a `[`: so
@@ -259,18 +367,28 @@ pub fn retrieved_block(items: &[Item]) -> String {
 /// counted once, however often it is retrieved. The one exception is a
 /// content ending in whitespace (r50k's `\s+(?!\S)` then splits by what
 /// follows): such a line is not counted apart ([`line_counts_apart`]).
-pub fn retrieved_line(role: Role, content: &str, out: &mut String) {
+pub fn retrieved_line(role: Role, content: &str, tool: Option<&Tools>, out: &mut String) {
     out.push('[');
     out.push_str(role.as_str());
     out.push_str("]: ");
     out.push_str(content);
+    for (i, c) in tool.map_or(&[][..], Tools::calls).iter().enumerate() {
+        if i > 0 || !content.is_empty() {
+            out.push(' ');
+        }
+        out.push_str("[call ");
+        out.push_str(&c.name);
+        out.push('(');
+        out.push_str(&c.arguments);
+        out.push_str(")]");
+    }
     out.push('\n');
 }
 
 /// Whether a content's line in the retrieved block has the same tokens
 /// alone as within the block.
-pub fn line_counts_apart(content: &str) -> bool {
-    !content.ends_with(char::is_whitespace)
+pub fn line_counts_apart(content: &str, tool: Option<&Tools>) -> bool {
+    !content.ends_with(char::is_whitespace) || tool.is_some_and(|t| !t.calls().is_empty())
 }
 
 /// What a context is built for.

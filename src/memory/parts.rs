@@ -66,14 +66,35 @@ impl Summarizing {
         if split == 0 {
             return;
         }
-        let to = from + split;
+        // A tool call and its results are folded together: the cut moves
+        // past the results (or, where that would fold everything, before
+        // the call).
+        let mut to = t.exchange_start_after(from + split);
+        if to >= t.len() {
+            to = t.exchange_start_before(from + split);
+        }
+        if to <= from {
+            return;
+        }
+        // A calling message is summarized with its calls written out.
+        let calls: Vec<Option<String>> = t.entries()[from..to]
+            .iter()
+            .map(|e| {
+                let tool = e.tool.as_deref().filter(|t| !t.calls().is_empty())?;
+                let mut line = String::new();
+                super::retrieved_line(e.role, e.content(), Some(tool), &mut line);
+                let prefix = e.role.as_str().len() + 4;
+                Some(line[prefix..line.len() - 1].to_string())
+            })
+            .collect();
         let folded: Vec<Covered<'_>> = t.entries()[from..to]
             .iter()
-            .map(|e| Covered {
+            .zip(&calls)
+            .map(|(e, calls)| Covered {
                 role: e.role,
-                content: e.content(),
+                content: calls.as_deref().unwrap_or(e.content()),
                 tokens: e.tokens,
-                analysis: Some(e.read.analysis()),
+                analysis: calls.is_none().then(|| e.read.analysis()),
             })
             .collect();
         let start = env.times.start();
@@ -210,9 +231,9 @@ impl Retrieval {
             let e = t.get(h.pos as usize);
             let mut i = Item::from_entry(e, Section::Retrieved, Some(h.score), Some(via));
             let cached = &self.line_tokens[h.pos as usize];
-            if cached.get() == 0 && super::line_counts_apart(e.content()) {
+            if cached.get() == 0 && super::line_counts_apart(e.content(), e.tool.as_deref()) {
                 line.clear();
-                super::retrieved_line(e.role, e.content(), &mut line);
+                super::retrieved_line(e.role, e.content(), e.tool.as_deref(), &mut line);
                 cached.set(env.tok.count(&line));
             }
             i.line_tokens = cached.get();
@@ -225,21 +246,56 @@ impl Retrieval {
             Vec::new()
         };
         env.times.record(super::Stage::Search, start);
-        let mut items: Vec<Item> = hits
+        let max = p.max_retrieved as usize;
+        let semantic = hits
             .into_iter()
-            .filter(|h| (h.pos as usize) < buffer_from && h.score > p.min_score)
-            .take(p.max_retrieved as usize)
+            .filter(|h| (h.pos as usize) < buffer_from && h.score > p.min_score);
+        let mut items: Vec<Item> = with_calls(t, semantic, max)
+            .into_iter()
             .map(|h| item(h, Via::Semantic))
             .collect();
         if items.is_empty()
             && let Some(k) = &self.keywords
         {
-            items = k
-                .search(query.text, p.max_retrieved as usize, buffer_from as u32)
+            let found = k.search(query.text, max, buffer_from as u32);
+            items = with_calls(t, found, max)
                 .into_iter()
                 .map(|h| item(h, Via::Keyword))
                 .collect();
         }
         items
     }
+}
+
+/// Up to `max` of `hits`, best first, each tool result just after its
+/// call: a result whose call is not among them brings it (with the
+/// result's score), or is left out where there is no room for both.
+fn with_calls(
+    t: &Transcript,
+    hits: impl IntoIterator<Item = crate::index::Hit>,
+    max: usize,
+) -> Vec<crate::index::Hit> {
+    let mut out: Vec<crate::index::Hit> = Vec::new();
+    for h in hits {
+        if out.len() >= max {
+            break;
+        }
+        if out.iter().any(|o| o.pos == h.pos) {
+            continue;
+        }
+        if t.starts_exchange(h.pos as usize) {
+            out.push(h);
+            continue;
+        }
+        let call = t.exchange_start_before(h.pos as usize) as u32;
+        match out.iter().position(|o| o.pos == call) {
+            Some(at) => out.insert(at + 1, h),
+            None if out.len() + 2 <= max => {
+                out.push(crate::index::Hit { pos: call, ..h });
+                out.push(h);
+            }
+            None => {}
+        }
+    }
+    out
 }

@@ -371,7 +371,10 @@ fn the_retrieved_block_counts_as_the_sum_of_its_lines() {
     let roles = [Role::User, Role::Assistant];
     for enc in crate::tokens::ENCODINGS {
         let tok = crate::tokens::Tokenizer::by_encoding(enc).unwrap();
-        let apart: Vec<&String> = contents.iter().filter(|c| line_counts_apart(c)).collect();
+        let apart: Vec<&String> = contents
+            .iter()
+            .filter(|c| line_counts_apart(c, None))
+            .collect();
         assert!(apart.len() > 500, "{}", apart.len());
         // Blocks of 1 to 5 lines, every content in several neighbourhoods.
         for (i, window) in apart.windows(5).enumerate() {
@@ -380,7 +383,7 @@ fn the_retrieved_block_counts_as_the_sum_of_its_lines() {
             let mut sum = tok.count(RETRIEVED_HEADER);
             for (j, c) in lines.iter().enumerate() {
                 let mut line = String::new();
-                retrieved_line(roles[(i + j) % 2], c, &mut line);
+                retrieved_line(roles[(i + j) % 2], c, None, &mut line);
                 sum += tok.count(&line);
                 block.push_str(&line);
             }
@@ -396,4 +399,271 @@ fn the_retrieved_block_counts_as_the_sum_of_its_lines() {
             assert_eq!(whole, tok.count(&head) + tok.count(c), "{enc}: {c:?}");
         }
     }
+}
+
+/// A tool-calling exchange's messages after message `n`: an assistant
+/// message with one or two calls, then one result each.
+fn tool_exchange(rng: &mut rand_chacha::ChaCha8Rng, n: u32) -> Vec<(Role, String, Tools)> {
+    use crate::scenario::ToolCall;
+    let calls: Vec<ToolCall> = (0..rng.random_range(1..=2u32))
+        .map(|k| ToolCall {
+            id: format!("call_{n}_{k}"),
+            name: "lookup_order".into(),
+            arguments: format!("{{\"order\": \"A-{}\"}}", n * 10 + k),
+        })
+        .collect();
+    let mut out = vec![(Role::Assistant, String::new(), Tools::Calls(calls.clone()))];
+    for c in calls {
+        let text = format!(
+            "{{\"order\": \"A-{}\", \"status\": \"shipped\", \"note\": \"code word W{}\"}}",
+            n,
+            n % 7
+        );
+        out.push((Role::Tool, text, Tools::Result { tool_call_id: c.id }));
+    }
+    out
+}
+
+#[test]
+fn tool_calls_stay_with_their_results_in_every_strategy() {
+    for seed in 0..4u64 {
+        let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(seed);
+        let budget = rng.random_range(150..500u32);
+        let trigger = rng.random_range(300..900u32);
+        let fx = Fixture::new(&[
+            &format!("window.max_tokens={budget}"),
+            &format!("summary.trigger_tokens={trigger}"),
+            &format!("summary.max_summary_tokens={}", trigger / 4),
+            "vector.buffer_message_limit=5",
+            "vector.max_retrieved=4",
+            "vector.min_score=0.0",
+        ]);
+        // The conversation: user messages, each answered by a reply or by
+        // a tool exchange and then a reply.
+        let mut script: Vec<(Role, String, Option<Tools>)> = Vec::new();
+        while script.len() < 400 {
+            let n = script.len() as u32 + 1;
+            script.push((Role::User, message(&mut rng, n), None));
+            if rng.random_range(0..2) == 0 {
+                let n = script.len() as u32;
+                for (role, text, tools) in tool_exchange(&mut rng, n) {
+                    script.push((role, text, Some(tools)));
+                }
+            }
+            script.push((Role::Assistant, message(&mut rng, n + 1), None));
+        }
+        let results = script.iter().filter(|m| m.0 == Role::Tool).count();
+        assert!(results >= 50, "{results}");
+        for &name in STRATEGIES {
+            let mut env = fx.env();
+            let mut t = Transcript::new();
+            let mut s = create(&name.parse().unwrap(), &fx.params, &t, None);
+            let (mut cut, mut retrieved_results) = (false, 0);
+            for (i, (role, text, tools)) in script.iter().enumerate() {
+                let n = i as u32 + 1;
+                let tokens = fx.tok.count(text) + tools.as_ref().map_or(0, |t| t.tokens(&fx.tok));
+                let mut e = Entry::new(n, *role, text.as_str().into(), tokens, "u".into(), None)
+                    .with_tool(tools.clone().map(Arc::new));
+                if s.needs_embeddings() {
+                    e.embedding = Some(env.embed(text, Some(e.read.analysis()), tokens));
+                }
+                t.push(e);
+                s.observe(&t, &mut env);
+                let q = Query {
+                    probe: None,
+                    text: "code word W3",
+                    embedding: None,
+                };
+                let ctx = s.build(&t, Some(&q), &mut env);
+                let open = script.get(i + 1).is_some_and(|m| m.0 == Role::Tool);
+                assert_eq!(
+                    ctx.malformed(&t, false),
+                    0,
+                    "{name} seed {seed} message {n}"
+                );
+                if !open {
+                    // Where a question could follow, it may.
+                    assert_eq!(ctx.malformed(&t, true), 0, "{name} seed {seed} message {n}");
+                }
+                cut |= ctx.buffer.first().is_some_and(|b| b.number > 1);
+                // Sections add up to the exact count of the call as sent,
+                // the calls' names and arguments included.
+                let exact: u32 = ctx
+                    .call_messages(SYSTEM)
+                    .iter()
+                    .map(|m| {
+                        fx.tok.count_message(m.content())
+                            + m.tool.as_deref().map_or(0, |t| t.tokens(&fx.tok))
+                    })
+                    .sum::<u32>()
+                    + REPLY_PRIMING;
+                assert_eq!(ctx.total(), exact, "{name} seed {seed} message {n}");
+                // A retrieved result comes just after its call.
+                for (k, r) in ctx.retrieved.iter().enumerate() {
+                    if r.role == Role::Tool {
+                        retrieved_results += 1;
+                        let id = r.tool.as_deref().and_then(Tools::answers).unwrap();
+                        let call = ctx.retrieved[..k]
+                            .iter()
+                            .rev()
+                            .find(|c| c.role != Role::Tool)
+                            .unwrap_or_else(|| {
+                                panic!("{name}: result {} without its call", r.number)
+                            });
+                        assert!(
+                            call.tool
+                                .as_deref()
+                                .unwrap()
+                                .calls()
+                                .iter()
+                                .any(|c| c.id == id),
+                            "{name}: result {} after the wrong call",
+                            r.number
+                        );
+                    }
+                }
+            }
+            if name != "buffer" {
+                assert!(cut, "{name} seed {seed}: nothing was ever cut");
+            }
+            if matches!(name, "vector" | "hybrid") {
+                assert!(
+                    retrieved_results > 0,
+                    "{name} seed {seed}: no result retrieved"
+                );
+            }
+        }
+    }
+}
+
+/// A call's messages (number, role, tools), the transcript's last message,
+/// and what a provider rejects in them.
+type Case<'a> = (&'a [(u32, Role, Option<&'a Tools>)], u32, u32);
+
+#[test]
+fn malformed_counts_what_a_provider_rejects() {
+    let call = |ids: &[&str]| {
+        Tools::Calls(
+            ids.iter()
+                .map(|id| crate::scenario::ToolCall {
+                    id: id.to_string(),
+                    name: "f".into(),
+                    arguments: "{}".into(),
+                })
+                .collect(),
+        )
+    };
+    let result = |id: &str| Tools::Result {
+        tool_call_id: id.into(),
+    };
+    let (c1, c12) = (call(&["a"]), call(&["a", "b"]));
+    let (ra, rb) = (result("a"), result("b"));
+    let (u, a, t) = (Role::User, Role::Assistant, Role::Tool);
+    let cases: &[Case<'_>] = &[
+        // Whole: a call, its results in any order, a reply.
+        (
+            &[
+                (1, u, None),
+                (2, a, Some(&c12)),
+                (3, t, Some(&rb)),
+                (4, t, Some(&ra)),
+                (5, a, None),
+            ],
+            5,
+            0,
+        ),
+        // Opens with a tool result.
+        (&[(3, t, Some(&ra)), (4, a, None)], 4, 1),
+        // A result cut from its call, mid-group.
+        (&[(4, t, Some(&ra)), (5, a, None)], 5, 1),
+        // A call whose result was dropped, another message after it.
+        (
+            &[
+                (1, u, None),
+                (2, a, Some(&c12)),
+                (3, t, Some(&ra)),
+                (5, a, None),
+            ],
+            5,
+            1,
+        ),
+        // A call awaiting its results at the transcript's end: between calls.
+        (&[(1, u, None), (2, a, Some(&c12)), (3, t, Some(&ra))], 3, 0),
+        // ... but its results exist: the context dropped them.
+        (&[(1, u, None), (2, a, Some(&c1))], 3, 1),
+        // A result answering another call: it is stray, and the call is
+        // left without its result.
+        (&[(2, a, Some(&c1)), (3, t, Some(&rb))], 3, 2),
+        // The same result twice.
+        (
+            &[(2, a, Some(&c1)), (3, t, Some(&ra)), (3, t, Some(&ra))],
+            3,
+            1,
+        ),
+    ];
+    for (i, (messages, last, want)) in cases.iter().enumerate() {
+        assert_eq!(
+            malformed(messages.iter().copied(), *last),
+            *want,
+            "case {i}"
+        );
+    }
+    // A question after a call awaiting its results is rejected.
+    assert_eq!(malformed([(1, u, None), (2, a, Some(&c1))], u32::MAX), 1);
+}
+
+#[test]
+fn tool_calls_are_billed_by_name_arguments_and_framing() {
+    // o200k_base, counted by hand from its pieces: "lookup" "_order";
+    // `{"` `order` `":` ` "` `A` `-` `104` `2` `"}`.
+    let tok = crate::tokens::Tokenizer::by_encoding("o200k_base").unwrap();
+    assert_eq!(tok.count("lookup_order"), 2);
+    assert_eq!(tok.count(r#"{"order": "A-1042"}"#), 9);
+    let one = Tools::Calls(vec![crate::scenario::ToolCall {
+        id: "call_1".into(),
+        name: "lookup_order".into(),
+        arguments: r#"{"order": "A-1042"}"#.into(),
+    }]);
+    // 2 + 9 + 3 for the call; the id is not counted.
+    assert_eq!(one.tokens(&tok), 14);
+    // A message with that call and no text: 3 for the message, 14.
+    let mut t = Transcript::new();
+    t.push(
+        Entry::new(
+            1,
+            Role::Assistant,
+            "".into(),
+            one.tokens(&tok),
+            "u".into(),
+            None,
+        )
+        .with_tool(Some(Arc::new(one.clone()))),
+    );
+    assert_eq!(t.suffix_tokens(0), 17);
+    // Two calls cost each their own; a result costs its content only.
+    let two = Tools::Calls(vec![
+        crate::scenario::ToolCall {
+            id: "x".into(),
+            name: "get_forecast".into(),
+            arguments: r#"{"city": "Oslo"}"#.into(),
+        },
+        crate::scenario::ToolCall {
+            id: "y".into(),
+            name: "get_forecast".into(),
+            arguments: r#"{"city": "Porto"}"#.into(),
+        },
+    ]);
+    let forecast = tok.count("get_forecast");
+    let oslo = tok.count(r#"{"city": "Oslo"}"#);
+    let porto = tok.count(r#"{"city": "Porto"}"#);
+    // `{"` `city` `":` ` "` `Os` `lo` `"}` (`Port` `o` likewise).
+    assert_eq!((forecast, oslo, porto), (3, 7, 7));
+    assert_eq!(two.tokens(&tok), 3 + 7 + 3 + 3 + 7 + 3);
+    assert_eq!(
+        Tools::Result {
+            tool_call_id: "x".into()
+        }
+        .tokens(&tok),
+        0
+    );
 }

@@ -18,8 +18,10 @@ impl Vector {
         }
     }
 
+    /// The last `limit` messages, and the call of a tool result among
+    /// them.
     fn buffer_from(&self, t: &Transcript) -> usize {
-        t.len().saturating_sub(self.limit)
+        t.exchange_start_before(t.len().saturating_sub(self.limit))
     }
 }
 

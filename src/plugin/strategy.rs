@@ -14,7 +14,7 @@ use crate::memory::{
     Context, Entry, Env, Item, Query, SUMMARY_HEADER, Section, Strategy, SummaryState, Suspend,
     Transcript, retrieved_block,
 };
-use crate::scenario::Role;
+use crate::scenario::{Role, Tools};
 use crate::text::Reading;
 use crate::tokens::{MESSAGE_OVERHEAD, REPLY_PRIMING};
 
@@ -193,14 +193,21 @@ impl PluginStrategy {
     }
 
     fn message(e: &Entry, session: &str) -> Value {
-        json!({
+        let mut m = json!({
             "number": e.number,
             "role": e.role.as_str(),
             "content": &**e.content(),
             "at": e.at.map(rfc3339),
             "session": session,
             "tokens": e.tokens + MESSAGE_OVERHEAD,
-        })
+        });
+        // Format 1.1's tool messages, in the chat format's fields.
+        match e.tool.as_deref() {
+            Some(Tools::Calls(calls)) => m["tool_calls"] = json!(calls),
+            Some(Tools::Result { tool_call_id }) => m["tool_call_id"] = json!(tool_call_id),
+            None => {}
+        }
+        m
     }
 
     /// Asks for a context (after or before `add` of message `number`,
@@ -331,11 +338,10 @@ impl PluginStrategy {
                             (None, Some(e)) => e.tokens,
                             (content, _) => env.tok.count(content.unwrap_or("")),
                         } + MESSAGE_OVERHEAD;
-                        // Listed only where the context is read, as the
-                        // built-ins do.
-                        if env.list_buffer {
-                            buffer.push(self.item(t, n, m, content, Section::Buffer, None));
-                        }
+                        // Always listed (a plugin's buffer need not be the
+                        // transcript's suffix): its tool messages are
+                        // checked.
+                        buffer.push(self.item(t, n, m, content, Section::Buffer, None));
                     }
                 }
                 other => {
@@ -348,9 +354,7 @@ impl PluginStrategy {
         if let Some(e) = asked {
             tokens_buffer += e.tokens + MESSAGE_OVERHEAD;
             buffer_messages += 1;
-            if env.list_buffer {
-                buffer.push(Item::from_entry(e, Section::Buffer, None, None));
-            }
+            buffer.push(Item::from_entry(e, Section::Buffer, None, None));
         }
         let summary = (!texts.is_empty()).then(|| {
             self.summary_of(
@@ -405,6 +409,7 @@ impl PluginStrategy {
         let role = match v.role.as_deref() {
             Some("assistant") => Role::Assistant,
             Some("user") => Role::User,
+            Some("tool") => Role::Tool,
             _ => entry.map_or(Role::User, |e| e.role),
         };
         let read = match (content, entry) {
@@ -424,6 +429,9 @@ impl PluginStrategy {
             owner,
             read,
             score,
+            // A message's tool calls, or the call it answers, are the
+            // transcript's.
+            tool: entry.and_then(|e| e.tool.clone()),
             via: None,
             line_tokens: 0,
         }
@@ -648,12 +656,27 @@ impl Strategy for PluginStrategy {
                 Some(e),
             ),
             Role::Assistant => (Value::Null, None),
+            // A tool's last result calls the model again, for the user's
+            // latest request.
+            Role::Tool => (
+                t.entries()
+                    .iter()
+                    .rev()
+                    .find(|u| u.role == Role::User)
+                    .map_or(Value::Null, |u| {
+                        json!({
+                            "content": &**u.content(),
+                            "tokens": u.tokens + MESSAGE_OVERHEAD,
+                        })
+                    }),
+                None,
+            ),
         };
         let mut context = Map::new();
         context.insert("query".into(), query);
         let ops = match e.role {
             Role::User => vec![("context", context), ("add", add)],
-            Role::Assistant => vec![("add", add), ("context", context)],
+            Role::Assistant | Role::Tool => vec![("add", add), ("context", context)],
         };
         self.pending = Some(self.context(t, ops, asked, Some(e.number), env));
     }

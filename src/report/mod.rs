@@ -48,7 +48,7 @@ pub enum Better {
 pub type Metric = (&'static str, fn(&Aggregate) -> Option<f64>, Better);
 
 /// The metrics on which a best strategy is named.
-pub const METRICS: [Metric; 7] = [
+pub const METRICS: [Metric; 8] = [
     ("recall", |a| a.mean_recall, Better::Higher),
     ("final", |a| a.final_recall, Better::Higher),
     ("stale", |a| Some(a.stale as f64), Better::Lower),
@@ -61,6 +61,11 @@ pub const METRICS: [Metric; 7] = [
     (
         "over win",
         |a| Some(a.over_window_turns as f64),
+        Better::Lower,
+    ),
+    (
+        "malformed",
+        |a| Some(a.malformed_calls as f64),
         Better::Lower,
     ),
     ("quality", |a| a.mean_quality, Better::Higher),
@@ -226,6 +231,7 @@ pub fn print_table(
         "tokens",
         "max ctx",
         "over win",
+        "malformed",
         "summaries",
         "quality",
     ];
@@ -239,6 +245,7 @@ pub fn print_table(
             a.total_tokens.to_string(),
             a.max_context_tokens.to_string(),
             a.over_window_turns.to_string(),
+            a.malformed_calls.to_string(),
             a.summaries.to_string(),
             fmt_ratio(a.mean_quality),
         ]

@@ -47,6 +47,11 @@ pub struct Aggregate {
     pub unjudged_summaries: u64,
     pub over_budget_turns: u64,
     pub over_window_turns: u64,
+    /// Model calls (turns and probe asks) whose messages a provider would
+    /// reject: a tool result without its call or a call without its result
+    /// (see turns.csv's `malformed`).
+    #[serde(default)]
+    pub malformed_calls: u64,
     pub first_over_window_turn: Option<u32>,
     pub build_p50_us: u64,
     pub build_p95_us: u64,
@@ -205,6 +210,8 @@ pub(crate) fn combine(reps: Vec<Aggregate>) -> Aggregate {
         unjudged_summaries: reps.iter().map(|a| a.unjudged_summaries).sum(),
         over_budget_turns: mean_u(|a| a.over_budget_turns),
         over_window_turns: mean_u(|a| a.over_window_turns),
+        // Every replay's count: any such call fails at a provider.
+        malformed_calls: reps.iter().map(|a| a.malformed_calls).sum(),
         first_over_window_turn: reps.iter().filter_map(|a| a.first_over_window_turn).min(),
         build_p50_us: mean_u(|a| a.build_p50_us),
         build_p95_us: mean_u(|a| a.build_p95_us),

@@ -161,6 +161,7 @@ pub struct Pool {
     unjudged: u64,
     over_budget: u64,
     over_window: u64,
+    malformed: u64,
     first_over_window: Option<u32>,
     by_kind: BTreeMap<String, KindPool>,
     published: Published,
@@ -182,6 +183,7 @@ impl Pool {
             if t.call == 1 {
                 self.contexts.add(u64::from(t.context_tokens));
                 self.builds.add(t.build_us);
+                self.malformed += u64::from(t.malformed > 0);
             }
             self.over_budget += u64::from(t.over_budget);
             self.over_window += u64::from(t.over_window);
@@ -201,6 +203,7 @@ impl Pool {
             self.stale += u64::from(p.stale);
             self.leaked += u64::from(p.leaked);
             self.duplicated += u64::from(p.duplicated);
+            self.malformed += u64::from(p.malformed > 0);
             let answer = p.answer_correct.map(f64::from);
             self.answers.add(answer);
             self.position.add(p.fact_position);
@@ -282,6 +285,7 @@ impl Pool {
             unjudged_summaries: self.unjudged,
             over_budget_turns: self.over_budget,
             over_window_turns: self.over_window,
+            malformed_calls: self.malformed,
             first_over_window_turn: if self.replays == 1 {
                 self.first_over_window
             } else {

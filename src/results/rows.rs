@@ -50,6 +50,11 @@ pub struct TurnRow {
     /// not 0, this row's figures are incomplete (see calls.csv).
     #[serde(default)]
     pub failed_calls: u32,
+    /// What a provider would reject in this context's messages: tool
+    /// results without their call, calls without their result (format
+    /// 1.1's tool messages; 0 without them).
+    #[serde(default)]
+    pub malformed: u32,
 }
 
 /// One row of probes.csv.
@@ -146,6 +151,9 @@ pub struct ProbeRow {
     #[serde(default)]
     #[serde(serialize_with = "cell::write", deserialize_with = "cell::read")]
     pub extra_verdicts: String,
+    /// As turns.csv's `malformed`, for the probe's context and question.
+    #[serde(default)]
+    pub malformed: u32,
 }
 
 /// The retrieval columns of probes.csv, in their order: by turn, then by

@@ -355,7 +355,8 @@ impl<'a> Job<'a> {
                 (Arc::from(reply), tokens, true)
             }
         };
-        let mut entry = Entry::new(n, m.role, content.clone(), tokens, self.owner.clone(), m.at);
+        let mut entry = Entry::new(n, m.role, content.clone(), tokens, self.owner.clone(), m.at)
+            .with_tool(m.tool.clone());
         let embedding = self.strategy.needs_embeddings().then(|| {
             self.env
                 .embed(&content, Some(entry.read.analysis()), tokens)
@@ -363,17 +364,22 @@ impl<'a> Job<'a> {
         entry.embedding = embedding.clone();
         self.transcript.push(entry);
         self.last_call = None;
-        let is_call = m.role == Role::User;
+        let next = self.scenario.messages.get(n as usize);
+        let is_call = scenario.calls_after(n);
         // The context is read only where the next message is a reply to
         // generate from it; else it is counted, not listed. (Set before
         // `observe`: a plugin asks for a user message's context there.)
-        self.env.list_buffer = is_call
-            && (self.scenario.messages.get(n as usize)).is_some_and(|m| m.content.is_none());
+        self.env.list_buffer = is_call && next.is_some_and(|m| m.content.is_none());
         self.strategy.observe(&self.transcript, &mut self.env);
         let (ctx, build_us) = if is_call {
+            // After a tool's result, the request is still the user's.
+            let (text, embedding) = match (m.role, self.last_user()) {
+                (Role::Tool, Some(u)) => (u.content().clone(), u.embedding.clone()),
+                _ => (content.clone(), embedding),
+            };
             let q = Query {
                 probe: None,
-                text: &content,
+                text: &text,
                 embedding,
             };
             self.timed_build(Some(&q))
@@ -427,6 +433,7 @@ impl<'a> Job<'a> {
             over_window: u8::from(total > self.rt.context_window),
             build_us,
             failed_calls: 0,
+            malformed: ctx.malformed(&self.transcript, false),
         });
         if is_call {
             self.last_call = Some(ctx);
@@ -591,6 +598,8 @@ impl<'a> Job<'a> {
             answer_bleu1,
             answer_us,
             extra_verdicts,
+            // The question follows the context as a user message.
+            malformed: ctx.malformed(&self.transcript, true),
             ..ProbeRow::default()
         };
         if let Some(r) = retrieval {

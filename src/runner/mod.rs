@@ -244,12 +244,13 @@ fn prepare(s: &Scenario, tok: &Tokenizer, timed: bool) -> Prepared {
         .messages
         .iter()
         .map(|m| {
-            m.content.as_ref().map_or(0, |c| {
-                let start = timed.then(Instant::now);
-                let tokens = tok.count(c);
-                tokenize_us.push(start.map_or(0, |s| s.elapsed().as_micros() as u64));
-                tokens
-            })
+            if m.content.is_none() {
+                return 0;
+            }
+            let start = timed.then(Instant::now);
+            let tokens = m.tokens(tok);
+            tokenize_us.push(start.map_or(0, |s| s.elapsed().as_micros() as u64));
+            tokens
         })
         .collect();
     Prepared {

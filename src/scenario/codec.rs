@@ -10,7 +10,7 @@
 use std::path::PathBuf;
 use std::sync::Arc;
 
-use super::{Fact, Message, Probe, Role, Scenario, Session, Source, Step};
+use super::{Fact, Message, Probe, Role, Scenario, Session, Source, Step, Tools};
 
 /// Appends `s` to `out`.
 pub fn encode(s: &Scenario, out: &mut Vec<u8>) {
@@ -41,8 +41,11 @@ pub fn encode(s: &Scenario, out: &mut Vec<u8>) {
         w.0.push(match m.role {
             Role::User => 0,
             Role::Assistant => 1,
+            Role::Tool => 2,
         });
         w.opt(m.content.as_deref(), Writer::str);
+        let tool = m.tool.as_ref().map(|t| t.to_json());
+        w.opt(tool.as_deref(), Writer::str);
         w.usizes(&m.plants);
         w.opt(m.at, Writer::i64);
     }
@@ -116,9 +119,16 @@ pub fn decode(bytes: &[u8]) -> Result<Scenario, String> {
             session: r.usize()?,
             role: match r.byte()? {
                 0 => Role::User,
-                _ => Role::Assistant,
+                1 => Role::Assistant,
+                _ => Role::Tool,
             },
             content: r.opt(|r| r.str().map(Arc::from))?,
+            tool: r
+                .opt(|r| {
+                    let text = r.str()?;
+                    Tools::from_json(text).ok_or_else(|| format!("tools {text:?}"))
+                })?
+                .map(Arc::new),
             plants: r.list(Reader::usize)?,
             at: r.opt(Reader::i64)?,
         })

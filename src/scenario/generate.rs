@@ -20,6 +20,10 @@ pub struct GenerateOptions {
     /// Recurring probes are asked every this many messages.
     pub every: u32,
     pub seed: u64,
+    /// About a third of the exchanges call tools (format 1.1): an order
+    /// lookup, a flight search, a forecast for two cities at once; one
+    /// lookup's result plants a fact.
+    pub tools: bool,
 }
 
 struct FactTemplate {
@@ -271,6 +275,110 @@ const ACKS: &[&str] = &[
     "Got it, I will remember that.",
 ];
 
+/// Orders, destinations and dates of the generated tool calls.
+const ORDERS: &[&str] = &["A-1042", "B-2317", "C-0588", "D-7731", "E-4406", "F-9150"];
+const DESTINATIONS: &[&str] = &["Oslo", "Porto", "Tallinn", "Bologna", "Ghent", "Split"];
+const DATES: &[&str] = &[
+    "3 February",
+    "17 March",
+    "9 April",
+    "28 May",
+    "12 June",
+    "30 July",
+];
+const FORECASTS: &[&str] = &[
+    "light rain",
+    "sunny spells",
+    "overcast",
+    "snow showers",
+    "clear skies",
+];
+
+/// One tool exchange: the user's request, the assistant's calls, one
+/// result per call, the assistant's answer. `number` makes the call ids
+/// unique; `planted` is the order whose arrival date is a fact, if this
+/// exchange plants it.
+fn tool_exchange(
+    rng: &mut ChaCha8Rng,
+    number: u32,
+    planted: Option<(&str, &str)>,
+    dates: &[&str],
+) -> Vec<Value> {
+    let call = |id: String, name: &str, args: Value| json!({"id": id, "name": name, "arguments": args.to_string()});
+    let result = |id: String, content: Value| json!({"role": "tool", "tool_call_id": id, "content": content.to_string()});
+    let id = |k: u32| format!("call_{number}_{k}");
+    let kind = if planted.is_some() {
+        0
+    } else {
+        rng.random_range(0..3)
+    };
+    let (user, calls, results, answer) = match kind {
+        0 => {
+            let (order, date) = match planted {
+                Some(p) => p,
+                None => (pick(rng, ORDERS), pick(rng, dates)),
+            };
+            let mut r = result(
+                id(1),
+                json!({"order": order, "status": "shipped", "eta": date}),
+            );
+            if planted.is_some() {
+                r["plants"] = json!(["order-eta"]);
+            }
+            (
+                format!("Can you check where my order {order} is?"),
+                vec![call(id(1), "lookup_order", json!({"order": order}))],
+                vec![r],
+                format!("Order {order} has shipped and should arrive on {date}."),
+            )
+        }
+        1 => {
+            let (to, date) = (pick(rng, DESTINATIONS), pick(rng, dates));
+            let flight = format!("MV{}", rng.random_range(100..1000));
+            (
+                format!("Find me a morning flight to {to} on {date}."),
+                vec![call(
+                    id(1),
+                    "search_flights",
+                    json!({"to": to, "date": date, "time": "morning"}),
+                )],
+                vec![result(
+                    id(1),
+                    json!({"flights": [{"number": flight, "departs": "08:40", "seats": 4}]}),
+                )],
+                format!(
+                    "The best morning option to {to} is {flight}, leaving at 08:40 with 4 seats left."
+                ),
+            )
+        }
+        _ => {
+            let a = rng.random_range(0..DESTINATIONS.len());
+            let b = (a + 1 + rng.random_range(0..DESTINATIONS.len() - 1)) % DESTINATIONS.len();
+            let (x, y) = (DESTINATIONS[a], DESTINATIONS[b]);
+            let (fx, fy) = (pick(rng, FORECASTS), pick(rng, FORECASTS));
+            (
+                format!("What is the weather tomorrow in {x} and in {y}?"),
+                vec![
+                    call(id(1), "get_forecast", json!({"city": x})),
+                    call(id(2), "get_forecast", json!({"city": y})),
+                ],
+                vec![
+                    result(id(1), json!({"city": x, "forecast": fx})),
+                    result(id(2), json!({"city": y, "forecast": fy})),
+                ],
+                format!("Tomorrow {x} has {fx} and {y} has {fy}."),
+            )
+        }
+    };
+    let mut out = vec![
+        json!({"role": "user", "content": user}),
+        json!({"role": "assistant", "tool_calls": calls}),
+    ];
+    out.extend(results);
+    out.push(json!({"role": "assistant", "content": answer}));
+    out
+}
+
 fn pick<'a>(rng: &mut ChaCha8Rng, items: &[&'a str]) -> &'a str {
     items[rng.random_range(0..items.len())]
 }
@@ -439,7 +547,20 @@ pub fn generate(o: &GenerateOptions) -> Result<Value, String> {
     let mut day = start_day;
     let mut minute = 0i64;
     let mut topic = rng.random_range(0..TOPICS.len());
-    for x in 0..exchanges {
+    // With tools: the order whose arrival a lookup plants, about a
+    // quarter of the way in.
+    let tool_fact = o
+        .tools
+        .then(|| (pick(&mut rng, ORDERS), pick(&mut rng, DATES), exchanges / 4));
+    // Other lookups and searches never name the planted date.
+    let dates: Vec<&str> = DATES
+        .iter()
+        .copied()
+        .filter(|d| tool_fact.is_none_or(|f| f.1 != *d))
+        .collect();
+    let (mut tool_calls, mut fact_planted, mut written) = (0, false, 0u32);
+    let mut x = 0;
+    while x < exchanges {
         if x % per_session == 0 {
             if !turns.is_empty() {
                 let id = format!("s{}", sessions.len() + 1);
@@ -455,6 +576,29 @@ pub fn generate(o: &GenerateOptions) -> Result<Value, String> {
             topic = rng.random_range(0..TOPICS.len());
         }
         let at = |m: i64| format_rfc3339(day * 86_400_000 + 9 * 3_600_000 + m * 60_000);
+        // A tool exchange takes two exchanges' place, within one session,
+        // where nothing is planted and no probe is due.
+        let free = |x: u32| (x as usize) < plan.len() && plan[x as usize].is_none();
+        let planted = tool_fact.filter(|f| x >= f.2 && !fact_planted);
+        if o.tools
+            && (planted.is_some() || rng.random_range(0..3) == 0)
+            && free(x)
+            && free(x + 1)
+            && (x + 1) % per_session != 0
+            && x + 1 != exchanges * 9 / 10
+        {
+            tool_calls += 1;
+            fact_planted |= planted.is_some();
+            let exchange = tool_exchange(&mut rng, x, planted.map(|p| (p.0, p.1)), &dates);
+            written += exchange.len() as u32;
+            for mut m in exchange {
+                m["at"] = json!(at(minute));
+                turns.push(m);
+                minute += 1;
+            }
+            x += 2;
+            continue;
+        }
         let (mut user, mut assistant) = chit_chat(&mut rng, topic);
         let mut user_plants: Vec<String> = Vec::new();
         if let Some((f, is_update)) = plan[x as usize] {
@@ -492,7 +636,9 @@ pub fn generate(o: &GenerateOptions) -> Result<Value, String> {
         turns.push(u);
         turns.push(json!({"role": "assistant", "content": assistant, "at": at(minute + 1)}));
         minute += 2;
-        if x + 1 == exchanges * 9 / 10 {
+        written += 2;
+        x += 1;
+        if x == exchanges * 9 / 10 {
             turns.push(json!({
                 "probe": "What is my favourite film?",
                 "id": "abstain-film",
@@ -506,14 +652,32 @@ pub fn generate(o: &GenerateOptions) -> Result<Value, String> {
     let start = format_rfc3339(day * 86_400_000 + 9 * 3_600_000);
     sessions.push(json!({"id": id, "start": start, "turns": turns}));
 
-    let probes = recurring_probes(&templates, &values, &updated, o.every);
+    let mut facts = facts;
+    let mut probes = recurring_probes(&templates, &values, &updated, o.every);
+    if let Some((order, date, _)) = tool_fact {
+        facts.push(json!({
+            "id": "order-eta",
+            "statement": format!("Order {order} arrives on {date} (from the order lookup)."),
+            "expect": [date],
+        }));
+        probes.push(json!({
+            "id": "ask-order-eta",
+            "probe": format!("When is my order {order} due to arrive?"),
+            "expects": ["order-eta"],
+            "answer": date,
+            "kind": "tool-result",
+            "every": o.every,
+        }));
+    }
 
     Ok(json!({
-        "format": 1,
+        "format": if o.tools { json!(1.1) } else { json!(1) },
         "name": o.name,
         "description": format!(
-            "Generated: {} messages over {} sessions, {} facts planted at spread-out depths, {} knowledge updates (seed {}).",
-            exchanges * 2, sessions.len(), templates.len(), updated.len(), o.seed
+            "Generated: {} messages over {} sessions, {} facts planted at spread-out depths, {} knowledge updates{} (seed {}).",
+            written, sessions.len(), templates.len(), updated.len(),
+            if o.tools { format!(", {tool_calls} tool-calling exchanges (one plants a fact)") } else { String::new() },
+            o.seed
         ),
         "system_prompt": "You are a friendly, practical assistant who remembers what the user tells you.",
         "facts": facts,
@@ -525,7 +689,7 @@ pub fn generate(o: &GenerateOptions) -> Result<Value, String> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::scenario::load_str;
+    use crate::scenario::{Role, load_str};
 
     fn opts(messages: u32, facts: u32, seed: u64) -> GenerateOptions {
         GenerateOptions {
@@ -535,6 +699,7 @@ mod tests {
             sessions: 3,
             every: 25,
             seed,
+            tools: false,
         }
     }
 
@@ -557,6 +722,25 @@ mod tests {
             generate(&opts(200, 8, 1)).unwrap(),
             generate(&opts(200, 8, 2)).unwrap()
         );
+    }
+
+    #[test]
+    fn generated_tool_scenarios_pair_calls_and_plant_from_a_result() {
+        for (m, seed) in [(40, 1), (1200, 7)] {
+            let o = GenerateOptions {
+                tools: true,
+                ..opts(m, 4, seed)
+            };
+            let v = generate(&o).unwrap();
+            assert_eq!(v, generate(&o).unwrap());
+            let s = load_str(&v.to_string(), std::path::Path::new("gen.json"))
+                .unwrap_or_else(|e| panic!("{e}"));
+            assert!(s.messages.len() as u32 >= m);
+            let tools = s.messages.iter().filter(|m| m.role == Role::Tool).count();
+            assert!(tools * 10 >= s.messages.len() / 2, "{tools} tool results");
+            let eta = s.facts.iter().find(|f| f.id == "order-eta").unwrap();
+            assert_eq!(s.message(eta.planted_by[0]).role, Role::Tool);
+        }
     }
 
     #[test]

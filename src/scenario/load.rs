@@ -10,12 +10,14 @@ use sha2::{Digest, Sha256};
 use super::json::{self, Json, Member, Node, Pos};
 use super::{
     DEFAULT_SYSTEM_PROMPT, Diagnostic, Fact, InputErrors, Listed, Message, Probe, Role, Scenario,
-    Session, Step,
+    Session, Step, ToolCall, Tools,
 };
 use crate::clock::{Millis, parse_rfc3339};
 use crate::text::suggestion;
+use std::sync::Arc;
 
 mod entries;
+mod tools;
 
 use entries::schedule;
 
@@ -37,7 +39,15 @@ const TOP_FIELDS: &[&str] = &[
 const SOURCE_FIELDS: &[&str] = &["dataset", "file", "id", "repairs", "excluded"];
 const FACT_FIELDS: &[&str] = &["id", "statement", "expect", "supersedes"];
 const SESSION_FIELDS: &[&str] = &["id", "start", "turns"];
-const MESSAGE_FIELDS: &[&str] = &["role", "content", "plants", "at"];
+const MESSAGE_FIELDS: &[&str] = &[
+    "role",
+    "content",
+    "plants",
+    "at",
+    "tool_calls",
+    "tool_call_id",
+];
+const TOOL_CALL_FIELDS: &[&str] = &["id", "name", "arguments"];
 const PROBE_FIELDS: &[&str] = &["probe", "id", "expects", "answer", "kind", "at"];
 const RECURRING_FIELDS: &[&str] = &["probe", "id", "expects", "answer", "kind", "every"];
 
@@ -201,6 +211,7 @@ pub fn load_str(text: &str, file: &Path) -> Result<Scenario, InputErrors> {
         file: file.to_path_buf(),
         errors: Vec::new(),
         time_nodes: HashMap::new(),
+        tool_nodes: HashMap::new(),
         message_entries: 0,
     };
     let scenario = cx.scenario(&root);
@@ -220,6 +231,9 @@ struct Checker {
     /// Where each timestamp stands, for "goes back in time" errors: keyed by
     /// message number, or by `u32::MAX - session` for session starts.
     time_nodes: HashMap<u32, (String, Pos)>,
+    /// Where each tool message or tool-calling message stands, by number,
+    /// for the rules that pair calls with results.
+    tool_nodes: HashMap<u32, (String, Pos)>,
     /// Entries written as messages, valid or not.
     message_entries: usize,
 }
@@ -334,15 +348,20 @@ impl Checker {
         self.unknown_fields(top, "$", TOP_FIELDS, "a scenario");
         let get = |k: &str| top.iter().find(|m| m.key == k).map(|m| &m.value);
 
-        if let Some(f) = get("format")
-            && let Some(v) = self.integer(f, "$.format")
-            && v != 1
-        {
-            self.error(
-                "$.format",
-                f.pos,
-                format!("format {v} is not supported: this memeval reads format 1"),
-            );
+        if let Some(f) = get("format") {
+            match f.value {
+                Json::Number(v) if v == 1.0 || v == 1.1 => {}
+                Json::Number(v) => self.error(
+                    "$.format",
+                    f.pos,
+                    format!("format {v} is not supported: this memeval reads formats 1 and 1.1"),
+                ),
+                ref other => self.error(
+                    "$.format",
+                    f.pos,
+                    format!("expected a number (1 or 1.1), found {}", other.type_name()),
+                ),
+            }
         }
         let name = match get("name") {
             None => {
@@ -424,6 +443,7 @@ impl Checker {
         }
 
         self.check_times(&sessions, &messages, &plan, &drafts);
+        self.check_tools(&messages, &plan, &drafts);
 
         self.plant(&mut facts, &messages, &fact_ids);
         if self.message_entries == 0 && !plan.is_empty() {

@@ -41,6 +41,9 @@ pub const DEFAULT_SYSTEM_PROMPT: &str = "You are a helpful assistant. Use what y
 pub enum Role {
     User,
     Assistant,
+    /// A tool's result, answering one call of the assistant message before
+    /// it (format 1.1).
+    Tool,
 }
 
 impl Role {
@@ -48,6 +51,7 @@ impl Role {
         match self {
             Role::User => "user",
             Role::Assistant => "assistant",
+            Role::Tool => "tool",
         }
     }
 
@@ -55,6 +59,7 @@ impl Role {
         match s {
             "user" => Some(Role::User),
             "assistant" => Some(Role::Assistant),
+            "tool" => Some(Role::Tool),
             _ => None,
         }
     }
@@ -81,6 +86,62 @@ pub struct Fact {
     pub phrases: Vec<u32>,
 }
 
+/// One tool call of an assistant message (format 1.1).
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct ToolCall {
+    /// Unique within the scenario; the tool message that answers it names it.
+    pub id: String,
+    pub name: String,
+    /// The arguments, as the JSON text the model wrote.
+    pub arguments: String,
+}
+
+/// What a message carries for tools (format 1.1): an assistant message's
+/// calls, or the call a tool message answers. Stored as this JSON (an
+/// array of calls, or `{"tool_call_id": ...}`).
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(untagged)]
+pub enum Tools {
+    Calls(Vec<ToolCall>),
+    Result { tool_call_id: String },
+}
+
+impl Tools {
+    /// The calls, where this is an assistant message's.
+    pub fn calls(&self) -> &[ToolCall] {
+        match self {
+            Tools::Calls(c) => c,
+            Tools::Result { .. } => &[],
+        }
+    }
+
+    /// The id of the call answered, where this is a tool message's.
+    pub fn answers(&self) -> Option<&str> {
+        match self {
+            Tools::Calls(_) => None,
+            Tools::Result { tool_call_id } => Some(tool_call_id),
+        }
+    }
+
+    /// Tokens the calls add to their message (0 for a tool message: its
+    /// content is its result).
+    pub fn tokens(&self, tok: &crate::tokens::Tokenizer) -> u32 {
+        tok.count_calls(
+            self.calls()
+                .iter()
+                .map(|c| (c.name.as_str(), c.arguments.as_str())),
+        )
+    }
+
+    pub fn to_json(&self) -> String {
+        serde_json::to_string(self).expect("tools serialize")
+    }
+
+    pub fn from_json(text: &str) -> Option<Tools> {
+        serde_json::from_str(text).ok()
+    }
+}
+
 #[derive(Debug, Clone)]
 pub struct Message {
     /// 1-based, across sessions.
@@ -89,6 +150,9 @@ pub struct Message {
     pub role: Role,
     /// `None` for an assistant reply the chat backend must generate.
     pub content: Option<std::sync::Arc<str>>,
+    /// Tool calls (an assistant message) or the call answered (a tool
+    /// message).
+    pub tool: Option<std::sync::Arc<Tools>>,
     /// Indexes into `Scenario::facts`.
     pub plants: Vec<usize>,
     pub at: Option<Millis>,
@@ -237,6 +301,15 @@ pub struct Source {
     pub excluded: Vec<String>,
 }
 
+impl Message {
+    /// Tokens of the message besides its per-message overhead: its content
+    /// and its tool calls (0 content where generated).
+    pub fn tokens(&self, tok: &crate::tokens::Tokenizer) -> u32 {
+        self.content.as_ref().map_or(0, |c| tok.count(c))
+            + self.tool.as_ref().map_or(0, |t| t.tokens(tok))
+    }
+}
+
 impl Scenario {
     pub fn message(&self, number: u32) -> &Message {
         &self.messages[number as usize - 1]
@@ -259,6 +332,20 @@ impl Scenario {
                 now
             })
             .collect()
+    }
+
+    /// Whether the model is called after message `n`: after a user
+    /// message, and after a tool call's last result (the results go back
+    /// to the model).
+    pub fn calls_after(&self, n: u32) -> bool {
+        match self.message(n).role {
+            Role::User => true,
+            Role::Tool => self
+                .messages
+                .get(n as usize)
+                .is_none_or(|next| next.role != Role::Tool),
+            Role::Assistant => false,
+        }
     }
 
     /// Number of probe asks the replay will make.

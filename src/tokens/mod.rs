@@ -43,6 +43,9 @@ static R50K: Bpe = Bpe::new(ranks!("r50k_base"), PATTERN_50K);
 pub const MESSAGE_OVERHEAD: u32 = 3;
 /// Tokens that prime the assistant's reply, once per call.
 pub const REPLY_PRIMING: u32 = 3;
+/// Tokens of formatting around each tool call of an assistant message (as
+/// a message's: the call is rendered to the model as its own block).
+pub const TOOL_CALL_OVERHEAD: u32 = 3;
 
 /// Counts tokens with one encoding. Cheap to copy; the rank tables are part
 /// of the binary.
@@ -203,6 +206,17 @@ impl Tokenizer {
     /// Tokens of a text sent as one chat message, overhead included.
     pub fn count_message(&self, text: &str) -> u32 {
         self.count(text) + MESSAGE_OVERHEAD
+    }
+
+    /// Tokens of an assistant message's tool calls, given as (name,
+    /// arguments): each call's name and arguments as text plus
+    /// [`TOOL_CALL_OVERHEAD`]. (The call's id is the API's bookkeeping, not
+    /// shown to the model.)
+    pub fn count_calls<'a>(&self, calls: impl IntoIterator<Item = (&'a str, &'a str)>) -> u32 {
+        calls
+            .into_iter()
+            .map(|(name, arguments)| self.count(name) + self.count(arguments) + TOOL_CALL_OVERHEAD)
+            .sum()
     }
 
     /// Cuts a text to at most `limit` tokens (on a token boundary that is

@@ -50,6 +50,8 @@ pub struct Stats {
     pub prompts: Mutex<Vec<String>>,
     /// The last user message of every chat request (a probe's question).
     pub last_prompts: Mutex<Vec<String>>,
+    /// Every chat request's messages, as sent.
+    pub chats: Mutex<Vec<Vec<Value>>>,
 }
 
 pub struct Server {
@@ -313,6 +315,7 @@ fn answer(
         .unwrap_or("")
         .to_string();
     stats.prompts.lock().unwrap().push(first_user.clone());
+    stats.chats.lock().unwrap().push(messages.clone());
     stats.last_prompts.lock().unwrap().push(last_user.clone());
     let json_mode = body["response_format"]["type"] == "json_object";
     let content = if json_mode {

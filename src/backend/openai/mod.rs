@@ -33,9 +33,11 @@ use async_openai::config::OpenAIConfig;
 use async_openai::error::OpenAIError;
 use async_openai::middleware::{HttpRequestFactory, ReqwestService};
 use async_openai::types::chat::{
+    ChatCompletionMessageToolCall, ChatCompletionMessageToolCalls,
     ChatCompletionRequestAssistantMessage, ChatCompletionRequestMessage,
-    ChatCompletionRequestSystemMessage, ChatCompletionRequestUserMessage,
-    CreateChatCompletionRequest, CreateChatCompletionResponse, ResponseFormat,
+    ChatCompletionRequestSystemMessage, ChatCompletionRequestToolMessage,
+    ChatCompletionRequestUserMessage, CreateChatCompletionRequest, CreateChatCompletionResponse,
+    FunctionCall, ResponseFormat,
 };
 use async_openai::types::embeddings::{
     CreateEmbeddingRequest, CreateEmbeddingResponse, EmbeddingInput,
@@ -50,7 +52,7 @@ use super::{
 };
 use crate::config::prices::{self, Price};
 use crate::config::{Config, OpenAiConfig};
-use crate::scenario::Role;
+use crate::scenario::{Role, Tools};
 use crate::tokens::{REPLY_PRIMING, Tokenizer};
 
 use super::cache::{Cache, hash_key};
@@ -288,6 +290,37 @@ async fn counted<T>(fut: impl Future<Output = T>) -> (T, u32) {
         .await
 }
 
+/// One message of a request: a role and its content as text, or a
+/// transcript's message with its tool calls or the call it answers.
+trait Sent {
+    fn role(&self) -> ChatRole;
+    fn content(&self) -> &str;
+    fn tool(&self) -> Option<&Tools> {
+        None
+    }
+}
+
+impl Sent for (ChatRole, &str) {
+    fn role(&self) -> ChatRole {
+        self.0
+    }
+    fn content(&self) -> &str {
+        self.1
+    }
+}
+
+impl Sent for ChatMessage {
+    fn role(&self) -> ChatRole {
+        self.role
+    }
+    fn content(&self) -> &str {
+        ChatMessage::content(self)
+    }
+    fn tool(&self) -> Option<&Tools> {
+        self.tool.as_deref()
+    }
+}
+
 /// A chat model behind the API.
 #[derive(Clone)]
 struct Chat {
@@ -304,22 +337,54 @@ struct Reply {
 }
 
 impl Chat {
-    fn request(
+    fn request<M: Sent>(
         &self,
-        messages: &[(ChatRole, &str)],
+        messages: &[M],
         temperature: f32,
         max_tokens: u32,
         json: bool,
     ) -> CreateChatCompletionRequest {
         let messages = messages
             .iter()
-            .map(|&(role, content)| -> ChatCompletionRequestMessage {
-                match role {
-                    ChatRole::System => ChatCompletionRequestSystemMessage::from(content).into(),
-                    ChatRole::User => ChatCompletionRequestUserMessage::from(content).into(),
-                    ChatRole::Assistant => {
+            .map(|m| -> ChatCompletionRequestMessage {
+                let content = m.content();
+                match (m.role(), m.tool()) {
+                    (ChatRole::System, _) => {
+                        ChatCompletionRequestSystemMessage::from(content).into()
+                    }
+                    (ChatRole::User, _) => ChatCompletionRequestUserMessage::from(content).into(),
+                    (ChatRole::Assistant, Some(Tools::Calls(calls))) => {
+                        ChatCompletionRequestAssistantMessage {
+                            // "Required unless tool_calls is specified."
+                            content: (!content.is_empty()).then(|| content.into()),
+                            tool_calls: Some(
+                                calls
+                                    .iter()
+                                    .map(|c| {
+                                        ChatCompletionMessageToolCalls::Function(
+                                            ChatCompletionMessageToolCall {
+                                                id: c.id.clone(),
+                                                function: FunctionCall {
+                                                    name: c.name.clone(),
+                                                    arguments: c.arguments.clone(),
+                                                },
+                                            },
+                                        )
+                                    })
+                                    .collect(),
+                            ),
+                            ..Default::default()
+                        }
+                        .into()
+                    }
+                    (ChatRole::Assistant, _) => {
                         ChatCompletionRequestAssistantMessage::from(content).into()
                     }
+                    (ChatRole::Tool, tool) => ChatCompletionRequestToolMessage {
+                        content: content.into(),
+                        tool_call_id: tool.and_then(Tools::answers).unwrap_or_default().into(),
+                    }
+                    .into(),
                 }
             })
             .collect();
@@ -342,10 +407,10 @@ impl Chat {
     }
 
     /// One chat completion, from the cache when it holds this request.
-    fn complete(
+    fn complete<M: Sent>(
         &self,
         kind: CallKind,
-        messages: &[(ChatRole, &str)],
+        messages: &[M],
         temperature: f32,
         max_tokens: u32,
         json: bool,
@@ -357,7 +422,9 @@ impl Chat {
         let key = hash_key(&[&api.base_url, "chat/completions", &body]);
         let local_input = messages
             .iter()
-            .map(|(_, c)| api.tok.count_message(c))
+            .map(|m| {
+                api.tok.count_message(m.content()) + m.tool().map_or(0, |t| t.tokens(&api.tok))
+            })
             .sum::<u32>()
             + REPLY_PRIMING;
         let start = Instant::now();

@@ -20,7 +20,7 @@ impl Summarizer for ChatSummarizer {
         let prompt = self.template.render(req.prior, req.messages);
         let r = self.chat.complete(
             CallKind::Summarize,
-            &[(ChatRole::User, &prompt)],
+            &[(ChatRole::User, prompt.as_str())],
             0.1,
             req.max_tokens,
             false,
@@ -89,15 +89,9 @@ impl Responder for ChatResponder {
         _query: &str,
         calls: &mut Calls,
     ) -> Result<String, BackendError> {
-        let messages: Vec<(ChatRole, &str)> = call.iter().map(|m| (m.role, m.content())).collect();
-        let r = self.chat.complete(
-            kind,
-            &messages,
-            self.temperature,
-            self.max_tokens,
-            false,
-            calls,
-        )?;
+        let r = self
+            .chat
+            .complete(kind, call, self.temperature, self.max_tokens, false, calls)?;
         Ok(r.text.trim().to_string())
     }
 }

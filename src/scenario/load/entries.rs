@@ -191,16 +191,26 @@ impl Checker {
                     self.error(
                         &format!("{path}.role"),
                         role_node.pos,
-                        format!("role {r:?} is not \"user\" or \"assistant\""),
+                        format!("role {r:?} is not \"user\", \"assistant\" or \"tool\""),
                     );
                 }
                 role
             });
+        let tool = self.message_tools(obj, pos, path, role, count as u32 + 1);
+        let calls = matches!(tool.as_deref(), Some(Tools::Calls(_)));
         let content = match get("content") {
             Some(n) => self.non_empty_string(n, &format!("{path}.content")),
+            // A tool-calling message's text may be empty; it is not generated.
+            None if calls => Some(String::new()),
             None => {
-                if role == Some(Role::User) {
-                    self.error(path, pos, "a user message needs \"content\"");
+                match role {
+                    Some(Role::User) => self.error(path, pos, "a user message needs \"content\""),
+                    Some(Role::Tool) => self.error(
+                        path,
+                        pos,
+                        "a tool message needs \"content\" (the tool's result)",
+                    ),
+                    _ => {}
                 }
                 None
             }
@@ -209,7 +219,7 @@ impl Checker {
         if let Some(n) = get("plants") {
             let ppath = format!("{path}.plants");
             if let Some(items) = self.array(n, &ppath) {
-                if role == Some(Role::Assistant) && get("content").is_none() {
+                if role == Some(Role::Assistant) && get("content").is_none() && !calls {
                     self.error(
                         &ppath,
                         n.pos,
@@ -252,6 +262,7 @@ impl Checker {
             session,
             role: role?,
             content: content.map(Into::into),
+            tool,
             plants,
             at,
         })
@@ -561,17 +572,37 @@ pub(super) fn schedule(
         })
     };
     let mut steps = Vec::new();
+    // Probes due after a tool call or a result that more results follow
+    // wait for the last result: nobody asks between a call and its results.
+    let mut waiting: Vec<usize> = Vec::new();
+    let mut ask = |n: u32, steps: &mut Vec<Step>| {
+        for probe in due(n) {
+            if !waiting.contains(&probe) {
+                waiting.push(probe);
+            }
+        }
+        let open = messages
+            .get(n as usize)
+            .is_some_and(|m| m.role == Role::Tool);
+        if !open {
+            steps.extend(
+                waiting
+                    .drain(..)
+                    .map(|probe| Step::Probe { probe, turn: n }),
+            );
+        }
+    };
     let mut pending: Option<u32> = None;
     for (si, entries) in plan.iter().enumerate() {
         if let Some(n) = pending.take() {
-            steps.extend(due(n).map(|probe| Step::Probe { probe, turn: n }));
+            ask(n, &mut steps);
         }
         steps.push(Step::Session(si));
         for e in entries {
             match *e {
                 Err(n) => {
                     if let Some(p) = pending.take() {
-                        steps.extend(due(p).map(|probe| Step::Probe { probe, turn: p }));
+                        ask(p, &mut steps);
                     }
                     steps.push(Step::Message(n));
                     pending = Some(n);
@@ -584,7 +615,7 @@ pub(super) fn schedule(
         }
     }
     if let Some(n) = pending {
-        steps.extend(due(n).map(|probe| Step::Probe { probe, turn: n }));
+        ask(n, &mut steps);
     }
     steps
 }

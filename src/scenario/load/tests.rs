@@ -165,3 +165,155 @@ fn an_imported_scenarios_source_is_read_and_checked() {
     assert!(e.contains("$.source") && e.contains("\"repair\""), "{e}");
     assert!(e.contains("$.source.excluded"), "{e}");
 }
+
+/// The errors of a scenario whose turns are `turns`, as printed.
+fn errors(turns: &str) -> String {
+    let text = format!(r#"{{"format": 1.1, "name": "t", "turns": [{turns}]}}"#);
+    match load_str(&text, Path::new("t.json")) {
+        Ok(_) => String::new(),
+        Err(e) => e.to_string(),
+    }
+}
+
+const CALL: &str = r#"{"role": "assistant", "tool_calls": [{"id": "c1", "name": "lookup", "arguments": "{\"q\": 1}"}, {"id": "c2", "name": "lookup", "arguments": "{}"}]}"#;
+
+#[test]
+fn tool_calls_and_results_are_read_and_paired() {
+    let s = load(&format!(
+        r#"{{"format": 1.1, "name": "t", "facts": [{{"id": "f", "expect": ["42"]}}], "turns": [
+            {{"role": "user", "content": "look it up"}}, {CALL},
+            {{"role": "tool", "tool_call_id": "c2", "content": "none"}},
+            {{"role": "tool", "tool_call_id": "c1", "content": "42", "plants": ["f"]}},
+            {{"role": "assistant"}}],
+           "probes": [{{"id": "r", "probe": "?", "expects": [], "every": 1}}]}}"#
+    ));
+    let m = &s.messages;
+    assert_eq!(m[1].role, Role::Assistant);
+    assert_eq!(m[1].content.as_deref(), Some(""));
+    let calls = m[1].tool.as_deref().unwrap().calls();
+    assert_eq!(
+        (calls[0].name.as_str(), calls[0].arguments.as_str()),
+        ("lookup", r#"{"q": 1}"#)
+    );
+    assert_eq!(m[2].role, Role::Tool);
+    assert_eq!(m[3].tool.as_deref().unwrap().answers(), Some("c1"));
+    assert_eq!(s.facts[0].planted_by, vec![4]);
+    // The generated reply stays generated.
+    assert!(m[4].content.is_none());
+    // Nobody asks between a call and its results: the asks due at
+    // messages 2 and 3 wait for the last result (asked once there).
+    assert_eq!(asked(&s, "r"), vec![4, 5]);
+    // The spool's codec carries them.
+    let mut bytes = Vec::new();
+    crate::scenario::codec::encode(&s, &mut bytes);
+    let back = crate::scenario::codec::decode(&bytes).unwrap();
+    assert_eq!(back.messages[1].tool, m[1].tool);
+    assert_eq!(back.messages[3].tool, m[3].tool);
+}
+
+#[test]
+fn misplaced_tool_messages_are_errors_naming_their_place() {
+    let user = r#"{"role": "user", "content": "u"}"#;
+    let result =
+        |id: &str| format!(r#"{{"role": "tool", "tool_call_id": "{id}", "content": "r"}}"#);
+    for (turns, want) in [
+        // A result first: no call before it.
+        (
+            result("c1"),
+            r#"answers call "c1", which no assistant message makes"#,
+        ),
+        // A call left without one of its results.
+        (
+            format!("{user}, {CALL}, {}, {user}", result("c1")),
+            r#"call "c2" (lookup) gets no result before the next message"#,
+        ),
+        (
+            format!("{user}, {CALL}, {}", result("c1")),
+            "gets no result before its session ends",
+        ),
+        // A probe between a call and its results.
+        (
+            format!(
+                r#"{user}, {CALL}, {{"probe": "?", "expects": []}}, {}, {}"#,
+                result("c1"),
+                result("c2")
+            ),
+            "a probe cannot be asked between a tool call and its result",
+        ),
+        // A result after another message.
+        (
+            format!(
+                "{user}, {CALL}, {}, {}, {user}, {}",
+                result("c1"),
+                result("c2"),
+                result("c1")
+            ),
+            r#"answers call "c1" of message 2, but a tool message must follow"#,
+        ),
+        // Answered twice.
+        (
+            format!(
+                "{user}, {CALL}, {}, {}, {}",
+                result("c1"),
+                result("c1"),
+                result("c2")
+            ),
+            r#"call "c1" is already answered"#,
+        ),
+        // Fields on the wrong role, and missing ones.
+        (
+            r#"{"role": "user", "content": "u", "tool_call_id": "x"}"#.to_string(),
+            "only a tool message answers a tool call",
+        ),
+        (
+            r#"{"role": "user", "content": "u", "tool_calls": []}"#.to_string(),
+            "only an assistant message makes tool calls",
+        ),
+        (
+            r#"{"role": "tool", "content": "r"}"#.to_string(),
+            "a tool message needs \"tool_call_id\"",
+        ),
+        (
+            r#"{"role": "tool", "tool_call_id": "x"}"#.to_string(),
+            "a tool message needs \"content\"",
+        ),
+        (
+            format!(r#"{user}, {{"role": "assistant", "tool_calls": []}}"#),
+            "must list at least one call",
+        ),
+        (
+            format!(
+                r#"{user}, {{"role": "assistant", "tool_calls": [{{"id": "c", "name": "f", "arguments": "{{oops"}}]}}, {}"#,
+                result("c")
+            ),
+            "is not JSON text",
+        ),
+        (
+            format!(
+                r#"{user}, {{"role": "assistant", "tool_calls": [{{"id": "c", "name": "f"}}]}}"#
+            ),
+            "missing required field \"arguments\"",
+        ),
+        (
+            format!(
+                "{user}, {CALL}, {}, {}, {user}, {CALL}, {}, {}",
+                result("c1"),
+                result("c2"),
+                result("c1"),
+                result("c2")
+            ),
+            r#"call id "c1" is already used by message 2"#,
+        ),
+    ] {
+        let got = errors(&turns);
+        assert!(got.contains(want), "{turns}\nwanted {want:?}, got:\n{got}");
+        assert!(got.contains("t.json:"), "{got}");
+    }
+    // Format 1.1 is read; 1.2 is not.
+    assert!(errors(user).is_empty());
+    let text = format!(r#"{{"format": 1.2, "name": "t", "turns": [{user}]}}"#);
+    let e = load_str(&text, Path::new("t.json"))
+        .unwrap_err()
+        .to_string();
+    assert!(e.contains("format 1.2 is not supported"), "{e}");
+}
