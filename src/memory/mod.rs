@@ -280,8 +280,11 @@ impl Context {
 
     /// What a provider would reject in this call's messages (see
     /// [`malformed`]), after transcript `t`; `asked`: a question follows
-    /// them (a probe's). The buffer is read from the transcript where it
-    /// is not listed (it is then its suffix).
+    /// them (a probe's). Where the buffer is not listed it is the
+    /// transcript's suffix, and the transcript is well formed (the loader
+    /// pairs calls and results; a question is never asked between them):
+    /// such a buffer can only open with results cut from their call, which
+    /// is all that is counted then (at no cost on a long transcript).
     pub fn malformed(&self, t: &Transcript, asked: bool) -> u32 {
         let last = match asked {
             true => u32::MAX,
@@ -296,12 +299,10 @@ impl Context {
             )
         } else {
             let from = t.len() - (self.buffer_messages as usize).min(t.len());
-            malformed(
-                t.entries()[from..]
-                    .iter()
-                    .map(|e| (e.number, e.role, e.tool.as_deref())),
-                last,
-            )
+            t.entries()[from..]
+                .iter()
+                .take_while(|e| e.role == Role::Tool)
+                .count() as u32
         }
     }
 }

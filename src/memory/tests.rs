@@ -526,6 +526,23 @@ fn tool_calls_stay_with_their_results_in_every_strategy() {
             if name != "buffer" {
                 assert!(cut, "{name} seed {seed}: nothing was ever cut");
             }
+            if name == "buffer" {
+                // A buffer cut anywhere: counted from the transcript where
+                // it is not listed, as by the full check where it is.
+                for from in 0..t.len() {
+                    let listed = env.context(&t, from, None, Vec::new());
+                    env.list_buffer = false;
+                    let unlisted = env.context(&t, from, None, Vec::new());
+                    env.list_buffer = true;
+                    assert!(unlisted.buffer.is_empty());
+                    let want = t.entries()[from..]
+                        .iter()
+                        .take_while(|e| e.role == Role::Tool)
+                        .count() as u32;
+                    assert_eq!(listed.malformed(&t, false), want, "from {from}");
+                    assert_eq!(unlisted.malformed(&t, false), want, "from {from}");
+                }
+            }
             if matches!(name, "vector" | "hybrid") {
                 assert!(
                     retrieved_results > 0,
