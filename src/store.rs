@@ -177,6 +177,20 @@ impl Store {
         c.pragma_update(None, "synchronous", "OFF")
             .and_then(|()| c.pragma_update(None, "journal_mode", "WAL"))
             .and_then(|()| c.execute_batch(&format!("BEGIN;{SCHEMA}COMMIT;")))
+            .and_then(|()| {
+                // A store written before tool calls (a run folder resumed by
+                // this version) gains their column, empty for its messages.
+                let has_tool: bool = c.query_row(
+                    "SELECT COUNT(*) FROM pragma_table_info('messages') WHERE name = 'tool'",
+                    [],
+                    |r| r.get(0),
+                )?;
+                if has_tool {
+                    Ok(())
+                } else {
+                    c.execute_batch("ALTER TABLE messages ADD COLUMN tool TEXT")
+                }
+            })
             .and_then(|()| c.pragma_update(None, "synchronous", "NORMAL"))
             .map_err(|e| store.err(e))?;
         Ok(store)
@@ -644,6 +658,36 @@ impl Journal {
 #[cfg(test)]
 mod vector_tests {
     use super::*;
+
+    #[test]
+    fn a_store_from_before_tool_calls_gains_their_column_and_keeps_its_messages() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("memory.sqlite");
+        {
+            let c = Connection::open(&path).unwrap();
+            c.execute_batch(
+                "CREATE TABLE messages (ns TEXT NOT NULL, owner TEXT NOT NULL,
+                     number INTEGER NOT NULL, role TEXT NOT NULL, content TEXT NOT NULL,
+                     tokens INTEGER NOT NULL, at_ms INTEGER, embedding BLOB,
+                     PRIMARY KEY (ns, number)) WITHOUT ROWID;
+                 INSERT INTO messages VALUES ('u/window', 'u', 1, 'user', 'hi', 1, NULL, NULL);",
+            )
+            .unwrap();
+        }
+        let mut store = Store::create(&path).unwrap();
+        let calls = Tools::Calls(vec![crate::scenario::ToolCall {
+            id: "c1".into(),
+            name: "lookup".into(),
+            arguments: "{}".into(),
+        }]);
+        let e = Entry::new(2, Role::Assistant, "".into(), 5, "u".into(), None)
+            .with_tool(Some(Arc::new(calls.clone())));
+        store.save("u/window", &[e], &[]).unwrap();
+        let (t, _) = store.load("u/window").unwrap();
+        assert_eq!(t.len(), 2);
+        assert_eq!(t.get(0).tool, None);
+        assert_eq!(t.get(1).tool.as_deref(), Some(&calls));
+    }
 
     #[test]
     fn vectors_round_trip_dense_and_sparse() {
