@@ -372,6 +372,14 @@ pub fn retrieved_line(role: Role, content: &str, tool: Option<&Tools>, out: &mut
     out.push('[');
     out.push_str(role.as_str());
     out.push_str("]: ");
+    message_text(content, tool, out);
+    out.push('\n');
+}
+
+/// A message's text as a memory shows it in its own words (the retrieved
+/// block, a summary's request): its content, then its tool calls as
+/// `[call name(arguments)]`.
+pub fn message_text(content: &str, tool: Option<&Tools>, out: &mut String) {
     out.push_str(content);
     for (i, c) in tool.map_or(&[][..], Tools::calls).iter().enumerate() {
         if i > 0 || !content.is_empty() {
@@ -383,7 +391,6 @@ pub fn retrieved_line(role: Role, content: &str, tool: Option<&Tools>, out: &mut
         out.push_str(&c.arguments);
         out.push_str(")]");
     }
-    out.push('\n');
 }
 
 /// Whether a content's line in the retrieved block has the same tokens

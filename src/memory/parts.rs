@@ -81,10 +81,9 @@ impl Summarizing {
             .iter()
             .map(|e| {
                 let tool = e.tool.as_deref().filter(|t| !t.calls().is_empty())?;
-                let mut line = String::new();
-                super::retrieved_line(e.role, e.content(), Some(tool), &mut line);
-                let prefix = e.role.as_str().len() + 4;
-                Some(line[prefix..line.len() - 1].to_string())
+                let mut text = String::new();
+                super::message_text(e.content(), Some(tool), &mut text);
+                Some(text)
             })
             .collect();
         let folded: Vec<Covered<'_>> = t.entries()[from..to]
