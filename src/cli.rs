@@ -10,8 +10,8 @@ use std::process::ExitCode;
 use clap::{Parser, Subcommand};
 
 use crate::commands::{
-    Failure, baseline, budget, gate, generate, import, judge_check, merge, report, run, sweep,
-    validate,
+    Failure, baseline, budget, gate, generate, import, inspect, judge_check, merge, report, run,
+    sweep, validate,
 };
 
 #[derive(Parser, Debug)]
@@ -60,6 +60,8 @@ pub enum Command {
     Import(import::ImportArgs),
     /// Show where the tokens of one call go: system, summary, retrieved, buffer
     Budget(budget::BudgetArgs),
+    /// Show the context of any call of a finished run, rebuilt from its memory.sqlite
+    Inspect(inspect::InspectArgs),
     /// Measure the configured judge: false accepts and false rejects on a labelled set
     JudgeCheck(judge_check::JudgeCheckArgs),
     /// Combine the output folders of `run --shard` into one run
@@ -95,6 +97,7 @@ pub fn main() -> ExitCode {
         Command::Report { run } => report::cmd_report(&run),
         Command::Merge { runs, out, force } => merge::cmd_merge(&runs, &out, force),
         Command::Budget(args) => budget::cmd_budget(&args),
+        Command::Inspect(args) => inspect::cmd_inspect(&args),
         Command::JudgeCheck(args) => judge_check::cmd_judge_check(&args),
         Command::Import(args) => import::cmd_import(&args),
     };

@@ -208,6 +208,18 @@ impl Store {
         Ok(Store { conn, path })
     }
 
+    /// Opens a finished run's store to read, never to write: a file
+    /// that is not there is an error, not a new store.
+    pub fn read_only(path: &Path) -> Result<Store, StoreError> {
+        let p = path.display().to_string();
+        let conn = Connection::open_with_flags(path, rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY)
+            .map_err(|source| StoreError {
+                path: p.clone(),
+                source,
+            })?;
+        Ok(Store { conn, path: p })
+    }
+
     fn err(&self, source: rusqlite::Error) -> StoreError {
         StoreError {
             path: self.path.clone(),
@@ -312,18 +324,30 @@ impl Store {
 
     /// Loads a memory's transcript and latest summary.
     pub fn load(&self, ns: &str) -> Result<(Transcript, Option<Arc<SummaryState>>), StoreError> {
+        self.load_at(ns, u32::MAX)
+    }
+
+    /// Loads a memory as it was after message `upto`: the messages up to
+    /// it, and the latest summary written by then.
+    pub fn load_at(
+        &self,
+        ns: &str,
+        upto: u32,
+    ) -> Result<(Transcript, Option<Arc<SummaryState>>), StoreError> {
         let mut t = Transcript::new();
         let mut stmt = self
             .conn
             .prepare_cached(
                 "SELECT owner, number, role, content, tokens, at_ms, embedding, tool
-                 FROM messages WHERE ns = ?1 ORDER BY number",
+                 FROM messages WHERE ns = ?1 AND number <= ?2 ORDER BY number",
             )
             .map_err(|e| self.err(e))?;
         // Read in place (no string or blob copied before it is kept), and
         // one owner shared by the rows that name the same one.
         let mut owner: Arc<str> = Arc::from("");
-        let mut rows = stmt.query([ns]).map_err(|e| self.err(e))?;
+        let mut rows = stmt
+            .query(rusqlite::params![ns, upto])
+            .map_err(|e| self.err(e))?;
         while let Some(r) = rows.next().map_err(|e| self.err(e))? {
             let text = |i: usize| r.get_ref(i).and_then(|v| Ok(v.as_str()?));
             let row = (|| {
@@ -352,31 +376,46 @@ impl Store {
         let summary = self
             .conn
             .query_row(
-                "SELECT idx, owner, turn, covered_from, covered_to, content, tokens,
-                        system_message_tokens, input_tokens, output_tokens
-                 FROM summaries WHERE ns = ?1 ORDER BY idx DESC LIMIT 1",
-                [ns],
-                |r| {
-                    Ok(SummaryState {
-                        index: r.get(0)?,
-                        owner: Arc::from(r.get::<_, String>(1)?),
-                        turn: r.get(2)?,
-                        covered_from: r.get(3)?,
-                        covered_to: r.get(4)?,
-                        read: Arc::new(crate::text::Reading::new(Arc::from(
-                            r.get_ref(5)?.as_str()?,
-                        ))),
-                        tokens: r.get(6)?,
-                        system_message_tokens: r.get(7)?,
-                        input_tokens: r.get(8)?,
-                        output_tokens: r.get(9)?,
-                    })
-                },
+                &format!("{SUMMARY_ROW} WHERE ns = ?1 AND turn <= ?2 ORDER BY idx DESC LIMIT 1"),
+                rusqlite::params![ns, upto],
+                summary_state,
             )
             .optional()
             .map_err(|e| self.err(e))?;
         Ok((t, summary.map(Arc::new)))
     }
+
+    /// Every summary of a memory, in order of writing.
+    pub fn summaries(&self, ns: &str) -> Result<Vec<SummaryState>, StoreError> {
+        let mut stmt = self
+            .conn
+            .prepare_cached(&format!("{SUMMARY_ROW} WHERE ns = ?1 ORDER BY idx"))
+            .map_err(|e| self.err(e))?;
+        let rows = stmt
+            .query_map([ns], summary_state)
+            .and_then(|rows| rows.collect::<Result<Vec<_>, _>>());
+        rows.map_err(|e| self.err(e))
+    }
+}
+
+const SUMMARY_ROW: &str = "SELECT idx, owner, turn, covered_from, covered_to, content, tokens,
+        system_message_tokens, input_tokens, output_tokens FROM summaries";
+
+fn summary_state(r: &rusqlite::Row<'_>) -> rusqlite::Result<SummaryState> {
+    Ok(SummaryState {
+        index: r.get(0)?,
+        owner: Arc::from(r.get::<_, String>(1)?),
+        turn: r.get(2)?,
+        covered_from: r.get(3)?,
+        covered_to: r.get(4)?,
+        read: Arc::new(crate::text::Reading::new(Arc::from(
+            r.get_ref(5)?.as_str()?,
+        ))),
+        tokens: r.get(6)?,
+        system_message_tokens: r.get(7)?,
+        input_tokens: r.get(8)?,
+        output_tokens: r.get(9)?,
+    })
 }
 
 /// The journal of a run in progress: what it is (its configuration and

@@ -46,7 +46,7 @@ fn bar(tokens: u32, budget: u32) -> String {
 }
 
 /// A bar capped at the budget, with a mark where the value goes beyond it.
-fn capped_bar(tokens: u32, budget: u32) -> String {
+pub(super) fn capped_bar(tokens: u32, budget: u32) -> String {
     let mut s = bar(tokens.min(budget), budget);
     if tokens > budget {
         s.push_str("▶ over");
@@ -54,7 +54,7 @@ fn capped_bar(tokens: u32, budget: u32) -> String {
     s
 }
 
-fn pct(tokens: u32, budget: u32) -> String {
+pub(super) fn pct(tokens: u32, budget: u32) -> String {
     format!(
         "{:.1}%",
         f64::from(tokens) / f64::from(budget.max(1)) * 100.0

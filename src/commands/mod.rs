@@ -8,6 +8,7 @@ pub mod budget;
 pub mod gate;
 pub mod generate;
 pub mod import;
+pub mod inspect;
 pub mod judge_check;
 pub mod merge;
 pub mod report;

@@ -590,7 +590,30 @@ pub struct Env<'a> {
     pub calls: Calls,
 }
 
-impl Env<'_> {
+impl<'a> Env<'a> {
+    /// The environment of one memory: a conversation with `system_prompt`.
+    pub fn new(
+        tok: Tokenizer,
+        backend: &'a Backend,
+        params: &'a Params,
+        system_prompt: &str,
+        timed: bool,
+    ) -> Env<'a> {
+        Env {
+            tok,
+            backend,
+            params,
+            system_prompt: system_prompt.into(),
+            system_prompt_tokens: tok.count(system_prompt),
+            retrieved_header_tokens: tok.count(RETRIEVED_HEADER),
+            list_buffer: true,
+            usage: Usage::default(),
+            summaries: Vec::new(),
+            times: StageTimes::new(timed),
+            calls: Vec::new(),
+        }
+    }
+
     /// Embeds one text, counting its tokens. A failed call (recorded in
     /// `calls`) gives an empty vector, which matches nothing.
     pub fn embed(&mut self, text: &str, analysis: Option<&Analysis>, tokens: u32) -> Embedding {

@@ -154,6 +154,21 @@ pub struct ProbeRow {
     /// As turns.csv's `malformed`, for the probe's context and question.
     #[serde(default)]
     pub malformed: u32,
+    /// The probe's context by section, as turns.csv's columns of the same
+    /// names.
+    #[serde(default)]
+    pub tokens_system: u32,
+    #[serde(default)]
+    pub tokens_summary: u32,
+    #[serde(default)]
+    pub tokens_retrieved: u32,
+    #[serde(default)]
+    pub tokens_buffer: u32,
+    /// The scores of `context_retrieved`'s messages, in its order,
+    /// `;`-separated (a keyword fallback's, or a plugin's where it gave
+    /// them; empty where a message has none).
+    #[serde(default)]
+    pub retrieved_scores: String,
 }
 
 /// The retrieval columns of probes.csv, in their order: by turn, then by
@@ -174,6 +189,27 @@ pub const RETRIEVAL_COLUMNS: [&str; 12] = [
 ];
 
 impl ProbeRow {
+    /// Fills the columns that say what the probe's context held: its
+    /// size by section, its summary, its retrieved messages (best first,
+    /// with their scores) and its buffer.
+    pub fn set_context(&mut self, ctx: &crate::memory::Context) {
+        self.context_tokens = ctx.total();
+        self.tokens_system = ctx.tokens_system;
+        self.tokens_summary = ctx.tokens_summary;
+        self.tokens_retrieved = ctx.tokens_retrieved;
+        self.tokens_buffer = ctx.tokens_buffer;
+        self.context_summary = ctx.summary.as_ref().map(|s| s.index);
+        let joined = |f: &dyn Fn(&crate::memory::Item) -> String| {
+            ctx.retrieved.iter().map(f).collect::<Vec<_>>().join(";")
+        };
+        self.context_retrieved = joined(&|i| i.number.to_string());
+        self.retrieved_scores = joined(&|i| i.score.map(|s| format!("{s:.4}")).unwrap_or_default());
+        self.context_buffer = match (ctx.buffer.first(), ctx.buffer.last()) {
+            (Some(a), Some(b)) => format!("{}-{}", a.number, b.number),
+            _ => String::new(),
+        };
+    }
+
     /// Fills the retrieval columns from `by[level][k]` (turn then session,
     /// k = 5 then 10).
     pub fn set_retrieval(&mut self, by: &[[crate::scores::Retrieval; 2]; 2]) {

@@ -118,19 +118,13 @@ impl<'a> Job<'a> {
             },
             rt,
             params,
-            env: Env {
-                tok: rt.tok,
-                backend: rt.backend,
+            env: Env::new(
+                rt.tok,
+                rt.backend,
                 params,
-                system_prompt: scenario.system_prompt.as_str().into(),
-                system_prompt_tokens: rt.tok.count(&scenario.system_prompt),
-                retrieved_header_tokens: rt.tok.count(memory::RETRIEVED_HEADER),
-                list_buffer: true,
-                usage: Usage::default(),
-                summaries: Vec::new(),
-                times: StageTimes::new(rt.timings),
-                calls: Vec::new(),
-            },
+                &scenario.system_prompt,
+                rt.timings,
+            ),
             // A stand-in (a unit struct), replaced below by `fresh_strategy`.
             strategy: memory::create(&StrategyName::Buffer, params, &transcript, None),
             plugin,
@@ -568,7 +562,6 @@ impl<'a> Job<'a> {
             leaked: o.leaked,
             duplicated: o.duplicated,
             fact_position: o.fact_position.map(round6),
-            context_tokens: ctx.total(),
             over_window: u8::from(o.over_window),
             answer,
             answer_correct,
@@ -583,17 +576,6 @@ impl<'a> Job<'a> {
                 })
                 .collect::<Vec<_>>()
                 .join(";"),
-            context_summary: ctx.summary.as_ref().map(|s| s.index),
-            context_retrieved: ctx
-                .retrieved
-                .iter()
-                .map(|i| i.number.to_string())
-                .collect::<Vec<_>>()
-                .join(";"),
-            context_buffer: match (ctx.buffer.first(), ctx.buffer.last()) {
-                (Some(a), Some(b)) => format!("{}-{}", a.number, b.number),
-                _ => String::new(),
-            },
             answer_f1,
             answer_bleu1,
             answer_us,
@@ -602,6 +584,7 @@ impl<'a> Job<'a> {
             malformed: ctx.malformed(&self.transcript, true),
             ..ProbeRow::default()
         };
+        row.set_context(&ctx);
         if let Some(r) = retrieval {
             row.set_retrieval(&r);
         }

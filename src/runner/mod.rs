@@ -23,6 +23,7 @@ use crate::store::{Journal, Store, StoreError};
 use crate::tokens::Tokenizer;
 
 mod input;
+pub mod inspect;
 mod job;
 
 pub use input::Input;
