@@ -112,11 +112,6 @@ impl Run {
     pub fn context(&self, ask: &Ask<'_>) -> Result<Inspected, InspectError> {
         let fail = |m: String| InspectError(m);
         let strategy: StrategyName = ask.strategy.parse().map_err(fail)?;
-        if let StrategyName::Plugin(p) = &strategy {
-            return Err(fail(format!(
-                "--strategy {strategy}: plugin {p:?} keeps its memory in its own process, which a finished run no longer has; its contexts are in probes.csv and turns.csv"
-            )));
-        }
         if !self.config.strategies.contains(&strategy) {
             return Err(fail(format!(
                 "--strategy {strategy}: not in the run (it ran {})",
@@ -126,6 +121,11 @@ impl Run {
                     .map(|s| s.to_string())
                     .collect::<Vec<_>>()
                     .join(", ")
+            )));
+        }
+        if let StrategyName::Plugin(p) = &strategy {
+            return Err(fail(format!(
+                "--strategy {strategy}: plugin {p:?} keeps its memory in its own process, which a finished run no longer has; its contexts are in probes.csv and turns.csv"
             )));
         }
         let sc = Arc::new(self.scenario(ask.scenario)?);
