@@ -159,6 +159,74 @@ fn a_baseline_passes_against_itself_and_a_worse_configuration_fails() {
             .count(),
         fails.len()
     );
+
+    // --explain: behind each failed check, the probe asks that changed
+    // verdict, with both contexts and what left them; checked against
+    // the two runs' probes.csv.
+    let o = memeval(
+        &[
+            "gate",
+            "--baseline",
+            "base",
+            "--current",
+            "worse",
+            "--explain",
+        ],
+        d,
+    );
+    let (stdout, stderr) = text(&o);
+    assert_eq!(code(&o), 1, "{stdout}{stderr}");
+    let rows = |run: &str| common::rows(&d.join(run).join("probes.csv"));
+    let (before, after) = (rows("base"), rows("worse"));
+    let changed: Vec<_> = after
+        .iter()
+        .filter(|c| c["scenario"] == "needle-cabin-wifi" && c["strategy"] == "window")
+        .filter(|c| {
+            let b = before
+                .iter()
+                .find(|b| {
+                    ["scenario", "strategy", "probe_id", "turn"]
+                        .iter()
+                        .all(|k| b[*k] == c[*k])
+                })
+                .unwrap();
+            b["recall"] != c["recall"]
+        })
+        .collect();
+    assert!(!changed.is_empty());
+    let header = "needle-cabin-wifi / window, mean_recall (";
+    let section = stdout
+        .split("\n\n")
+        .find(|s| s.starts_with(header))
+        .unwrap_or_else(|| panic!("{stdout}"));
+    assert!(
+        section.contains(&format!("{} probe ask(s) changed verdict", changed.len())),
+        "{section}"
+    );
+    for c in changed.iter().take(10) {
+        assert!(
+            section.contains(&format!(
+                "probe {:?} after message {} (replay 1)",
+                c["probe_id"], c["turn"]
+            )),
+            "{section}"
+        );
+    }
+    assert!(section.contains("messages left: "), "{section}");
+    // A baseline file has no probe asks to compare.
+    let o = memeval(
+        &[
+            "gate",
+            "--baseline",
+            "baseline.json",
+            "--current",
+            "worse",
+            "--explain",
+        ],
+        d,
+    );
+    assert_eq!(code(&o), 2);
+    assert!(text(&o).1.contains("a baseline file holds only aggregates"));
 }
 
 #[test]

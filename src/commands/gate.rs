@@ -1,6 +1,7 @@
 //! `memeval gate`: a run compared with a baseline under the configured
 //! thresholds; a regression is exit 1.
 
+use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
 
 use clap::Args;
@@ -9,6 +10,7 @@ use super::{ConfigArgs, Failure, resolve_config};
 use crate::config;
 use crate::files;
 use crate::gate;
+use crate::results::ProbeRow;
 
 #[derive(Args, Debug)]
 pub struct GateArgs {
@@ -28,6 +30,10 @@ pub struct GateArgs {
     /// judge-check.json), required by gate.max_judge_false_accept
     #[arg(long, value_name = "DIR")]
     pub judge_check: Option<PathBuf>,
+    /// For each failed check, the probe asks whose verdict changed, with
+    /// both contexts side by side (needs both runs' folders)
+    #[arg(long)]
+    pub explain: bool,
     /// Thresholds: the [gate] section of the configuration
     #[command(flatten)]
     pub cfg: ConfigArgs,
@@ -37,6 +43,16 @@ pub fn cmd_gate(args: &GateArgs) -> Result<(), Failure> {
     let config = resolve_config(&args.cfg, Vec::new())?;
     if let Some(junit) = &args.junit {
         files::check_writable(junit).map_err(|e| Failure::Input(format!("error: {e}")))?;
+    }
+    if args.explain {
+        for (path, role) in [(&args.baseline, "--baseline"), (&args.current, "--current")] {
+            if !path.join("probes.csv").is_file() {
+                return Err(Failure::Input(format!(
+                    "error: --explain compares probe asks: {role} {} must be a run's output folder (with probes.csv); a baseline file holds only aggregates",
+                    path.display()
+                )));
+            }
+        }
     }
     let baseline = load_gate_input(&args.baseline, "baseline")?;
     let current = load_gate_input(&args.current, "current")?;
@@ -51,6 +67,8 @@ pub fn cmd_gate(args: &GateArgs) -> Result<(), Failure> {
         args.junit.as_deref(),
         args.allow_mismatch,
         judge,
+        args.explain
+            .then_some((args.baseline.as_path(), args.current.as_path())),
     )
 }
 
@@ -110,6 +128,7 @@ pub fn run_gate(
     junit: Option<&Path>,
     allow_mismatch: bool,
     judge: Option<gate::Check>,
+    explain: Option<(&Path, &Path)>,
 ) -> Result<(), Failure> {
     let differences = gate::mismatches(&baseline.meta, &current.meta);
     if !differences.is_empty() && !allow_mismatch {
@@ -134,6 +153,25 @@ pub fn run_gate(
     let mut checks = gate::compare(&baseline.results, &current.results, thresholds);
     checks.extend(judge);
     crate::term::out(&gate::render(&checks));
+    if let Some((b, c)) = explain {
+        let failed: BTreeSet<(String, String)> = failed_by_pair(&checks).into_keys().collect();
+        let (before, after) = (probe_rows(b, &failed)?, probe_rows(c, &failed)?);
+        let none = Vec::new();
+        let answers = if current.meta.extractive_answers() {
+            "extractive baseline"
+        } else {
+            "answer"
+        };
+        for (k, checks) in &failed_by_pair(&checks) {
+            let text = gate::explain::explain(
+                checks,
+                before.get(k).unwrap_or(&none),
+                after.get(k).unwrap_or(&none),
+                answers,
+            );
+            crate::term::out(&format!("\n{text}"));
+        }
+    }
     if let Some(path) = junit {
         files::write_atomically(path, gate::junit(&checks).as_bytes())
             .map_err(|e| Failure::Run(anyhow::anyhow!(e)))?;
@@ -145,6 +183,48 @@ pub fn run_gate(
         )));
     }
     Ok(())
+}
+
+/// The failed checks, by scenario and strategy.
+fn failed_by_pair(checks: &[gate::Check]) -> BTreeMap<(String, String), Vec<&gate::Check>> {
+    let mut out: BTreeMap<(String, String), Vec<&gate::Check>> = BTreeMap::new();
+    for c in checks
+        .iter()
+        .filter(|c| !c.pass && c.scenario != "(judge-check)")
+    {
+        out.entry((c.scenario.clone(), c.strategy.clone()))
+            .or_default()
+            .push(c);
+    }
+    out
+}
+
+/// The probes.csv rows of a run folder, of the given (scenario, strategy)
+/// pairs only.
+fn probe_rows(
+    dir: &Path,
+    keep: &BTreeSet<(String, String)>,
+) -> Result<BTreeMap<(String, String), Vec<ProbeRow>>, Failure> {
+    let path = dir.join("probes.csv");
+    let bad = |e: csv::Error| {
+        let at = e
+            .position()
+            .map(|p| format!(":{}", p.line()))
+            .unwrap_or_default();
+        Failure::Input(format!(
+            "error: {}{at}: not a memeval output: {e}",
+            path.display()
+        ))
+    };
+    let mut out: BTreeMap<(String, String), Vec<ProbeRow>> = BTreeMap::new();
+    for row in csv::Reader::from_path(&path).map_err(bad)?.deserialize() {
+        let row: ProbeRow = row.map_err(bad)?;
+        let k = (row.scenario.clone(), row.strategy.clone());
+        if keep.contains(&k) {
+            out.entry(k).or_default().push(row);
+        }
+    }
+    Ok(out)
 }
 
 /// Results that the gate (or a baseline) may rest on, read from a run

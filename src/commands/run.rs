@@ -469,6 +469,7 @@ pub(crate) fn finish(
             args.junit.as_deref(),
             args.allow_mismatch,
             None,
+            None,
         )?;
     }
     let failed: u64 = results.results.iter().map(|a| a.failed_calls).sum();

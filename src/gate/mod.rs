@@ -8,6 +8,8 @@
 //! means (Welch's t) lies entirely on the worse side of zero, so run-to-run
 //! noise of model-backed runs does not fail a build.
 
+pub mod explain;
+
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
 
