@@ -384,18 +384,6 @@ impl Store {
             .map_err(|e| self.err(e))?;
         Ok((t, summary.map(Arc::new)))
     }
-
-    /// Every summary of a memory, in order of writing.
-    pub fn summaries(&self, ns: &str) -> Result<Vec<SummaryState>, StoreError> {
-        let mut stmt = self
-            .conn
-            .prepare_cached(&format!("{SUMMARY_ROW} WHERE ns = ?1 ORDER BY idx"))
-            .map_err(|e| self.err(e))?;
-        let rows = stmt
-            .query_map([ns], summary_state)
-            .and_then(|rows| rows.collect::<Result<Vec<_>, _>>());
-        rows.map_err(|e| self.err(e))
-    }
 }
 
 const SUMMARY_ROW: &str = "SELECT idx, owner, turn, covered_from, covered_to, content, tokens,

@@ -37,6 +37,25 @@ fn tight_run(dir: &Path, scenarios: &[&str]) {
     assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
 }
 
+/// The columns of a context's size, in turns.csv and probes.csv alike.
+const SECTIONS: [&str; 5] = [
+    "tokens_system",
+    "tokens_summary",
+    "tokens_retrieved",
+    "tokens_buffer",
+    "context_tokens",
+];
+
+fn sections(c: &memeval::memory::Context) -> [u32; 5] {
+    [
+        c.tokens_system,
+        c.tokens_summary,
+        c.tokens_retrieved,
+        c.tokens_buffer,
+        c.total(),
+    ]
+}
+
 fn num(row: &BTreeMap<String, String>, k: &str) -> u32 {
     row[k]
         .parse()
@@ -62,25 +81,10 @@ fn every_context_rebuilt_equals_what_the_run_recorded() {
         };
         let c = run.context(&ask).unwrap().context;
         let at = format!("{}/{} turn {}", ask.scenario, ask.strategy, ask.turn);
-        let got = [
-            c.tokens_system,
-            c.tokens_summary,
-            c.tokens_retrieved,
-            c.tokens_buffer,
-            c.total(),
-            c.buffer_messages,
-            c.retrieved.len() as u32,
-        ];
-        let want = [
-            "tokens_system",
-            "tokens_summary",
-            "tokens_retrieved",
-            "tokens_buffer",
-            "context_tokens",
-            "buffer_messages",
-            "retrieved_messages",
-        ]
-        .map(|k| num(row, k));
+        let mut got = sections(&c).to_vec();
+        got.extend([c.buffer_messages, c.retrieved.len() as u32]);
+        let mut want = SECTIONS.map(|k| num(row, k)).to_vec();
+        want.extend(["buffer_messages", "retrieved_messages"].map(|k| num(row, k)));
         assert_eq!(got, want, "{at}");
         summarized += usize::from(c.tokens_summary > 0);
         retrieved += usize::from(!c.retrieved.is_empty());
@@ -119,21 +123,7 @@ fn every_context_rebuilt_equals_what_the_run_recorded() {
         assert_eq!(buffer, p["context_buffer"], "{at}");
         let summary = c.summary.as_ref().map(|s| s.index.to_string());
         assert_eq!(summary.unwrap_or_default(), p["context_summary"], "{at}");
-        let got = [
-            c.tokens_system,
-            c.tokens_summary,
-            c.tokens_retrieved,
-            c.tokens_buffer,
-            c.total(),
-        ];
-        let want = [
-            "tokens_system",
-            "tokens_summary",
-            "tokens_retrieved",
-            "tokens_buffer",
-            "context_tokens",
-        ]
-        .map(|k| num(p, k));
+        let (got, want) = (sections(&c), SECTIONS.map(|k| num(p, k)));
         assert_eq!(got, want, "{at}");
     }
 }
