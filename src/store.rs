@@ -384,6 +384,18 @@ impl Store {
             .map_err(|e| self.err(e))?;
         Ok((t, summary.map(Arc::new)))
     }
+
+    /// Every summary of a memory, in order of writing.
+    pub fn summaries(&self, ns: &str) -> Result<Vec<SummaryState>, StoreError> {
+        let mut stmt = self
+            .conn
+            .prepare_cached(&format!("{SUMMARY_ROW} WHERE ns = ?1 ORDER BY idx"))
+            .map_err(|e| self.err(e))?;
+        let rows = stmt
+            .query_map([ns], summary_state)
+            .map_err(|e| self.err(e))?;
+        rows.collect::<Result<_, _>>().map_err(|e| self.err(e))
+    }
 }
 
 const SUMMARY_ROW: &str = "SELECT idx, owner, turn, covered_from, covered_to, content, tokens,

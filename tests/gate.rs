@@ -213,6 +213,52 @@ fn a_baseline_passes_against_itself_and_a_worse_configuration_fails() {
         );
     }
     assert!(section.contains("messages left: "), "{section}");
+    // `run --baseline` puts the gate into the run's report.html: with a
+    // baseline file, the checks and why the asks are not compared; with
+    // the baseline's run folder, the same changed asks, linked to the
+    // inspector.
+    let page = std::fs::read_to_string(d.join("worse/report.html")).unwrap();
+    assert!(
+        page.contains(&format!(
+            "<h2 id=\"gate\">Gate: failed, {} of ",
+            fails.len()
+        )),
+        "{page:.3000}"
+    );
+    assert!(page.contains("holds only aggregates"));
+    assert!(!page.contains("<!--memeval:gate-->"));
+    let o = run(
+        d,
+        "worse-against-folder",
+        &[
+            "--set",
+            "window.max_tokens=600",
+            "--set",
+            "summary.max_summary_tokens=40",
+            "--baseline",
+            "base",
+            "--quiet",
+        ],
+    );
+    assert_eq!(code(&o), 1, "{}", text(&o).1);
+    let page = std::fs::read_to_string(d.join("worse-against-folder/report.html")).unwrap();
+    assert!(
+        page.contains(&format!(
+            "{header}{}",
+            section.lines().next().unwrap()[header.len()..].replace("->", "-&gt;")
+        )),
+        "{page:.3000}"
+    );
+    for c in changed.iter().take(10) {
+        assert!(
+            page.contains(&format!(
+                "<a href=\"#inspect=needle-cabin-wifi/{}/{}\">{} after message {}</a>",
+                c["turn"], c["probe_id"], c["probe_id"], c["turn"]
+            )),
+            "{}",
+            c["probe_id"]
+        );
+    }
     // A baseline file has no probe asks to compare.
     let o = memeval(
         &[

@@ -94,7 +94,26 @@ fn a_run_writes_every_chart_and_a_self_contained_report() {
         .collect();
     assert!(external.is_empty(), "{external:?}");
     // Every chart is inline.
-    assert_eq!(html.matches("<figure><svg").count(), expected.len());
+    assert_eq!(html.matches("<figure").count(), expected.len());
+    assert_eq!(html.matches("><svg width=").count(), expected.len());
+    // Each scenario's charts over its messages say where their x axis lies
+    // (what the page maps a click back to): pixels within the picture's
+    // 1,100, from the first message to the last.
+    for sc in ["needle-cabin-wifi", "knowledge-updates", "cold-start-billing"] {
+        for chart in ["context", "recall"] {
+            let head = format!("<figure data-scenario=\"{sc}\" data-chart=\"{chart}\" data-axis=\"");
+            let at = html.find(&head).unwrap_or_else(|| panic!("{head}")) + head.len();
+            let axis: Vec<f64> = html[at..at + html[at..].find('"').unwrap()]
+                .split(' ')
+                .map(|v| v.parse().unwrap())
+                .collect();
+            assert!(
+                axis[0] > 50.0 && axis[0] < axis[1] && axis[1] < 1100.0,
+                "{sc} {chart}: {axis:?}"
+            );
+            assert!(axis[2] >= 1.0 && axis[2] < axis[3], "{sc} {chart}: {axis:?}");
+        }
+    }
     // The results table, and the drill-down of a known miss: the window
     // forgets the cabin wifi password stated early in the conversation.
     assert!(html.contains("<table class=\"sortable\" id=\"totals\">"));

@@ -7,7 +7,7 @@ use plotters::prelude::*;
 use plotters::style::text_anchor::{HPos, Pos, VPos};
 
 use super::{
-    ChartError, FONT, Figure, Key, PALETTE, Swatch, err, header, strategy_color, thousands,
+    Axis, ChartError, FONT, Figure, Key, PALETTE, Swatch, err, header, strategy_color, thousands,
 };
 
 /// The colour of reference lines (the context budget).
@@ -91,7 +91,11 @@ impl Lines {
         ys.chain(refs).fold(0.0, f64::max)
     }
 
-    fn draw_on<DB, Y>(&self, root: &DrawingArea<DB, Shift>, y: Y) -> Result<(), ChartError>
+    fn draw_on<DB, Y>(
+        &self,
+        root: &DrawingArea<DB, Shift>,
+        y: Y,
+    ) -> Result<Option<Axis>, ChartError>
     where
         DB: DrawingBackend,
         Y: AsRangedCoord<Value = f64>,
@@ -158,12 +162,19 @@ impl Lines {
                 .map_err(err)?;
             }
         }
-        Ok(())
+        let px = c.plotting_area().get_pixel_range().0;
+        Ok(Some(Axis {
+            pixels: (px.start, px.end - 1),
+            values: (x0, x1),
+        }))
     }
 }
 
 impl Figure for Lines {
-    fn draw<DB: DrawingBackend>(&self, root: &DrawingArea<DB, Shift>) -> Result<(), ChartError> {
+    fn draw<DB: DrawingBackend>(
+        &self,
+        root: &DrawingArea<DB, Shift>,
+    ) -> Result<Option<Axis>, ChartError> {
         let top = self.y_max();
         match (self.y_range, self.log_y) {
             (Some((lo, hi)), _) => self.draw_on(root, lo..hi),
@@ -279,7 +290,10 @@ impl Figure for Bars {
         (1100, (rows + 170).max(380))
     }
 
-    fn draw<DB: DrawingBackend>(&self, root: &DrawingArea<DB, Shift>) -> Result<(), ChartError> {
+    fn draw<DB: DrawingBackend>(
+        &self,
+        root: &DrawingArea<DB, Shift>,
+    ) -> Result<Option<Axis>, ChartError> {
         let top = self
             .series
             .iter()
@@ -294,12 +308,13 @@ impl Figure for Bars {
                 .fold(f64::MAX, f64::min)
                 .min(top);
             let base = 10f64.powf((lo.max(1.0)).log10().floor());
-            self.draw_on(root, (base..top.max(base * 10.0) * 1.5).log_scale(), base)
+            self.draw_on(root, (base..top.max(base * 10.0) * 1.5).log_scale(), base)?;
         } else if self.ratio {
-            self.draw_on(root, 0.0..1.05, 0.0)
+            self.draw_on(root, 0.0..1.05, 0.0)?;
         } else {
-            self.draw_on(root, 0.0..(top * 1.08).max(1.0), 0.0)
+            self.draw_on(root, 0.0..(top * 1.08).max(1.0), 0.0)?;
         }
+        Ok(None)
     }
 }
 
@@ -329,7 +344,10 @@ impl Figure for Budget {
         (1200, 80 + rows * 290)
     }
 
-    fn draw<DB: DrawingBackend>(&self, root: &DrawingArea<DB, Shift>) -> Result<(), ChartError> {
+    fn draw<DB: DrawingBackend>(
+        &self,
+        root: &DrawingArea<DB, Shift>,
+    ) -> Result<Option<Axis>, ChartError> {
         let mut keys: Vec<Key> = SECTIONS
             .iter()
             .map(|(name, color)| (name.to_string(), *color, Swatch::Block))
@@ -382,6 +400,6 @@ impl Figure for Budget {
             ))
             .map_err(err)?;
         }
-        Ok(())
+        Ok(None)
     }
 }

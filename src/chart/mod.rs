@@ -35,8 +35,21 @@ pub trait Figure {
         (1100, 620)
     }
 
-    /// Draws the figure on `root`.
-    fn draw<DB: DrawingBackend>(&self, root: &DrawingArea<DB, Shift>) -> Result<(), ChartError>;
+    /// Draws the figure on `root`; a chart over one x axis says where it
+    /// lies.
+    fn draw<DB: DrawingBackend>(
+        &self,
+        root: &DrawingArea<DB, Shift>,
+    ) -> Result<Option<Axis>, ChartError>;
+}
+
+/// Where a chart's x axis is drawn: the plot area's first and last pixel
+/// columns, and the x values there (what a click on the chart is mapped
+/// back to).
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Axis {
+    pub pixels: (i32, i32),
+    pub values: (f64, f64),
 }
 
 /// A chart that could not be drawn or written, with why.
@@ -55,16 +68,18 @@ pub fn err<E: std::fmt::Display>(e: E) -> ChartError {
     ChartError(e.to_string())
 }
 
-/// Saves `fig` as `dir/stem.svg` and `dir/stem.png`.
-pub fn save(fig: &impl Figure, dir: &Path, stem: &str) -> Result<(), ChartError> {
+/// Saves `fig` as `dir/stem.svg` and `dir/stem.png`; where its x axis
+/// lies in the SVG, for a chart that has one.
+pub fn save(fig: &impl Figure, dir: &Path, stem: &str) -> Result<Option<Axis>, ChartError> {
     init_fonts();
     let size = fig.size();
     let svg_path = dir.join(format!("{stem}.svg"));
     let mut svg = String::new();
+    let axis;
     {
         let root = SVGBackend::with_string(&mut svg, size).into_drawing_area();
         root.fill(&WHITE).map_err(err)?;
-        fig.draw(&root)?;
+        axis = fig.draw(&root)?;
         root.present().map_err(err)?;
     }
     std::fs::write(&svg_path, svg).map_err(|e| format!("{}: {e}", svg_path.display()))?;
@@ -73,7 +88,9 @@ pub fn save(fig: &impl Figure, dir: &Path, stem: &str) -> Result<(), ChartError>
         .map_err(|e| ChartError(format!("{}: {e}", png_path.display())))?;
     let mut out = std::io::BufWriter::with_capacity(256 << 10, file);
     draw_png(fig, &mut out)?;
-    std::io::Write::flush(&mut out).map_err(|e| ChartError(format!("{}: {e}", png_path.display())))
+    std::io::Write::flush(&mut out)
+        .map_err(|e| ChartError(format!("{}: {e}", png_path.display())))?;
+    Ok(axis)
 }
 
 /// The figure as PNG bytes.
@@ -250,9 +267,10 @@ mod tests {
         fn draw<DB: DrawingBackend>(
             &self,
             root: &DrawingArea<DB, Shift>,
-        ) -> Result<(), ChartError> {
+        ) -> Result<Option<Axis>, ChartError> {
             root.draw(&Text::new(self.0, (10, 20), (FONT, 24).into_font()))
-                .map_err(err)
+                .map_err(err)?;
+            Ok(None)
         }
     }
 

@@ -26,6 +26,8 @@ pub struct Written {
     pub caption: String,
     /// The scenario it belongs to (None: the overview).
     pub scenario: Option<String>,
+    /// Where its x axis lies, for a chart over one axis.
+    pub axis: Option<super::Axis>,
 }
 
 fn series_per_strategy(
@@ -70,11 +72,12 @@ fn emit(
     if let Some(parent) = charts.join(&stem).parent() {
         std::fs::create_dir_all(parent).map_err(|e| format!("{}: {e}", parent.display()))?;
     }
-    save(fig, charts, &stem)?;
+    let axis = save(fig, charts, &stem)?;
     Ok(Written {
         stem: format!("charts/{stem}"),
         caption,
         scenario: scenario.map(String::from),
+        axis,
     })
 }
 

@@ -67,9 +67,23 @@ pub fn cmd_gate(args: &GateArgs) -> Result<(), Failure> {
         args.junit.as_deref(),
         args.allow_mismatch,
         judge,
-        args.explain
-            .then_some((args.baseline.as_path(), args.current.as_path())),
+        if args.explain {
+            Explain::Print(&args.baseline, &args.current)
+        } else {
+            Explain::No
+        },
     )
+}
+
+/// Where the probe asks behind the failed checks are shown.
+pub enum Explain<'a> {
+    No,
+    /// After the table (`gate --explain`): both runs' folders.
+    Print(&'a Path, &'a Path),
+    /// As a section of the current run's report.html (`run --baseline`),
+    /// with the checks: the baseline as given, the run's folder. The asks
+    /// are compared where the baseline is a run folder.
+    Report(&'a Path, &'a Path),
 }
 
 /// The check of the run's judge against `gate.max_judge_false_accept`,
@@ -128,7 +142,7 @@ pub fn run_gate(
     junit: Option<&Path>,
     allow_mismatch: bool,
     judge: Option<gate::Check>,
-    explain: Option<(&Path, &Path)>,
+    explain: Explain<'_>,
 ) -> Result<(), Failure> {
     let differences = gate::mismatches(&baseline.meta, &current.meta);
     if !differences.is_empty() && !allow_mismatch {
@@ -153,23 +167,53 @@ pub fn run_gate(
     let mut checks = gate::compare(&baseline.results, &current.results, thresholds);
     checks.extend(judge);
     crate::term::out(&gate::render(&checks));
-    if let Some((b, c)) = explain {
-        let failed: BTreeSet<(String, String)> = failed_by_pair(&checks).into_keys().collect();
-        let (before, after) = (probe_rows(b, &failed)?, probe_rows(c, &failed)?);
-        let none = Vec::new();
-        let answers = if current.meta.extractive_answers() {
-            "extractive baseline"
-        } else {
-            "answer"
-        };
-        for (k, checks) in &failed_by_pair(&checks) {
-            let text = gate::explain::explain(
-                checks,
-                before.get(k).unwrap_or(&none),
-                after.get(k).unwrap_or(&none),
-                answers,
-            );
-            crate::term::out(&format!("\n{text}"));
+    let answers = if current.meta.extractive_answers() {
+        "extractive baseline"
+    } else {
+        "answer"
+    };
+    let failed = failed_by_pair(&checks);
+    let keys: BTreeSet<(String, String)> = failed.keys().cloned().collect();
+    let none = Vec::new();
+    match explain {
+        Explain::No => {}
+        Explain::Print(b, c) => {
+            let (before, after) = (probe_rows(b, &keys)?, probe_rows(c, &keys)?);
+            for (k, checks) in &failed {
+                let text = gate::explain::explain(
+                    checks,
+                    before.get(k).unwrap_or(&none),
+                    after.get(k).unwrap_or(&none),
+                    answers,
+                );
+                crate::term::out(&format!("\n{text}"));
+            }
+        }
+        Explain::Report(b, c) => {
+            let explained = if b.join("probes.csv").is_file() {
+                let (before, after) = (probe_rows(b, &keys)?, probe_rows(c, &keys)?);
+                Ok(failed
+                    .iter()
+                    .map(|(k, checks)| {
+                        gate::explain::html(
+                            checks,
+                            before.get(k).unwrap_or(&none),
+                            after.get(k).unwrap_or(&none),
+                            answers,
+                        )
+                    })
+                    .collect())
+            } else {
+                Err(format!(
+                    "the baseline {} holds only aggregates: with its run folder as the baseline, this section shows the probe asks behind each failed check (or: memeval gate --baseline <its folder> --current {} --explain)",
+                    b.display(),
+                    c.display()
+                ))
+            };
+            let section = gate::explain::section(&checks, &b.display().to_string(), explained);
+            crate::report::html::add_section(c, &section).map_err(|e| {
+                Failure::Run(anyhow::anyhow!("writing the gate into the report: {e}"))
+            })?;
         }
     }
     if let Some(path) = junit {

@@ -459,7 +459,7 @@ pub(crate) fn finish(
     if let Some(path) = &args.save_baseline {
         write_baseline(&results, &files::Target::File(path.clone()))?;
     }
-    if let Some(b) = baseline {
+    if let (Some(b), Some(b_path)) = (baseline, args.baseline.as_deref()) {
         // Where not given, the run's own, as its results record them.
         let thresholds = thresholds.unwrap_or(&results.meta.config.gate);
         run_gate(
@@ -469,7 +469,7 @@ pub(crate) fn finish(
             args.junit.as_deref(),
             args.allow_mismatch,
             None,
-            None,
+            super::gate::Explain::Report(b_path, out),
         )?;
     }
     let failed: u64 = results.results.iter().map(|a| a.failed_calls).sum();

@@ -242,7 +242,7 @@ impl Figure for SweepChart<'_> {
     fn draw<DB: DrawingBackend>(
         &self,
         root: &DrawingArea<DB, Shift>,
-    ) -> Result<(), chart::ChartError> {
+    ) -> Result<Option<chart::Axis>, chart::ChartError> {
         let points = self.points;
         let tmax = points.iter().map(|p| p.total_tokens).max().unwrap_or(1) as f64 / 1000.0;
         let tmin = points.iter().map(|p| p.total_tokens).min().unwrap_or(0) as f64 / 1000.0;
@@ -355,7 +355,7 @@ impl Figure for SweepChart<'_> {
             .label_font((FONT, 14))
             .draw()
             .map_err(err)?;
-        Ok(())
+        Ok(None)
     }
 }
 

@@ -100,6 +100,153 @@ fn verdict(p: &ProbeRow, answers: &str) -> String {
     format!("recall {recall} (recalled {recalled}{answer})")
 }
 
+/// The asks of `current` whose verdict (recall, or the answer's) differs
+/// from the same ask's in `baseline`: (baseline's row, current's row).
+fn changed<'a>(
+    baseline: &'a [ProbeRow],
+    current: &'a [ProbeRow],
+) -> Vec<(&'a ProbeRow, &'a ProbeRow)> {
+    let key = |p: &ProbeRow| -> AskKey { (p.probe_id.clone(), p.turn, p.repeat) };
+    let before: BTreeMap<AskKey, &ProbeRow> = baseline.iter().map(|p| (key(p), p)).collect();
+    current
+        .iter()
+        .filter_map(|c| before.get(&key(c)).map(|b| (*b, c)))
+        .filter(|(b, c)| b.recall != c.recall || b.answer_correct != c.answer_correct)
+        .collect()
+}
+
+/// "scenario / strategy, recall (1.000 -> 0.500): 3 probe ask(s) changed
+/// verdict"; None without a check.
+fn header(checks: &[&Check], changed: usize) -> Option<String> {
+    let first = checks.first()?;
+    let failed: Vec<String> = checks
+        .iter()
+        .map(|c| format!("{} ({} -> {})", c.metric, c.baseline, c.current))
+        .collect();
+    Some(format!(
+        "{} / {}, {}: {changed} probe ask(s) changed verdict",
+        first.scenario,
+        first.strategy,
+        failed.join(", "),
+    ))
+}
+
+/// What [`explain`] prints, as a section of report.html: a table of the
+/// changed asks, the baseline's and the current context side by side, each
+/// ask linked to the inspector (which shows the current run's context).
+pub fn html(
+    checks: &[&Check],
+    baseline: &[ProbeRow],
+    current: &[ProbeRow],
+    answers: &str,
+) -> String {
+    use crate::report::html::{esc, uri};
+    let changed = changed(baseline, current);
+    let Some(head) = header(checks, changed.len()) else {
+        return String::new();
+    };
+    let mut out = format!("<h3>{}</h3>\n", esc(&head));
+    if changed.is_empty() {
+        out.push_str("<p>No probe ask changed verdict: the check is on what every call costs or holds, not on one answer.</p>\n");
+        return out;
+    }
+    out.push_str("<div class=\"scroll\"><table><thead><tr><th class=\"t\">probe ask</th><th class=\"t\">baseline</th><th class=\"t\">current</th><th class=\"t\">messages left</th><th class=\"t\">entered</th></tr></thead><tbody>\n");
+    for (b, c) in changed.iter().take(SHOWN) {
+        let ask = format!(
+            "{} after message {}{}",
+            esc(&c.probe_id),
+            c.turn,
+            if c.repeat == 1 {
+                String::new()
+            } else {
+                format!(" (replay {})", c.repeat)
+            }
+        );
+        let link = if c.repeat == 1 {
+            format!(
+                "<a href=\"#inspect={}/{}/{}\">{ask}</a>",
+                esc(&uri(&c.scenario)),
+                c.turn,
+                esc(&uri(&c.probe_id))
+            )
+        } else {
+            ask
+        };
+        let (hb, hc) = (held(b), held(c));
+        let _ = writeln!(
+            out,
+            "<tr><td class=\"wrap\">{link}<div class=\"sub\">{}</div></td><td class=\"wrap\">{}<div class=\"sub\">{}</div></td><td class=\"wrap\">{}<div class=\"sub\">{}</div></td><td class=\"t\">{}</td><td class=\"t\">{}</td></tr>",
+            esc(&c.question),
+            esc(&verdict(b, answers)),
+            esc(&context(b)),
+            esc(&verdict(c, answers)),
+            esc(&context(c)),
+            ranges(&hb.difference(&hc).copied().collect()),
+            ranges(&hc.difference(&hb).copied().collect()),
+        );
+    }
+    out.push_str("</tbody></table></div>\n");
+    if changed.len() > SHOWN {
+        let _ = writeln!(
+            out,
+            "<p class=\"sub\">and {} more (probes.csv of both runs has them all)</p>",
+            changed.len() - SHOWN
+        );
+    }
+    out
+}
+
+/// report.html's section of a gated run (`run --baseline`): the verdict,
+/// every check (failed first), then for each failed (scenario, strategy)
+/// the probe asks behind it ([`html`]), or why they could not be compared.
+pub fn section(checks: &[Check], baseline: &str, explained: Result<Vec<String>, String>) -> String {
+    use crate::report::html::esc;
+    let failed = checks.iter().filter(|c| !c.pass).count();
+    let mut out = format!(
+        "<h2 id=\"gate\">Gate: {}</h2>\n<p>Against the baseline <code>{}</code>, under the configured thresholds.</p>\n",
+        if failed == 0 {
+            format!("passed, {} checks", checks.len())
+        } else {
+            format!("failed, {failed} of {} checks", checks.len())
+        },
+        esc(baseline)
+    );
+    out.push_str("<div class=\"scroll\"><table class=\"sortable\" id=\"gate-checks\"><thead><tr><th class=\"t\">scenario</th><th class=\"t\">strategy</th><th class=\"t\">metric</th><th>baseline</th><th>current</th><th>delta</th><th>threshold</th><th class=\"t\">result</th><th class=\"t\">note</th></tr></thead><tbody>\n");
+    let mut sorted: Vec<&Check> = checks.iter().collect();
+    sorted.sort_by_key(|c| c.pass);
+    for c in sorted {
+        let _ = writeln!(
+            out,
+            "<tr><td class=\"t\">{}</td><td class=\"t\">{}</td><td class=\"t\">{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td class=\"t{}\">{}</td><td class=\"wrap\">{}</td></tr>",
+            esc(&c.scenario),
+            esc(&c.strategy),
+            c.metric,
+            esc(&c.baseline),
+            esc(&c.current),
+            esc(&c.delta),
+            esc(&c.threshold),
+            if c.pass { "" } else { " miss" },
+            if c.pass { "PASS" } else { "FAIL" },
+            esc(&c.note),
+        );
+    }
+    out.push_str("</tbody></table></div>\n");
+    if failed > 0 {
+        match explained {
+            Ok(parts) => {
+                out.push_str("<p>Behind each failed scenario and strategy, the probe asks whose verdict changed, the baseline's context beside the current one; an ask's link opens the current context in the inspector.</p>\n");
+                for p in parts {
+                    out.push_str(&p);
+                }
+            }
+            Err(why) => {
+                let _ = writeln!(out, "<p class=\"warn\">{}</p>", esc(&why));
+            }
+        }
+    }
+    out
+}
+
 /// The probe asks of the failed checks of one scenario and strategy
 /// whose verdict (recall or the answer's) changed, as printed.
 /// `baseline` and `current` are that scenario and strategy's probes.csv
@@ -111,29 +258,13 @@ pub fn explain(
     current: &[ProbeRow],
     answers: &str,
 ) -> String {
-    let key = |p: &ProbeRow| -> AskKey { (p.probe_id.clone(), p.turn, p.repeat) };
-    let before: BTreeMap<AskKey, &ProbeRow> = baseline.iter().map(|p| (key(p), p)).collect();
-    let changed: Vec<(&ProbeRow, &ProbeRow)> = current
-        .iter()
-        .filter_map(|c| before.get(&key(c)).map(|b| (*b, c)))
-        .filter(|(b, c)| b.recall != c.recall || b.answer_correct != c.answer_correct)
-        .collect();
+    let changed = changed(baseline, current);
     let mut out = String::new();
-    let Some(first) = checks.first() else {
+    let Some(head) = header(checks, changed.len()) else {
         return out;
     };
-    let failed: Vec<String> = checks
-        .iter()
-        .map(|c| format!("{} ({} -> {})", c.metric, c.baseline, c.current))
-        .collect();
-    let _ = writeln!(
-        out,
-        "{} / {}, {}: {} probe ask(s) changed verdict",
-        first.scenario,
-        first.strategy,
-        failed.join(", "),
-        changed.len()
-    );
+    out.push_str(&head);
+    out.push('\n');
     if changed.is_empty() {
         out.push_str("  no probe ask changed verdict: the check is on what every call costs or holds, not on one answer\n");
     }
@@ -148,13 +279,11 @@ pub fn explain(
         let _ = writeln!(out, "    current:  {}", verdict(c, answers));
         let _ = writeln!(out, "      held {}", context(c));
         let (hb, hc) = (held(b), held(c));
-        let left: BTreeSet<u32> = hb.difference(&hc).copied().collect();
-        let entered: BTreeSet<u32> = hc.difference(&hb).copied().collect();
         let _ = write!(
             out,
             "    messages left: {}; entered: {}",
-            ranges(&left),
-            ranges(&entered)
+            ranges(&hb.difference(&hc).copied().collect()),
+            ranges(&hc.difference(&hb).copied().collect())
         );
         if b.context_summary != c.context_summary {
             let s = |x: Option<u32>| x.map_or("none".into(), |i| format!("#{i}"));

@@ -28,6 +28,19 @@ pub fn esc(s: &str) -> String {
     out
 }
 
+/// Percent-encodes text for a URL's fragment, as `encodeURIComponent` does.
+pub fn uri(s: &str) -> String {
+    let mut out = String::with_capacity(s.len());
+    for b in s.bytes() {
+        if b.is_ascii_alphanumeric() || b"-_.!~*'()".contains(&b) {
+            out.push(b as char);
+        } else {
+            out.push_str(&format!("%{b:02X}"));
+        }
+    }
+    out
+}
+
 fn fmt_metric(name: &str, v: Option<f64>) -> String {
     match v {
         None => "-".into(),
@@ -56,6 +69,23 @@ details{margin:10px 0}summary{cursor:pointer;font-weight:600;font-size:18px;padd
 .meta td,.meta th{text-align:left}
 code{background:#f4f4f4;padding:1px 4px;border-radius:3px}
 .miss{color:#b00020}
+.ins-bar{position:sticky;top:0;background:#fff;padding:6px 0;z-index:2;border-bottom:1px solid #eee}
+.ins-bar select{max-width:48%}
+.ask{margin:10px 0}.note{color:#8a5a00}
+.cols{display:flex;gap:10px;overflow-x:auto;align-items:flex-start}
+.col{flex:1 0 240px;min-width:240px;border:1px solid #ddd;border-radius:4px;padding:6px 8px;font-size:13px}
+.col h4{margin:2px 0 4px;font-size:15px}.col.missed{border-top:4px solid #b00020}.col.full{border-top:4px solid #1a7f37}
+.verdict{color:#444;margin-bottom:6px}
+.sec{margin:6px 0;border-top:1px solid #eee;padding-top:4px}.sh{font-weight:600;color:#333}.tk{color:#777;font-weight:400}
+.buf{max-height:420px;overflow-y:auto;position:relative}
+.msg{margin:4px 0;padding:3px 5px;background:#fafafa;border-left:3px solid #ddd}
+.msg.planting{border-left-color:#1a7f37}.msg.absent{border-left-color:#b00020;background:#fff0f0}
+.mh{color:#777;font-size:12px}.mt{white-space:pre-wrap;word-break:break-word}
+.lost .fact{color:#b00020}
+mark.fact{background:#c9f0d0}mark.old{background:#ffd8a8}
+.ok{color:#1a7f37}.bad{color:#b00020}
+kbd{border:1px solid #ccc;border-radius:3px;padding:0 4px;font-size:12px}
+figure[data-axis] svg{cursor:pointer}
 "#;
 
 const SCRIPT: &str = r#"
@@ -79,7 +109,6 @@ const SCRIPT: &str = r#"
   document.body.setAttribute('data-charts',String(document.querySelectorAll('figure svg').length));
   document.body.setAttribute('data-visible-charts',String(shown));
   document.body.setAttribute('data-errors',errors.join(' | '));
-  document.body.setAttribute('data-ready','1');
 })();
 "#;
 
@@ -112,9 +141,22 @@ fn figure(out: &mut String, data: &RunData, w: &Written) -> Result<(), ReportErr
         path: path.clone(),
         source,
     })?;
+    // A chart over a scenario's messages opens the inspector where clicked.
+    let linked = match (&w.scenario, &w.axis) {
+        (Some(sc), Some(a)) => format!(
+            " data-scenario=\"{}\" data-chart=\"{}\" data-axis=\"{} {} {} {}\"",
+            esc(sc),
+            esc(w.stem.rsplit('/').next().unwrap_or_default()),
+            a.pixels.0,
+            a.pixels.1,
+            a.values.0,
+            a.values.1
+        ),
+        _ => String::new(),
+    };
     let _ = writeln!(
         out,
-        "<figure>{}<figcaption>{} <a href=\"{s}.png\">PNG</a> · <a href=\"{s}.svg\">SVG</a></figcaption></figure>",
+        "<figure{linked}>{}<figcaption>{} <a href=\"{s}.png\">PNG</a> · <a href=\"{s}.svg\">SVG</a></figcaption></figure>",
         scalable(&svg),
         esc(&w.caption),
         s = esc(&w.stem)
@@ -299,8 +341,10 @@ fn drill_down(out: &mut String, data: &RunData, sc: &str) {
     for p in misses {
         let _ = writeln!(
             out,
-            "<tr><td class=\"t\">{}</td><td data-v=\"{t}\">{t}</td><td class=\"t\">{} <span class=\"sub\">{}</span></td><td class=\"wrap\">{}</td><td data-v=\"{r}\">{r:.3}</td><td class=\"wrap miss\">{}</td><td data-v=\"{st}\">{st}</td><td class=\"wrap\">{}{}</td></tr>",
+            "<tr><td class=\"t\">{}</td><td data-v=\"{t}\"><a href=\"#inspect={}/{t}/{}\">{t}</a></td><td class=\"t\">{} <span class=\"sub\">{}</span></td><td class=\"wrap\">{}</td><td data-v=\"{r}\">{r:.3}</td><td class=\"wrap miss\">{}</td><td data-v=\"{st}\">{st}</td><td class=\"wrap\">{}{}</td></tr>",
             esc(&p.strategy),
+            esc(&uri(sc)),
+            esc(&uri(&p.probe_id)),
             esc(&p.probe_id),
             esc(&p.kind),
             esc(&p.question),
@@ -401,6 +445,7 @@ pub fn render(data: &RunData, charts: &[Written]) -> Result<String, ReportError>
             "<p class=\"warn\"><strong>Incomplete:</strong> {failed} API call(s) failed after their retries (listed in calls.csv); the figures they feed are incomplete.</p>"
         );
     }
+    out.push_str(GATE_MARK);
     out.push_str("<h2>Results</h2>\n<p>Per strategy, over every scenario:</p>\n");
     results_table(&mut out, data, true);
     let kinds = super::kind_table(&data.totals);
@@ -461,12 +506,36 @@ pub fn render(data: &RunData, charts: &[Written]) -> Result<String, ReportError>
         }
         out.push_str("</details>\n");
     }
+    super::inspector::section(&mut out, data);
     out.push_str("<h2>Run</h2>\n");
     metadata(&mut out, data);
     out.push_str("<script>");
     out.push_str(SCRIPT);
-    out.push_str("</script>\n</body></html>\n");
+    // Its own script element: an error in it is reported by the one above.
+    out.push_str("</script>\n<script>");
+    out.push_str(super::inspector::SCRIPT);
+    out.push_str("</script>\n<script>document.body.setAttribute('data-ready','1');</script>\n</body></html>\n");
     Ok(out)
+}
+
+/// Where a gated run's section goes in report.html (escaped text never
+/// holds a comment).
+const GATE_MARK: &str = "<!--memeval:gate-->\n";
+
+/// Puts `section` (the gate's, of a gated run) into the report.html of the
+/// run in `dir`, where the page keeps its place; the file is replaced
+/// whole, never half-written.
+pub fn add_section(dir: &std::path::Path, section: &str) -> Result<(), ReportError> {
+    let path = dir.join("report.html");
+    let page = std::fs::read_to_string(&path).map_err(|source| ReportError::Read {
+        path: path.clone(),
+        source,
+    })?;
+    let page = page.replacen(GATE_MARK, section, 1);
+    crate::files::write_atomically(&path, page.as_bytes()).map_err(|e| ReportError::Write {
+        path: path.clone(),
+        source: std::io::Error::other(e.to_string()),
+    })
 }
 
 /// Charts and report.html for the run in `data.dir`.

@@ -3,6 +3,7 @@
 //! charts ([`html`]). The files themselves are written by [`crate::results`].
 
 pub mod html;
+pub mod inspector;
 
 use std::collections::BTreeMap;
 use std::io::Write;

@@ -57,9 +57,14 @@ pub struct Run {
 
 impl Run {
     pub fn open(dir: &Path) -> Result<Run, InspectError> {
-        let fail = |m: String| InspectError(m);
         let results = crate::results::load_slim_results(&dir.join("results.json"))
-            .map_err(|e| fail(e.to_string()))?;
+            .map_err(|e| InspectError(e.to_string()))?;
+        Run::with_meta(dir, results.meta)
+    }
+
+    /// The run in `dir` whose metadata is already read.
+    pub fn with_meta(dir: &Path, meta: crate::results::Metadata) -> Result<Run, InspectError> {
+        let fail = |m: String| InspectError(m);
         let store_path = dir.join("memory.sqlite");
         if !store_path.is_file() {
             return Err(fail(format!(
@@ -69,10 +74,15 @@ impl Run {
         }
         let store = Store::read_only(&store_path).map_err(|e| fail(e.to_string()))?;
         Ok(Run {
-            config: results.meta.config,
-            scenarios: results.meta.scenarios,
+            config: meta.config,
+            scenarios: meta.scenarios,
             store,
         })
+    }
+
+    /// The run's memories, read-only.
+    pub fn store(&self) -> &Store {
+        &self.store
     }
 
     /// The scenario named `name`, read from its file and checked to be the

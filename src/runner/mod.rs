@@ -490,7 +490,7 @@ fn weight(k: &StrategyName) -> u64 {
 }
 
 /// The store namespace of one replay's memory.
-fn namespace(scenario: &str, strategy: &str, repeat: u32) -> String {
+pub fn namespace(scenario: &str, strategy: &str, repeat: u32) -> String {
     format!("{scenario}/{strategy}/{repeat}")
 }
 
