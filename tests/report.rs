@@ -382,7 +382,10 @@ fn the_inspector_holds_every_probe_ask_and_marks_what_recall_found() {
             .as_array()
             .unwrap()
             .iter()
-            .find(|a| a["turn"].to_string() == p["turn"] && a["probe"] == p["probe_id"].as_str())
+            .find(|a| {
+                a["turn"] == p["turn"].parse::<u64>().unwrap()
+                    && a["probe"] == p["probe_id"].as_str()
+            })
             .unwrap_or_else(|| panic!("{p:?}: not in the inspector"));
         assert_eq!(ask["question"], p["question"].as_str());
         let v = &ask["by"][&p["strategy"]];
