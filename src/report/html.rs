@@ -69,6 +69,7 @@ details{margin:10px 0}summary{cursor:pointer;font-weight:600;font-size:18px;padd
 .meta td,.meta th{text-align:left}
 code{background:#f4f4f4;padding:1px 4px;border-radius:3px}
 .miss{color:#b00020}
+#inspector{width:calc(100vw - 60px);max-width:2400px;margin-left:calc(50% - 50vw + 30px)}
 .ins-bar{position:sticky;top:0;background:#fff;padding:6px 0;z-index:2;border-bottom:1px solid #eee}
 .ins-bar select{max-width:48%}
 .ask{margin:10px 0}.note{color:#8a5a00}

@@ -89,6 +89,10 @@
     return html+'</div>';
   }
   function render(){
+    var t0=performance.now();
+    try{draw();}finally{root.setAttribute('data-render-ms',(performance.now()-t0).toFixed(1));}
+  }
+  function draw(){
     var s=sc(),list=shown();
     var notes=(s.note?[s.note]:[]).concat((s.failures||[]).map(function(f){return 'not read from the run\'s memory: '+f;}));
     head.innerHTML=notes.map(function(n){return '<p class="warn">'+esc(n)+'</p>';}).join('');
@@ -122,6 +126,7 @@
     root.setAttribute('data-columns',String(cols.querySelectorAll('.col').length));
     root.setAttribute('data-marks',String(cols.querySelectorAll('mark.fact').length));
     root.setAttribute('data-absent',String(cols.querySelectorAll('.msg.absent').length));
+    root.setAttribute('data-top',String(Math.round(root.getBoundingClientRect().top+window.scrollY)));
     if(a)history.replaceState(null,'','#inspect='+encodeURIComponent(s.name)+'/'+a.turn+'/'+encodeURIComponent(a.probe));
   }
   function go(s,turn,probe,note){
