@@ -233,6 +233,14 @@ fn a_run_killed_while_publishing_its_outputs_is_published_by_resume() {
         String::from_utf8_lossy(&o.stderr)
     );
     assert!(!staging(&out).exists(), "the staging folder is left behind");
+    // The same outputs, report.html apart: the gate put its section in it,
+    // where the page keeps its place.
+    let page = String::from_utf8(want["report.html"].clone()).unwrap();
+    let got = std::fs::read_to_string(out.join("report.html")).unwrap();
+    let (before, after) = page.split_once("<!--memeval:gate-->\n").unwrap();
+    assert!(got.starts_with(before) && got.ends_with(after));
+    assert!(got[before.len()..got.len() - after.len()].starts_with("<h2 id=\"gate\">Gate: passed"));
+    std::fs::write(out.join("report.html"), &page).unwrap();
     assert_same(&want, &out);
     assert!(!out.join("journal.sqlite-wal").exists() && !out.join("journal.sqlite-shm").exists());
     assert!(stdout.contains("needle-cabin-wifi"), "{stdout}");

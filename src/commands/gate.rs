@@ -174,35 +174,29 @@ pub fn run_gate(
     };
     let failed = failed_by_pair(&checks);
     let keys: BTreeSet<(String, String)> = failed.keys().cloned().collect();
-    let none = Vec::new();
+    // Each failed pair's changed asks, written by `f` (as text or HTML).
+    type Write = fn(&[&gate::Check], &[ProbeRow], &[ProbeRow], &str) -> String;
+    let per_pair = |b: &Path, c: &Path, f: Write| -> Result<Vec<String>, Failure> {
+        let (before, after) = (probe_rows(b, &keys)?, probe_rows(c, &keys)?);
+        let none = Vec::new();
+        Ok(failed
+            .iter()
+            .map(|(k, checks)| {
+                let (b, c) = (before.get(k), after.get(k));
+                f(checks, b.unwrap_or(&none), c.unwrap_or(&none), answers)
+            })
+            .collect())
+    };
     match explain {
         Explain::No => {}
         Explain::Print(b, c) => {
-            let (before, after) = (probe_rows(b, &keys)?, probe_rows(c, &keys)?);
-            for (k, checks) in &failed {
-                let text = gate::explain::explain(
-                    checks,
-                    before.get(k).unwrap_or(&none),
-                    after.get(k).unwrap_or(&none),
-                    answers,
-                );
+            for text in per_pair(b, c, gate::explain::explain)? {
                 crate::term::out(&format!("\n{text}"));
             }
         }
         Explain::Report(b, c) => {
             let explained = if b.join("probes.csv").is_file() {
-                let (before, after) = (probe_rows(b, &keys)?, probe_rows(c, &keys)?);
-                Ok(failed
-                    .iter()
-                    .map(|(k, checks)| {
-                        gate::explain::html(
-                            checks,
-                            before.get(k).unwrap_or(&none),
-                            after.get(k).unwrap_or(&none),
-                            answers,
-                        )
-                    })
-                    .collect())
+                Ok(per_pair(b, c, gate::explain::html)?)
             } else {
                 Err(format!(
                     "the baseline {} holds only aggregates: with its run folder as the baseline, this section shows the probe asks behind each failed check (or: memeval gate --baseline <its folder> --current {} --explain)",
