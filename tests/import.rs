@@ -355,6 +355,15 @@ fn the_real_locomo_sample() {
     assert!(out.contains("recall by probe kind"), "{out}");
     let html = std::fs::read_to_string(d.join("run/report.html")).unwrap();
     assert!(html.contains("id=\"kinds\""));
+    // The inspector holds every question, each with every strategy's
+    // context, in a page that stays small (1.03 MB when measured).
+    let data = common::inspector_data(&html);
+    assert_eq!(common::asks_total(&data), 199);
+    for ask in data["scenarios"][0]["asks"].as_array().unwrap() {
+        assert_eq!(ask["by"].as_object().unwrap().len(), 5, "{ask}");
+    }
+    eprintln!("report.html of the LoCoMo sample: {} bytes", html.len());
+    assert!(html.len() < 2_000_000, "{} bytes", html.len());
 }
 
 /// The LoCoMo excerpt as the release's array of conversations: the excerpt,

@@ -7,7 +7,7 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 
 mod common;
-use common::{memeval, output_files as tree, shipped as scenario};
+use common::{asks_total, inspector_data, memeval, output_files as tree, shipped as scenario};
 
 /// A run of three shipped scenarios into `dir/out`.
 fn run(dir: &Path) -> PathBuf {
@@ -291,14 +291,6 @@ const CRAFTED: &str = r#"{
     {"probe": "Where do I live?", "id": "where", "expects": ["city-now"]}
   ]
 }"#;
-
-/// The inspector's data, read from a report.html.
-fn inspector_data(html: &str) -> serde_json::Value {
-    let head = "<script type=\"application/json\" id=\"inspect-data\">";
-    let at = html.find(head).expect("no inspector data") + head.len();
-    let end = at + html[at..].find("</script>").unwrap();
-    serde_json::from_str(&html[at..end]).unwrap()
-}
 
 /// `text[a..b]` in UTF-16 units, as the page's script slices it.
 fn utf16(text: &str, a: u64, b: u64) -> String {
@@ -729,13 +721,4 @@ fn the_inspector_opens_navigates_and_marks_in_a_headless_browser() {
     let dom = open(&format!("&click={}/recall/0.5", names[0]));
     let shown = section(&dom, "data-inspect");
     assert!(candidates.contains(&shown), "{shown} not in {candidates:?}");
-}
-
-fn asks_total(data: &serde_json::Value) -> usize {
-    data["scenarios"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|s| s["asks"].as_array().unwrap().len())
-        .sum()
 }

@@ -54,3 +54,23 @@ pub fn rows(path: &Path) -> Vec<std::collections::BTreeMap<String, String>> {
         .map(Result::unwrap)
         .collect()
 }
+
+/// The inspector's data, read from a report.html.
+#[allow(dead_code)]
+pub fn inspector_data(html: &str) -> serde_json::Value {
+    let head = "<script type=\"application/json\" id=\"inspect-data\">";
+    let at = html.find(head).expect("no inspector data") + head.len();
+    let end = at + html[at..].find("</script>").unwrap();
+    serde_json::from_str(&html[at..end]).unwrap()
+}
+
+/// How many probe asks the inspector's data holds.
+#[allow(dead_code)]
+pub fn asks_total(data: &serde_json::Value) -> usize {
+    data["scenarios"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|s| s["asks"].as_array().unwrap().len())
+        .sum()
+}
