@@ -691,6 +691,20 @@ fn the_inspector_opens_navigates_and_marks_in_a_headless_browser() {
     };
     assert_eq!(section(&dom, "data-inspect"), id(k + 1, expect));
 
+    // A message number typed in: the ask nearest it, said to be the nearest.
+    let nearest_to = |i: usize, t: u64| {
+        asks(i)
+            .iter()
+            .min_by_key(|a| a["turn"].as_u64().unwrap().abs_diff(t))
+            .unwrap()
+    };
+    let typed = (1..60).find(|t| nearest_to(k, *t)["turn"] != *t).unwrap();
+    let dom = open(&format!("inspect={}&turn={typed}", id(k, &asks(k)[0])));
+    assert_eq!(section(&dom, "data-inspect"), id(k, nearest_to(k, typed)));
+    assert!(dom.contains(&format!(
+        "message {typed} was asked for; no probe was asked there"
+    )));
+
     // A click on the first scenario's recall chart, halfway along its x
     // axis: the ask nearest the message drawn there (a pixel either way).
     let head = format!(

@@ -71,7 +71,7 @@ code{background:#f4f4f4;padding:1px 4px;border-radius:3px}
 .miss{color:#b00020}
 #inspector{width:calc(100vw - 60px);max-width:2400px;margin-left:calc(50% - 50vw + 30px)}
 .ins-bar{position:sticky;top:0;background:#fff;padding:6px 0;z-index:2;border-bottom:1px solid #eee}
-.ins-bar select{max-width:48%}
+.ins-bar select{max-width:44%}#ins-turn{width:6em}
 .ask{margin:10px 0}.note{color:#8a5a00}
 .cols{display:flex;gap:10px;overflow-x:auto;align-items:flex-start}
 .col{flex:1 0 240px;min-width:240px;border:1px solid #ddd;border-radius:4px;padding:6px 8px;font-size:13px}

@@ -6,7 +6,7 @@
   var D=JSON.parse(el.textContent),F={};
   D.fields.forEach(function(f,i){F[f]=i;});
   var scSel=document.getElementById('ins-scenario'),askSel=document.getElementById('ins-ask');
-  var missOnly=document.getElementById('ins-misses'),head=document.getElementById('ins-head'),cols=document.getElementById('ins-cols');
+  var turnBox=document.getElementById('ins-turn'),missOnly=document.getElementById('ins-misses'),head=document.getElementById('ins-head'),cols=document.getElementById('ins-cols');
   var state={sc:0,ask:0,note:''};
   function esc(s){return String(s).replace(/[&<>"']/g,function(c){return {'&':'&amp;','<':'&lt;','>':'&gt;','"':'&quot;',"'":'&#39;'}[c];});}
   function fmt(n){return String(n).replace(/\B(?=(\d{3})+(?!\d))/g,',');}
@@ -127,6 +127,7 @@
     root.setAttribute('data-marks',String(cols.querySelectorAll('mark.fact').length));
     root.setAttribute('data-absent',String(cols.querySelectorAll('.msg.absent').length));
     root.setAttribute('data-top',String(Math.round(root.getBoundingClientRect().top+window.scrollY)));
+    if(a)turnBox.value=String(a.turn);
     if(a)history.replaceState(null,'','#inspect='+encodeURIComponent(s.name)+'/'+a.turn+'/'+encodeURIComponent(a.probe));
   }
   function go(s,turn,probe,note){
@@ -171,12 +172,18 @@
       var p=pt.matrixTransform(svg.getScreenCTM().inverse());
       var turn=Math.round(ax[2]+(p.x-ax[0])/(ax[1]-ax[0])*(ax[3]-ax[2]));
       turn=Math.max(ax[2],Math.min(ax[3],turn));
-      if(!go(s,turn,undefined,''))return;
-      var a=sc().asks[state.ask];
-      if(a.turn!==turn){state.note='message '+turn+' was clicked; no probe was asked there, and this is the nearest ask. `memeval inspect` rebuilds any call\'s context: memeval inspect <run folder> --scenario '+sc().name+' --turn '+turn;render();}
-      root.scrollIntoView();
+      if(nearest(s,turn,'clicked'))root.scrollIntoView();
     });
   });
+  // The ask nearest message `turn` of scenario `s`, saying so when no
+  // probe was asked right there.
+  function nearest(s,turn,how){
+    if(!go(s,turn,undefined,''))return false;
+    var a=sc().asks[state.ask];
+    if(a.turn!==turn){state.note='message '+turn+' was '+how+'; no probe was asked there, and this is the nearest ask. `memeval inspect` rebuilds any call\'s context: memeval inspect <run folder> --scenario '+sc().name+' --turn '+turn;render();}
+    return true;
+  }
+  turnBox.addEventListener('change',function(){var t=parseInt(turnBox.value,10);if(t>=0)nearest(state.sc,t,'asked for');});
   function fromHash(){
     var h=decodeURIComponent(location.hash.slice(1)),m=/^inspect=(.*)\/(\d+)\/([^&]*)/.exec(location.hash.slice(1));
     if(m&&go(byName(decodeURIComponent(m[1])),+m[2],decodeURIComponent(m[3])))root.scrollIntoView();
@@ -192,8 +199,11 @@
       var c=pt.matrixTransform(svg.getScreenCTM());
       svg.dispatchEvent(new MouseEvent('click',{clientX:c.x,clientY:c.y,bubbles:true}));
     });
+    // A message number typed into the box (`&turn=40`).
+    var typed=/&turn=(\d+)/.exec(h);
+    if(typed){turnBox.value=typed[1];turnBox.dispatchEvent(new Event('change'));}
     if(keys)keys[1].split(',').forEach(function(k){document.dispatchEvent(new KeyboardEvent('keydown',{key:k,bubbles:true}));});
-    return !!(m||click);
+    return !!(m||click||typed);
   }
   window.addEventListener('hashchange',fromHash);
   fillAsks();
