@@ -241,6 +241,13 @@ fn a_baseline_passes_against_itself_and_a_worse_configuration_fails() {
         ],
     );
     assert_eq!(code(&o), 1, "{}", text(&o).1);
+    assert!(
+        text(&o).0.contains(
+            "the probe asks behind the failed checks: worse-against-folder/report.html#gate"
+        ),
+        "{}",
+        text(&o).0
+    );
     let page = std::fs::read_to_string(d.join("worse-against-folder/report.html")).unwrap();
     assert!(
         page.contains(&format!(

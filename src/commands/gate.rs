@@ -208,6 +208,12 @@ pub fn run_gate(
             crate::report::html::add_section(c, &section).map_err(|e| {
                 Failure::Run(anyhow::anyhow!("writing the gate into the report: {e}"))
             })?;
+            if !failed.is_empty() {
+                crate::term::out(&format!(
+                    "the probe asks behind the failed checks: {}#gate\n",
+                    c.join("report.html").display()
+                ));
+            }
         }
     }
     if let Some(path) = junit {

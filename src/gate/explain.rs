@@ -211,27 +211,31 @@ pub fn section(checks: &[Check], baseline: &str, explained: Result<Vec<String>, 
         },
         esc(baseline)
     );
-    out.push_str("<div class=\"scroll\"><table class=\"sortable\" id=\"gate-checks\"><thead><tr><th class=\"t\">scenario</th><th class=\"t\">strategy</th><th class=\"t\">metric</th><th>baseline</th><th>current</th><th>delta</th><th>threshold</th><th class=\"t\">result</th><th class=\"t\">note</th></tr></thead><tbody>\n");
-    let mut sorted: Vec<&Check> = checks.iter().collect();
-    sorted.sort_by_key(|c| c.pass);
-    for c in sorted {
+    let table = |out: &mut String, id: &str, pass: bool| {
         let _ = writeln!(
             out,
-            "<tr><td class=\"t\">{}</td><td class=\"t\">{}</td><td class=\"t\">{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td class=\"t{}\">{}</td><td class=\"wrap\">{}</td></tr>",
-            esc(&c.scenario),
-            esc(&c.strategy),
-            c.metric,
-            esc(&c.baseline),
-            esc(&c.current),
-            esc(&c.delta),
-            esc(&c.threshold),
-            if c.pass { "" } else { " miss" },
-            if c.pass { "PASS" } else { "FAIL" },
-            esc(&c.note),
+            "<div class=\"scroll\"><table class=\"sortable\" id=\"{id}\"><thead><tr><th class=\"t\">scenario</th><th class=\"t\">strategy</th><th class=\"t\">metric</th><th>baseline</th><th>current</th><th>delta</th><th>threshold</th><th class=\"t\">result</th><th class=\"t\">note</th></tr></thead><tbody>"
         );
-    }
-    out.push_str("</tbody></table></div>\n");
+        for c in checks.iter().filter(|c| c.pass == pass) {
+            let _ = writeln!(
+                out,
+                "<tr><td class=\"t\">{}</td><td class=\"t\">{}</td><td class=\"t\">{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td class=\"t{}\">{}</td><td class=\"wrap\">{}</td></tr>",
+                esc(&c.scenario),
+                esc(&c.strategy),
+                c.metric,
+                esc(&c.baseline),
+                esc(&c.current),
+                esc(&c.delta),
+                esc(&c.threshold),
+                if pass { "" } else { " miss" },
+                if pass { "PASS" } else { "FAIL" },
+                esc(&c.note),
+            );
+        }
+        out.push_str("</tbody></table></div>\n");
+    };
     if failed > 0 {
+        table(&mut out, "gate-failed", false);
         match explained {
             Ok(parts) => {
                 out.push_str("<p>Behind each failed scenario and strategy, the probe asks whose verdict changed, the baseline's context beside the current one; an ask's link opens the current context in the inspector.</p>\n");
@@ -243,6 +247,15 @@ pub fn section(checks: &[Check], baseline: &str, explained: Result<Vec<String>, 
                 let _ = writeln!(out, "<p class=\"warn\">{}</p>", esc(&why));
             }
         }
+    }
+    let passed = checks.len() - failed;
+    if passed > 0 {
+        let _ = writeln!(
+            out,
+            "<details><summary>The {passed} passed check(s)</summary>"
+        );
+        table(&mut out, "gate-passed", true);
+        out.push_str("</details>\n");
     }
     out
 }
