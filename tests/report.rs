@@ -9,24 +9,32 @@ use std::process::Command;
 mod common;
 use common::{asks_total, inspector_data, memeval, output_files as tree, shipped as scenario};
 
-/// A run of three shipped scenarios into `dir/out`.
-fn run(dir: &Path) -> PathBuf {
+/// A run of three shipped scenarios (and `more` arguments) into `dir/out`.
+fn run_with(dir: &Path, more: &[&str]) -> PathBuf {
     let out = dir.join("out");
-    let o = memeval(
-        &[
-            "run",
-            &scenario("needle-cabin-wifi"),
-            &scenario("knowledge-updates"),
-            &scenario("cold-start-billing"),
-            "--out",
-            out.to_str().unwrap(),
-            "--no-timings",
-            "-q",
-        ],
-        dir,
+    let (a, b, c) = (
+        scenario("needle-cabin-wifi"),
+        scenario("knowledge-updates"),
+        scenario("cold-start-billing"),
     );
+    let mut args = vec![
+        "run",
+        &a,
+        &b,
+        &c,
+        "--out",
+        out.to_str().unwrap(),
+        "--no-timings",
+        "-q",
+    ];
+    args.extend(more);
+    let o = memeval(&args, dir);
     assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
     out
+}
+
+fn run(dir: &Path) -> PathBuf {
+    run_with(dir, &[])
 }
 
 #[test]
@@ -310,14 +318,11 @@ fn fold(s: &str) -> String {
 /// knowledge updates) and the crafted one.
 fn tight_run(dir: &Path) -> PathBuf {
     std::fs::write(dir.join("crafted.json"), CRAFTED).unwrap();
-    let out = dir.join("out");
-    let o = memeval(
+    let orders = scenario("support-orders");
+    run_with(
+        dir,
         &[
-            "run",
-            &scenario("needle-cabin-wifi"),
-            &scenario("knowledge-updates"),
-            &scenario("cold-start-billing"),
-            &scenario("support-orders"),
+            &orders,
             "crafted.json",
             "--set",
             "window.max_tokens=300",
@@ -329,15 +334,8 @@ fn tight_run(dir: &Path) -> PathBuf {
             "vector.buffer_message_limit=4",
             "--set",
             "vector.top_k=3",
-            "--out",
-            out.to_str().unwrap(),
-            "--no-timings",
-            "-q",
         ],
-        dir,
-    );
-    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
-    out
+    )
 }
 
 #[test]
