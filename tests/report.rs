@@ -733,4 +733,22 @@ fn the_inspector_opens_navigates_and_marks_in_a_headless_browser() {
     let dom = open(&format!("&click={}/recall/0.5", names[0]));
     let shown = section(&dom, "data-inspect");
     assert!(candidates.contains(&shown), "{shown} not in {candidates:?}");
+
+    // A run folder copied without its memory.sqlite: `memeval report` still
+    // gives every ask and its references, and says why no text is shown.
+    std::fs::remove_file(out.join("memory.sqlite")).unwrap();
+    let o = memeval(&["report", out.to_str().unwrap()], tmp.path());
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let bare = inspector_data(&std::fs::read_to_string(out.join("report.html")).unwrap());
+    assert_eq!(asks_total(&bare), asks_total(&data));
+    assert!(
+        bare["scenarios"][0]["note"]
+            .as_str()
+            .unwrap()
+            .contains("memory.sqlite: not found")
+    );
+    let dom = open(&format!("inspect={}", id(sc, ask)));
+    assert_eq!(section(&dom, "data-columns"), "5");
+    assert!(dom.contains("no message or summary text is shown"));
+    assert!(dom.contains("not in the run's memory"));
 }

@@ -37,7 +37,7 @@
     });
     return out+esc(text.slice(at));
   }
-  function message(s,strategy,n){var own=s.own&&s.own[strategy];return (own&&own[n])||s.msgs[n-1];}
+  function message(s,strategy,n){var own=s.own&&s.own[strategy];return (own&&own[n])||(s.msgs||[])[n-1];}
   function msgBox(s,strategy,n,label,ctx,extra){
     var m=message(s,strategy,n);
     if(!m)return '<div class="msg"><div class="mh">#'+n+' · not in the run\'s memory</div></div>';
@@ -68,9 +68,9 @@
     html+=section('system',v[F.tokens_system],s.system?'<div class="mt">'+esc(s.system)+'</div>':'');
     var si=v[F.summary];
     if(si!==null){
-      var sum=s.sums[strategy]&&s.sums[strategy][si];
+      var sum=s.sums&&s.sums[strategy]&&s.sums[strategy][si];
       html+=section('summary #'+si+(sum?' · written after message '+sum[0]+', folds messages 1–'+sum[1]:''),v[F.tokens_summary],
-        sum?'<div class="msg"><div class="mt">'+marked(sum[3],sum[4],ctx.want,ctx.old)+'</div></div>':'<div class="mt sub">its text is not in the run\'s memory (a plugin keeps its own)</div>');
+        sum?'<div class="msg"><div class="mt">'+marked(sum[3],sum[4],ctx.want,ctx.old)+'</div></div>':'<div class="mt sub">its text is not in the run\'s memory.sqlite (a plugin keeps its own)</div>');
     }
     if(v[F.retrieved]){
       var nums=v[F.retrieved].split(';'),scores=v[F.scores].split(';'),body='';

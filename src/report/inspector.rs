@@ -49,14 +49,21 @@ pub const ASK_FIELDS: [&str; 17] = [
 pub fn data(data: &RunData) -> (String, usize) {
     let run = Run::with_meta(&data.dir, data.meta.clone());
     let mut scenarios = Vec::new();
-    let mut asks = 0;
+    let mut total = 0;
     for sc in &data.drawn {
         let rows = data.in_scenario(&data.probes, sc);
         let value = match &run {
             Ok(run) => scenario(run, data, sc, rows),
-            Err(e) => json!({ "name": sc, "note": e.0 }),
+            // The asks still, as references: the texts are what is missing.
+            Err(e) => json!({
+                "name": sc,
+                "note": format!("no message or summary text is shown: {}", e.0),
+                "msgs": [],
+                "facts": {},
+                "asks": asks(rows),
+            }),
         };
-        asks += value["asks"].as_array().map_or(0, Vec::len);
+        total += value["asks"].as_array().map_or(0, Vec::len);
         scenarios.push(value);
     }
     let all = json!({
@@ -68,7 +75,7 @@ pub fn data(data: &RunData) -> (String, usize) {
         "scenarios": scenarios,
     });
     // Inside a script element, "</" would end it: JSON allows "<\/".
-    (all.to_string().replace("</", "<\\/"), asks)
+    (all.to_string().replace("</", "<\\/"), total)
 }
 
 /// One message as the page shows it: role, text, spans of phrases.
