@@ -175,8 +175,8 @@ pub fn run_gate(
     let failed = failed_by_pair(&checks);
     let keys: BTreeSet<(String, String)> = failed.keys().cloned().collect();
     // Each failed pair's changed asks, written by `f` (as text or HTML).
-    type Write = fn(&[&gate::Check], &[ProbeRow], &[ProbeRow], &str) -> String;
-    let per_pair = |b: &Path, c: &Path, f: Write| -> Result<Vec<String>, Failure> {
+    type Describe = fn(&[&gate::Check], &[ProbeRow], &[ProbeRow], &str) -> String;
+    let per_pair = |b: &Path, c: &Path, f: Describe| -> Result<Vec<String>, Failure> {
         let (before, after) = (probe_rows(b, &keys)?, probe_rows(c, &keys)?);
         let none = Vec::new();
         Ok(failed
@@ -249,25 +249,14 @@ fn probe_rows(
     dir: &Path,
     keep: &BTreeSet<(String, String)>,
 ) -> Result<BTreeMap<(String, String), Vec<ProbeRow>>, Failure> {
-    let path = dir.join("probes.csv");
-    let bad = |e: csv::Error| {
-        let at = e
-            .position()
-            .map(|p| format!(":{}", p.line()))
-            .unwrap_or_default();
-        Failure::Input(format!(
-            "error: {}{at}: not a memeval output: {e}",
-            path.display()
-        ))
-    };
     let mut out: BTreeMap<(String, String), Vec<ProbeRow>> = BTreeMap::new();
-    for row in csv::Reader::from_path(&path).map_err(bad)?.deserialize() {
-        let row: ProbeRow = row.map_err(bad)?;
+    crate::results::read::for_each_row(&dir.join("probes.csv"), |row: ProbeRow| {
         let k = (row.scenario.clone(), row.strategy.clone());
         if keep.contains(&k) {
             out.entry(k).or_default().push(row);
         }
-    }
+    })
+    .map_err(|e| Failure::Input(format!("error: {e}")))?;
     Ok(out)
 }
 

@@ -31,34 +31,26 @@ fn held(p: &ProbeRow) -> BTreeSet<u32> {
 
 /// Message numbers as ranges: `3-7, 9`.
 fn ranges(set: &BTreeSet<u32>) -> String {
-    let mut out: Vec<String> = Vec::new();
-    let mut run: Option<(u32, u32)> = None;
+    let mut runs: Vec<(u32, u32)> = Vec::new();
     for &n in set {
-        run = match run {
-            Some((a, b)) if n == b + 1 => Some((a, n)),
-            Some((a, b)) => {
-                out.push(if a == b {
-                    a.to_string()
-                } else {
-                    format!("{a}-{b}")
-                });
-                Some((n, n))
+        match runs.last_mut() {
+            Some((_, b)) if n == *b + 1 => *b = n,
+            _ => runs.push((n, n)),
+        }
+    }
+    if runs.is_empty() {
+        return "-".into();
+    }
+    runs.iter()
+        .map(|&(a, b)| {
+            if a == b {
+                a.to_string()
+            } else {
+                format!("{a}-{b}")
             }
-            None => Some((n, n)),
-        };
-    }
-    if let Some((a, b)) = run {
-        out.push(if a == b {
-            a.to_string()
-        } else {
-            format!("{a}-{b}")
-        });
-    }
-    if out.is_empty() {
-        "-".into()
-    } else {
-        out.join(", ")
-    }
+        })
+        .collect::<Vec<_>>()
+        .join(", ")
 }
 
 fn context(p: &ProbeRow) -> String {
@@ -140,7 +132,7 @@ pub fn html(
     current: &[ProbeRow],
     answers: &str,
 ) -> String {
-    use crate::report::html::{esc, uri};
+    use crate::report::html::{esc, inspect_href};
     let changed = changed(baseline, current);
     let Some(head) = header(checks, changed.len()) else {
         return String::new();
@@ -164,10 +156,8 @@ pub fn html(
         );
         let link = if c.repeat == 1 {
             format!(
-                "<a href=\"#inspect={}/{}/{}\">{ask}</a>",
-                esc(&uri(&c.scenario)),
-                c.turn,
-                esc(&uri(&c.probe_id))
+                "<a href=\"{}\">{ask}</a>",
+                inspect_href(&c.scenario, c.turn, &c.probe_id)
             )
         } else {
             ask

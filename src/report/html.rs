@@ -28,8 +28,14 @@ pub fn esc(s: &str) -> String {
     out
 }
 
+/// The link to a probe ask in the page's inspector (`#inspect=s/t/p`),
+/// ready for an attribute (what it percent-encodes needs no escaping).
+pub fn inspect_href(scenario: &str, turn: u32, probe: &str) -> String {
+    format!("#inspect={}/{turn}/{}", uri(scenario), uri(probe))
+}
+
 /// Percent-encodes text for a URL's fragment, as `encodeURIComponent` does.
-pub fn uri(s: &str) -> String {
+fn uri(s: &str) -> String {
     let mut out = String::with_capacity(s.len());
     for b in s.bytes() {
         if b.is_ascii_alphanumeric() || b"-_.!~*'()".contains(&b) {
@@ -342,10 +348,9 @@ fn drill_down(out: &mut String, data: &RunData, sc: &str) {
     for p in misses {
         let _ = writeln!(
             out,
-            "<tr><td class=\"t\">{}</td><td data-v=\"{t}\"><a href=\"#inspect={}/{t}/{}\">{t}</a></td><td class=\"t\">{} <span class=\"sub\">{}</span></td><td class=\"wrap\">{}</td><td data-v=\"{r}\">{r:.3}</td><td class=\"wrap miss\">{}</td><td data-v=\"{st}\">{st}</td><td class=\"wrap\">{}{}</td></tr>",
+            "<tr><td class=\"t\">{}</td><td data-v=\"{t}\"><a href=\"{}\">{t}</a></td><td class=\"t\">{} <span class=\"sub\">{}</span></td><td class=\"wrap\">{}</td><td data-v=\"{r}\">{r:.3}</td><td class=\"wrap miss\">{}</td><td data-v=\"{st}\">{st}</td><td class=\"wrap\">{}{}</td></tr>",
             esc(&p.strategy),
-            esc(&uri(sc)),
-            esc(&uri(&p.probe_id)),
+            inspect_href(sc, p.turn, &p.probe_id),
             esc(&p.probe_id),
             esc(&p.kind),
             esc(&p.question),

@@ -11,7 +11,9 @@
   function esc(s){return String(s).replace(/[&<>"']/g,function(c){return {'&':'&amp;','<':'&lt;','>':'&gt;','"':'&quot;',"'":'&#39;'}[c];});}
   function fmt(n){return String(n).replace(/\B(?=(\d{3})+(?!\d))/g,',');}
   function sc(){return D.scenarios[state.sc];}
-  function missed(a){return Object.keys(a.by).some(function(k){var r=a.by[k][F.recall];return r!==null&&r<1;});}
+  // The strategies that missed a fact at an ask.
+  function missers(a){return Object.keys(a.by).filter(function(k){var r=a.by[k][F.recall];return r!==null&&r<1;});}
+  function missed(a){return missers(a).length>0;}
   // The asks the list shows: all, or those some strategy missed.
   function shown(){var s=sc(),out=[];(s.asks||[]).forEach(function(a,i){if(!missOnly.checked||missed(a))out.push(i);});return out;}
   D.scenarios.forEach(function(s,i){var o=document.createElement('option');o.value=i;o.textContent=s.name+' ('+(s.asks||[]).length+' asks)';scSel.appendChild(o);});
@@ -19,7 +21,7 @@
     askSel.innerHTML='';
     var s=sc();
     shown().forEach(function(i){
-      var a=s.asks[i],miss=Object.keys(a.by).filter(function(k){var r=a.by[k][F.recall];return r!==null&&r<1;});
+      var a=s.asks[i],miss=missers(a);
       var o=document.createElement('option');o.value=i;
       o.textContent='message '+a.turn+' · '+a.probe+' · '+a.question.slice(0,70)+(miss.length?'  ✗ '+miss.join(', '):'');
       askSel.appendChild(o);

@@ -78,26 +78,31 @@ pub fn data(data: &RunData) -> (String, usize) {
     (all.to_string().replace("</", "<\\/"), total)
 }
 
-/// One message as the page shows it: role, text, spans of phrases.
-fn message(role: &str, text: &str, content: &str, sc: Option<&Scenario>) -> Value {
-    let spans: Vec<[u32; 3]> = sc
-        .map(|sc| crate::text::phrase_spans(content, &sc.phrases))
+/// Where the scenario's phrases lie in `text` (none without the scenario).
+fn spans(text: &str, sc: Option<&Scenario>) -> Vec<[u32; 3]> {
+    sc.map(|sc| crate::text::phrase_spans(text, &sc.phrases))
         .unwrap_or_default()
         .into_iter()
         .map(|(a, b, p)| [a, b, p])
-        .collect();
-    json!([role, text, spans])
+        .collect()
 }
 
-fn texts(t: &Transcript, sc: Option<&Scenario>) -> Vec<Value> {
+/// A memory's messages as the page shows them: role, text (with its
+/// calls), and the content, where recall looks.
+fn texts(t: &Transcript) -> Vec<(&'static str, String, &str)> {
     t.entries()
         .iter()
         .map(|e| {
             let mut text = String::new();
             crate::memory::message_text(e.content(), e.tool.as_deref(), &mut text);
-            message(e.role.as_str(), &text, e.content(), sc)
+            (e.role.as_str(), text, &**e.content())
         })
         .collect()
+}
+
+/// One message for the page: role, text, spans of phrases.
+fn message((role, text, content): &(&str, String, &str), sc: Option<&Scenario>) -> Value {
+    json!([role, text, spans(content, sc)])
 }
 
 fn scenario(run: &Run, data: &RunData, name: &str, rows: &[ProbeRow]) -> Value {
@@ -110,10 +115,11 @@ fn scenario(run: &Run, data: &RunData, name: &str, rows: &[ProbeRow]) -> Value {
             )),
         ),
     };
-    let sc = sc.as_ref();
+    let sc = sc.as_deref();
     // Every strategy's messages; the first strategy's are the page's, the
     // others keep only the ones that differ (generated replies).
-    let mut msgs: Option<Vec<Value>> = None;
+    let mut base: Option<Vec<(&'static str, String)>> = None;
+    let mut msgs: Vec<Value> = Vec::new();
     let mut own = serde_json::Map::new();
     let mut sums = serde_json::Map::new();
     let mut failures = Vec::new();
@@ -130,15 +136,20 @@ fn scenario(run: &Run, data: &RunData, name: &str, rows: &[ProbeRow]) -> Value {
                 continue;
             }
         };
-        let these = texts(&t, sc);
-        match &msgs {
-            None if !these.is_empty() => msgs = Some(these),
+        // Phrases are found once a text: in the first memory's messages,
+        // then only in another's that differ.
+        let these = texts(&t);
+        match &base {
+            None if !these.is_empty() => {
+                msgs = these.iter().map(|m| message(m, sc)).collect();
+                base = Some(these.into_iter().map(|(r, t, _)| (r, t)).collect());
+            }
             Some(base) => {
                 let differ: serde_json::Map<String, Value> = these
-                    .into_iter()
+                    .iter()
                     .enumerate()
-                    .filter(|(i, m)| base.get(*i) != Some(m))
-                    .map(|(i, m)| ((i + 1).to_string(), m))
+                    .filter(|(i, (r, t, _))| base.get(*i).is_none_or(|(br, bt)| br != r || bt != t))
+                    .map(|(i, m)| ((i + 1).to_string(), message(m, sc)))
                     .collect();
                 if !differ.is_empty() {
                     own.insert(strategy.clone(), Value::Object(differ));
@@ -150,11 +161,9 @@ fn scenario(run: &Run, data: &RunData, name: &str, rows: &[ProbeRow]) -> Value {
             let by_index: serde_json::Map<String, Value> = summaries
                 .iter()
                 .map(|s| {
-                    let m = message("summary", s.text(), s.text(), sc);
-                    (
-                        s.index.to_string(),
-                        json!([s.turn, s.covered_to, s.tokens, m[1], m[2]]),
-                    )
+                    let text = s.text();
+                    let v = json!([s.turn, s.covered_to, s.tokens, text, spans(text, sc)]);
+                    (s.index.to_string(), v)
                 })
                 .collect();
             sums.insert(strategy.clone(), Value::Object(by_index));
@@ -177,7 +186,7 @@ fn scenario(run: &Run, data: &RunData, name: &str, rows: &[ProbeRow]) -> Value {
         "note": note,
         "failures": failures,
         "facts": facts,
-        "msgs": msgs.unwrap_or_default(),
+        "msgs": msgs,
         "own": own,
         "sums": sums,
         "asks": asks(rows),

@@ -117,7 +117,7 @@ impl<T: serde::de::DeserializeOwned> Rows<T> {
 }
 
 /// Each row of a CSV output in turn, none kept; errors name the file and line.
-fn for_each_row<T: serde::de::DeserializeOwned>(
+pub fn for_each_row<T: serde::de::DeserializeOwned>(
     path: &Path,
     mut f: impl FnMut(T),
 ) -> Result<(), ResultsError> {

@@ -53,6 +53,19 @@ pub struct Run {
     pub config: Config,
     pub scenarios: Vec<crate::results::ScenarioMeta>,
     store: Store,
+    /// The scenarios read so far (each file read and checked once).
+    read: std::cell::RefCell<std::collections::HashMap<String, Arc<Scenario>>>,
+    /// The run's models, built at the first context asked for (the local
+    /// embedder loads a model).
+    models: std::cell::OnceCell<Models>,
+}
+
+/// What rebuilding a context needs of the run's configuration.
+struct Models {
+    tok: crate::tokens::Tokenizer,
+    context_window: u32,
+    backend: crate::backend::Backend,
+    params: Params,
 }
 
 impl Run {
@@ -77,6 +90,8 @@ impl Run {
             config: meta.config,
             scenarios: meta.scenarios,
             store,
+            read: Default::default(),
+            models: Default::default(),
         })
     }
 
@@ -85,9 +100,18 @@ impl Run {
         &self.store
     }
 
-    /// The scenario named `name`, read from its file and checked to be the
-    /// file the run replayed.
-    pub fn scenario(&self, name: &str) -> Result<Scenario, InspectError> {
+    /// The scenario named `name`, read from its file (once) and checked to
+    /// be the file the run replayed.
+    pub fn scenario(&self, name: &str) -> Result<Arc<Scenario>, InspectError> {
+        if let Some(sc) = self.read.borrow().get(name) {
+            return Ok(sc.clone());
+        }
+        let sc = Arc::new(self.read_scenario(name)?);
+        self.read.borrow_mut().insert(name.to_string(), sc.clone());
+        Ok(sc)
+    }
+
+    fn read_scenario(&self, name: &str) -> Result<Scenario, InspectError> {
         let Some(meta) = self.scenarios.iter().find(|s| s.name == name) else {
             let names: Vec<&str> = self.scenarios.iter().map(|s| s.name.as_str()).collect();
             return Err(InspectError(format!(
@@ -118,6 +142,24 @@ impl Run {
         })
     }
 
+    fn models(&self) -> Result<&Models, InspectError> {
+        if let Some(m) = self.models.get() {
+            return Ok(m);
+        }
+        let fail = |m: String| InspectError(m);
+        let tok = self.config.tokenizer().map_err(|e| fail(e.0))?;
+        let context_window = self.config.context_window().map_err(|e| fail(e.0))?;
+        let backend = crate::backend::from_config(&self.config, tok)
+            .map_err(|e| fail(format!("the run's backend: {e}")))?;
+        let params = Params::from_config(&self.config, &backend);
+        Ok(self.models.get_or_init(|| Models {
+            tok,
+            context_window,
+            backend,
+            params,
+        }))
+    }
+
     /// The context of one call (or probe ask), rebuilt.
     pub fn context(&self, ask: &Ask<'_>) -> Result<Inspected, InspectError> {
         let fail = |m: String| InspectError(m);
@@ -138,7 +180,7 @@ impl Run {
                 "--strategy {strategy}: plugin {p:?} keeps its memory in its own process, which a finished run no longer has; its contexts are in probes.csv and turns.csv"
             )));
         }
-        let sc = Arc::new(self.scenario(ask.scenario)?);
+        let sc = self.scenario(ask.scenario)?;
         let last = sc.messages.len() as u32;
         if ask.turn > last || (ask.turn == 0 && ask.probe.is_none()) {
             return Err(fail(format!(
@@ -169,13 +211,15 @@ impl Run {
                 ask.turn
             )));
         }
-        let tok = self.config.tokenizer().map_err(|e| fail(e.0))?;
-        let context_window = self.config.context_window().map_err(|e| fail(e.0))?;
-        let backend = crate::backend::from_config(&self.config, tok)
-            .map_err(|e| fail(format!("the run's backend: {e}")))?;
-        let params = Params::from_config(&self.config, &backend);
-        let mut env = Env::new(tok, &backend, &params, &sc.system_prompt, false);
-        let mut memory = memory::create(&strategy, &params, &t, summary);
+        let Models {
+            tok,
+            context_window,
+            backend,
+            params,
+        } = self.models()?;
+        let tok = *tok;
+        let mut env = Env::new(tok, backend, params, &sc.system_prompt, false);
+        let mut memory = memory::create(&strategy, params, &t, summary);
         let (call, query, context) = match probe {
             Some(i) => {
                 let p = &sc.probes[i];
@@ -219,7 +263,7 @@ impl Run {
             query,
             context,
             budget: self.config.memory.max_context_tokens,
-            context_window,
+            context_window: *context_window,
             scenario: sc,
         })
     }
