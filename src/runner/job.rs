@@ -341,7 +341,7 @@ impl<'a> Job<'a> {
         self.env.usage = Usage::default();
         let mut reply_failed = 0;
         let (content, tokens, generated) = match &m.content {
-            Some(c) => (c.clone(), self.prepared.tokens[n as usize - 1], false),
+            Some(c) => (c.to_arc(), self.prepared.tokens[n as usize - 1], false),
             None => {
                 let reply = self.generate_reply();
                 reply_failed = self.take_calls(n);

@@ -10,7 +10,7 @@
 use std::path::PathBuf;
 use std::sync::Arc;
 
-use super::{Fact, Message, Probe, Role, Scenario, Session, Source, Step, Tools};
+use super::{Fact, Message, Probe, Role, Scenario, Session, Source, Step, Text, Tools};
 
 /// Appends `s` to `out`.
 pub fn encode(s: &Scenario, out: &mut Vec<u8>) {
@@ -34,8 +34,22 @@ pub fn encode(s: &Scenario, out: &mut Vec<u8>) {
         w.str(&session.id);
         w.opt(session.start, Writer::i64);
     }
+    // Every message's text in one string, each message's a part of it:
+    // one allocation to read them back, not one a message.
+    let mut texts = String::new();
+    let mut part = |c: &str| {
+        let start = texts.len();
+        texts.push_str(c);
+        (start, texts.len())
+    };
+    let parts: Vec<Option<(usize, usize)>> = s
+        .messages
+        .iter()
+        .map(|m| m.content.as_deref().map(&mut part))
+        .collect();
+    w.str(&texts);
     w.len(s.messages.len());
-    for m in &s.messages {
+    for (m, part) in s.messages.iter().zip(parts) {
         w.u32(m.number);
         w.usize(m.session);
         w.0.push(match m.role {
@@ -43,7 +57,10 @@ pub fn encode(s: &Scenario, out: &mut Vec<u8>) {
             Role::Assistant => 1,
             Role::Tool => 2,
         });
-        w.opt(m.content.as_deref(), Writer::str);
+        w.opt(part, |w, (start, end)| {
+            w.len(start);
+            w.len(end);
+        });
         let tool = m.tool.as_ref().map(|t| t.to_json());
         w.opt(tool.as_deref(), Writer::str);
         w.usizes(&m.plants);
@@ -113,6 +130,7 @@ pub fn decode(bytes: &[u8]) -> Result<Scenario, String> {
             start: r.opt(Reader::i64)?,
         })
     })?;
+    let texts: Arc<str> = Arc::from(r.str()?);
     let messages = r.list(|r| {
         Ok(Message {
             number: r.u32()?,
@@ -122,7 +140,10 @@ pub fn decode(bytes: &[u8]) -> Result<Scenario, String> {
                 1 => Role::Assistant,
                 _ => Role::Tool,
             },
-            content: r.opt(|r| r.str().map(Arc::from))?,
+            content: r.opt(|r| {
+                let (start, end) = (r.u32()? as usize, r.u32()? as usize);
+                Text::part(&texts, start, end).ok_or_else(|| "a message's text out of place".into())
+            })?,
             tool: r
                 .opt(|r| {
                     let text = r.str()?;

@@ -142,6 +142,76 @@ impl Tools {
     }
 }
 
+/// A message's text: a string of its own, or a part of one that several
+/// messages share (a scenario read back from a run's spool holds all its
+/// messages' texts in one string, so that reading it back allocates once,
+/// not once a message). Reads as a `str`.
+#[derive(Clone)]
+pub struct Text {
+    whole: std::sync::Arc<str>,
+    start: u32,
+    end: u32,
+}
+
+impl Text {
+    /// `whole[start..end]`; `None` where that is not a part of it on
+    /// character boundaries.
+    pub fn part(whole: &std::sync::Arc<str>, start: usize, end: usize) -> Option<Text> {
+        whole.get(start..end)?;
+        Some(Text {
+            whole: whole.clone(),
+            start: u32::try_from(start).ok()?,
+            end: u32::try_from(end).ok()?,
+        })
+    }
+
+    /// The text as a string of its own: the same one where it is whole.
+    pub fn to_arc(&self) -> std::sync::Arc<str> {
+        if self.start == 0 && self.end as usize == self.whole.len() {
+            self.whole.clone()
+        } else {
+            std::sync::Arc::from(&**self)
+        }
+    }
+}
+
+impl std::ops::Deref for Text {
+    type Target = str;
+
+    fn deref(&self) -> &str {
+        &self.whole[self.start as usize..self.end as usize]
+    }
+}
+
+impl From<std::sync::Arc<str>> for Text {
+    fn from(whole: std::sync::Arc<str>) -> Text {
+        let end = u32::try_from(whole.len()).expect("a message under 4 GiB");
+        Text {
+            whole,
+            start: 0,
+            end,
+        }
+    }
+}
+
+impl From<String> for Text {
+    fn from(s: String) -> Text {
+        Text::from(std::sync::Arc::<str>::from(s))
+    }
+}
+
+impl From<&str> for Text {
+    fn from(s: &str) -> Text {
+        Text::from(std::sync::Arc::<str>::from(s))
+    }
+}
+
+impl fmt::Debug for Text {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        fmt::Debug::fmt(&**self, f)
+    }
+}
+
 #[derive(Debug, Clone)]
 pub struct Message {
     /// 1-based, across sessions.
@@ -149,7 +219,7 @@ pub struct Message {
     pub session: usize,
     pub role: Role,
     /// `None` for an assistant reply the chat backend must generate.
-    pub content: Option<std::sync::Arc<str>>,
+    pub content: Option<Text>,
     /// Tool calls (an assistant message) or the call answered (a tool
     /// message).
     pub tool: Option<std::sync::Arc<Tools>>,
