@@ -447,8 +447,6 @@ struct Held {
 /// their JSON.
 const HELD_BYTES: usize = 32 << 20;
 
-/// A connection to a SQLite file shared by several connections and threads,
-/// with the path its errors name.
 /// Plans that do not depend on the values bound: SQLite's bundled build
 /// (STAT4) otherwise prepares a cached statement again whenever a range
 /// bound changes, which was a tenth of a registry's reload (`load_at` at
@@ -461,6 +459,8 @@ fn stable_plans(c: &Connection) -> rusqlite::Result<()> {
     .map(drop)
 }
 
+/// A connection to a SQLite file shared by several connections and threads,
+/// with the path its errors name.
 fn connect(path: &Path) -> Result<(Connection, String), StoreError> {
     let p = path.display().to_string();
     let conn = Connection::open(path)

@@ -200,12 +200,6 @@ impl From<String> for Text {
     }
 }
 
-impl From<&str> for Text {
-    fn from(s: &str) -> Text {
-        Text::from(std::sync::Arc::<str>::from(s))
-    }
-}
-
 impl fmt::Debug for Text {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         fmt::Debug::fmt(&**self, f)
