@@ -27,7 +27,7 @@ use rand_chacha::ChaCha8Rng;
 use serde::Serialize;
 
 use crate::backend::{AnswerCheck, Backend, Calls, ExpectedFact, JudgeRules};
-use crate::scenario::{Role, Scenario};
+use crate::scenario::{Role, Scenario, Text};
 use crate::stats::round6;
 
 /// What an answer of the labelled set is.
@@ -85,12 +85,13 @@ pub struct Item {
 fn words_of(s: &Scenario, f: usize) -> Option<String> {
     let fact = &s.facts[f];
     fact.statement
-        .clone()
+        .as_deref()
+        .map(str::to_string)
         .or_else(|| fact.expect.first().map(|e| format!("It is {e}.")))
 }
 
 fn key_phrase(s: &Scenario, f: usize) -> Option<&str> {
-    s.facts[f].expect.first().map(String::as_str)
+    s.facts[f].expect.first().map(Text::as_str)
 }
 
 /// Whether `text` shows fact `f` (one of its phrases, case folded).
@@ -153,9 +154,9 @@ pub fn labelled_set(scenarios: &[Scenario], max_probes: usize, seed: u64) -> Vec
         let p = &s.probes[pi];
         let item = |kind: Kind, answer: String| Item {
             scenario: s.name.clone(),
-            probe: p.id.clone(),
+            probe: p.id.to_string(),
             kind,
-            question: p.question.clone(),
+            question: p.question.to_string(),
             answer,
             facts: p.expects.clone(),
             scenario_index: si,
@@ -461,7 +462,7 @@ fn summary_pairs(
             {
                 pairs.push(SummaryPair {
                     scenario: s.name.clone(),
-                    removed: s.facts[removed].id.clone(),
+                    removed: s.facts[removed].id.to_string(),
                     full_score: round6(full_verdict.score),
                     reduced_score: round6(v.score),
                 });

@@ -304,7 +304,7 @@ pub struct ExpectedFact<'a> {
     pub id: &'a str,
     pub statement: Option<&'a str>,
     /// Phrases whose presence shows the fact.
-    pub expect: &'a [String],
+    pub expect: &'a [crate::scenario::Text],
 }
 
 impl<'a> ExpectedFact<'a> {

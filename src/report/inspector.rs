@@ -174,8 +174,11 @@ fn scenario(run: &Run, data: &RunData, name: &str, rows: &[ProbeRow]) -> Value {
             sc.facts
                 .iter()
                 .map(|f| {
-                    let supersedes = f.supersedes.map(|i| sc.facts[i].id.clone());
-                    (f.id.clone(), json!([f.phrases, supersedes, f.planted_by]))
+                    let supersedes = f.supersedes.map(|i| sc.facts[i].id.to_string());
+                    (
+                        f.id.to_string(),
+                        json!([f.phrases, supersedes, f.planted_by]),
+                    )
                 })
                 .collect()
         })

@@ -233,7 +233,7 @@ impl Run {
                     embedding,
                 };
                 let ctx = memory.build(&t, Some(&q), &mut env);
-                (true, Some(p.question.clone()), ctx)
+                (true, Some(p.question.to_string()), ctx)
             }
             None if ask.turn > 0 && sc.calls_after(ask.turn) => {
                 // As the replay asked: after a tool's result, the request
@@ -259,7 +259,7 @@ impl Run {
             repeat: ask.repeat,
             turn: ask.turn,
             call,
-            probe: probe.map(|i| sc.probes[i].id.clone()),
+            probe: probe.map(|i| sc.probes[i].id.to_string()),
             query,
             context,
             budget: self.config.memory.max_context_tokens,

@@ -273,12 +273,27 @@ impl<'a> Job<'a> {
     }
 
     pub(super) fn flush(&mut self, store: &mut Store) -> Result<(), RunError> {
+        self.save_with(store, Store::save)
+    }
+
+    /// Saves what is not stored yet with `save` ([`Store::save`], or
+    /// [`Store::save_later`]).
+    fn save_with(
+        &mut self,
+        store: &mut Store,
+        save: impl FnOnce(
+            &mut Store,
+            &str,
+            &[Entry],
+            &[Arc<SummaryState>],
+        ) -> Result<(), crate::store::StoreError>,
+    ) -> Result<(), RunError> {
         let entries = &self.transcript.entries()[self.unsaved_from..];
         if entries.is_empty() && self.unsaved_summaries.is_empty() {
             return Ok(());
         }
         let start = self.env.times.start();
-        store.save(&self.ns, entries, &self.unsaved_summaries)?;
+        save(store, &self.ns, entries, &self.unsaved_summaries)?;
         self.env.times.record(Stage::Persist, start);
         self.unsaved_from = self.transcript.len();
         self.unsaved_summaries.clear();
@@ -293,7 +308,7 @@ impl<'a> Job<'a> {
             self.last_call = None;
         }
         // Nothing of the old state survives: the new one is built from the store alone.
-        let (t, summary) = store.load(&self.ns)?;
+        let (t, summary) = store.reload(&self.ns)?;
         self.unsaved_from = t.len();
         self.transcript = t;
         self.strategy = self.fresh_strategy(summary);
@@ -305,7 +320,7 @@ impl<'a> Job<'a> {
     pub(super) fn evict(&mut self, store: &mut Store) -> Result<(), RunError> {
         self.strategy.suspend(Suspend::Evict, &mut self.env);
         self.check()?;
-        self.flush(store)?;
+        self.save_with(store, Store::save_later)?;
         if self.plugin.is_none() {
             // A plugin's context was its reply: a reply still to generate
             // is generated from it (a built-in's is rebuilt, the same).
@@ -551,8 +566,8 @@ impl<'a> Job<'a> {
             user: self.scenario.user.clone(),
             strategy: self.strategy_name.to_string(),
             repeat: self.repeat,
-            probe_id: p.id.clone(),
-            kind: p.kind.clone().unwrap_or_default(),
+            probe_id: p.id.to_string(),
+            kind: p.kind.as_deref().unwrap_or_default().to_string(),
             turn,
             expected: ids(&p.expects),
             recalled: ids(&o.recalled),
@@ -566,7 +581,7 @@ impl<'a> Job<'a> {
             answer,
             answer_correct,
             judge_reason,
-            question: p.question.clone(),
+            question: p.question.to_string(),
             planted_at: p
                 .expects
                 .iter()
@@ -648,7 +663,7 @@ impl<'a> Job<'a> {
                 crate::clock::format_day(at),
                 p.question
             ),
-            None => p.question.clone(),
+            None => p.question.to_string(),
         };
         call.push(ChatMessage::new(ChatRole::User, asked.as_str()));
         let answer =

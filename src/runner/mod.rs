@@ -672,6 +672,7 @@ fn run_lane<'a>(
         }
     }
     spill.flush()?;
+    store.save_held()?;
     for (u, user) in users.into_iter().enumerate() {
         let Some(user) = user else {
             continue;

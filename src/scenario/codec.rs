@@ -14,17 +14,21 @@ use super::{Fact, Message, Probe, Role, Scenario, Session, Source, Step, Text, T
 
 /// Appends `s` to `out`.
 pub fn encode(s: &Scenario, out: &mut Vec<u8>) {
-    let mut w = Writer(out);
+    // Every text of the facts, probes, phrases and messages in one string,
+    // each a part of it: one allocation to read them back, not one a text.
+    let mut texts = String::new();
+    let mut body = Vec::new();
+    let mut w = Writer(&mut body, &mut texts);
     w.str(&s.name);
     w.opt(s.description.as_deref(), Writer::str);
     w.str(&s.user);
     w.str(&s.system_prompt);
     w.len(s.facts.len());
     for f in &s.facts {
-        w.str(&f.id);
-        w.opt(f.statement.as_deref(), Writer::str);
+        w.text(&f.id);
+        w.opt(f.statement.as_deref(), Writer::text);
         w.len(f.expect.len());
-        f.expect.iter().for_each(|e| w.str(e));
+        f.expect.iter().for_each(|e| w.text(e));
         w.opt(f.supersedes, Writer::usize);
         w.u32s(&f.planted_by);
         w.u32s(&f.phrases);
@@ -34,22 +38,8 @@ pub fn encode(s: &Scenario, out: &mut Vec<u8>) {
         w.str(&session.id);
         w.opt(session.start, Writer::i64);
     }
-    // Every message's text in one string, each message's a part of it:
-    // one allocation to read them back, not one a message.
-    let mut texts = String::new();
-    let mut part = |c: &str| {
-        let start = texts.len();
-        texts.push_str(c);
-        (start, texts.len())
-    };
-    let parts: Vec<Option<(usize, usize)>> = s
-        .messages
-        .iter()
-        .map(|m| m.content.as_deref().map(&mut part))
-        .collect();
-    w.str(&texts);
     w.len(s.messages.len());
-    for (m, part) in s.messages.iter().zip(parts) {
+    for m in &s.messages {
         w.u32(m.number);
         w.usize(m.session);
         w.0.push(match m.role {
@@ -57,10 +47,7 @@ pub fn encode(s: &Scenario, out: &mut Vec<u8>) {
             Role::Assistant => 1,
             Role::Tool => 2,
         });
-        w.opt(part, |w, (start, end)| {
-            w.len(start);
-            w.len(end);
-        });
+        w.opt(m.content.as_deref(), Writer::text);
         let tool = m.tool.as_ref().map(|t| t.to_json());
         w.opt(tool.as_deref(), Writer::str);
         w.usizes(&m.plants);
@@ -68,11 +55,11 @@ pub fn encode(s: &Scenario, out: &mut Vec<u8>) {
     }
     w.len(s.probes.len());
     for p in &s.probes {
-        w.str(&p.id);
-        w.str(&p.question);
+        w.text(&p.id);
+        w.text(&p.question);
         w.usizes(&p.expects);
-        w.opt(p.answer.as_deref(), Writer::str);
-        w.opt(p.kind.as_deref(), Writer::str);
+        w.opt(p.answer.as_deref(), Writer::text);
+        w.opt(p.kind.as_deref(), Writer::text);
         w.opt(p.at, Writer::i64);
         w.opt(p.every, Writer::u32);
     }
@@ -94,9 +81,8 @@ pub fn encode(s: &Scenario, out: &mut Vec<u8>) {
             }
         }
     }
-    let phrases = s.phrases.list();
-    w.len(phrases.len());
-    phrases.iter().for_each(|p| w.str(p));
+    w.len(s.phrases.iter().len());
+    s.phrases.iter().for_each(|p| w.text(p));
     w.str(&s.file.to_string_lossy());
     w.str(&s.sha256);
     w.0.extend_from_slice(&s.bytes.to_le_bytes());
@@ -105,20 +91,35 @@ pub fn encode(s: &Scenario, out: &mut Vec<u8>) {
         .as_ref()
         .map(|src| serde_json::to_string(src).expect("a source serializes"));
     w.opt(source.as_deref(), Writer::str);
+    Writer(out, &mut String::new()).str(&texts);
+    out.extend_from_slice(&body);
 }
 
 /// The scenario that [`encode`] wrote at the start of `bytes`.
 pub fn decode(bytes: &[u8]) -> Result<Scenario, String> {
+    read(bytes).map_err(|e| format!("a spooled scenario unreadable: {e}"))
+}
+
+/// What is wrong with bytes being read (a static text: reading fails
+/// rarely, and a `String` error would weigh on every field read).
+type Bad = &'static str;
+
+fn read(bytes: &[u8]) -> Result<Scenario, Bad> {
     let mut r = Reader { bytes, at: 0 };
+    let texts: Arc<str> = Arc::from(r.str()?);
+    let text = |r: &mut Reader<'_>| {
+        let (start, end) = (r.u32()? as usize, r.u32()? as usize);
+        Text::part(&texts, start, end).ok_or("a text out of place")
+    };
     let name = r.string()?;
     let description = r.opt(Reader::string)?;
     let user = r.string()?;
     let system_prompt = r.string()?;
     let facts = r.list(|r| {
         Ok(Fact {
-            id: r.string()?,
-            statement: r.opt(Reader::string)?,
-            expect: r.list(Reader::string)?,
+            id: text(r)?,
+            statement: r.opt(text)?,
+            expect: r.list(text)?,
             supersedes: r.opt(Reader::usize)?,
             planted_by: r.list(Reader::u32)?,
             phrases: r.list(Reader::u32)?,
@@ -130,7 +131,6 @@ pub fn decode(bytes: &[u8]) -> Result<Scenario, String> {
             start: r.opt(Reader::i64)?,
         })
     })?;
-    let texts: Arc<str> = Arc::from(r.str()?);
     let messages = r.list(|r| {
         Ok(Message {
             number: r.u32()?,
@@ -140,15 +140,9 @@ pub fn decode(bytes: &[u8]) -> Result<Scenario, String> {
                 1 => Role::Assistant,
                 _ => Role::Tool,
             },
-            content: r.opt(|r| {
-                let (start, end) = (r.u32()? as usize, r.u32()? as usize);
-                Text::part(&texts, start, end).ok_or_else(|| "a message's text out of place".into())
-            })?,
+            content: r.opt(text)?,
             tool: r
-                .opt(|r| {
-                    let text = r.str()?;
-                    Tools::from_json(text).ok_or_else(|| format!("tools {text:?}"))
-                })?
+                .opt(|r| Tools::from_json(r.str()?).ok_or("tool calls unreadable"))?
                 .map(Arc::new),
             plants: r.list(Reader::usize)?,
             at: r.opt(Reader::i64)?,
@@ -156,11 +150,11 @@ pub fn decode(bytes: &[u8]) -> Result<Scenario, String> {
     })?;
     let probes = r.list(|r| {
         Ok(Probe {
-            id: r.string()?,
-            question: r.string()?,
+            id: text(r)?,
+            question: text(r)?,
             expects: r.list(Reader::usize)?,
-            answer: r.opt(Reader::string)?,
-            kind: r.opt(Reader::string)?,
+            answer: r.opt(text)?,
+            kind: r.opt(text)?,
             at: r.opt(Reader::i64)?,
             every: r.opt(Reader::u32)?,
         })
@@ -175,13 +169,13 @@ pub fn decode(bytes: &[u8]) -> Result<Scenario, String> {
             },
         })
     })?;
-    let phrases = crate::text::Phrases::new(r.list(Reader::string)?);
+    let phrases = crate::text::Phrases::new(r.list(text)?);
     let file = PathBuf::from(r.string()?);
     let sha256 = r.string()?;
     let bytes_len = r.i64()? as u64;
     let source = r
-        .opt(Reader::string)?
-        .map(|s| serde_json::from_str::<Source>(&s).map_err(|e| e.to_string()))
+        .opt(Reader::str)?
+        .map(|s| serde_json::from_str::<Source>(s).map_err(|_| "a source unreadable"))
         .transpose()?;
     Ok(Scenario {
         name,
@@ -201,9 +195,19 @@ pub fn decode(bytes: &[u8]) -> Result<Scenario, String> {
     })
 }
 
-struct Writer<'a>(&'a mut Vec<u8>);
+/// Bytes being written, and the texts they hold parts of.
+struct Writer<'a>(&'a mut Vec<u8>, &'a mut String);
 
 impl Writer<'_> {
+    /// `t` as a part of the texts.
+    fn text(&mut self, t: &str) {
+        let start = self.1.len();
+        self.1.push_str(t);
+        let end = self.1.len();
+        self.len(start);
+        self.len(end);
+    }
+
     fn u32(&mut self, v: u32) {
         self.0.extend_from_slice(&v.to_le_bytes());
     }
@@ -252,57 +256,51 @@ struct Reader<'a> {
 }
 
 impl<'a> Reader<'a> {
-    fn take(&mut self, n: usize) -> Result<&'a [u8], String> {
+    fn take(&mut self, n: usize) -> Result<&'a [u8], Bad> {
         let end = self.at.checked_add(n).filter(|&e| e <= self.bytes.len());
-        let end = end.ok_or("a spooled scenario ends early")?;
+        let end = end.ok_or("it ends early")?;
         let out = &self.bytes[self.at..end];
         self.at = end;
         Ok(out)
     }
 
-    fn byte(&mut self) -> Result<u8, String> {
+    fn byte(&mut self) -> Result<u8, Bad> {
         Ok(self.take(1)?[0])
     }
 
-    fn u32(&mut self) -> Result<u32, String> {
+    fn u32(&mut self) -> Result<u32, Bad> {
         let b = self.take(4)?;
         Ok(u32::from_le_bytes([b[0], b[1], b[2], b[3]]))
     }
 
-    fn i64(&mut self) -> Result<i64, String> {
+    fn i64(&mut self) -> Result<i64, Bad> {
         let b = self.take(8)?;
         Ok(i64::from_le_bytes([
             b[0], b[1], b[2], b[3], b[4], b[5], b[6], b[7],
         ]))
     }
 
-    fn usize(&mut self) -> Result<usize, String> {
+    fn usize(&mut self) -> Result<usize, Bad> {
         Ok(self.i64()? as usize)
     }
 
-    fn str(&mut self) -> Result<&'a str, String> {
+    fn str(&mut self) -> Result<&'a str, Bad> {
         let n = self.u32()? as usize;
-        std::str::from_utf8(self.take(n)?).map_err(|e| e.to_string())
+        std::str::from_utf8(self.take(n)?).map_err(|_| "a text not UTF-8")
     }
 
-    fn string(&mut self) -> Result<String, String> {
+    fn string(&mut self) -> Result<String, Bad> {
         self.str().map(str::to_string)
     }
 
-    fn opt<T>(
-        &mut self,
-        get: impl FnOnce(&mut Self) -> Result<T, String>,
-    ) -> Result<Option<T>, String> {
+    fn opt<T>(&mut self, get: impl FnOnce(&mut Self) -> Result<T, Bad>) -> Result<Option<T>, Bad> {
         match self.byte()? {
             0 => Ok(None),
             _ => get(self).map(Some),
         }
     }
 
-    fn list<T>(
-        &mut self,
-        mut get: impl FnMut(&mut Self) -> Result<T, String>,
-    ) -> Result<Vec<T>, String> {
+    fn list<T>(&mut self, mut get: impl FnMut(&mut Self) -> Result<T, Bad>) -> Result<Vec<T>, Bad> {
         let n = self.u32()? as usize;
         // A corrupt count cannot make this allocate more than the bytes
         // left could hold.

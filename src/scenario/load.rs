@@ -581,7 +581,7 @@ impl Checker {
         }
         for (i, f) in facts.iter().enumerate() {
             if f.planted_by.is_empty() {
-                let pos = fact_ids.get(&f.id).map(|x| x.1).unwrap_or_default();
+                let pos = fact_ids.get(&*f.id).map(|x| x.1).unwrap_or_default();
                 self.error(
                 &format!("$.facts[{i}]"),
                 pos,

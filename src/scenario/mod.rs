@@ -73,11 +73,11 @@ impl fmt::Display for Role {
 
 #[derive(Debug, Clone)]
 pub struct Fact {
-    pub id: String,
-    pub statement: Option<String>,
+    pub id: Text,
+    pub statement: Option<Text>,
     /// Phrases whose presence shows the fact survived; empty means "recalled
     /// when a planting message is in the context verbatim".
-    pub expect: Vec<String>,
+    pub expect: Vec<Text>,
     /// Index of the fact this one replaces.
     pub supersedes: Option<usize>,
     /// Numbers of the messages that plant it, ascending (never empty).
@@ -165,6 +165,10 @@ impl Text {
         })
     }
 
+    pub fn as_str(&self) -> &str {
+        self
+    }
+
     /// The text as a string of its own: the same one where it is whole.
     pub fn to_arc(&self) -> std::sync::Arc<str> {
         if self.start == 0 && self.end as usize == self.whole.len() {
@@ -200,9 +204,66 @@ impl From<String> for Text {
     }
 }
 
+impl AsRef<str> for Text {
+    fn as_ref(&self) -> &str {
+        self
+    }
+}
+
+impl From<&str> for Text {
+    fn from(s: &str) -> Text {
+        Text::from(std::sync::Arc::<str>::from(s))
+    }
+}
+
 impl fmt::Debug for Text {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         fmt::Debug::fmt(&**self, f)
+    }
+}
+
+impl fmt::Display for Text {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        fmt::Display::fmt(&**self, f)
+    }
+}
+
+/// Compared, ordered and hashed as its `str`.
+impl PartialEq for Text {
+    fn eq(&self, other: &Text) -> bool {
+        **self == **other
+    }
+}
+
+impl Eq for Text {}
+
+impl PartialEq<str> for Text {
+    fn eq(&self, other: &str) -> bool {
+        &**self == other
+    }
+}
+
+impl PartialEq<&str> for Text {
+    fn eq(&self, other: &&str) -> bool {
+        &**self == *other
+    }
+}
+
+impl std::hash::Hash for Text {
+    fn hash<H: std::hash::Hasher>(&self, state: &mut H) {
+        (**self).hash(state)
+    }
+}
+
+impl std::borrow::Borrow<str> for Text {
+    fn borrow(&self) -> &str {
+        self
+    }
+}
+
+impl serde::Serialize for Text {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(self)
     }
 }
 
@@ -224,12 +285,12 @@ pub struct Message {
 
 #[derive(Debug, Clone)]
 pub struct Probe {
-    pub id: String,
-    pub question: String,
+    pub id: Text,
+    pub question: Text,
     /// Indexes into `Scenario::facts`.
     pub expects: Vec<usize>,
-    pub answer: Option<String>,
-    pub kind: Option<String>,
+    pub answer: Option<Text>,
+    pub kind: Option<Text>,
     /// When an inline probe is asked: the answering call is told the date.
     pub at: Option<crate::clock::Millis>,
     /// Set for recurring probes.

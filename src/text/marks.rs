@@ -35,7 +35,7 @@ pub fn fold_mapped(text: &str) -> (String, Vec<(u32, u32)>) {
 /// ones included), matched as recall matches them (on the folded text):
 /// (UTF-16 start, UTF-16 end, phrase index), by start.
 pub fn phrase_spans(text: &str, phrases: &Phrases) -> Vec<(u32, u32, u32)> {
-    if phrases.list.is_empty() {
+    if phrases.iter().len() == 0 {
         return Vec::new();
     }
     let (folded, map) = fold_mapped(text);
@@ -90,6 +90,6 @@ mod tests {
                 ("pelican".to_string(), 1)
             ]
         );
-        assert!(phrase_spans(text, &Phrases::new(Vec::new())).is_empty());
+        assert!(phrase_spans(text, &Phrases::new(Vec::<String>::new())).is_empty());
     }
 }

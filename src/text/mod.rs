@@ -571,7 +571,12 @@ impl Reading {
 /// one pass.
 #[derive(Debug, Clone)]
 pub struct Phrases {
-    list: Vec<String>,
+    /// Every phrase, one after the other (two allocations, not one a
+    /// phrase: a scenario read back from a run's spool builds them at
+    /// each step of an evicted user).
+    all: String,
+    /// Where each phrase ends in `all`.
+    ends: Vec<u32>,
     /// Built at the first search: a scenario read back from a run's spool
     /// at each step of an evicted user rarely searches.
     finder: std::sync::OnceLock<aho_corasick::AhoCorasick>,
@@ -579,21 +584,32 @@ pub struct Phrases {
 
 impl Phrases {
     /// `list` as folded phrases.
-    pub fn new(list: Vec<String>) -> Phrases {
+    pub fn new<S: AsRef<str>>(list: impl IntoIterator<Item = S>) -> Phrases {
+        let mut all = String::new();
+        let ends = list
+            .into_iter()
+            .map(|p| {
+                all.push_str(p.as_ref());
+                u32::try_from(all.len()).expect("phrases under 4 GiB")
+            })
+            .collect();
         Phrases {
             finder: std::sync::OnceLock::new(),
-            list,
+            all,
+            ends,
         }
+    }
+
+    /// Every phrase, by index.
+    pub fn iter(&self) -> impl ExactSizeIterator<Item = &str> + Clone {
+        (0..self.ends.len() as u32).map(|i| self.get(i))
     }
 
     fn finder(&self) -> &aho_corasick::AhoCorasick {
         self.finder.get_or_init(|| {
             // A folded text holds no newline: an empty phrase (which the
             // format forbids) is searched as one, and matches nowhere.
-            let patterns = self
-                .list
-                .iter()
-                .map(|p| if p.is_empty() { "\n" } else { p.as_str() });
+            let patterns = self.iter().map(|p| if p.is_empty() { "\n" } else { p });
             // A contiguous NFA without a prefilter: the texts are single
             // messages, too short for a prefilter to pay for itself.
             aho_corasick::AhoCorasick::builder()
@@ -605,12 +621,9 @@ impl Phrases {
     }
 
     pub fn get(&self, i: u32) -> &str {
-        &self.list[i as usize]
-    }
-
-    /// Every phrase, by index.
-    pub fn list(&self) -> &[String] {
-        &self.list
+        let i = i as usize;
+        let start = i.checked_sub(1).map_or(0, |j| self.ends[j] as usize);
+        &self.all[start..self.ends[i] as usize]
     }
 
     /// Where `folded` first holds each phrase it holds: (phrase index,

@@ -3,6 +3,7 @@
 //! schedule of recurring probes.
 
 use super::*;
+use crate::scenario::Text;
 
 impl Checker {
     /// Facts, and a map from id to (index, position).
@@ -65,9 +66,9 @@ impl Checker {
             }
             ids.insert(id.clone(), (facts.len(), item.pos));
             facts.push(Fact {
-                id,
-                statement,
-                expect,
+                id: id.into(),
+                statement: statement.map(Text::from),
+                expect: expect.into_iter().map(Text::from).collect(),
                 supersedes: None,
                 planted_by: Vec::new(),
                 phrases: Vec::new(),
@@ -97,7 +98,7 @@ impl Checker {
             while let Some(c) = cur {
                 if seen.contains(&c) {
                     if c == start {
-                        let pos = ids[&facts[start].id].1;
+                        let pos = ids[&*facts[start].id].1;
                         self.error(
                             &format!("$.facts[{start}].supersedes"),
                             pos,
@@ -525,11 +526,11 @@ impl Checker {
             .iter()
             .zip(ids)
             .map(|(d, id)| Probe {
-                id,
-                question: d.question.clone(),
+                id: id.into(),
+                question: d.question.as_str().into(),
                 expects: d.expects.iter().map(|e| e.0).collect(),
-                answer: d.answer.clone(),
-                kind: d.kind.clone(),
+                answer: d.answer.as_deref().map(Text::from),
+                kind: d.kind.as_deref().map(Text::from),
                 at: d.at.as_ref().map(|a| a.0),
                 every: d.every,
             })

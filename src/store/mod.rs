@@ -13,8 +13,11 @@ use rusqlite::{Connection, OptionalExtension, params};
 
 use crate::index::{Embedding, for_each_nonzero};
 use crate::memory::{Entry, SummaryState, Transcript};
-use crate::results::{JobKey, JobResult};
+
 use crate::scenario::{Role, Tools};
+
+mod journal;
+pub use journal::Journal;
 
 #[derive(Debug, thiserror::Error)]
 #[error("memory store {path}: {source}")]
@@ -27,7 +30,25 @@ pub struct StoreError {
 pub struct Store {
     conn: Connection,
     path: String,
+    /// Memories given to [`Store::save_later`] and not written yet, with
+    /// their messages' count.
+    later: Vec<Later>,
+    later_rows: usize,
 }
+
+/// A memory's messages and summaries to write: its namespace, messages
+/// and summaries.
+type Written<'a> = (&'a str, &'a [Entry], &'a [Arc<SummaryState>]);
+
+/// A memory's messages and summaries, to be written.
+struct Later {
+    ns: String,
+    entries: Vec<Entry>,
+    summaries: Vec<Arc<SummaryState>>,
+}
+
+/// Messages [`Store::save_later`] holds at most before it writes them.
+const LATER_ROWS: usize = 512;
 
 const SCHEMA: &str = "
 CREATE TABLE IF NOT EXISTS messages (
@@ -151,6 +172,71 @@ fn decode_vector(b: &[u8]) -> Embedding {
     }
 }
 
+/// Writes one memory's messages and summaries in transaction `tx`.
+fn write(
+    tx: &rusqlite::Transaction<'_>,
+    ns: &str,
+    entries: &[Entry],
+    summaries: &[Arc<SummaryState>],
+) -> rusqlite::Result<()> {
+    // Rows go in 32 to a statement (one statement step per row
+    // is most of what an insert costs); a shorter tail, one a
+    // statement.
+    const ROWS: usize = 32;
+    static MANY: std::sync::LazyLock<String> = std::sync::LazyLock::new(|| insert_messages(ROWS));
+    static ONE: std::sync::LazyLock<String> = std::sync::LazyLock::new(|| insert_messages(1));
+    let mut blobs: Vec<Vec<u8>> = vec![Vec::new(); ROWS];
+    for chunk in entries.chunks(ROWS) {
+        let (sql, per) = if chunk.len() == ROWS {
+            (&*MANY, ROWS)
+        } else {
+            (&*ONE, 1)
+        };
+        let mut stmt = tx.prepare_cached(sql)?;
+        for rows in chunk.chunks(per) {
+            for (i, (e, blob)) in rows.iter().zip(&mut blobs).enumerate() {
+                let blob = e.embedding.as_ref().map(|v| {
+                    encode_vector(v, blob);
+                    blob.as_slice()
+                });
+                let at = i * 9;
+                stmt.raw_bind_parameter(at + 1, ns)?;
+                stmt.raw_bind_parameter(at + 2, &*e.owner)?;
+                stmt.raw_bind_parameter(at + 3, e.number)?;
+                stmt.raw_bind_parameter(at + 4, e.role.as_str())?;
+                stmt.raw_bind_parameter(at + 5, &**e.content())?;
+                stmt.raw_bind_parameter(at + 6, e.tokens)?;
+                stmt.raw_bind_parameter(at + 7, e.at)?;
+                stmt.raw_bind_parameter(at + 8, blob)?;
+                let tool = e.tool.as_ref().map(|t| t.to_json());
+                stmt.raw_bind_parameter(at + 9, tool)?;
+            }
+            stmt.raw_execute()?;
+        }
+    }
+    let mut stmt = tx.prepare_cached(
+        "INSERT INTO summaries (ns, idx, owner, turn, covered_from, covered_to, content,
+                tokens, system_message_tokens, input_tokens, output_tokens)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11)",
+    )?;
+    for s in summaries {
+        stmt.execute(params![
+            ns,
+            s.index,
+            &*s.owner,
+            s.turn,
+            s.covered_from,
+            s.covered_to,
+            s.text(),
+            s.tokens,
+            s.system_message_tokens,
+            s.input_tokens,
+            s.output_tokens
+        ])?;
+    }
+    Ok(())
+}
+
 /// An insert of `rows` messages in one statement.
 fn insert_messages(rows: usize) -> String {
     let values: Vec<String> = (0..rows)
@@ -205,7 +291,7 @@ impl Store {
                 path: path.clone(),
                 source,
             })?;
-        Ok(Store { conn, path })
+        Ok(Store::of(conn, path))
     }
 
     /// Opens a finished run's store to read, never to write: a file
@@ -218,7 +304,16 @@ impl Store {
                 path: p.clone(),
                 source,
             })?;
-        Ok(Store { conn, path: p })
+        Ok(Store::of(conn, p))
+    }
+
+    fn of(conn: Connection, path: String) -> Store {
+        Store {
+            conn,
+            path,
+            later: Vec::new(),
+            later_rows: 0,
+        }
     }
 
     fn err(&self, source: rusqlite::Error) -> StoreError {
@@ -228,13 +323,19 @@ impl Store {
         }
     }
 
-    /// Writes messages and summaries in one transaction.
+    /// Writes messages and summaries in one transaction, with whatever
+    /// [`Store::save_later`] holds.
     pub fn save(
         &mut self,
         ns: &str,
         entries: &[Entry],
         summaries: &[Arc<SummaryState>],
     ) -> Result<(), StoreError> {
+        self.write_all(Some((ns, entries, summaries)))
+    }
+
+    /// Writes what [`Store::save_later`] holds and `also`, in one transaction.
+    fn write_all(&mut self, also: Option<Written<'_>>) -> Result<(), StoreError> {
         let path = &self.path;
         let err = |source| StoreError {
             path: path.clone(),
@@ -245,70 +346,61 @@ impl Store {
             .conn
             .transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)
             .map_err(err)?;
-        let result = (|| {
-            {
-                // Rows go in 32 to a statement (one statement step per row
-                // is most of what an insert costs); a shorter tail, one a
-                // statement.
-                const ROWS: usize = 32;
-                static MANY: std::sync::LazyLock<String> =
-                    std::sync::LazyLock::new(|| insert_messages(ROWS));
-                static ONE: std::sync::LazyLock<String> =
-                    std::sync::LazyLock::new(|| insert_messages(1));
-                let mut blobs: Vec<Vec<u8>> = vec![Vec::new(); ROWS];
-                for chunk in entries.chunks(ROWS) {
-                    let (sql, per) = if chunk.len() == ROWS {
-                        (&*MANY, ROWS)
-                    } else {
-                        (&*ONE, 1)
-                    };
-                    let mut stmt = tx.prepare_cached(sql)?;
-                    for rows in chunk.chunks(per) {
-                        for (i, (e, blob)) in rows.iter().zip(&mut blobs).enumerate() {
-                            let blob = e.embedding.as_ref().map(|v| {
-                                encode_vector(v, blob);
-                                blob.as_slice()
-                            });
-                            let at = i * 9;
-                            stmt.raw_bind_parameter(at + 1, ns)?;
-                            stmt.raw_bind_parameter(at + 2, &*e.owner)?;
-                            stmt.raw_bind_parameter(at + 3, e.number)?;
-                            stmt.raw_bind_parameter(at + 4, e.role.as_str())?;
-                            stmt.raw_bind_parameter(at + 5, &**e.content())?;
-                            stmt.raw_bind_parameter(at + 6, e.tokens)?;
-                            stmt.raw_bind_parameter(at + 7, e.at)?;
-                            stmt.raw_bind_parameter(at + 8, blob)?;
-                            let tool = e.tool.as_ref().map(|t| t.to_json());
-                            stmt.raw_bind_parameter(at + 9, tool)?;
-                        }
-                        stmt.raw_execute()?;
-                    }
-                }
-                let mut stmt = tx.prepare_cached(
-                    "INSERT INTO summaries (ns, idx, owner, turn, covered_from, covered_to, content,
-                        tokens, system_message_tokens, input_tokens, output_tokens)
-                     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11)",
-                )?;
-                for s in summaries {
-                    stmt.execute(params![
-                        ns,
-                        s.index,
-                        &*s.owner,
-                        s.turn,
-                        s.covered_from,
-                        s.covered_to,
-                        s.text(),
-                        s.tokens,
-                        s.system_message_tokens,
-                        s.input_tokens,
-                        s.output_tokens
-                    ])?;
-                }
-            }
-            Ok::<(), rusqlite::Error>(())
-        })();
-        result.map_err(err)?;
-        tx.commit().map_err(err)
+        let later = self.later.iter();
+        let all = later.map(|l| (l.ns.as_str(), &l.entries[..], &l.summaries[..]));
+        for (ns, entries, summaries) in all.chain(also) {
+            write(&tx, ns, entries, summaries).map_err(err)?;
+        }
+        tx.commit().map_err(err)?;
+        self.later.clear();
+        self.later_rows = 0;
+        Ok(())
+    }
+
+    /// Saves messages and summaries with those of other memories, in one
+    /// transaction when enough are held (an evicted user's memory, among a
+    /// registry's many evictions: one commit each was most of what an
+    /// eviction cost, its B-tree's upper pages written again every time).
+    /// What is held is written before its memory is loaded again (see
+    /// [`Store::reload`]), and with the next [`Store::save`] or
+    /// [`Store::save_held`]; lost if the process stops before, as a replay
+    /// unfinished is (it is run again on resume).
+    pub fn save_later(
+        &mut self,
+        ns: &str,
+        entries: &[Entry],
+        summaries: &[Arc<SummaryState>],
+    ) -> Result<(), StoreError> {
+        self.later_rows += entries.len() + summaries.len();
+        self.later.push(Later {
+            ns: ns.to_string(),
+            entries: entries.to_vec(),
+            summaries: summaries.to_vec(),
+        });
+        if self.later_rows >= LATER_ROWS {
+            self.save_held()?;
+        }
+        Ok(())
+    }
+
+    /// Writes what [`Store::save_later`] holds.
+    pub fn save_held(&mut self) -> Result<(), StoreError> {
+        match self.later.is_empty() {
+            true => Ok(()),
+            false => self.write_all(None),
+        }
+    }
+
+    /// Loads a memory's transcript and latest summary, after writing what
+    /// [`Store::save_later`] holds if some of it is that memory's.
+    pub fn reload(
+        &mut self,
+        ns: &str,
+    ) -> Result<(Transcript, Option<Arc<SummaryState>>), StoreError> {
+        if self.later.iter().any(|l| l.ns == ns) {
+            self.save_held()?;
+        }
+        self.load(ns)
     }
 
     /// Forgets a memory: its messages and summaries (a replay started over).
@@ -421,32 +513,6 @@ fn summary_state(r: &rusqlite::Row<'_>) -> rusqlite::Result<SummaryState> {
     })
 }
 
-/// The journal of a run in progress: what it is (its configuration and
-/// scenario files) and the rows of its replays, written in parts as they
-/// leave memory (a replay's user evicted, or its replay finished), each in
-/// its own transaction, so that a run interrupted at any point (a Ctrl-C, a
-/// `kill -9`, a power cut) resumes with the replays it finished. It is also
-/// where a run's outputs are written from, one replay at a time.
-pub struct Journal {
-    conn: std::sync::Mutex<Connection>,
-    path: String,
-    /// Replays finished in one part, kept as written up to [`HELD_BYTES`]
-    /// of their encoding, so that the outputs are written from them without
-    /// reading them back (the journal's copy is for `--resume`).
-    held: std::sync::Mutex<Held>,
-}
-
-#[derive(Default)]
-struct Held {
-    /// Each with the bytes of its encoding.
-    replays: std::collections::HashMap<JobKey, (JobResult, usize)>,
-    bytes: usize,
-}
-
-/// The replays a journal keeps in memory as well, at most, in bytes of
-/// their JSON.
-const HELD_BYTES: usize = 32 << 20;
-
 /// Plans that do not depend on the values bound: SQLite's bundled build
 /// (STAT4) otherwise prepares a cached statement again whenever a range
 /// bound changes, which was a tenth of a registry's reload (`load_at` at
@@ -476,243 +542,49 @@ fn connect(path: &Path) -> Result<(Connection, String), StoreError> {
     Ok((conn, p))
 }
 
-impl Journal {
-    pub fn open(path: &Path) -> Result<Journal, StoreError> {
-        let (conn, p) = connect(path)?;
-        let wrap = |source| StoreError {
-            path: p.clone(),
-            source,
-        };
-        // NORMAL: a power cut may lose the last replays recorded (they are
-        // replayed on resume), never the journal's consistency; FULL would
-        // cost an fsync at every eviction of a many-user run.
-        conn.execute_batch(
-            "PRAGMA journal_mode = WAL;
-             PRAGMA synchronous = NORMAL;
-             CREATE TABLE IF NOT EXISTS run (id INTEGER PRIMARY KEY CHECK (id = 1), spec TEXT NOT NULL);
-             CREATE TABLE IF NOT EXISTS parts (
-                 scenario TEXT NOT NULL, strategy TEXT NOT NULL, repeat INTEGER NOT NULL,
-                 seq INTEGER NOT NULL, result TEXT NOT NULL,
-                 PRIMARY KEY (scenario, strategy, repeat, seq));
-             CREATE TABLE IF NOT EXISTS done (
-                 scenario TEXT NOT NULL, strategy TEXT NOT NULL, repeat INTEGER NOT NULL,
-                 PRIMARY KEY (scenario, strategy, repeat));
-             CREATE TABLE IF NOT EXISTS failed (
-                 scenario TEXT NOT NULL, strategy TEXT NOT NULL, repeat INTEGER NOT NULL,
-                 error TEXT NOT NULL,
-                 PRIMARY KEY (scenario, strategy, repeat));",
-        )
-        .map_err(wrap)?;
-        Ok(Journal {
-            conn: std::sync::Mutex::new(conn),
-            path: p,
-            held: Default::default(),
-        })
-    }
-
-    fn with<T>(
-        &self,
-        f: impl FnOnce(&mut Connection) -> rusqlite::Result<T>,
-    ) -> Result<T, StoreError> {
-        let mut conn = self.conn.lock().expect("no panic holds the journal");
-        f(&mut conn).map_err(|source| StoreError {
-            path: self.path.clone(),
-            source,
-        })
-    }
-
-    /// Closes the journal of a run whose outputs are all written, its files
-    /// about to be removed: without the checkpoint that would copy its log
-    /// into its file first (work thrown away with them, and an fsync).
-    pub fn close_for_removal(self) {
-        if let Ok(conn) = self.conn.into_inner() {
-            let _ = conn.set_db_config(
-                rusqlite::config::DbConfig::SQLITE_DBCONFIG_NO_CKPT_ON_CLOSE,
-                true,
-            );
-        }
-    }
-
-    /// Records what the run is (once, when it starts).
-    pub fn set_spec(&self, spec: &str) -> Result<(), StoreError> {
-        self.with(|c| {
-            c.execute(
-                "INSERT OR REPLACE INTO run (id, spec) VALUES (1, ?1)",
-                [spec],
-            )
-            .map(|_| ())
-        })
-    }
-
-    pub fn spec(&self) -> Result<Option<String>, StoreError> {
-        self.with(|c| {
-            c.query_row("SELECT spec FROM run WHERE id = 1", [], |r| r.get(0))
-                .optional()
-        })
-    }
-
-    /// Appends parts of replays (each holding the rows since its replay's
-    /// previous part), in one transaction; with `finished`, marks the
-    /// replays finished. A replay's rows can leave memory while it still
-    /// runs (its user evicted from the registry).
-    pub fn append(&self, parts: &[JobResult], finished: bool) -> Result<(), StoreError> {
-        self.insert(parts, finished).map(|_| ())
-    }
-
-    /// Records a replay finished (its last part, or the whole of it), and
-    /// keeps it in memory as well where it is whole and there is room.
-    pub fn finish(&self, replay: JobResult) -> Result<(), StoreError> {
-        let (seq, bytes) = self.insert(std::slice::from_ref(&replay), true)?;
-        let mut held = self.held.lock().expect("no panic holds this lock");
-        if seq == 0 && held.bytes + bytes <= HELD_BYTES {
-            held.bytes += bytes;
-            held.replays.insert(replay.key(), (replay, bytes));
-        }
-        Ok(())
-    }
-
-    /// Inserts `parts`; returns the last one's sequence number within its
-    /// replay and the bytes of their encoding.
-    fn insert(&self, parts: &[JobResult], finished: bool) -> Result<(i64, usize), StoreError> {
-        let texts: Vec<String> = parts
-            .iter()
-            .map(|p| serde_json::to_string(p).expect("results serialize"))
-            .collect();
-        let bytes = texts.iter().map(String::len).sum();
-        self.with(|c| {
-            let tx = c.transaction()?;
-            let seq = {
-                let mut next = tx.prepare_cached(
-                    "SELECT COALESCE(MAX(seq) + 1, 0) FROM parts WHERE scenario = ?1 AND strategy = ?2 AND repeat = ?3",
-                )?;
-                let mut insert = tx.prepare_cached(
-                    "INSERT INTO parts (scenario, strategy, repeat, seq, result) VALUES (?1, ?2, ?3, ?4, ?5)",
-                )?;
-                let mut done = tx.prepare_cached(
-                    "INSERT OR REPLACE INTO done (scenario, strategy, repeat) VALUES (?1, ?2, ?3)",
-                )?;
-                let mut seq = 0;
-                for (part, text) in parts.iter().zip(&texts) {
-                    let key = params![part.scenario, part.strategy, part.repeat];
-                    seq = next.query_row(key, |r| r.get(0))?;
-                    insert.execute(params![
-                        part.scenario,
-                        part.strategy,
-                        part.repeat,
-                        seq,
-                        text
-                    ])?;
-                    if finished {
-                        done.execute(key)?;
-                    }
-                }
-                seq
-            };
-            tx.commit().map(|()| (seq, bytes))
-        })
-    }
-
-    /// Forgets a replay (before it is replayed from the start).
-    pub fn clear(&self, key: &JobKey) -> Result<(), StoreError> {
-        self.take_held(key);
-        self.with(|c| {
-            let tx = c.transaction()?;
-            let k = params![key.0, key.1, key.2];
-            tx.execute(
-                "DELETE FROM parts WHERE scenario = ?1 AND strategy = ?2 AND repeat = ?3",
-                k,
-            )?;
-            tx.execute(
-                "DELETE FROM done WHERE scenario = ?1 AND strategy = ?2 AND repeat = ?3",
-                k,
-            )?;
-            tx.execute(
-                "DELETE FROM failed WHERE scenario = ?1 AND strategy = ?2 AND repeat = ?3",
-                k,
-            )?;
-            tx.commit()
-        })
-    }
-
-    /// Records a replay that failed, forgetting its rows (none of them is
-    /// written); `--resume` replays it again.
-    pub fn fail(&self, key: &JobKey, error: &str) -> Result<(), StoreError> {
-        self.clear(key)?;
-        self.with(|c| {
-            c.execute(
-                "INSERT OR REPLACE INTO failed (scenario, strategy, repeat, error) VALUES (?1, ?2, ?3, ?4)",
-                params![key.0, key.1, key.2, error],
-            )
-            .map(|_| ())
-        })
-    }
-
-    /// The replays that failed, with their errors.
-    pub fn failures(&self) -> Result<Vec<(JobKey, String)>, StoreError> {
-        self.with(|c| {
-            let mut stmt = c.prepare(
-                "SELECT scenario, strategy, repeat, error FROM failed ORDER BY scenario, strategy, repeat",
-            )?;
-            let rows = stmt.query_map([], |r| Ok(((r.get(0)?, r.get(1)?, r.get(2)?), r.get(3)?)))?;
-            rows.collect()
-        })
-    }
-
-    /// The finished replays.
-    pub fn done(&self) -> Result<std::collections::HashSet<JobKey>, StoreError> {
-        self.with(|c| {
-            let mut stmt = c.prepare("SELECT scenario, strategy, repeat FROM done")?;
-            let rows = stmt.query_map([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))?;
-            rows.collect()
-        })
-    }
-
-    /// One replay, its parts joined.
-    /// A replay kept in memory, no longer kept.
-    fn take_held(&self, key: &JobKey) -> Option<JobResult> {
-        let mut held = self.held.lock().expect("no panic holds this lock");
-        let (replay, bytes) = held.replays.remove(key)?;
-        held.bytes -= bytes;
-        Some(replay)
-    }
-
-    /// A replay's rows: as kept in memory (given once), or read back.
-    pub fn get(&self, key: &JobKey) -> Result<JobResult, StoreError> {
-        if let Some(replay) = self.take_held(key) {
-            return Ok(replay);
-        }
-        let texts: Vec<String> = self.with(|c| {
-            let mut stmt = c.prepare_cached(
-                "SELECT result FROM parts WHERE scenario = ?1 AND strategy = ?2 AND repeat = ?3 ORDER BY seq",
-            )?;
-            let rows = stmt.query_map(params![key.0, key.1, key.2], |r| r.get(0))?;
-            rows.collect()
-        })?;
-        let mut job: Option<JobResult> = None;
-        for t in texts {
-            let part: JobResult = serde_json::from_str(&t).map_err(|e| StoreError {
-                path: self.path.clone(),
-                source: rusqlite::Error::FromSqlConversionFailure(
-                    0,
-                    rusqlite::types::Type::Text,
-                    Box::new(e),
-                ),
-            })?;
-            match &mut job {
-                Some(j) => j.extend(part),
-                None => job = Some(part),
-            }
-        }
-        job.ok_or_else(|| StoreError {
-            path: self.path.clone(),
-            source: rusqlite::Error::QueryReturnedNoRows,
-        })
-    }
-}
-
 #[cfg(test)]
-mod vector_tests {
+mod tests {
     use super::*;
+
+    /// What `save_later` holds is written before its memory is loaded
+    /// again, when enough is held, or with the next `save`; never lost in
+    /// between, never seen half-written by another connection.
+    #[test]
+    fn held_memories_are_written_before_they_are_read_and_when_enough_are_held() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("memory.sqlite");
+        let mut store = Store::create(&path).unwrap();
+        let other = Store::open(&path).unwrap();
+        let entries = |n: u32| -> Vec<Entry> {
+            (1..=n)
+                .map(|i| Entry::new(i, Role::User, "hi".into(), 1, "u".into(), None))
+                .collect()
+        };
+        let stored = |ns: &str| other.load(ns).unwrap().0.len();
+        store.save_later("a", &entries(2), &[]).unwrap();
+        store.save_later("b", &entries(3), &[]).unwrap();
+        assert_eq!((stored("a"), stored("b")), (0, 0));
+        // Loading one held memory writes all held, in one transaction.
+        assert_eq!(store.reload("a").unwrap().0.len(), 2);
+        assert_eq!((stored("a"), stored("b")), (2, 3));
+        // A memory not held is read as it is, nothing written.
+        store.save_later("c", &entries(1), &[]).unwrap();
+        assert_eq!(store.reload("b").unwrap().0.len(), 3);
+        assert_eq!(stored("c"), 0);
+        // With a save, what is held goes too.
+        store.save("d", &entries(1), &[]).unwrap();
+        assert_eq!((stored("c"), stored("d")), (1, 1));
+        // Enough held: written without being asked.
+        store
+            .save_later("e", &entries(LATER_ROWS as u32 - 1), &[])
+            .unwrap();
+        assert_eq!(stored("e"), 0);
+        store.save_later("f", &entries(1), &[]).unwrap();
+        assert_eq!((stored("e"), stored("f")), (LATER_ROWS - 1, 1));
+        store.save_later("g", &entries(1), &[]).unwrap();
+        store.save_held().unwrap();
+        assert_eq!(stored("g"), 1);
+    }
 
     #[test]
     fn a_store_from_before_tool_calls_gains_their_column_and_keeps_its_messages() {
