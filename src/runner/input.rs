@@ -161,10 +161,17 @@ impl Spool {
 
     fn get<'a>(&self, i: usize) -> Result<Held<'a>, RunError> {
         let (offset, len) = self.at.lock().expect("no panic holds this lock").0[i];
-        let mut bytes = vec![0u8; len as usize];
-        read_at(&self.file, &mut bytes, offset).map_err(|e| self.io(e))?;
-        let s = crate::scenario::codec::decode(&bytes).map_err(RunError::Replay)?;
-        Ok(Held::Owned(Arc::new(s)))
+        thread_local! {
+            /// The bytes read last on this thread: a buffer reused, not one
+            /// allocated and zeroed at every take-in.
+            static BYTES: std::cell::RefCell<Vec<u8>> = const { std::cell::RefCell::new(Vec::new()) };
+        }
+        BYTES.with_borrow_mut(|bytes| {
+            bytes.resize(len as usize, 0);
+            read_at(&self.file, bytes, offset).map_err(|e| self.io(e))?;
+            let s = crate::scenario::codec::decode(bytes).map_err(RunError::Replay)?;
+            Ok(Held::Owned(Arc::new(s)))
+        })
     }
 }
 
