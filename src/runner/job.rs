@@ -273,27 +273,21 @@ impl<'a> Job<'a> {
     }
 
     pub(super) fn flush(&mut self, store: &mut Store) -> Result<(), RunError> {
-        self.save_with(store, Store::save)
+        self.persist(store, false)
     }
 
-    /// Saves what is not stored yet with `save` ([`Store::save`], or
-    /// [`Store::save_later`]).
-    fn save_with(
-        &mut self,
-        store: &mut Store,
-        save: impl FnOnce(
-            &mut Store,
-            &str,
-            &[Entry],
-            &[Arc<SummaryState>],
-        ) -> Result<(), crate::store::StoreError>,
-    ) -> Result<(), RunError> {
+    /// Saves what is not stored yet: with `later`, among other memories
+    /// ([`Store::save_later`]), else now ([`Store::save`]).
+    fn persist(&mut self, store: &mut Store, later: bool) -> Result<(), RunError> {
         let entries = &self.transcript.entries()[self.unsaved_from..];
         if entries.is_empty() && self.unsaved_summaries.is_empty() {
             return Ok(());
         }
         let start = self.env.times.start();
-        save(store, &self.ns, entries, &self.unsaved_summaries)?;
+        match later {
+            true => store.save_later(&self.ns, entries, &self.unsaved_summaries)?,
+            false => store.save(&self.ns, entries, &self.unsaved_summaries)?,
+        }
         self.env.times.record(Stage::Persist, start);
         self.unsaved_from = self.transcript.len();
         self.unsaved_summaries.clear();
@@ -320,7 +314,7 @@ impl<'a> Job<'a> {
     pub(super) fn evict(&mut self, store: &mut Store) -> Result<(), RunError> {
         self.strategy.suspend(Suspend::Evict, &mut self.env);
         self.check()?;
-        self.save_with(store, Store::save_later)?;
+        self.persist(store, true)?;
         if self.plugin.is_none() {
             // A plugin's context was its reply: a reply still to generate
             // is generated from it (a built-in's is rebuilt, the same).

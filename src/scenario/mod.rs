@@ -222,48 +222,23 @@ impl fmt::Debug for Text {
     }
 }
 
-impl fmt::Display for Text {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        fmt::Display::fmt(&**self, f)
-    }
-}
-
-/// Compared, ordered and hashed as its `str`.
-impl PartialEq for Text {
-    fn eq(&self, other: &Text) -> bool {
-        **self == **other
-    }
-}
-
-impl Eq for Text {}
-
-impl PartialEq<str> for Text {
-    fn eq(&self, other: &str) -> bool {
-        &**self == other
-    }
-}
-
+/// Compared with a string as its `str`.
 impl PartialEq<&str> for Text {
     fn eq(&self, other: &&str) -> bool {
         &**self == *other
     }
 }
 
-impl std::hash::Hash for Text {
-    fn hash<H: std::hash::Hasher>(&self, state: &mut H) {
-        (**self).hash(state)
-    }
-}
-
+/// Borrowed as its `str` (joined as strings are).
 impl std::borrow::Borrow<str> for Text {
     fn borrow(&self) -> &str {
         self
     }
 }
 
-impl serde::Serialize for Text {
-    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
-        s.serialize_str(self)
+impl fmt::Display for Text {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        fmt::Display::fmt(&**self, f)
     }
 }
 

@@ -224,7 +224,6 @@ impl Journal {
         })
     }
 
-    /// One replay, its parts joined.
     /// A replay kept in memory, no longer kept.
     fn take_held(&self, key: &JobKey) -> Option<JobResult> {
         let mut held = self.held.lock().expect("no panic holds this lock");

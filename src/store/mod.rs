@@ -13,7 +13,6 @@ use rusqlite::{Connection, OptionalExtension, params};
 
 use crate::index::{Embedding, for_each_nonzero};
 use crate::memory::{Entry, SummaryState, Transcript};
-
 use crate::scenario::{Role, Tools};
 
 mod journal;
@@ -30,10 +29,8 @@ pub struct StoreError {
 pub struct Store {
     conn: Connection,
     path: String,
-    /// Memories given to [`Store::save_later`] and not written yet, with
-    /// their messages' count.
+    /// Memories given to [`Store::save_later`] and not written yet.
     later: Vec<Later>,
-    later_rows: usize,
 }
 
 /// A memory's messages and summaries to write: its namespace, messages
@@ -172,20 +169,21 @@ fn decode_vector(b: &[u8]) -> Embedding {
     }
 }
 
-/// Writes one memory's messages and summaries in transaction `tx`.
+/// Rows of an insert of many messages: one statement step per row is most
+/// of what an insert costs.
+const ROWS: usize = 32;
+
+/// Writes one memory's messages and summaries in transaction `tx`, its
+/// messages' embeddings encoded into `blobs` (one buffer a row of an
+/// insert, reused from one memory to the next).
 fn write(
     tx: &rusqlite::Transaction<'_>,
-    ns: &str,
-    entries: &[Entry],
-    summaries: &[Arc<SummaryState>],
+    (ns, entries, summaries): Written<'_>,
+    blobs: &mut [Vec<u8>; ROWS],
 ) -> rusqlite::Result<()> {
-    // Rows go in 32 to a statement (one statement step per row
-    // is most of what an insert costs); a shorter tail, one a
-    // statement.
-    const ROWS: usize = 32;
+    // Rows go in ROWS to a statement; a shorter tail, one a statement.
     static MANY: std::sync::LazyLock<String> = std::sync::LazyLock::new(|| insert_messages(ROWS));
     static ONE: std::sync::LazyLock<String> = std::sync::LazyLock::new(|| insert_messages(1));
-    let mut blobs: Vec<Vec<u8>> = vec![Vec::new(); ROWS];
     for chunk in entries.chunks(ROWS) {
         let (sql, per) = if chunk.len() == ROWS {
             (&*MANY, ROWS)
@@ -194,7 +192,7 @@ fn write(
         };
         let mut stmt = tx.prepare_cached(sql)?;
         for rows in chunk.chunks(per) {
-            for (i, (e, blob)) in rows.iter().zip(&mut blobs).enumerate() {
+            for (i, (e, blob)) in rows.iter().zip(blobs.iter_mut()).enumerate() {
                 let blob = e.embedding.as_ref().map(|v| {
                     encode_vector(v, blob);
                     blob.as_slice()
@@ -312,7 +310,6 @@ impl Store {
             conn,
             path,
             later: Vec::new(),
-            later_rows: 0,
         }
     }
 
@@ -348,12 +345,12 @@ impl Store {
             .map_err(err)?;
         let later = self.later.iter();
         let all = later.map(|l| (l.ns.as_str(), &l.entries[..], &l.summaries[..]));
-        for (ns, entries, summaries) in all.chain(also) {
-            write(&tx, ns, entries, summaries).map_err(err)?;
+        let mut blobs: [Vec<u8>; ROWS] = Default::default();
+        for memory in all.chain(also) {
+            write(&tx, memory, &mut blobs).map_err(err)?;
         }
         tx.commit().map_err(err)?;
         self.later.clear();
-        self.later_rows = 0;
         Ok(())
     }
 
@@ -371,13 +368,17 @@ impl Store {
         entries: &[Entry],
         summaries: &[Arc<SummaryState>],
     ) -> Result<(), StoreError> {
-        self.later_rows += entries.len() + summaries.len();
         self.later.push(Later {
             ns: ns.to_string(),
             entries: entries.to_vec(),
             summaries: summaries.to_vec(),
         });
-        if self.later_rows >= LATER_ROWS {
+        let held: usize = self
+            .later
+            .iter()
+            .map(|l| l.entries.len() + l.summaries.len())
+            .sum();
+        if held >= LATER_ROWS {
             self.save_held()?;
         }
         Ok(())
