@@ -137,7 +137,7 @@ impl<'a> Spill<'a> {
         if let Some(j) = self.journal
             && !self.parts.is_empty()
         {
-            j.append(&self.parts, false)?;
+            j.append(&self.parts)?;
         }
         self.parts.clear();
         self.rows = 0;
