@@ -16,10 +16,13 @@
 //! messages, hybrid, 100 live memories: a few minutes).
 //! `MEMEVAL_SCALE=USERS,...:MESSAGES:CAP:STRATEGIES[:CACHE_MB]` changes it,
 //! e.g. the README's two million messages:
-//! `MEMEVAL_SCALE=1000,10000,1000:200:100:hybrid` (about 20 minutes; the
-//! smallest population twice, before and after, so the machine's drift
-//! shows, and averaged), and
+//! `MEMEVAL_SCALE=1000,10000,1000,10000,1000:200:100:hybrid` (about 20
+//! minutes; the sizes interleaved, so that the machine's drift shows and
+//! falls on both), and
 //! `...:hybrid:0` with no scenario kept loaded (`registry.scenario_cache_mb`).
+//! With `MEMEVAL_SCALE_PAIRED=1` (two sizes), the largest runs once while
+//! the smallest runs again and again beside it, on the other core: the
+//! two meet the same machine, which a sequential sitting cannot promise.
 
 use std::path::Path;
 use std::process::Command;
@@ -103,46 +106,79 @@ fn main() {
     println!(
         "users x {messages} messages, {strategies}, {cap} live memories, round-robin (every step evicts):"
     );
-    let mut points: Vec<Point> = Vec::new();
-    for &n in &users {
+    let run = Run {
+        dir: d,
+        messages,
+        cap,
+        strategies,
+        cache,
+    };
+    let paired = std::env::var_os("MEMEVAL_SCALE_PAIRED").is_some();
+    let points = if paired {
+        run.paired(&users)
+    } else {
+        users.iter().map(|&n| run.point(n, "")).collect()
+    };
+    growth(&points);
+}
+
+/// How the populations are run.
+struct Run<'a> {
+    dir: &'a Path,
+    messages: u64,
+    cap: &'a str,
+    strategies: &'a str,
+    cache: Option<&'a str>,
+}
+
+impl Run<'_> {
+    /// Generates population `n` where it is not there yet; its scenario
+    /// files' size in MiB.
+    fn population(&self, n: u64) -> f64 {
         let pop = format!("pop-{n}");
-        if !d.join(&pop).exists() {
-            memeval(
-                &[
-                    "generate",
-                    "--users",
-                    &n.to_string(),
-                    "--messages",
-                    &messages.to_string(),
-                    "--out",
-                    &pop,
-                ],
-                d,
-            );
+        if !self.dir.join(&pop).exists() {
+            let (users, messages) = (n.to_string(), self.messages.to_string());
+            let args = [
+                "generate",
+                "--users",
+                &users,
+                "--messages",
+                &messages,
+                "--out",
+                &pop,
+            ];
+            memeval(&args, self.dir);
         }
-        let input_mib = std::fs::read_dir(d.join(&pop))
+        std::fs::read_dir(self.dir.join(&pop))
             .expect("population")
             .map(|e| e.expect("entry").metadata().expect("metadata").len())
             .sum::<u64>() as f64
-            / (1 << 20) as f64;
+            / (1 << 20) as f64
+    }
+
+    /// Runs population `n` once (its outputs in a folder named with `tag`),
+    /// and prints what it measured.
+    fn point(&self, n: u64, tag: &str) -> Point {
+        let input_mib = self.population(n);
+        let out = format!("out-{n}{tag}");
         let mut args: Vec<String> = [
             "run",
-            &pop,
+            &format!("pop-{n}"),
             "--out",
-            &format!("out-{n}"),
+            &out,
             "--quiet",
             "--strategies",
-            strategies,
+            self.strategies,
             "--set",
-            &format!("registry.max_active_users={cap}"),
+            &format!("registry.max_active_users={}", self.cap),
         ]
         .map(String::from)
         .to_vec();
-        if let Some(mb) = cache {
+        if let Some(mb) = self.cache {
             args.extend(["--set".into(), format!("registry.scenario_cache_mb={mb}")]);
         }
-        let (secs, cpu, rss) = measured_run(d, &args);
-        let replayed = (n * messages * strategies.split(',').count() as u64) as f64;
+        let (secs, cpu, rss) = measured_run(self.dir, &args);
+        let replayed = (n * self.messages * self.strategies.split(',').count() as u64) as f64;
         let point = Point {
             users: n as f64,
             rss,
@@ -156,10 +192,44 @@ fn main() {
             point.wall_us,
             point.cpu_us,
         );
-        points.push(point);
-        std::fs::remove_dir_all(d.join(format!("out-{n}"))).expect("clean up");
+        std::fs::remove_dir_all(self.dir.join(out)).expect("clean up");
+        point
     }
-    growth(&points);
+
+    /// The largest population run once while the smallest runs again and
+    /// again beside it (one core each), so that both meet the same
+    /// machine: a drift of its speed (this one's moves by a fifth within
+    /// the hour) falls on both alike instead of deciding the ratio. Only
+    /// the small runs that ended while the large one ran count.
+    fn paired(&self, users: &[u64]) -> Vec<Point> {
+        let small = *users.iter().min().expect("a population");
+        let large = *users.iter().max().expect("a population");
+        assert!(small < large, "MEMEVAL_SCALE_PAIRED needs two sizes");
+        self.population(small);
+        self.population(large);
+        println!("{large} users once, and {small} users again and again beside it:");
+        let running = std::sync::atomic::AtomicBool::new(true);
+        std::thread::scope(|scope| {
+            let big = scope.spawn(|| {
+                let p = self.point(large, "");
+                running.store(false, std::sync::atomic::Ordering::SeqCst);
+                p
+            });
+            let mut points = Vec::new();
+            for k in 0.. {
+                let p = self.point(small, &format!("-{k}"));
+                if !running.load(std::sync::atomic::Ordering::SeqCst) {
+                    println!(
+                        "(the last {small}-user run ended after the {large}-user one: not counted)"
+                    );
+                    break;
+                }
+                points.push(p);
+            }
+            points.push(big.join().expect("the large run"));
+            points
+        })
+    }
 }
 
 /// One run of a population: its size, peak RSS and input in MiB, time per
@@ -173,13 +243,20 @@ struct Point {
 }
 
 /// What each added user costs and how time per message grows from the
-/// smallest population to the largest. A size listed more than once (e.g.
-/// `1000,10000,1000`, to show the machine's drift) is averaged.
+/// smallest population to the largest. A size run more than once (listed
+/// twice, e.g. `1000,10000,1000,10000,1000`, interleaved so that the
+/// machine's drift falls on both, or paired) is summed up by its runs'
+/// mean, fastest and median, with every run's figure: the spread shows
+/// how far one sitting can be trusted. Paired, the mean is the measure:
+/// the small runs' mean covers the same span of time as the one large run.
 fn growth(points: &[Point]) {
-    let mean = |users: f64, f: fn(&Point) -> f64| {
-        let at: Vec<f64> = points.iter().filter(|p| p.users == users).map(f).collect();
-        at.iter().sum::<f64>() / at.len() as f64
+    let at = |users: f64, f: fn(&Point) -> f64| {
+        let mut v: Vec<f64> = points.iter().filter(|p| p.users == users).map(f).collect();
+        v.sort_by(f64::total_cmp);
+        v
     };
+    let mean = |v: &[f64]| v.iter().sum::<f64>() / v.len() as f64;
+    let median = |v: &[f64]| (v[(v.len() - 1) / 2] + v[v.len() / 2]) / 2.0;
     let sizes = points.iter().map(|p| p.users);
     let (small, large) = (
         sizes.clone().fold(f64::MAX, f64::min),
@@ -188,16 +265,31 @@ fn growth(points: &[Point]) {
     if large <= small {
         return;
     }
-    let per_user =
-        |f: fn(&Point) -> f64| (mean(large, f) - mean(small, f)) / (large - small) * 1024.0;
+    let per_user = |f: fn(&Point) -> f64| {
+        (mean(&at(large, f)) - mean(&at(small, f))) / (large - small) * 1024.0
+    };
     println!(
         "each added user: {:.0} KiB of peak RSS, against {:.0} KiB of scenario file",
         per_user(|p| p.rss),
         per_user(|p| p.input_mib)
     );
-    println!(
-        "time per message, {large} users against {small}: {:.2}x wall, {:.2}x CPU",
-        mean(large, |p| p.wall_us) / mean(small, |p| p.wall_us),
-        mean(large, |p| p.cpu_us) / mean(small, |p| p.cpu_us),
-    );
+    for (what, f) in [
+        ("wall", (|p| p.wall_us) as fn(&Point) -> f64),
+        ("CPU", |p| p.cpu_us),
+    ] {
+        let (s, l) = (at(small, f), at(large, f));
+        let spread = |v: &[f64]| {
+            let list: Vec<String> = v.iter().map(|x| format!("{x:.0}")).collect();
+            list.join(", ")
+        };
+        let (s_mean, l_mean) = (mean(&s), mean(&l));
+        println!(
+            "time per message ({what}), {large} users against {small}: {:.2}x mean to mean, {:.2}x fastest to fastest, {:.2}x median to median (µs a message: {} | {})",
+            l_mean / s_mean,
+            l[0] / s[0],
+            median(&l) / median(&s),
+            spread(&s),
+            spread(&l),
+        );
+    }
 }
