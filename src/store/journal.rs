@@ -26,6 +26,8 @@ pub struct Journal {
     attempt: i64,
     /// Replays with a part written before their last (not whole in one).
     spilled: std::sync::Mutex<std::collections::HashSet<JobKey>>,
+    /// Whether the parts were indexed by replay (when first read back).
+    indexed: std::sync::atomic::AtomicBool,
 }
 
 #[derive(Default)]
@@ -121,6 +123,7 @@ impl Journal {
             held: Default::default(),
             attempt,
             spilled: Default::default(),
+            indexed: Default::default(),
         })
     }
 
@@ -169,15 +172,9 @@ impl Journal {
     /// previous part), in one transaction. A replay's rows can leave memory
     /// while it still runs (its user evicted from the registry).
     pub fn append(&self, parts: &[JobResult]) -> Result<(), StoreError> {
-        {
-            let mut spilled = self.spilled.lock().expect("no panic holds this lock");
-            for p in parts {
-                let key = p.key();
-                if !spilled.contains(&key) {
-                    spilled.insert(key);
-                }
-            }
-        }
+        let mut spilled = self.spilled.lock().expect("no panic holds this lock");
+        spilled.extend(parts.iter().map(JobResult::key));
+        drop(spilled);
         self.insert(parts, false).map(|_| ())
     }
 
@@ -301,9 +298,12 @@ impl Journal {
         let texts: Vec<String> = self.with(|c| {
             // Indexed once the replays are over (one sort of every part,
             // where the run went faster without it), in the order written.
-            c.execute_batch(
-                "CREATE INDEX IF NOT EXISTS parts_of_replay ON parts (scenario, strategy, repeat, attempt)",
-            )?;
+            if !self.indexed.load(std::sync::atomic::Ordering::Relaxed) {
+                c.execute_batch(
+                    "CREATE INDEX IF NOT EXISTS parts_of_replay ON parts (scenario, strategy, repeat, attempt)",
+                )?;
+                self.indexed.store(true, std::sync::atomic::Ordering::Relaxed);
+            }
             let mut stmt = c.prepare_cached(
                 "SELECT result FROM parts WHERE (scenario, strategy, repeat, attempt) =
                      (SELECT scenario, strategy, repeat, attempt FROM done
