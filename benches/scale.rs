@@ -106,13 +106,20 @@ fn main() {
     println!(
         "users x {messages} messages, {strategies}, {cap} live memories, round-robin (every step evicts):"
     );
-    let run = Run {
+    let mut run = Run {
         dir: d,
         messages,
         cap,
         strategies,
         cache,
+        input_mib: Default::default(),
     };
+    for &n in &users {
+        if !run.input_mib.contains_key(&n) {
+            let mib = run.population(n);
+            run.input_mib.insert(n, mib);
+        }
+    }
     let paired = std::env::var_os("MEMEVAL_SCALE_PAIRED").is_some();
     let points = if paired {
         run.paired(&users)
@@ -129,26 +136,25 @@ struct Run<'a> {
     cap: &'a str,
     strategies: &'a str,
     cache: Option<&'a str>,
+    /// Each population's scenario files, in MiB (generated before any run).
+    input_mib: std::collections::HashMap<u64, f64>,
 }
 
 impl Run<'_> {
-    /// Generates population `n` where it is not there yet; its scenario
-    /// files' size in MiB.
+    /// Generates population `n`; its scenario files' size in MiB.
     fn population(&self, n: u64) -> f64 {
         let pop = format!("pop-{n}");
-        if !self.dir.join(&pop).exists() {
-            let (users, messages) = (n.to_string(), self.messages.to_string());
-            let args = [
-                "generate",
-                "--users",
-                &users,
-                "--messages",
-                &messages,
-                "--out",
-                &pop,
-            ];
-            memeval(&args, self.dir);
-        }
+        let (users, messages) = (n.to_string(), self.messages.to_string());
+        let args = [
+            "generate",
+            "--users",
+            &users,
+            "--messages",
+            &messages,
+            "--out",
+            &pop,
+        ];
+        memeval(&args, self.dir);
         std::fs::read_dir(self.dir.join(&pop))
             .expect("population")
             .map(|e| e.expect("entry").metadata().expect("metadata").len())
@@ -159,7 +165,7 @@ impl Run<'_> {
     /// Runs population `n` once (its outputs in a folder named with `tag`),
     /// and prints what it measured.
     fn point(&self, n: u64, tag: &str) -> Point {
-        let input_mib = self.population(n);
+        let input_mib = self.input_mib[&n];
         let out = format!("out-{n}{tag}");
         let mut args: Vec<String> = [
             "run",
@@ -205,8 +211,6 @@ impl Run<'_> {
         let small = *users.iter().min().expect("a population");
         let large = *users.iter().max().expect("a population");
         assert!(small < large, "MEMEVAL_SCALE_PAIRED needs two sizes");
-        self.population(small);
-        self.population(large);
         println!("{large} users once, and {small} users again and again beside it:");
         let running = std::sync::atomic::AtomicBool::new(true);
         std::thread::scope(|scope| {
