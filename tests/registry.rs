@@ -15,7 +15,8 @@ fn ok(o: std::process::Output) -> String {
     String::from_utf8_lossy(&o.stderr).into_owned()
 }
 
-/// Six shipped scenarios and three generated users who talk alike.
+/// Seven shipped scenarios (one with tool calls) and three generated users
+/// who talk alike.
 fn population(d: &Path) -> Vec<String> {
     let mut files: Vec<String> = [
         "cold-start-billing",
@@ -23,6 +24,7 @@ fn population(d: &Path) -> Vec<String> {
         "knowledge-updates",
         "pronoun-followups",
         "returning-renovation",
+        "support-orders",
         "travel-multihop",
     ]
     .iter()
@@ -90,7 +92,7 @@ fn interleaved_users_through_a_small_registry_lose_nothing_and_leak_nothing() {
     let said = run(d, &files, "one", 1, 64);
     run(d, &files, "three", 3, 0);
     assert!(
-        said.contains("registry: 9 users through 1 live memories"),
+        said.contains("registry: 10 users through 1 live memories"),
         "{said}"
     );
     assert!(!d.join("alone/registry.json").exists());

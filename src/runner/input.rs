@@ -6,7 +6,7 @@ use std::sync::{Arc, Mutex};
 
 use super::RunError;
 use crate::clock::Millis;
-use crate::scenario::{Listed, Scenario};
+use crate::scenario::{Listed, Scenario, Text};
 
 /// The scenarios a run replays.
 #[derive(Clone, Copy)]
@@ -91,8 +91,37 @@ impl<'a> Input<'a> {
 pub(super) enum Held<'a> {
     Borrowed(&'a Scenario),
     Owned(Arc<Scenario>),
+    /// A registry's user taken in from the spool: its skeleton, its
+    /// messages' texts [`Text::away`](crate::scenario::Text::away) until
+    /// [`Held::fetch`] reads each one in for its step.
+    Skeleton(Arc<Scenario>, Texts<'a>),
     /// Dropped while the user is evicted, read again when it is taken in.
     Away,
+}
+
+/// Where a skeleton's message texts are in the spool.
+#[derive(Clone, Copy)]
+pub(super) struct Texts<'a> {
+    spool: &'a Spool,
+    at: u64,
+}
+
+impl Held<'_> {
+    /// Message `n`'s text read in from the spool, where it is away, so that
+    /// its step can read it.
+    pub(super) fn fetch(&mut self, n: u32) -> Result<(), RunError> {
+        let Held::Skeleton(s, texts) = self else {
+            return Ok(());
+        };
+        let i = n as usize - 1;
+        let away = s.messages[i].content.as_ref().and_then(|c| c.away_span());
+        if let Some(span) = away {
+            let text = texts.spool.text(texts.at, span)?;
+            // Not shared between steps: nothing is copied.
+            Arc::make_mut(s).messages[i].content = Some(text);
+        }
+        Ok(())
+    }
 }
 
 impl std::ops::Deref for Held<'_> {
@@ -101,7 +130,7 @@ impl std::ops::Deref for Held<'_> {
     fn deref(&self) -> &Scenario {
         match self {
             Held::Borrowed(s) => s,
-            Held::Owned(s) => s,
+            Held::Owned(s) | Held::Skeleton(s, _) => s,
             Held::Away => {
                 unreachable!("an evicted user's scenario is read again before its next step")
             }
@@ -117,8 +146,9 @@ impl std::ops::Deref for Held<'_> {
 pub(super) struct Spool {
     path: std::path::PathBuf,
     file: std::fs::File,
-    /// Where each scenario is: (offset, length); the next offset.
-    at: Mutex<(Vec<(u64, u32)>, u64)>,
+    /// Where each scenario is: (offset, length, its skeleton's length);
+    /// the next offset.
+    at: Mutex<(Vec<Record>, u64)>,
 }
 
 impl Spool {
@@ -133,7 +163,7 @@ impl Spool {
         Ok(Spool {
             path,
             file,
-            at: Mutex::new((vec![(0, 0); n], 0)),
+            at: Mutex::new((vec![Record::default(); n], 0)),
         })
     }
 
@@ -143,11 +173,15 @@ impl Spool {
 
     pub(super) fn put(&self, i: usize, s: &Scenario) -> Result<(), RunError> {
         let mut bytes = Vec::new();
-        crate::scenario::codec::encode(s, &mut bytes);
+        let skeleton = crate::scenario::codec::encode(s, &mut bytes) as u32;
         let offset = {
             let mut at = self.at.lock().expect("no panic holds this lock");
             let offset = at.1;
-            at.0[i] = (offset, bytes.len() as u32);
+            at.0[i] = Record {
+                offset,
+                len: bytes.len() as u32,
+                skeleton,
+            };
             at.1 += bytes.len() as u64;
             offset
         };
@@ -156,23 +190,71 @@ impl Spool {
 
     /// Whether scenario `i` was spooled (its file could be read).
     fn has(&self, i: usize) -> bool {
-        self.at.lock().expect("no panic holds this lock").0[i].1 > 0
+        self.at.lock().expect("no panic holds this lock").0[i].len > 0
     }
 
-    fn get<'a>(&self, i: usize) -> Result<Held<'a>, RunError> {
-        let (offset, len) = self.at.lock().expect("no panic holds this lock").0[i];
+    fn record(&self, i: usize) -> Record {
+        self.at.lock().expect("no panic holds this lock").0[i]
+    }
+
+    /// `len` bytes at `offset`, read into a buffer reused on this thread
+    /// (not one allocated and zeroed at every take-in), passed to `f`.
+    fn read<T>(
+        &self,
+        offset: u64,
+        len: u32,
+        f: impl FnOnce(&[u8]) -> Result<T, RunError>,
+    ) -> Result<T, RunError> {
         thread_local! {
-            /// The bytes read last on this thread: a buffer reused, not one
-            /// allocated and zeroed at every take-in.
             static BYTES: std::cell::RefCell<Vec<u8>> = const { std::cell::RefCell::new(Vec::new()) };
         }
         BYTES.with_borrow_mut(|bytes| {
             bytes.resize(len as usize, 0);
             read_at(&self.file, bytes, offset).map_err(|e| self.io(e))?;
-            let s = crate::scenario::codec::decode(bytes).map_err(RunError::Replay)?;
-            Ok(Held::Owned(Arc::new(s)))
+            f(bytes)
         })
     }
+
+    /// Scenario `i` whole.
+    fn get<'a>(&self, i: usize) -> Result<Held<'a>, RunError> {
+        let r = self.record(i);
+        let s = self.read(r.offset, r.len, |b| {
+            crate::scenario::codec::decode(b).map_err(RunError::Replay)
+        })?;
+        Ok(Held::Owned(Arc::new(s)))
+    }
+
+    /// Scenario `i`'s skeleton: about a third of its bytes, for a user
+    /// taken in for a step or a few.
+    fn skeleton(&self, i: usize) -> Result<Held<'_>, RunError> {
+        let r = self.record(i);
+        let s = self.read(r.offset, r.skeleton, |b| {
+            crate::scenario::codec::decode_skeleton(b).map_err(RunError::Replay)
+        })?;
+        let texts = Texts {
+            spool: self,
+            at: r.offset + u64::from(r.skeleton),
+        };
+        Ok(Held::Skeleton(Arc::new(s), texts))
+    }
+
+    /// The message text at `span` of the message texts at `at`.
+    fn text(&self, at: u64, (start, end): (u32, u32)) -> Result<Text, RunError> {
+        self.read(at + u64::from(start), end - start, |b| {
+            let s = std::str::from_utf8(b).map_err(|_| {
+                RunError::Replay("a spooled scenario unreadable: a text not UTF-8".into())
+            })?;
+            Ok(Text::from(s))
+        })
+    }
+}
+
+/// Where a scenario is in the spool (`len` 0: not spooled).
+#[derive(Clone, Copy, Default)]
+struct Record {
+    offset: u64,
+    len: u32,
+    skeleton: u32,
 }
 
 impl Drop for Spool {
@@ -223,12 +305,27 @@ pub(super) struct Source<'a> {
 }
 
 impl<'a> Source<'a> {
+    /// Scenario `i` whole, for a replay.
     pub(super) fn get(&self, i: usize) -> Result<Held<'a>, RunError> {
-        match self.spool {
-            Some(spool) if !self.input.kept(i) && spool.has(i) => spool.get(i),
-            // Kept, or unreadable when the run began: read again, to fail
-            // this replay with the file's own error.
-            _ => self.input.get(i),
+        match self.spooled(i) {
+            Some(spool) => spool.get(i),
+            None => self.input.get(i),
         }
+    }
+
+    /// Scenario `i` for a registry's user taken in: its skeleton where it
+    /// is spooled (its texts fetched step by step), else whole.
+    pub(super) fn take_in(&self, i: usize) -> Result<Held<'a>, RunError> {
+        match self.spooled(i) {
+            Some(spool) => spool.skeleton(i),
+            None => self.input.get(i),
+        }
+    }
+
+    /// The spool, where scenario `i` is read back from it. (Kept, or
+    /// unreadable when the run began: read again, to fail its replay with
+    /// the file's own error.)
+    fn spooled(&self, i: usize) -> Option<&'a Spool> {
+        self.spool.filter(|s| !self.input.kept(i) && s.has(i))
     }
 }

@@ -345,6 +345,7 @@ impl<'a> Job<'a> {
     }
 
     pub(super) fn message(&mut self, n: u32, store: &mut Store) -> Result<(), RunError> {
+        self.scenario.fetch(n)?;
         let scenario = self.scenario.clone();
         let m = scenario.message(n);
         self.env.usage = Usage::default();

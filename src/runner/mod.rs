@@ -565,9 +565,9 @@ struct Lane<'a> {
 }
 
 impl<'a> Lane<'a> {
-    /// User `u`'s scenario.
+    /// User `u`'s scenario, as it is taken in.
     fn get(&self, u: usize) -> Result<Held<'a>, RunError> {
-        self.source.get(self.order[u])
+        self.source.take_in(self.order[u])
     }
 }
 

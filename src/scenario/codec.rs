@@ -5,18 +5,23 @@
 //!
 //! The format is private to one run (written and read by the same
 //! binary): little-endian integers, strings as a length and UTF-8 bytes,
-//! options as a flag byte.
+//! options as a flag byte. A record is its skeleton (its length, then
+//! everything but the messages' texts) followed by the messages' texts,
+//! so that a user of a registry taken in for one step reads the skeleton
+//! alone and then the one text its step needs (see [`decode_skeleton`]).
 
 use std::path::PathBuf;
 use std::sync::Arc;
 
 use super::{Fact, Message, Probe, Role, Scenario, Session, Source, Step, Text, Tools};
 
-/// Appends `s` to `out`.
-pub fn encode(s: &Scenario, out: &mut Vec<u8>) {
-    // Every text of the facts, probes, phrases and messages in one string,
-    // each a part of it: one allocation to read them back, not one a text.
+/// Appends `s` to `out`; returns the length of its skeleton.
+pub fn encode(s: &Scenario, out: &mut Vec<u8>) -> usize {
+    // Every text of the facts, probes and phrases in one string, each a
+    // part of it: one allocation to read them back, not one a text. The
+    // messages' texts in another, after the skeleton.
     let mut texts = String::new();
+    let mut messages = String::new();
     let mut body = Vec::new();
     let mut w = Writer(&mut body, &mut texts);
     w.str(&s.name);
@@ -47,7 +52,12 @@ pub fn encode(s: &Scenario, out: &mut Vec<u8>) {
             Role::Assistant => 1,
             Role::Tool => 2,
         });
-        w.opt(m.content.as_deref(), Writer::text);
+        w.opt(m.content.as_deref(), |w, c| {
+            let start = messages.len();
+            messages.push_str(c);
+            w.len(start);
+            w.len(messages.len());
+        });
         let tool = m.tool.as_ref().map(|t| t.to_json());
         w.opt(tool.as_deref(), Writer::str);
         w.usizes(&m.plants);
@@ -91,25 +101,63 @@ pub fn encode(s: &Scenario, out: &mut Vec<u8>) {
         .as_ref()
         .map(|src| serde_json::to_string(src).expect("a source serializes"));
     w.opt(source.as_deref(), Writer::str);
-    Writer(out, &mut String::new()).str(&texts);
+    assert!(
+        messages.len() < 1 << 31,
+        "a scenario's messages under 2 GiB"
+    );
+    let start = out.len();
+    let skeleton = 4 + 4 + texts.len() + body.len();
+    let mut w = Writer(out, &mut String::new());
+    w.len(skeleton);
+    w.str(&texts);
     out.extend_from_slice(&body);
+    debug_assert_eq!(out.len() - start, skeleton);
+    out.extend_from_slice(messages.as_bytes());
+    skeleton
 }
 
 /// The scenario that [`encode`] wrote at the start of `bytes`.
 pub fn decode(bytes: &[u8]) -> Result<Scenario, String> {
-    read(bytes).map_err(|e| format!("a spooled scenario unreadable: {e}"))
+    let at = |r: &mut Reader<'_>| r.u32().map(|n| n as usize);
+    let whole = (|| {
+        let skeleton = at(&mut Reader { bytes, at: 0 })?;
+        let messages = bytes.get(skeleton..).ok_or("it ends early")?;
+        let messages = std::str::from_utf8(messages).map_err(|_| "a text not UTF-8")?;
+        read(&bytes[..skeleton], Some(&Arc::from(messages)))
+    })();
+    whole.map_err(|e| format!("a spooled scenario unreadable: {e}"))
+}
+
+/// The skeleton of a scenario that [`encode`] wrote at the start of
+/// `bytes`, read from its first [`encode`]d-length bytes or more: every
+/// message's text is [`Text::away`], where it is in the bytes that follow
+/// the skeleton.
+pub fn decode_skeleton(bytes: &[u8]) -> Result<Scenario, String> {
+    read(bytes, None).map_err(|e| format!("a spooled scenario unreadable: {e}"))
 }
 
 /// What is wrong with bytes being read (a static text: reading fails
 /// rarely, and a `String` error would weigh on every field read).
 type Bad = &'static str;
 
-fn read(bytes: &[u8]) -> Result<Scenario, Bad> {
+/// A record's skeleton from `bytes`, with its messages' texts parts of
+/// `message_texts`, or away where that is `None`.
+fn read(bytes: &[u8], message_texts: Option<&Arc<str>>) -> Result<Scenario, Bad> {
     let mut r = Reader { bytes, at: 0 };
+    let skeleton = r.u32()? as usize;
+    r.bytes = bytes.get(..skeleton).ok_or("it ends early")?;
     let texts: Arc<str> = Arc::from(r.str()?);
     let text = |r: &mut Reader<'_>| {
         let (start, end) = (r.u32()? as usize, r.u32()? as usize);
         Text::part(&texts, start, end).ok_or("a text out of place")
+    };
+    let content = |r: &mut Reader<'_>| {
+        let (start, end) = (r.u32()?, r.u32()?);
+        match message_texts {
+            Some(m) => Text::part(m, start as usize, end as usize),
+            None => Text::away(&texts, start, end),
+        }
+        .ok_or("a text out of place")
     };
     let name = r.string()?;
     let description = r.opt(Reader::string)?;
@@ -140,7 +188,7 @@ fn read(bytes: &[u8]) -> Result<Scenario, Bad> {
                 1 => Role::Assistant,
                 _ => Role::Tool,
             },
-            content: r.opt(text)?,
+            content: r.opt(content)?,
             tool: r
                 .opt(|r| Tools::from_json(r.str()?).ok_or("tool calls unreadable"))?
                 .map(Arc::new),
@@ -327,17 +375,36 @@ mod tests {
                     continue;
                 };
                 let mut bytes = Vec::new();
-                super::encode(&s, &mut bytes);
+                let skeleton = super::encode(&s, &mut bytes);
                 let back = super::decode(&bytes).unwrap();
                 assert_eq!(format!("{back:?}"), format!("{s:?}"), "{}", path.display());
                 // Cut anywhere, it is refused, not misread.
                 for cut in [0, 1, bytes.len() / 2, bytes.len() - 1] {
                     assert!(super::decode(&bytes[..cut]).is_err(), "{}", path.display());
                 }
+                // Its skeleton, alone or with the texts after it, is the
+                // scenario but for each message's text, away where it is
+                // in the texts after the skeleton.
+                let texts = &bytes[skeleton..];
+                assert!(skeleton < bytes.len(), "{}", path.display());
+                for read in [&bytes[..skeleton], &bytes[..]] {
+                    let mut back = super::decode_skeleton(read).unwrap();
+                    for m in &mut back.messages {
+                        let Some(c) = &m.content else { continue };
+                        let (start, end) = c.away_span().expect("away");
+                        let text = std::str::from_utf8(&texts[start as usize..end as usize]);
+                        m.content = Some(super::Text::from(text.unwrap()));
+                    }
+                    assert_eq!(format!("{back:?}"), format!("{s:?}"), "{}", path.display());
+                }
+                for cut in [0, 1, skeleton / 2, skeleton - 1] {
+                    assert!(super::decode_skeleton(&bytes[..cut]).is_err());
+                }
                 n += 1;
             }
         }
         assert!(n >= 10, "{n} scenarios");
+
         // An imported scenario's source, repairs and exclusions.
         let mut s = super::super::load_file(&root.join("scenarios/travel-multihop.json")).unwrap();
         s.source = Some(super::Source {
@@ -353,5 +420,15 @@ mod tests {
             format!("{:?}", super::decode(&bytes).unwrap()),
             format!("{s:?}")
         );
+    }
+
+    /// A text still away is never read as some other text.
+    #[test]
+    #[should_panic(expected = "before it was fetched")]
+    fn an_away_text_read_is_a_panic_not_a_text() {
+        let whole = std::sync::Arc::from("a text at hand");
+        let away = super::Text::away(&whole, 2, 6).unwrap();
+        assert_eq!(away.away_span(), Some((2, 6)));
+        let _ = away.len();
     }
 }

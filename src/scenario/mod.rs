@@ -165,6 +165,25 @@ impl Text {
         })
     }
 
+    /// A message's text left in a run's spool, at `[start, end)` of its
+    /// scenario's message texts there, to be fetched when its step comes
+    /// (see [`Text::away_span`]). Read as a `str` before that, it panics
+    /// (a bug, never a wrong text). `whole` is any string at hand: an away
+    /// text is told apart by its start, stored inverted, past its end.
+    pub fn away(whole: &std::sync::Arc<str>, start: u32, end: u32) -> Option<Text> {
+        (start <= end && end < 1 << 31).then(|| Text {
+            whole: whole.clone(),
+            start: !start,
+            end,
+        })
+    }
+
+    /// Where an [`away`](Text::away) text is in its scenario's message
+    /// texts; `None` for a text at hand.
+    pub fn away_span(&self) -> Option<(u32, u32)> {
+        (self.start > self.end).then_some((!self.start, self.end))
+    }
+
     pub fn as_str(&self) -> &str {
         self
     }
@@ -183,7 +202,8 @@ impl std::ops::Deref for Text {
     type Target = str;
 
     fn deref(&self) -> &str {
-        &self.whole[self.start as usize..self.end as usize]
+        (self.whole.get(self.start as usize..self.end as usize))
+            .expect("a message's text read before it was fetched from the run's spool")
     }
 }
 
