@@ -140,14 +140,14 @@ impl std::ops::Deref for Held<'_> {
 
 /// Listed scenarios not kept in memory, each encoded once (as its messages
 /// are tokenized) into one file beside the run's store and read back when
-/// a replay starts or its user is taken in: about a fifth of the cost of
+/// a replay starts (whole) or its user is taken in (its skeleton, then
+/// each message's text as its step comes): about a fifth of the cost of
 /// reading and validating the JSON again, and nothing held in memory but
 /// where each one is. The file goes when the replays end.
 pub(super) struct Spool {
     path: std::path::PathBuf,
     file: std::fs::File,
-    /// Where each scenario is: (offset, length, its skeleton's length);
-    /// the next offset.
+    /// Where each scenario is; the next offset.
     at: Mutex<(Vec<Record>, u64)>,
 }
 
@@ -188,13 +188,10 @@ impl Spool {
         write_at(&self.file, &bytes, offset).map_err(|e| self.io(e))
     }
 
-    /// Whether scenario `i` was spooled (its file could be read).
-    fn has(&self, i: usize) -> bool {
-        self.at.lock().expect("no panic holds this lock").0[i].len > 0
-    }
-
-    fn record(&self, i: usize) -> Record {
-        self.at.lock().expect("no panic holds this lock").0[i]
+    /// Where scenario `i` is, if it was spooled (its file could be read).
+    fn record(&self, i: usize) -> Option<Record> {
+        let r = self.at.lock().expect("no panic holds this lock").0[i];
+        (r.len > 0).then_some(r)
     }
 
     /// `len` bytes at `offset`, read into a buffer reused on this thread
@@ -215,19 +212,18 @@ impl Spool {
         })
     }
 
-    /// Scenario `i` whole.
-    fn get<'a>(&self, i: usize) -> Result<Held<'a>, RunError> {
-        let r = self.record(i);
+    /// The scenario at `r`, whole.
+    fn get<'a>(&self, r: Record) -> Result<Held<'a>, RunError> {
         let s = self.read(r.offset, r.len, |b| {
             crate::scenario::codec::decode(b).map_err(RunError::Replay)
         })?;
         Ok(Held::Owned(Arc::new(s)))
     }
 
-    /// Scenario `i`'s skeleton: about a third of its bytes, for a user
-    /// taken in for a step or a few.
-    fn skeleton(&self, i: usize) -> Result<Held<'_>, RunError> {
-        let r = self.record(i);
+    /// The skeleton of the scenario at `r`, for a user taken in for a step or a few:
+    /// two fifths of its bytes for a generated user (`generated-1000`: 45
+    /// of 115 KB), and no message text copied.
+    fn skeleton(&self, r: Record) -> Result<Held<'_>, RunError> {
         let s = self.read(r.offset, r.skeleton, |b| {
             crate::scenario::codec::decode_skeleton(b).map_err(RunError::Replay)
         })?;
@@ -308,7 +304,7 @@ impl<'a> Source<'a> {
     /// Scenario `i` whole, for a replay.
     pub(super) fn get(&self, i: usize) -> Result<Held<'a>, RunError> {
         match self.spooled(i) {
-            Some(spool) => spool.get(i),
+            Some((spool, r)) => spool.get(r),
             None => self.input.get(i),
         }
     }
@@ -317,15 +313,16 @@ impl<'a> Source<'a> {
     /// is spooled (its texts fetched step by step), else whole.
     pub(super) fn take_in(&self, i: usize) -> Result<Held<'a>, RunError> {
         match self.spooled(i) {
-            Some(spool) => spool.skeleton(i),
+            Some((spool, r)) => spool.skeleton(r),
             None => self.input.get(i),
         }
     }
 
-    /// The spool, where scenario `i` is read back from it. (Kept, or
-    /// unreadable when the run began: read again, to fail its replay with
-    /// the file's own error.)
-    fn spooled(&self, i: usize) -> Option<&'a Spool> {
-        self.spool.filter(|s| !self.input.kept(i) && s.has(i))
+    /// The spool and where scenario `i` is in it, where it is read back
+    /// from there. (Kept, or unreadable when the run began: read again, to
+    /// fail its replay with the file's own error.)
+    fn spooled(&self, i: usize) -> Option<(&'a Spool, Record)> {
+        let spool = self.spool.filter(|_| !self.input.kept(i))?;
+        Some((spool, spool.record(i)?))
     }
 }
