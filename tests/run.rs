@@ -317,6 +317,15 @@ fn golden_outputs_of_a_small_run() {
         &root(),
     );
     assert!(scenario.is_file());
+    // The store is whole in its one file: no write-ahead log or its index
+    // left beside it (report.html's inspector reads it last).
+    assert!(out.join("report.html").is_file());
+    for leftover in ["memory.sqlite-wal", "memory.sqlite-shm"] {
+        assert!(
+            !out.join(leftover).exists(),
+            "{leftover} left in the run's folder"
+        );
+    }
     let golden = root().join("tests/golden");
     let bless = std::env::var_os("MEMEVAL_BLESS").is_some();
     for name in ["turns.csv", "probes.csv", "summaries.csv", "results.json"] {

@@ -293,11 +293,27 @@ impl Store {
     }
 
     /// Opens a finished run's store to read, never to write: a file
-    /// that is not there is an error, not a new store.
+    /// that is not there is an error, not a new store. Where the folder
+    /// can be written, the connection is opened for writing with every
+    /// statement refused that would write (`query_only`), so that, the
+    /// last to close, it removes the write-ahead log and its index as the
+    /// run's own connections do (a read-only one cannot, and left them in
+    /// the run's folder); else it is opened read-only.
     pub fn read_only(path: &Path) -> Result<Store, StoreError> {
+        use rusqlite::OpenFlags;
         let p = path.display().to_string();
-        let conn = Connection::open_with_flags(path, rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY)
-            .and_then(|c| stable_plans(&c).map(|()| c))
+        let open = |flags: OpenFlags| {
+            let c = Connection::open_with_flags(path, flags)?;
+            stable_plans(&c)?;
+            if flags.contains(OpenFlags::SQLITE_OPEN_READ_WRITE) {
+                c.pragma_update(None, "query_only", true)?;
+            }
+            // Read once, so that a folder that cannot hold the log fails here.
+            c.query_row("SELECT count(*) FROM sqlite_schema", [], |_| Ok(()))?;
+            Ok(c)
+        };
+        let conn = open(OpenFlags::SQLITE_OPEN_READ_WRITE)
+            .or_else(|_: rusqlite::Error| open(OpenFlags::SQLITE_OPEN_READ_ONLY))
             .map_err(|source| StoreError {
                 path: p.clone(),
                 source,
@@ -546,6 +562,27 @@ fn connect(path: &Path) -> Result<(Connection, String), StoreError> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// A finished run's store opened to read refuses every write, leaves
+    /// no log beside its file when closed, and is never made anew.
+    #[test]
+    fn a_store_opened_to_read_writes_nothing_and_leaves_no_log() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("memory.sqlite");
+        drop(Store::create(&path).unwrap());
+        let log = dir.path().join("memory.sqlite-wal");
+        assert!(!log.exists());
+        let store = Store::read_only(&path).unwrap();
+        assert!(log.exists());
+        let refused = store.conn.execute("CREATE TABLE t (x)", []).unwrap_err();
+        assert!(refused.to_string().contains("readonly"), "{refused}");
+        drop(store);
+        assert!(!log.exists());
+        assert!(!dir.path().join("memory.sqlite-shm").exists());
+        let missing = dir.path().join("none.sqlite");
+        assert!(Store::read_only(&missing).is_err());
+        assert!(!missing.exists());
+    }
 
     /// What `save_later` holds is written before its memory is loaded
     /// again, when enough is held, or with the next `save`; never lost in
