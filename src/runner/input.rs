@@ -237,10 +237,7 @@ impl Spool {
     /// The message text at `span` of the message texts at `at`.
     fn text(&self, at: u64, (start, end): (u32, u32)) -> Result<Text, RunError> {
         self.read(at + u64::from(start), end - start, |b| {
-            let s = std::str::from_utf8(b).map_err(|_| {
-                RunError::Replay("a spooled scenario unreadable: a text not UTF-8".into())
-            })?;
-            Ok(Text::from(s))
+            crate::scenario::codec::decode_text(b).map_err(RunError::Replay)
         })
     }
 }

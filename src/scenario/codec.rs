@@ -118,14 +118,26 @@ pub fn encode(s: &Scenario, out: &mut Vec<u8>) -> usize {
 
 /// The scenario that [`encode`] wrote at the start of `bytes`.
 pub fn decode(bytes: &[u8]) -> Result<Scenario, String> {
-    let at = |r: &mut Reader<'_>| r.u32().map(|n| n as usize);
     let whole = (|| {
-        let skeleton = at(&mut Reader { bytes, at: 0 })?;
-        let messages = bytes.get(skeleton..).ok_or("it ends early")?;
-        let messages = std::str::from_utf8(messages).map_err(|_| "a text not UTF-8")?;
-        read(&bytes[..skeleton], Some(&Arc::from(messages)))
+        let skeleton = Reader { bytes, at: 0 }.u32()? as usize;
+        let messages = utf8(bytes.get(skeleton..).ok_or("it ends early")?)?;
+        read(bytes, Some(&Arc::from(messages)))
     })();
-    whole.map_err(|e| format!("a spooled scenario unreadable: {e}"))
+    whole.map_err(unreadable)
+}
+
+/// A message's text, read from where a [`decode_skeleton`]d scenario's
+/// [`Text::away_span`] says it is.
+pub fn decode_text(bytes: &[u8]) -> Result<Text, String> {
+    utf8(bytes).map(Text::from).map_err(unreadable)
+}
+
+fn utf8(bytes: &[u8]) -> Result<&str, Bad> {
+    std::str::from_utf8(bytes).map_err(|_| "a text not UTF-8")
+}
+
+fn unreadable(e: Bad) -> String {
+    format!("a spooled scenario unreadable: {e}")
 }
 
 /// The skeleton of a scenario that [`encode`] wrote at the start of
@@ -133,7 +145,7 @@ pub fn decode(bytes: &[u8]) -> Result<Scenario, String> {
 /// message's text is [`Text::away`], where it is in the bytes that follow
 /// the skeleton.
 pub fn decode_skeleton(bytes: &[u8]) -> Result<Scenario, String> {
-    read(bytes, None).map_err(|e| format!("a spooled scenario unreadable: {e}"))
+    read(bytes, None).map_err(unreadable)
 }
 
 /// What is wrong with bytes being read (a static text: reading fails
@@ -334,7 +346,7 @@ impl<'a> Reader<'a> {
 
     fn str(&mut self) -> Result<&'a str, Bad> {
         let n = self.u32()? as usize;
-        std::str::from_utf8(self.take(n)?).map_err(|_| "a text not UTF-8")
+        utf8(self.take(n)?)
     }
 
     fn string(&mut self) -> Result<String, Bad> {
